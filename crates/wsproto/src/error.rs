@@ -1,0 +1,427 @@
+//! The one error type of the crate: every rule this crate enforces is one
+//! variant, with its RFC section, its stable name, and what an endpoint must
+//! answer (an HTTP status for the handshake, a close code for frames).
+
+use core::fmt;
+
+use crate::close::CloseCode;
+
+/// A rule of RFC 6455 (or of the HTTP/1.1 message syntax it rides on,
+/// RFC 9112) that the input breaks.
+///
+/// Incomplete input is never an error: see [`crate::Status::Partial`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- HTTP/1.1 message syntax (RFC 9112) ----
+    /// The header block is longer than [`crate::handshake::Limits::max_head_len`].
+    HeaderBlockTooLarge,
+    /// More header lines than [`crate::handshake::Limits::max_headers`].
+    TooManyHeaders,
+    /// A line ends with LF alone. RFC 9112 §2.2 lets a recipient accept it;
+    /// we reject it, since a peer that disagrees about line ends can be
+    /// desynchronised (request smuggling), and every WebSocket client sends CRLF.
+    BareLf,
+    /// A header line starts with whitespace (obsolete line folding). RFC 9112
+    /// §5.2: a server MUST reject it or replace it; we reject it.
+    ObsFold,
+    /// An invalid byte in the method or request target.
+    InvalidToken,
+    /// An invalid byte in a header name.
+    InvalidHeaderName,
+    /// An invalid byte in a header value: control characters other than
+    /// HTAB, CR and LF are never allowed (RFC 9110 §5.5).
+    InvalidHeaderValue,
+    /// An invalid byte where a line ending was expected.
+    InvalidNewLine,
+    /// An invalid HTTP version (only HTTP/1.x can be parsed).
+    InvalidVersion,
+    /// An invalid response status code.
+    InvalidStatus,
+
+    // ---- Opening handshake, client side (RFC 6455 §4.1, §4.2.1) ----
+    /// The opening handshake must be a GET request.
+    MethodNotGet,
+    /// The upgrade needs HTTP/1.1: HTTP/1.0 has no `Upgrade` mechanism and
+    /// closes the connection after one response.
+    HttpVersionTooOld,
+    /// No `Host` header.
+    MissingHost,
+    /// More than one `Host` header line (RFC 9112 §3.2: answer 400).
+    DuplicateHost,
+    /// The `Upgrade` header does not list `websocket`.
+    MissingUpgradeWebsocket,
+    /// The `Connection` header does not list `upgrade`.
+    MissingConnectionUpgrade,
+    /// No `Sec-WebSocket-Key` header.
+    MissingKey,
+    /// `Sec-WebSocket-Key` appears more than once.
+    DuplicateKey,
+    /// `Sec-WebSocket-Key` is not the base64 encoding of 16 bytes.
+    InvalidKey,
+    /// No `Sec-WebSocket-Version` header.
+    MissingVersion,
+    /// `Sec-WebSocket-Version` is not 13: the server answers 426 with
+    /// `Sec-WebSocket-Version: 13`.
+    UnsupportedVersion,
+    /// `Sec-WebSocket-Version` appears more than once in a request.
+    DuplicateVersion,
+    /// `Sec-WebSocket-Extensions` does not follow the grammar of §9.1.
+    InvalidExtensionHeader,
+    /// `Sec-WebSocket-Protocol` is not a list of tokens.
+    InvalidProtocolHeader,
+
+    // ---- Opening handshake, server side (RFC 6455 §4.1, §4.2.2) ----
+    /// The response status is not 101 Switching Protocols.
+    NotSwitchingProtocols,
+    /// No `Sec-WebSocket-Accept` header in a 101 response.
+    MissingAccept,
+    /// `Sec-WebSocket-Accept` appears more than once.
+    DuplicateAccept,
+    /// `Sec-WebSocket-Accept` is not base64(SHA-1(key + GUID)).
+    WrongAccept,
+    /// The server selected a subprotocol the client did not offer.
+    UnofferedProtocol,
+    /// The server selected an extension the client did not offer.
+    UnofferedExtension,
+    /// `Sec-WebSocket-Protocol` or `Sec-WebSocket-Extensions` appears more
+    /// than once in a response.
+    DuplicateResponseHeader,
+
+    // ---- Framing (RFC 6455 §5, §7, §8) ----
+    /// An opcode reserved for future use (3–7, 11–15).
+    ReservedOpcode,
+    /// RSV1, RSV2 or RSV3 set without a negotiated extension that defines it.
+    ReservedBitSet,
+    /// A control frame with a payload longer than 125 bytes.
+    ControlFrameTooLong,
+    /// A control frame without FIN.
+    ControlFrameFragmented,
+    /// A payload length not encoded in the minimal number of bytes.
+    NonMinimalLength,
+    /// The most significant bit of a 64-bit payload length is set.
+    LengthMsbSet,
+    /// A frame from a client that is not masked.
+    UnmaskedClientFrame,
+    /// A frame from a server that is masked.
+    MaskedServerFrame,
+    /// A continuation frame with no fragmented message started.
+    UnexpectedContinuation,
+    /// A text or binary frame while a fragmented message is unfinished.
+    ExpectedContinuation,
+    /// A close frame with a one-byte payload.
+    CloseLengthOne,
+    /// A close code that may not be sent on the wire (§7.4).
+    InvalidCloseCode,
+    /// A close reason that is not valid UTF-8.
+    InvalidUtf8CloseReason,
+    /// A text message that is not valid UTF-8.
+    InvalidUtf8,
+    /// A frame after the sender's close frame.
+    FrameAfterClose,
+    /// A frame longer than the configured maximum.
+    FrameTooLarge,
+    /// A message longer than the configured maximum.
+    MessageTooLarge,
+}
+
+impl Error {
+    /// A stable snake_case name for the rule, for logs and JSON output.
+    pub fn rule(&self) -> &'static str {
+        use Error::*;
+        match self {
+            HeaderBlockTooLarge => "header_block_too_large",
+            TooManyHeaders => "too_many_headers",
+            BareLf => "bare_lf",
+            ObsFold => "obs_fold",
+            InvalidToken => "invalid_token",
+            InvalidHeaderName => "invalid_header_name",
+            InvalidHeaderValue => "invalid_header_value",
+            InvalidNewLine => "invalid_new_line",
+            InvalidVersion => "invalid_version",
+            InvalidStatus => "invalid_status",
+            MethodNotGet => "method_not_get",
+            HttpVersionTooOld => "http_version_too_old",
+            MissingHost => "missing_host",
+            DuplicateHost => "duplicate_host",
+            MissingUpgradeWebsocket => "missing_upgrade_websocket",
+            MissingConnectionUpgrade => "missing_connection_upgrade",
+            MissingKey => "missing_key",
+            DuplicateKey => "duplicate_key",
+            InvalidKey => "invalid_key",
+            MissingVersion => "missing_version",
+            UnsupportedVersion => "unsupported_version",
+            DuplicateVersion => "duplicate_version",
+            InvalidExtensionHeader => "invalid_extension_header",
+            InvalidProtocolHeader => "invalid_protocol_header",
+            NotSwitchingProtocols => "not_switching_protocols",
+            MissingAccept => "missing_accept",
+            DuplicateAccept => "duplicate_accept",
+            WrongAccept => "wrong_accept",
+            UnofferedProtocol => "unoffered_protocol",
+            UnofferedExtension => "unoffered_extension",
+            DuplicateResponseHeader => "duplicate_response_header",
+            ReservedOpcode => "reserved_opcode",
+            ReservedBitSet => "reserved_bit_set",
+            ControlFrameTooLong => "control_frame_too_long",
+            ControlFrameFragmented => "control_frame_fragmented",
+            NonMinimalLength => "non_minimal_length",
+            LengthMsbSet => "length_msb_set",
+            UnmaskedClientFrame => "unmasked_client_frame",
+            MaskedServerFrame => "masked_server_frame",
+            UnexpectedContinuation => "unexpected_continuation",
+            ExpectedContinuation => "expected_continuation",
+            CloseLengthOne => "close_length_one",
+            InvalidCloseCode => "invalid_close_code",
+            InvalidUtf8CloseReason => "invalid_utf8_close_reason",
+            InvalidUtf8 => "invalid_utf8",
+            FrameAfterClose => "frame_after_close",
+            FrameTooLarge => "frame_too_large",
+            MessageTooLarge => "message_too_large",
+        }
+    }
+
+    /// The section of the RFC that states the rule.
+    pub fn rfc(&self) -> &'static str {
+        use Error::*;
+        match self {
+            HeaderBlockTooLarge | TooManyHeaders => "RFC 6585 §5",
+            BareLf => "RFC 9112 §2.2",
+            ObsFold => "RFC 9112 §5.2",
+            InvalidToken | InvalidVersion => "RFC 9112 §3",
+            InvalidHeaderName | InvalidHeaderValue => "RFC 9112 §5",
+            InvalidNewLine => "RFC 9112 §2.1",
+            InvalidStatus => "RFC 9112 §4",
+            MethodNotGet | HttpVersionTooOld => "RFC 6455 §4.1",
+            MissingHost | DuplicateHost => "RFC 9112 §3.2",
+            MissingUpgradeWebsocket | MissingConnectionUpgrade => "RFC 6455 §4.2.1",
+            MissingKey | DuplicateKey | InvalidKey => "RFC 6455 §4.2.1",
+            MissingVersion | DuplicateVersion => "RFC 6455 §4.2.1",
+            UnsupportedVersion => "RFC 6455 §4.4",
+            InvalidExtensionHeader => "RFC 6455 §9.1",
+            InvalidProtocolHeader => "RFC 6455 §4.1",
+            NotSwitchingProtocols | MissingAccept | WrongAccept => "RFC 6455 §4.1",
+            UnofferedProtocol | UnofferedExtension => "RFC 6455 §4.1",
+            DuplicateAccept | DuplicateResponseHeader => "RFC 6455 §11.3",
+            ReservedOpcode | ReservedBitSet | NonMinimalLength | LengthMsbSet => "RFC 6455 §5.2",
+            UnmaskedClientFrame | MaskedServerFrame => "RFC 6455 §5.1",
+            ControlFrameTooLong | ControlFrameFragmented => "RFC 6455 §5.5",
+            UnexpectedContinuation | ExpectedContinuation => "RFC 6455 §5.4",
+            CloseLengthOne | FrameAfterClose => "RFC 6455 §5.5.1",
+            InvalidCloseCode => "RFC 6455 §7.4",
+            InvalidUtf8CloseReason | InvalidUtf8 => "RFC 6455 §8.1",
+            FrameTooLarge | MessageTooLarge => "RFC 6455 §7.4.1",
+        }
+    }
+
+    /// Whether this is a rule of the opening handshake (as opposed to framing).
+    pub fn is_handshake(&self) -> bool {
+        self.http_status().is_some() || self.is_response_rule()
+    }
+
+    fn is_response_rule(&self) -> bool {
+        use Error::*;
+        matches!(
+            self,
+            NotSwitchingProtocols
+                | MissingAccept
+                | DuplicateAccept
+                | WrongAccept
+                | UnofferedProtocol
+                | UnofferedExtension
+                | DuplicateResponseHeader
+                | InvalidStatus
+        )
+    }
+
+    /// The HTTP status a server answers a request that breaks this rule
+    /// with: 426 for a wrong version (RFC 6455 §4.4), 431 for an oversized
+    /// header block (RFC 6585 §5), 400 for the rest. `None` for rules of the
+    /// response or of framing.
+    pub fn http_status(&self) -> Option<u16> {
+        use Error::*;
+        match self {
+            UnsupportedVersion => Some(426),
+            HeaderBlockTooLarge | TooManyHeaders => Some(431),
+            BareLf
+            | ObsFold
+            | InvalidToken
+            | InvalidHeaderName
+            | InvalidHeaderValue
+            | InvalidNewLine
+            | InvalidVersion
+            | MethodNotGet
+            | HttpVersionTooOld
+            | MissingHost
+            | DuplicateHost
+            | MissingUpgradeWebsocket
+            | MissingConnectionUpgrade
+            | MissingKey
+            | DuplicateKey
+            | InvalidKey
+            | MissingVersion
+            | DuplicateVersion
+            | InvalidExtensionHeader
+            | InvalidProtocolHeader => Some(400),
+            _ => None,
+        }
+    }
+
+    /// The close code an endpoint sends when its peer breaks this rule:
+    /// 1007 for invalid UTF-8 in a text message or close reason, 1009 for a
+    /// frame or message over the configured size, 1002 for every other
+    /// framing rule (§7.4.1). `None` for handshake rules.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        use Error::*;
+        match self {
+            InvalidUtf8 | InvalidUtf8CloseReason => Some(CloseCode::INVALID_PAYLOAD),
+            FrameTooLarge | MessageTooLarge => Some(CloseCode::MESSAGE_TOO_BIG),
+            ReservedOpcode
+            | ReservedBitSet
+            | ControlFrameTooLong
+            | ControlFrameFragmented
+            | NonMinimalLength
+            | LengthMsbSet
+            | UnmaskedClientFrame
+            | MaskedServerFrame
+            | UnexpectedContinuation
+            | ExpectedContinuation
+            | CloseLengthOne
+            | InvalidCloseCode
+            | FrameAfterClose => Some(CloseCode::PROTOCOL_ERROR),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_httparse(e: httparse::Error) -> Error {
+        match e {
+            httparse::Error::HeaderName => Error::InvalidHeaderName,
+            httparse::Error::HeaderValue => Error::InvalidHeaderValue,
+            httparse::Error::NewLine => Error::InvalidNewLine,
+            httparse::Error::Status => Error::InvalidStatus,
+            httparse::Error::Token => Error::InvalidToken,
+            httparse::Error::TooManyHeaders => Error::TooManyHeaders,
+            httparse::Error::Version => Error::InvalidVersion,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Error::*;
+        let msg = match self {
+            HeaderBlockTooLarge => "header block too large",
+            TooManyHeaders => "too many header lines",
+            BareLf => "line ends with a bare LF instead of CRLF",
+            ObsFold => "header line starts with whitespace (obsolete line folding)",
+            InvalidToken => "invalid byte in method or request target",
+            InvalidHeaderName => "invalid byte in header name",
+            InvalidHeaderValue => "invalid byte in header value",
+            InvalidNewLine => "invalid byte where a line end was expected",
+            InvalidVersion => "invalid HTTP version",
+            InvalidStatus => "invalid response status",
+            MethodNotGet => "the opening handshake must be a GET request",
+            HttpVersionTooOld => "the websocket upgrade needs HTTP/1.1 or later (HTTP/1.0 has no Upgrade mechanism)",
+            MissingHost => "missing Host header",
+            DuplicateHost => "more than one Host header",
+            MissingUpgradeWebsocket => "Upgrade header does not list websocket",
+            MissingConnectionUpgrade => "Connection header does not list upgrade",
+            MissingKey => "missing Sec-WebSocket-Key header",
+            DuplicateKey => "more than one Sec-WebSocket-Key header",
+            InvalidKey => "Sec-WebSocket-Key is not base64 of 16 bytes",
+            MissingVersion => "missing Sec-WebSocket-Version header",
+            UnsupportedVersion => "unsupported Sec-WebSocket-Version (this server speaks 13)",
+            DuplicateVersion => "more than one Sec-WebSocket-Version header",
+            InvalidExtensionHeader => "malformed Sec-WebSocket-Extensions header",
+            InvalidProtocolHeader => "malformed Sec-WebSocket-Protocol header",
+            NotSwitchingProtocols => "response status is not 101 Switching Protocols",
+            MissingAccept => "missing Sec-WebSocket-Accept header",
+            DuplicateAccept => "more than one Sec-WebSocket-Accept header",
+            WrongAccept => "Sec-WebSocket-Accept does not match the key",
+            UnofferedProtocol => "server selected a subprotocol the client did not offer",
+            UnofferedExtension => "server selected an extension the client did not offer",
+            DuplicateResponseHeader => "Sec-WebSocket-Protocol or Sec-WebSocket-Extensions repeated in the response",
+            ReservedOpcode => "reserved opcode",
+            ReservedBitSet => "reserved bit set without a negotiated extension",
+            ControlFrameTooLong => "control frame payload longer than 125 bytes",
+            ControlFrameFragmented => "control frame without FIN",
+            NonMinimalLength => "payload length not minimally encoded",
+            LengthMsbSet => "most significant bit of the 64-bit payload length set",
+            UnmaskedClientFrame => "client frame not masked",
+            MaskedServerFrame => "server frame masked",
+            UnexpectedContinuation => "continuation frame with no message started",
+            ExpectedContinuation => "new data frame inside a fragmented message",
+            CloseLengthOne => "close frame with a one-byte payload",
+            InvalidCloseCode => "close code that may not be sent",
+            InvalidUtf8CloseReason => "close reason is not valid UTF-8",
+            InvalidUtf8 => "text message is not valid UTF-8",
+            FrameAfterClose => "frame sent after a close frame",
+            FrameTooLarge => "frame larger than the configured maximum",
+            MessageTooLarge => "message larger than the configured maximum",
+        };
+        write!(f, "{msg} ({})", self.rfc())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A rule broken at a given place in a stream of frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Violation {
+    /// The rule.
+    pub error: Error,
+    /// Offset, in bytes from the start of the stream given to the decoder,
+    /// of the byte that breaks the rule: the first byte of the frame for
+    /// header rules, the offending byte for invalid UTF-8.
+    pub offset: u64,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.error, self.offset)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_frame_rule_maps_to_a_close_code_and_every_request_rule_to_a_status() {
+        use Error::*;
+        let frame_rules = [
+            ReservedOpcode,
+            ReservedBitSet,
+            ControlFrameTooLong,
+            ControlFrameFragmented,
+            NonMinimalLength,
+            LengthMsbSet,
+            UnmaskedClientFrame,
+            MaskedServerFrame,
+            UnexpectedContinuation,
+            ExpectedContinuation,
+            CloseLengthOne,
+            InvalidCloseCode,
+            InvalidUtf8CloseReason,
+            InvalidUtf8,
+            FrameAfterClose,
+            FrameTooLarge,
+            MessageTooLarge,
+        ];
+        for r in frame_rules {
+            assert!(r.close_code().is_some(), "{r:?}");
+            assert!(r.http_status().is_none(), "{r:?}");
+            assert!(!r.is_handshake(), "{r:?}");
+            assert!(r.rfc().starts_with("RFC 6455 §"), "{r:?}");
+        }
+        assert_eq!(InvalidUtf8.close_code(), Some(CloseCode(1007)));
+        assert_eq!(MessageTooLarge.close_code(), Some(CloseCode(1009)));
+        assert_eq!(ReservedOpcode.close_code(), Some(CloseCode(1002)));
+        assert_eq!(UnsupportedVersion.http_status(), Some(426));
+        assert_eq!(HttpVersionTooOld.http_status(), Some(400));
+        assert!(WrongAccept.is_handshake());
+        assert!(HttpVersionTooOld.to_string().contains("HTTP/1.1"));
+    }
+}
