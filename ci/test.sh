@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-
-step() { printf '\n==> %s\n' "$*"; }
+# shellcheck source=ci/lib.sh
+. ci/lib.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -20,5 +20,16 @@ cargo test --workspace 2>&1
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+step "release build"
+cargo build --release -p wsecho -p harness
+BIN=target/release
+
+step "Autobahn fuzzingclient, full suite, against wsecho"
+start_server wsecho "$BIN/wsecho" --listen 127.0.0.1:0 --quiet
+ECHO_PID=$SERVER_PID
+"$BIN/wsharness" autobahn run --url "$SERVER_URL" --agent wsecho --out target/autobahn/wsecho
+"$BIN/wsharness" autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json
+stop_server "$ECHO_PID"
 
 step "all checks passed"

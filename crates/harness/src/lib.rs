@@ -1,1 +1,7 @@
-//! placeholder
+//! `wsharness`: the conformance and load tool.
+//!
+//! * [`autobahn`]: run the Autobahn|Testsuite's fuzzingclient (natively in a
+//!   cached Python 2.7 virtualenv, or in Docker), judge its reports, and diff
+//!   two runs or a run against checked-in expected results.
+
+pub mod autobahn;

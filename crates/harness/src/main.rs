@@ -1,1 +1,168 @@
-fn main() {}
+//! `wsharness`: run the Autobahn|Testsuite and judge its results.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use harness::autobahn;
+
+/// The WebSocket conformance tool: runs the Autobahn|Testsuite's
+/// fuzzingclient against a server, judges the reports and compares runs.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The Autobahn|Testsuite.
+    #[command(subcommand)]
+    Autobahn(AutobahnCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AutobahnCommand {
+    /// Run the fuzzingclient against a server, then check the results.
+    Run(RunArgs),
+    /// Judge a report directory: counts per category, failing cases; exits
+    /// 1 when any case fails.
+    Check {
+        /// A report directory (with index.json) or an index.json file.
+        dir: PathBuf,
+        /// The agent to judge, when the reports hold several.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Compare two runs case by case (behavior and close behavior; durations
+    /// ignored); exits 1 on any difference.
+    Diff {
+        /// A report directory, an index.json, or an expected-results file.
+        left: PathBuf,
+        /// The same, for the other side.
+        right: PathBuf,
+        /// The agent on the left, when it holds several.
+        #[arg(long)]
+        left_agent: Option<String>,
+        /// The agent on the right, when it holds several.
+        #[arg(long)]
+        right_agent: Option<String>,
+    },
+    /// Write a run's results as an expected-results file (durations stripped).
+    Export {
+        /// A report directory or index.json.
+        dir: PathBuf,
+        /// The agent, when the reports hold several.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The server under test.
+    #[arg(long)]
+    url: String,
+    /// The name the reports give the server.
+    #[arg(long, default_value = "server")]
+    agent: String,
+    /// Cases to run, comma-separated patterns.
+    #[arg(long, default_value = "*", value_delimiter = ',')]
+    cases: Vec<String>,
+    /// Cases to skip, comma-separated patterns.
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// Report directory.
+    #[arg(long, default_value = "autobahn/reports")]
+    out: PathBuf,
+    /// Run the testsuite in Docker (host networking) instead of a local
+    /// Python 2.7 virtualenv.
+    #[arg(long)]
+    docker: bool,
+    /// The Docker image (with --docker).
+    #[arg(long, default_value = autobahn::DEFAULT_IMAGE)]
+    image: String,
+    /// The virtualenv to use or create (default: in the cache directory;
+    /// also $WSHARNESS_VENV).
+    #[arg(long)]
+    venv: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("wsharness: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+/// Runs a command; `Ok(false)` when its verdict is a failure.
+fn run(command: Command) -> anyhow::Result<bool> {
+    let Command::Autobahn(command) = command;
+    match command {
+        AutobahnCommand::Run(args) => {
+            let opts = autobahn::RunOptions {
+                url: args.url,
+                agent: args.agent.clone(),
+                cases: args.cases,
+                exclude: args.exclude,
+                out: args.out,
+                docker: args.docker,
+                image: args.image,
+                venv: args.venv,
+            };
+            let dir = autobahn::run(&opts)?;
+            check(&dir, Some(&args.agent))
+        }
+        AutobahnCommand::Check { dir, agent } => check(&dir, agent.as_deref()),
+        AutobahnCommand::Diff { left, right, left_agent, right_agent } => {
+            let l = autobahn::load_results(&left, left_agent.as_deref())?;
+            let r = autobahn::load_results(&right, right_agent.as_deref())?;
+            let diffs = autobahn::diff_results(&l, &r);
+            emit(&autobahn::render_diff(&left.display().to_string(), &right.display().to_string(), &l, &r, &diffs));
+            Ok(diffs.is_empty())
+        }
+        AutobahnCommand::Export { dir, agent, output } => {
+            let results = autobahn::load_results(&dir, agent.as_deref())?;
+            let text = serde_json::to_string_pretty(&results.to_expected())? + "\n";
+            match output {
+                Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
+                None => emit(&text),
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn check(dir: &std::path::Path, agent: Option<&str>) -> anyhow::Result<bool> {
+    let results = autobahn::load_results(dir, agent)?;
+    let summary = autobahn::summarize(&results);
+    emit(&autobahn::render_check(&summary));
+    Ok(summary.passed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,22 @@
+//! The Autobahn|Testsuite: reports, verdicts, diffs, and running `wstest`.
+
+mod check;
+mod diff;
+mod report;
+mod run;
+
+pub use check::{Summary, render_check, summarize};
+pub use diff::{Difference, diff_results, render_diff};
+pub use report::{CaseId, CaseResult, Results, load_results, read_case_details};
+pub use run::{DEFAULT_IMAGE, RunOptions, ensure_venv, expected_case_ids, run};
+
+/// The verdicts a case may have and still pass: anything else fails the run.
+pub const PASSING_BEHAVIORS: [&str; 4] = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED"];
+
+/// The close behaviours that pass.
+pub const PASSING_CLOSE: [&str; 2] = ["OK", "INFORMATIONAL"];
+
+/// Whether a case's result passes.
+pub fn passes(result: &CaseResult) -> bool {
+    PASSING_BEHAVIORS.contains(&result.behavior.as_str()) && PASSING_CLOSE.contains(&result.behavior_close.as_str())
+}

@@ -1,0 +1,80 @@
+//! `wsharness autobahn check|diff|export` on small fixture reports, through
+//! the built binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn wsharness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wsharness")).args(args).output().expect("runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn check_passes_a_passing_report() {
+    let out = wsharness(&["autobahn", "check", path(&fixture("passing"))]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("verdict: PASS"), "{text}");
+    let total = text.lines().find(|l| l.starts_with("Total")).expect("total row");
+    let numbers: Vec<&str> = total.split_whitespace().skip(1).collect();
+    assert_eq!(numbers, ["4", "1", "1", "1", "1", "0", "0"], "{total}");
+    assert!(text.lines().any(|l| l.starts_with("12/13 Compression") && l.contains(" 1 ")), "{text}");
+}
+
+#[test]
+fn check_fails_and_explains_a_failing_report() {
+    let out = wsharness(&["autobahn", "check", path(&fixture("failing"))]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("failing cases (2)"), "{text}");
+    assert!(text.contains("6.4.1") && text.contains("fail fast on UTF-8"), "description and expectation: {text}");
+    assert!(text.contains("7.3.1") && text.contains("close FAILED"), "bad close behaviour: {text}");
+    let utf8 = text.lines().find(|l| l.starts_with("6 UTF-8")).expect("row");
+    assert_eq!(utf8.split_whitespace().nth(7), Some("1"), "FAILED column: {utf8}");
+}
+
+#[test]
+fn diff_finds_changed_and_missing_cases() {
+    let out = wsharness(&["autobahn", "diff", path(&fixture("passing")), path(&fixture("changed"))]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("2 of 5 cases differ"), "{text}");
+    assert!(text.lines().any(|l| l.contains("3.2") && l.contains("NON-STRICT") && l.contains("-> OK")), "{text}");
+    assert!(text.lines().any(|l| l.contains("12.1.2") && l.contains("(not run)")), "{text}");
+}
+
+#[test]
+fn diff_of_a_run_and_its_export_is_empty() {
+    let dir = std::env::temp_dir().join(format!("wsharness-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let expected = dir.join("expected.json");
+    let out = wsharness(&["autobahn", "export", path(&fixture("passing")), "-o", path(&expected)]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = std::fs::read_to_string(&expected).expect("written");
+    assert!(!text.contains("duration"), "durations are stripped: {text}");
+    let out = wsharness(&["autobahn", "diff", path(&fixture("passing")), path(&expected)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("no differences"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let out = wsharness(&["autobahn", "check", path(&fixture(""))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no index.json"));
+    let out = wsharness(&["autobahn", "check", "/nonexistent/reports"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}

@@ -1,0 +1,230 @@
+//! wsecho against a real client (tokio-tungstenite) and raw sockets, on
+//! 127.0.0.1 port 0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use wsproto::{Decoder, DecoderConfig, Event, FrameHeader, OpCode, Role, encode_frame, handshake};
+
+async fn start() -> wsecho::Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    wsecho::spawn(listener, wsecho::Config::default()).expect("spawn")
+}
+
+#[tokio::test]
+async fn echoes_text_binary_and_answers_ping_and_close() {
+    let server = start().await;
+    let url = format!("ws://{}/any/path", server.local_addr());
+    let (mut ws, response) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+    assert_eq!(response.status(), 101);
+
+    let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 31 % 251) as u8).collect();
+    let messages =
+        [Message::text(""), Message::text("Hello, κόσμε"), Message::binary(vec![0u8, 1, 2, 255]), Message::binary(big)];
+    for m in messages {
+        ws.send(m.clone()).await.expect("send");
+        assert_eq!(ws.next().await.expect("reply").expect("ok"), m);
+    }
+    ws.send(Message::Ping(b"are you there".to_vec().into())).await.expect("ping");
+    assert_eq!(ws.next().await.expect("reply").expect("ok"), Message::Pong(b"are you there".to_vec().into()));
+
+    let close = CloseFrame { code: CloseCode::Library(4001), reason: "done here".into() };
+    ws.send(Message::Close(Some(close.clone()))).await.expect("close");
+    match ws.next().await {
+        Some(Ok(Message::Close(Some(echoed)))) => assert_eq!(echoed.code, CloseCode::Library(4001)),
+        other => panic!("expected the close echoed, got {other:?}"),
+    }
+    server.shutdown().await;
+}
+
+/// Sends a valid handshake then `frames`, and returns the close code the
+/// server sends back.
+fn close_code_for(addr: std::net::SocketAddr, frames: &[u8]) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let key = handshake::encode_key([9; 16]);
+    s.write_all(&handshake::build_request(&addr.to_string(), "/", &key, &[], None)).expect("write");
+    s.write_all(frames).expect("write");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_len = loop {
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "connection closed during the handshake");
+        buf.extend_from_slice(&chunk[..n]);
+        if let wsproto::Status::Complete((res, len)) =
+            handshake::parse_response(&buf, &handshake::Limits::default()).expect("valid response")
+        {
+            assert_eq!(res.status, 101);
+            break len;
+        }
+    };
+    let mut rest = buf.split_off(head_len);
+    let mut decoder = Decoder::new(Role::Server, DecoderConfig::default());
+    loop {
+        let mut input = &rest[..];
+        while let Some(ev) = {
+            let d = decoder.decode(input);
+            input = &input[d.consumed..];
+            d.event
+        } {
+            if let Event::FrameEnd(end) = ev
+                && end.header.opcode == OpCode::Close
+            {
+                return wsproto::parse_close_payload(decoder.control_payload()).ok().flatten().map(|c| c.code.0);
+            }
+        }
+        rest.clear();
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => rest.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn masked(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let header = FrameHeader { fin, mask: Some([1, 2, 3, 4]), ..FrameHeader::new(opcode, 0) };
+    encode_frame(&header, payload, &mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_close_with_the_right_code() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("reserved opcode", masked(OpCode::Reserved(3), true, b""), 1002),
+        (
+            "unmasked frame",
+            {
+                let mut v = Vec::new();
+                encode_frame(&FrameHeader::new(OpCode::Text, 0), b"x", &mut v);
+                v
+            },
+            1002,
+        ),
+        ("invalid utf-8", masked(OpCode::Text, true, b"\xce\xba\xff"), 1007),
+        ("fragmented ping", masked(OpCode::Ping, false, b""), 1002),
+        ("continuation first", masked(OpCode::Continuation, true, b"x"), 1002),
+    ];
+    for (name, frames, code) in cases {
+        let got = tokio::task::spawn_blocking(move || close_code_for(addr, &frames)).await.expect("join");
+        assert_eq!(got, Some(code), "{name}");
+    }
+    server.shutdown().await;
+}
+
+/// Sends raw bytes, returns the whole answer (the server closes or times out).
+fn http_exchange(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while let Ok(n) = s.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+        // One response is enough: stop at the end of its body.
+        let text = String::from_utf8_lossy(&out);
+        if let Some((head, body)) = text.split_once("\r\n\r\n")
+            && let Some(len) = head.lines().find_map(|l| {
+                l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+            })
+            && body.len() >= len
+        {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_upgrades_get_http_answers_and_pages_are_served() {
+    let server = start().await;
+    let addr = server.local_addr();
+    let upgrade = |version: &str, extra: &str| {
+        format!("GET /chat {version}\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra}\r\n")
+    };
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let cases = vec![
+        ("HTTP/1.0", upgrade("HTTP/1.0", &format!("{key}Sec-WebSocket-Version: 13\r\n")), "HTTP/1.0 400", "HTTP/1.1"),
+        (
+            "version 8",
+            upgrade("HTTP/1.1", &format!("{key}Sec-WebSocket-Version: 8\r\n")),
+            "HTTP/1.1 426",
+            "sec-websocket-version: 13",
+        ),
+        ("no key", upgrade("HTTP/1.1", "Sec-WebSocket-Version: 13\r\n"), "HTTP/1.1 400", "Sec-WebSocket-Key"),
+        (
+            "bad key",
+            upgrade("HTTP/1.1", "Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n"),
+            "HTTP/1.1 400",
+            "base64 of 16 bytes",
+        ),
+        ("page", format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n"), "HTTP/1.1 200", "<title>wsecho</title>"),
+        ("health", format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n"), "HTTP/1.1 200", "ok"),
+        ("elsewhere", format!("GET /nope HTTP/1.1\r\nHost: {addr}\r\n\r\n"), "HTTP/1.1 404", "not found"),
+    ];
+    for (name, request, status, needle) in cases {
+        let answer = tokio::task::spawn_blocking(move || http_exchange(addr, &request)).await.expect("join");
+        assert!(answer.starts_with(status), "{name}: {answer}");
+        assert!(answer.to_ascii_lowercase().contains(&needle.to_ascii_lowercase()), "{name}: {answer}");
+    }
+    server.shutdown().await;
+}
+
+/// Kills the child if the test fails before it exits.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn binary_announces_its_address_and_sigterm_closes_with_1001() {
+    let child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
+        .args(["--listen", "127.0.0.1:0", "--quiet"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsecho");
+    let mut child = Running(child);
+    let mut stderr = BufReader::new(child.0.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("read");
+    let url = line.trim().strip_prefix("listening on ").expect("the first line announces the address").to_owned();
+    assert!(url.starts_with("ws://127.0.0.1:") && !url.ends_with(":0"), "{url}");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+        ws.send(Message::text("hi")).await.expect("send");
+        assert_eq!(ws.next().await.expect("echo").expect("ok"), Message::text("hi"));
+        let pid = child.0.id().to_string();
+        let started = Instant::now();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+            other => panic!("expected close 1001, got {other:?}"),
+        }
+        drop(ws);
+        let status = loop {
+            if let Some(status) = child.0.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "wsecho did not exit within 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "{status}");
+    });
+}
