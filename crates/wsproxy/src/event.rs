@@ -1,0 +1,487 @@
+//! The events the proxy writes, and their two formats: JSON Lines (one
+//! object per line, field names documented in the README and stable) and a
+//! pretty one-line-per-event form for terminals.
+//!
+//! Events are written straight into a caller's byte buffer: fields borrow
+//! from the inspector's reusable buffers, so logging a frame allocates
+//! nothing. [`crate::schema`] holds the owned types to read the JSON back.
+
+use std::fmt::{self, Display};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use serde::{Serialize, Serializer};
+
+/// Which endpoint sent something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The client that connected to the proxy.
+    Client,
+    /// The upstream server.
+    Upstream,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Upstream,
+            Side::Upstream => Side::Client,
+        }
+    }
+
+    /// 0 for the client, 1 for the upstream: an index for per-side arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    fn arrow(self) -> &'static str {
+        match self {
+            Side::Client => "→",
+            Side::Upstream => "←",
+        }
+    }
+}
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON Lines.
+    Json,
+    /// One aligned line per event, optionally colored.
+    Pretty {
+        /// Use ANSI colors.
+        color: bool,
+    },
+}
+
+/// Serializes a value through its `Display`, without an intermediate String.
+pub(crate) struct DisplayStr<T>(pub T);
+
+impl<T: Display> Serialize for DisplayStr<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+struct Timestamp(SystemTime);
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_micros(self.0))
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    ts: Timestamp,
+    conn: u64,
+    event: &'static str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// An event body: its name and its pretty form.
+pub(crate) trait EventBody: Serialize {
+    /// The `event` field.
+    const NAME: &'static str;
+    /// The pretty line, after the timestamp and connection id.
+    fn pretty(&self, out: &mut Vec<u8>, color: bool);
+}
+
+/// Appends one event to `out` in `format`.
+pub(crate) fn write_event<B: EventBody>(out: &mut Vec<u8>, format: Format, conn: u64, body: &B) {
+    let now = SystemTime::now();
+    match format {
+        Format::Json => {
+            let envelope = Envelope { ts: Timestamp(now), conn, event: B::NAME, body };
+            // Writing into a Vec cannot fail; a serialization error would
+            // be a bug in a body type, and leaves the line out.
+            let start = out.len();
+            if serde_json::to_writer(&mut *out, &envelope).is_err() {
+                out.truncate(start);
+                return;
+            }
+            out.push(b'\n');
+        }
+        Format::Pretty { color } => {
+            let mut stamp = [0u8; 40];
+            let mut cursor = std::io::Cursor::new(&mut stamp[..]);
+            let _ = write!(cursor, "{}", humantime::format_rfc3339_micros(now));
+            let len = cursor.position() as usize;
+            // "YYYY-MM-DDTHH:MM:SS.uuuuuuZ": keep the time of day.
+            let time = stamp.get(11..len.saturating_sub(1)).unwrap_or_default();
+            out.extend_from_slice(time);
+            let _ = write!(out, " #{conn:<4} ");
+            body.pretty(out, color);
+            out.push(b'\n');
+        }
+    }
+}
+
+fn paint(out: &mut Vec<u8>, color: bool, code: &str, text: impl Display) {
+    if color {
+        let _ = write!(out, "\x1b[{code}m{text}\x1b[0m");
+    } else {
+        let _ = write!(out, "{text}");
+    }
+}
+
+fn side_arrow(out: &mut Vec<u8>, color: bool, from: Side) {
+    let code = if from == Side::Client { "36" } else { "35" };
+    paint(
+        out,
+        color,
+        code,
+        format_args!(
+            "{} {:<8}",
+            from.arrow(),
+            match from {
+                Side::Client => "client",
+                Side::Upstream => "upstream",
+            }
+        ),
+    );
+}
+
+/// `open`: a client connected.
+#[derive(Serialize)]
+pub(crate) struct Open<'a> {
+    pub client: SocketAddr,
+    pub upstream: &'a str,
+}
+
+impl EventBody for Open<'_> {
+    const NAME: &'static str = "open";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        paint(out, color, "1", "open");
+        let _ = write!(out, "   client {} → upstream {}", self.client, self.upstream);
+    }
+}
+
+/// A header line as shown (values that are not UTF-8 are shown lossily).
+#[derive(Serialize)]
+pub(crate) struct HeaderOut<'a> {
+    pub name: &'a str,
+    pub value: std::borrow::Cow<'a, str>,
+}
+
+fn pretty_headers(out: &mut Vec<u8>, headers: &[HeaderOut<'_>]) {
+    for h in headers {
+        let _ = write!(out, "\n                         {}: {}", h.name, h.value);
+    }
+}
+
+/// `handshake_request`.
+#[derive(Serialize)]
+pub(crate) struct HandshakeRequest<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub version: &'static str,
+    pub headers: Vec<HeaderOut<'a>>,
+    /// The target sent upstream, when the proxy changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_target: Option<&'a str>,
+    /// The `Host` sent upstream, when the proxy changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_host: Option<&'a str>,
+}
+
+impl EventBody for HandshakeRequest<'_> {
+    const NAME: &'static str = "handshake_request";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, Side::Client);
+        let _ = write!(out, " {} {} {}", self.method, self.target, self.version);
+        if let Some(t) = self.forwarded_target {
+            let _ = write!(out, " (forwarded as {t})");
+        }
+        pretty_headers(out, &self.headers);
+    }
+}
+
+/// `handshake_response`.
+#[derive(Serialize)]
+pub(crate) struct HandshakeResponse<'a> {
+    pub status: u16,
+    pub reason: &'a str,
+    pub version: &'static str,
+    pub headers: Vec<HeaderOut<'a>>,
+    /// The negotiated subprotocol.
+    pub protocol: Option<&'a str>,
+    /// The negotiated extensions, as sent.
+    pub extensions: Vec<String>,
+    /// Whether the connection switched to WebSocket.
+    pub upgraded: bool,
+}
+
+impl EventBody for HandshakeResponse<'_> {
+    const NAME: &'static str = "handshake_response";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, Side::Upstream);
+        let code = if self.upgraded { "32" } else { "33" };
+        paint(out, color, code, format_args!(" {} {} {}", self.version, self.status, self.reason));
+        pretty_headers(out, &self.headers);
+    }
+}
+
+/// An opcode: its name, or its number when reserved.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum OpcodeOut {
+    Name(&'static str),
+    Number(u8),
+}
+
+impl From<wsproto::OpCode> for OpcodeOut {
+    fn from(op: wsproto::OpCode) -> Self {
+        match op.name() {
+            Some(name) => OpcodeOut::Name(name),
+            None => OpcodeOut::Number(op.as_u4()),
+        }
+    }
+}
+
+impl Display for OpcodeOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpcodeOut::Name(n) => f.pad(n),
+            OpcodeOut::Number(n) => f.pad(&format!("op{n}")),
+        }
+    }
+}
+
+/// A payload preview.
+#[derive(Serialize)]
+pub(crate) struct Preview<'a> {
+    pub preview: &'a str,
+    /// `text` or `hex`.
+    pub preview_encoding: &'static str,
+    /// Whether the preview is shorter than the payload.
+    pub preview_truncated: bool,
+}
+
+fn pretty_preview(out: &mut Vec<u8>, p: &Preview<'_>) {
+    if p.preview.is_empty() {
+        return;
+    }
+    if p.preview_encoding == "text" {
+        let _ = write!(out, " {:?}", p.preview);
+    } else {
+        let _ = write!(out, " 0x{}", p.preview);
+    }
+    if p.preview_truncated {
+        out.extend_from_slice("…".as_bytes());
+    }
+}
+
+/// `frame`.
+#[derive(Serialize)]
+pub(crate) struct FrameOut<'a> {
+    pub from: Side,
+    pub fin: bool,
+    pub rsv1: bool,
+    pub rsv2: bool,
+    pub rsv3: bool,
+    pub opcode: OpcodeOut,
+    pub masked: bool,
+    pub mask: Option<&'a str>,
+    pub len: u64,
+    pub header_len: u8,
+    pub offset: u64,
+    #[serde(flatten)]
+    pub preview: Preview<'a>,
+    /// For a pong answering a ping: the round trip in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_us: Option<u64>,
+}
+
+impl EventBody for FrameOut<'_> {
+    const NAME: &'static str = "frame";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, self.from);
+        let _ = write!(out, " {:<12}", self.opcode);
+        let flags = [(self.fin, "fin"), (self.rsv1, "rsv1"), (self.rsv2, "rsv2"), (self.rsv3, "rsv3")];
+        let mut shown = 0;
+        for (set, name) in flags {
+            if set {
+                let _ = write!(out, "{}{name}", if shown > 0 { "," } else { "" });
+                shown += 1;
+            }
+        }
+        let _ = write!(out, " len={}", self.len);
+        if let Some(mask) = self.mask {
+            let _ = write!(out, " mask={mask}");
+        }
+        if let Some(rtt) = self.rtt_us {
+            let _ = write!(out, " rtt={rtt}µs");
+        }
+        pretty_preview(out, &self.preview);
+    }
+}
+
+/// `message`: a complete data message.
+#[derive(Serialize)]
+pub(crate) struct MessageOut<'a> {
+    pub from: Side,
+    pub kind: &'static str,
+    pub len: u64,
+    pub fragments: u32,
+    /// Sent compressed (permessage-deflate, RSV1 on its first frame).
+    pub compressed: bool,
+    #[serde(flatten)]
+    pub preview: Preview<'a>,
+}
+
+impl EventBody for MessageOut<'_> {
+    const NAME: &'static str = "message";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, self.from);
+        paint(out, color, "1", format_args!(" {:<12}", self.kind));
+        let _ = write!(out, " len={} fragments={}", self.len, self.fragments);
+        if self.compressed {
+            out.extend_from_slice(b" compressed");
+        }
+        pretty_preview(out, &self.preview);
+    }
+}
+
+/// `close`.
+#[derive(Serialize)]
+pub(crate) struct CloseOut<'a> {
+    pub from: Side,
+    pub code: Option<u16>,
+    pub code_name: Option<&'static str>,
+    pub reason: &'a str,
+    /// This side closed first.
+    pub initiated: bool,
+    /// Both sides have now sent a close frame.
+    pub handshake_complete: bool,
+    pub offset: u64,
+}
+
+impl EventBody for CloseOut<'_> {
+    const NAME: &'static str = "close";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, self.from);
+        paint(out, color, "1", " close       ");
+        match self.code {
+            Some(code) => {
+                let _ = write!(out, " {code} ({})", self.code_name.unwrap_or("unknown"));
+            }
+            None => out.extend_from_slice(b" (no code)"),
+        }
+        if !self.reason.is_empty() {
+            let _ = write!(out, " {:?}", self.reason);
+        }
+        out.extend_from_slice(if self.handshake_complete {
+            b" handshake complete" as &[u8]
+        } else if self.initiated {
+            b" initiates"
+        } else {
+            b""
+        });
+    }
+}
+
+/// `violation`.
+#[derive(Serialize)]
+pub(crate) struct ViolationOut {
+    pub from: Side,
+    pub rule: &'static str,
+    pub rfc: &'static str,
+    pub offset: u64,
+    pub message: DisplayStr<wsproto::Error>,
+    /// With `--enforce`: the proxy ended the connection for it.
+    pub enforced: bool,
+}
+
+impl EventBody for ViolationOut {
+    const NAME: &'static str = "violation";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, self.from);
+        paint(
+            out,
+            color,
+            "31;1",
+            format_args!(" VIOLATION    {} at byte {}: {}", self.rule, self.offset, self.message.0),
+        );
+        if self.enforced {
+            out.extend_from_slice(b" (enforced: connection ended)");
+        }
+    }
+}
+
+/// Per-side counters.
+#[derive(Serialize, Default, Clone, Copy)]
+pub(crate) struct PerSide {
+    pub client: u64,
+    pub upstream: u64,
+}
+
+/// `end`.
+#[derive(Serialize)]
+pub(crate) struct EndOut {
+    /// Bytes sent by each side.
+    pub bytes: PerSide,
+    /// Frames sent by each side.
+    pub frames: PerSide,
+    /// Pings each side sent that were never answered.
+    pub unanswered_pings: PerSide,
+    pub duration_us: u64,
+    /// `close_handshake`, `eof`, `reset`, `timeout`, `error` or `enforced`.
+    pub reason: &'static str,
+}
+
+impl EventBody for EndOut {
+    const NAME: &'static str = "end";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        paint(out, color, "1", "end");
+        let _ = write!(
+            out,
+            "    {} after {:.3}s; client sent {} B in {} frames, upstream {} B in {} frames",
+            self.reason,
+            self.duration_us as f64 / 1e6,
+            self.bytes.client,
+            self.frames.client,
+            self.bytes.upstream,
+            self.frames.upstream
+        );
+    }
+}
+
+/// `http`: a plain HTTP exchange, tunnelled.
+#[derive(Serialize)]
+pub(crate) struct HttpOut<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub status: Option<u16>,
+}
+
+impl EventBody for HttpOut<'_> {
+    const NAME: &'static str = "http";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        paint(out, color, "2", "http");
+        let _ = write!(out, "   {} {} → ", self.method, self.target);
+        match self.status {
+            Some(s) => {
+                let _ = write!(out, "{s}");
+            }
+            None => out.extend_from_slice(b"(no response)"),
+        }
+    }
+}
+
+/// `error`: something went wrong that is not the protocol's fault.
+#[derive(Serialize)]
+pub(crate) struct ErrorOut<'a> {
+    pub message: &'a str,
+}
+
+impl EventBody for ErrorOut<'_> {
+    const NAME: &'static str = "error";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        paint(out, color, "31", format_args!("error  {}", self.message));
+    }
+}

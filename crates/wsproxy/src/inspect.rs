@@ -1,0 +1,356 @@
+//! The sans-IO inspector: decodes a copy of one direction's bytes with
+//! `wsproto` and writes what it sees (frames, messages, closes, ping/pong
+//! round trips, violations) as events. It never changes the bytes; the
+//! relay writes them on unchanged.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use wsproto::{Decoder, DecoderConfig, Event, MessageKind, OpCode, Role, Violation, parse_close_payload};
+
+use crate::event::{
+    CloseOut, DisplayStr, EventBody, Format, FrameOut, MessageOut, OpcodeOut, Preview, Side, ViolationOut, write_event,
+};
+
+/// How much of a payload to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviewLimit {
+    /// At most this many bytes (0: no preview).
+    Bytes(usize),
+    /// The whole payload.
+    All,
+}
+
+impl PreviewLimit {
+    fn cap(self) -> usize {
+        match self {
+            PreviewLimit::Bytes(n) => n,
+            PreviewLimit::All => usize::MAX,
+        }
+    }
+}
+
+/// What to log and how.
+#[derive(Debug, Clone, Copy)]
+pub struct InspectOptions {
+    /// Output format.
+    pub format: Format,
+    /// Preview size.
+    pub max_preview: PreviewLimit,
+    /// Log messages and control frames, not each data frame.
+    pub messages_only: bool,
+    /// Stop at the first violation (the relay then ends the connection).
+    pub enforce: bool,
+}
+
+/// Most unanswered pings remembered per side.
+const MAX_PENDING_PINGS: usize = 32;
+
+/// What the two directions of a connection share.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Whether each side has sent a close frame.
+    pub closed: [bool; 2],
+    /// Pings each side sent and when, waiting for the other side's pong.
+    pings: [VecDeque<(Vec<u8>, Instant)>; 2],
+    /// Pings dropped from the queue unanswered.
+    expired_pings: [u64; 2],
+}
+
+impl Shared {
+    /// Pings each side sent that were never answered.
+    pub fn unanswered_pings(&self) -> [u64; 2] {
+        [self.pings[0].len() as u64 + self.expired_pings[0], self.pings[1].len() as u64 + self.expired_pings[1]]
+    }
+
+    /// Whether both sides sent a close frame.
+    pub fn close_handshake_complete(&self) -> bool {
+        self.closed[0] && self.closed[1]
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MessageState {
+    kind: MessageKind,
+    len: u64,
+    fragments: u32,
+    compressed: bool,
+}
+
+/// The inspector of one direction of one connection.
+#[derive(Debug)]
+pub struct DirectionInspector {
+    conn: u64,
+    from: Side,
+    opts: InspectOptions,
+    decoder: Decoder,
+    /// Offset of the WebSocket stream in this direction's bytes (the
+    /// length of the HTTP head before it).
+    base: u64,
+    header: Option<wsproto::HeaderEvent>,
+    frame_preview: Vec<u8>,
+    message: Option<MessageState>,
+    message_preview: Vec<u8>,
+    text: String,
+    frames: u64,
+    violations: u64,
+    stopped: bool,
+}
+
+/// A violation that `--enforce` acts on: the rule, and where in this
+/// direction's stream the frame that broke it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enforced {
+    /// The violation.
+    pub violation: Violation,
+    /// Stream offset (in this feed's terms) of the offending frame's first byte.
+    pub frame_start: u64,
+}
+
+fn copy_capped(preview: &mut Vec<u8>, cap: usize, payload: &wsproto::Payload<'_>) {
+    let room = cap.saturating_sub(preview.len());
+    if room == 0 {
+        return;
+    }
+    let take = room.min(payload.len());
+    let start = preview.len();
+    preview.resize(start + take, 0);
+    payload.unmask_into(&mut preview[start..]);
+}
+
+/// Renders a preview into `text`: as text when it is UTF-8 (a code point
+/// cut by the cap is dropped), else as hex.
+fn render_preview<'t>(text: &'t mut String, bytes: &[u8], as_text: bool, truncated: bool) -> Preview<'t> {
+    text.clear();
+    if as_text {
+        let valid = match std::str::from_utf8(bytes) {
+            Ok(s) => Some(s),
+            Err(e) if e.error_len().is_none() && truncated => std::str::from_utf8(&bytes[..e.valid_up_to()]).ok(),
+            Err(_) => None,
+        };
+        if let Some(s) = valid {
+            text.push_str(s);
+            return Preview { preview: text, preview_encoding: "text", preview_truncated: truncated };
+        }
+    }
+    for b in bytes {
+        let _ = write!(text, "{b:02x}");
+    }
+    Preview { preview: text, preview_encoding: "hex", preview_truncated: truncated }
+}
+
+impl DirectionInspector {
+    /// An inspector for the frames `from` sends, starting `base` bytes into
+    /// its stream; `rsv1` when permessage-deflate was negotiated.
+    pub fn new(conn: u64, from: Side, base: u64, rsv1: bool, opts: InspectOptions) -> Self {
+        let role = match from {
+            Side::Client => Role::Client,
+            Side::Upstream => Role::Server,
+        };
+        let config = DecoderConfig { allow_rsv1: rsv1, stop_on_violation: opts.enforce, ..DecoderConfig::default() };
+        DirectionInspector {
+            conn,
+            from,
+            opts,
+            decoder: Decoder::new(role, config),
+            base,
+            header: None,
+            frame_preview: Vec::new(),
+            message: None,
+            message_preview: Vec::new(),
+            text: String::new(),
+            frames: 0,
+            violations: 0,
+            stopped: false,
+        }
+    }
+
+    /// Frames seen so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Violations seen so far.
+    pub fn violations(&self) -> u64 {
+        self.violations
+    }
+
+    /// Whether the stream is between frames (a close frame can be injected).
+    pub fn at_frame_boundary(&self) -> bool {
+        self.decoder.at_frame_boundary()
+    }
+
+    fn emit<B: EventBody>(&self, out: &mut Vec<u8>, body: &B) {
+        write_event(out, self.opts.format, self.conn, body);
+    }
+
+    /// Decodes `bytes` and appends the events to `out`. With
+    /// [`InspectOptions::enforce`], returns the first violation (and stops
+    /// decoding).
+    pub fn feed(&mut self, bytes: &[u8], shared: &Mutex<Shared>, out: &mut Vec<u8>) -> Option<Enforced> {
+        if self.stopped {
+            return None;
+        }
+        let mut input = bytes;
+        loop {
+            let decoded = self.decoder.decode(input);
+            input = &input[decoded.consumed..];
+            let event = decoded.event?;
+            match event {
+                Event::Header(h) => {
+                    self.header = Some(h);
+                    self.frame_preview.clear();
+                    let op = h.header.opcode;
+                    if matches!(op, OpCode::Text | OpCode::Binary) {
+                        let kind = if op == OpCode::Text { MessageKind::Text } else { MessageKind::Binary };
+                        self.message = Some(MessageState { kind, len: 0, fragments: 0, compressed: h.header.rsv1 });
+                        self.message_preview.clear();
+                    }
+                    if op.is_data()
+                        && let Some(m) = self.message.as_mut()
+                    {
+                        m.fragments = m.fragments.saturating_add(1);
+                        m.len = m.len.saturating_add(h.header.payload_len);
+                    }
+                }
+                Event::Payload(p) => {
+                    copy_capped(&mut self.frame_preview, self.opts.max_preview.cap(), &p);
+                    if self.header.is_some_and(|h| h.header.opcode.is_data()) && self.message.is_some() {
+                        copy_capped(&mut self.message_preview, self.opts.max_preview.cap(), &p);
+                    }
+                }
+                Event::Violation(v) => {
+                    self.violations += 1;
+                    let body = ViolationOut {
+                        from: self.from,
+                        rule: v.error.rule(),
+                        rfc: v.error.rfc(),
+                        offset: self.base + v.offset,
+                        message: DisplayStr(v.error),
+                        enforced: self.opts.enforce,
+                    };
+                    self.emit(out, &body);
+                    if self.opts.enforce {
+                        self.stopped = true;
+                        let frame_start = self.header.map_or(v.offset, |h| h.offset);
+                        return Some(Enforced { violation: v, frame_start });
+                    }
+                }
+                Event::FrameEnd(end) => self.frame_end(end, shared, out),
+            }
+        }
+    }
+
+    fn frame_end(&mut self, end: wsproto::FrameEnd, shared: &Mutex<Shared>, out: &mut Vec<u8>) {
+        self.frames += 1;
+        let Some(h) = self.header.take() else { return };
+        let op = h.header.opcode;
+        let now = Instant::now();
+        let mut rtt_us = None;
+        match op {
+            OpCode::Ping => {
+                if let Ok(mut s) = shared.lock() {
+                    let queue = &mut s.pings[self.from.index()];
+                    queue.push_back((self.decoder.control_payload().to_vec(), now));
+                    if queue.len() > MAX_PENDING_PINGS {
+                        queue.pop_front();
+                        s.expired_pings[self.from.index()] += 1;
+                    }
+                }
+            }
+            OpCode::Pong => {
+                if let Ok(mut s) = shared.lock() {
+                    let queue = &mut s.pings[self.from.other().index()];
+                    let payload = self.decoder.control_payload();
+                    if let Some(i) = queue.iter().position(|(p, _)| p == payload) {
+                        if let Some((_, sent)) = queue.remove(i) {
+                            rtt_us = Some(now.duration_since(sent).as_micros() as u64);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let data = op.is_data();
+        if !(data && self.opts.messages_only) {
+            let as_text = match op {
+                OpCode::Text => !h.header.rsv1,
+                OpCode::Continuation => self.message.is_some_and(|m| m.kind == MessageKind::Text && !m.compressed),
+                OpCode::Binary | OpCode::Close => false,
+                _ => true,
+            };
+            let mut mask_hex = [0u8; 8];
+            let mask = h.header.mask.map(|k| {
+                for (i, b) in k.iter().enumerate() {
+                    mask_hex[2 * i] = b"0123456789abcdef"[usize::from(b >> 4)];
+                    mask_hex[2 * i + 1] = b"0123456789abcdef"[usize::from(b & 15)];
+                }
+                std::str::from_utf8(&mask_hex).unwrap_or_default()
+            });
+            let truncated = (self.frame_preview.len() as u64) < h.header.payload_len;
+            let preview = render_preview(&mut self.text, &self.frame_preview, as_text, truncated);
+            let body = FrameOut {
+                from: self.from,
+                fin: h.header.fin,
+                rsv1: h.header.rsv1,
+                rsv2: h.header.rsv2,
+                rsv3: h.header.rsv3,
+                opcode: OpcodeOut::from(op),
+                masked: h.header.mask.is_some(),
+                mask,
+                len: h.header.payload_len,
+                header_len: h.header_len,
+                offset: self.base + h.offset,
+                preview,
+                rtt_us,
+            };
+            write_event(out, self.opts.format, self.conn, &body);
+        }
+        if op == OpCode::Close {
+            self.close(h, shared, out);
+        }
+        if end.message_end
+            && let Some(m) = self.message.take()
+        {
+            let truncated = (self.message_preview.len() as u64) < m.len;
+            let as_text = m.kind == MessageKind::Text && !m.compressed;
+            let preview = render_preview(&mut self.text, &self.message_preview, as_text, truncated);
+            let body = MessageOut {
+                from: self.from,
+                kind: m.kind.name(),
+                len: m.len,
+                fragments: m.fragments,
+                compressed: m.compressed,
+                preview,
+            };
+            write_event(out, self.opts.format, self.conn, &body);
+        }
+    }
+
+    fn close(&mut self, h: wsproto::HeaderEvent, shared: &Mutex<Shared>, out: &mut Vec<u8>) {
+        let (initiated, complete) = match shared.lock() {
+            Ok(mut s) => {
+                let initiated = !s.closed[self.from.other().index()] && !s.closed[self.from.index()];
+                s.closed[self.from.index()] = true;
+                (initiated, s.close_handshake_complete())
+            }
+            Err(_) => (false, false),
+        };
+        let parsed = parse_close_payload(self.decoder.control_payload()).ok().flatten();
+        let body = CloseOut {
+            from: self.from,
+            code: parsed.map(|c| c.code.0),
+            code_name: parsed.and_then(|c| c.code.name()),
+            reason: parsed.map_or("", |c| c.reason),
+            initiated,
+            handshake_complete: complete,
+            offset: self.base + h.offset,
+        };
+        self.emit(out, &body);
+    }
+}
+
+#[cfg(test)]
+mod tests;

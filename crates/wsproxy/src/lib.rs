@@ -1,0 +1,156 @@
+//! `wsproxy`: a byte-transparent WebSocket proxy that shows every
+//! handshake, frame, message, close and protocol violation as it passes.
+//!
+//! Clients connect to the proxy as if it were the server. For each client
+//! the proxy opens a TCP connection to the upstream, forwards the request
+//! (with only the `Host` header rewritten, see [`head`]), forwards the answer
+//! as it came, then relays every byte both ways while decoding a copy with
+//! `wsproto` ([`inspect`]). What it relays is never re-encoded: a malformed
+//! frame passes as it came and is reported, unless `--enforce` is given.
+//!
+//! Events are written by a separate writer ([`log`]) through a bounded
+//! channel; the relay slows down rather than drop events.
+
+pub mod event;
+pub mod head;
+pub mod inspect;
+pub mod log;
+mod relay;
+pub mod schema;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use event::{Format, Side};
+pub use inspect::{InspectOptions, PreviewLimit};
+pub use upstream::Upstream;
+
+/// The proxy's settings, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to connect.
+    pub upstream: Upstream,
+    /// Output format.
+    pub format: Format,
+    /// Payload preview size.
+    pub max_preview: PreviewLimit,
+    /// Log messages and control frames, not each data frame.
+    pub messages_only: bool,
+    /// End connections that break a rule (and answer bad upgrades itself).
+    pub enforce: bool,
+    /// Forward the client's `Host` header unchanged.
+    pub preserve_host: bool,
+    /// How long a client has to send its request head.
+    pub handshake_timeout: Duration,
+    /// End connections with no traffic either way for this long.
+    pub idle_timeout: Option<Duration>,
+    /// How long shutdown waits for open connections.
+    pub drain: Duration,
+}
+
+impl Config {
+    /// A configuration with the defaults for `upstream`.
+    pub fn new(upstream: Upstream) -> Config {
+        Config {
+            upstream,
+            format: Format::Json,
+            max_preview: PreviewLimit::Bytes(256),
+            messages_only: false,
+            enforce: false,
+            preserve_host: false,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            drain: Duration::from_secs(5),
+        }
+    }
+
+    pub(crate) fn inspect_options(&self) -> InspectOptions {
+        InspectOptions {
+            format: self.format,
+            max_preview: self.max_preview,
+            messages_only: self.messages_only,
+            enforce: self.enforce,
+        }
+    }
+}
+
+/// Counters over the proxy's life, printed at exit.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Bytes relayed, both ways.
+    pub bytes: AtomicU64,
+    /// Frames seen, both ways.
+    pub frames: AtomicU64,
+    /// Violations reported.
+    pub violations: AtomicU64,
+}
+
+/// What [`serve`] reports when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Bytes relayed.
+    pub bytes: u64,
+    /// Frames seen.
+    pub frames: u64,
+    /// Violations reported.
+    pub violations: u64,
+    /// Times a relay waited for the event writer.
+    pub log_stalls: u64,
+    /// Connections still open when the drain time ran out.
+    pub abandoned: u64,
+}
+
+/// Accepts clients on `listener` until `shutdown` resolves, then lets open
+/// connections finish for up to [`Config::drain`].
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    log: log::LogSink,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<Summary> {
+    let config = Arc::new(config);
+    let totals = Arc::new(Totals::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next_conn = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    next_conn += 1;
+                    totals.connections.fetch_add(1, Ordering::Relaxed);
+                    let ctx = relay::Ctx { config: config.clone(), log: log.clone(), totals: totals.clone(), conn: next_conn };
+                    tasks.spawn(relay::handle(stream, peer, ctx));
+                }
+                Err(e) => {
+                    eprintln!("wsproxy: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(config.drain, async { while tasks.join_next().await.is_some() {} }).await;
+    let abandoned = if drained.is_err() { tasks.len() as u64 } else { 0 };
+    tasks.abort_all();
+    Ok(Summary {
+        connections: totals.connections.load(Ordering::Relaxed),
+        bytes: totals.bytes.load(Ordering::Relaxed),
+        frames: totals.frames.load(Ordering::Relaxed),
+        violations: totals.violations.load(Ordering::Relaxed),
+        log_stalls: log.stalls(),
+        abandoned,
+    })
+}

@@ -1,0 +1,104 @@
+//! The event writer: relay tasks hand over buffers of formatted events
+//! through a bounded channel; one task writes them out. When the output
+//! cannot keep up, the relay waits (never drops an event) and the wait is
+//! counted as a stall. Emptied buffers go back to a pool, so a busy
+//! connection formats its events without allocating.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+/// Buffers queued for the writer before relays wait.
+const QUEUE: usize = 1024;
+/// Buffers kept for reuse.
+const POOL: usize = 256;
+/// A buffer grown past this is not kept.
+const MAX_POOLED_CAPACITY: usize = 1 << 20;
+
+/// Where relays send their events.
+#[derive(Clone)]
+pub struct LogSink {
+    tx: mpsc::Sender<Vec<u8>>,
+    pool: Arc<Mutex<Vec<Vec<u8>>>>,
+    stalls: Arc<AtomicU64>,
+}
+
+impl LogSink {
+    /// An empty buffer to format events into.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default()
+    }
+
+    /// Queues the events in `buf`; waits (and counts a stall) when the
+    /// writer is behind.
+    pub async fn send(&self, buf: Vec<u8>) {
+        if buf.is_empty() {
+            self.recycle(buf);
+            return;
+        }
+        match self.tx.try_send(buf) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(buf)) => {
+                self.stalls.fetch_add(1, Ordering::Relaxed);
+                let _ = self.tx.send(buf).await;
+            }
+            // The writer is gone (its output closed): nothing to log to.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn recycle(&self, mut buf: Vec<u8>) {
+        if buf.capacity() > MAX_POOLED_CAPACITY {
+            return;
+        }
+        buf.clear();
+        if let Ok(mut pool) = self.pool.lock()
+            && pool.len() < POOL
+        {
+            pool.push(buf);
+        }
+    }
+
+    /// How often a relay had to wait for the writer.
+    pub fn stalls(&self) -> u64 {
+        self.stalls.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts the writer on a thread of its own (output is blocking I/O) and
+/// returns the sink and a handle that finishes once every sink is dropped
+/// and all events are written.
+pub fn start(mut output: Box<dyn Write + Send>) -> (LogSink, std::thread::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let sink = LogSink { tx, pool: Arc::new(Mutex::new(Vec::new())), stalls: Arc::new(AtomicU64::new(0)) };
+    let recycler = sink.clone();
+    // The writer holds a sink for recycling only; it must not keep the
+    // channel open, so it keeps the pool, not the sender.
+    let pool = recycler.pool.clone();
+    drop(recycler);
+    let handle = std::thread::spawn(move || {
+        let mut broken = false;
+        while let Some(buf) = rx.blocking_recv() {
+            // A closed pipe (`wsproxy | head`) ends the output, not the proxy.
+            if !broken && output.write_all(&buf).is_err() {
+                broken = true;
+            }
+            if rx.is_empty() && !broken && output.flush().is_err() {
+                broken = true;
+            }
+            let mut buf = buf;
+            if buf.capacity() <= MAX_POOLED_CAPACITY {
+                buf.clear();
+                if let Ok(mut p) = pool.lock()
+                    && p.len() < POOL
+                {
+                    p.push(buf);
+                }
+            }
+        }
+        let _ = output.flush();
+    });
+    (sink, handle)
+}

@@ -1,0 +1,200 @@
+//! `wsproxy`: the logging WebSocket proxy. See the library documentation
+//! and the README for the event format.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use wsproxy::{Config, Format, PreviewLimit, Upstream};
+
+/// A byte-transparent WebSocket proxy that shows every handshake, frame,
+/// message, close and protocol violation as it passes.
+///
+/// Without --upstream it starts an echo server in-process and proxies to it:
+/// open the printed demo page in a browser to watch the traffic.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// The server to relay to: ws://HOST[:PORT][/PATH]. If PATH is given it
+    /// replaces the request path of clients that ask for `/`.
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9002")]
+    listen: SocketAddr,
+    /// Output format (default: pretty on a terminal, json otherwise).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Write events to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Payload bytes to show per frame and message: a number (0: none) or `all`.
+    #[arg(long, default_value = "256", value_parser = parse_preview)]
+    max_preview: PreviewLimit,
+    /// Log messages and control frames, but not each data frame.
+    #[arg(long)]
+    messages_only: bool,
+    /// End a connection on the first protocol violation (the offender gets
+    /// 1002/1007/1009, the other side 1001) and answer bad upgrades with
+    /// 400/426 without contacting the upstream.
+    #[arg(long)]
+    enforce: bool,
+    /// Forward the client's Host header unchanged.
+    #[arg(long)]
+    preserve_host: bool,
+    /// How long a client has to send its request head (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    handshake_timeout: Duration,
+    /// End connections with no traffic either way for this long (default: never).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// On Ctrl-C/SIGTERM, how long open connections may take to finish.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    drain: Duration,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    /// One aligned, colored line per event.
+    Pretty,
+    /// JSON Lines: one object per event.
+    Json,
+}
+
+fn parse_preview(s: &str) -> Result<PreviewLimit, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(PreviewLimit::All);
+    }
+    s.parse().map(PreviewLimit::Bytes).map_err(|_| format!("{s:?} is not a number of bytes or `all`"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wsproxy: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(args: Args) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        eprintln!("wsproxy: warning: listening on {addr}: anyone who can reach it can relay through this proxy");
+    }
+    // With no upstream, an echo server in-process.
+    let (upstream, embedded) = match &args.upstream {
+        Some(url) => (Upstream::parse(url)?, None),
+        None => {
+            let echo_listener =
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.context("starting the embedded echo server")?;
+            let server = wsecho::spawn(echo_listener, wsecho::Config::default())?;
+            let upstream = Upstream { host: "127.0.0.1".into(), port: server.local_addr().port(), path: String::new() };
+            (upstream, Some(server))
+        }
+    };
+    let to_terminal = args.log.is_none() && std::io::stdout().is_terminal();
+    let format = match args.format {
+        Some(FormatArg::Json) => Format::Json,
+        Some(FormatArg::Pretty) => Format::Pretty { color: to_terminal },
+        None if to_terminal => Format::Pretty { color: true },
+        None => Format::Json,
+    };
+    let output: Box<dyn std::io::Write + Send> = match &args.log {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating the log file {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    if args.messages_only && matches!(args.max_preview, PreviewLimit::Bytes(0)) {
+        eprintln!("wsproxy: note: --max-preview 0 shows no payloads");
+    }
+    let config = Config {
+        format,
+        max_preview: args.max_preview,
+        messages_only: args.messages_only,
+        enforce: args.enforce,
+        preserve_host: args.preserve_host,
+        handshake_timeout: args.handshake_timeout,
+        idle_timeout: args.idle_timeout,
+        drain: args.drain,
+        ..Config::new(upstream.clone())
+    };
+    if config.handshake_timeout.is_zero() {
+        bail!("--handshake-timeout must be more than 0");
+    }
+    let (sink, writer) = wsproxy::log::start(output);
+    eprintln!("listening on ws://{addr}");
+    match &embedded {
+        Some(_) => {
+            eprintln!("wsproxy: upstream: embedded echo server at {upstream}");
+            eprintln!(
+                "wsproxy: open http://{addr}/ in a browser: the demo page talks to the echo server through this proxy"
+            );
+        }
+        None => eprintln!("wsproxy: upstream: {upstream}"),
+    }
+    let summary = wsproxy::serve(listener, config, sink, shutdown_signal()).await?;
+    if let Some(server) = embedded {
+        server.shutdown().await;
+    }
+    // The writer ends once every sink is gone and the queue is written.
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    eprintln!(
+        "wsproxy: {} connections, {} bytes, {} frames, {} violations, {} log stalls{}",
+        summary.connections,
+        summary.bytes,
+        summary.frames,
+        summary.violations,
+        summary.log_stalls,
+        if summary.abandoned > 0 {
+            format!(", {} connections cut after the drain time", summary.abandoned)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn previews() {
+        assert_eq!(parse_preview("all"), Ok(PreviewLimit::All));
+        assert_eq!(parse_preview("0"), Ok(PreviewLimit::Bytes(0)));
+        assert!(parse_preview("lots").is_err());
+    }
+}

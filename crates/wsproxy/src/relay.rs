@@ -1,0 +1,671 @@
+//! One proxied connection: read the client's head, forward it (with the
+//! `Host` rewritten), read the upstream's answer, forward it as it came,
+//! then relay both directions byte for byte while the inspectors decode a
+//! copy.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::sync::watch;
+use wsproto::handshake::{self, HeadScanner, Limits};
+use wsproto::{CloseCode, FrameHeader, OpCode, Status};
+
+use crate::event::{
+    DisplayStr, EndOut, ErrorOut, EventBody, HandshakeRequest, HandshakeResponse, HeaderOut, HttpOut, Open, PerSide,
+    Side, ViolationOut, write_event,
+};
+use crate::head;
+use crate::inspect::{DirectionInspector, Enforced, Shared};
+use crate::log::LogSink;
+use crate::{Config, Totals};
+
+/// Read buffer per direction, allocated while data flows: large enough that
+/// 64 KiB and 1 MiB messages move in few syscalls.
+const RELAY_BUF: usize = 64 << 10;
+
+/// How long to wait for the upstream's TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Ctx {
+    pub config: Arc<Config>,
+    pub log: LogSink,
+    pub totals: Arc<Totals>,
+    pub conn: u64,
+}
+
+impl Ctx {
+    fn emit<B: EventBody>(&self, out: &mut Vec<u8>, body: &B) {
+        write_event(out, self.config.format, self.conn, body);
+    }
+
+    async fn flush(&self, out: &mut Vec<u8>) {
+        let buf = std::mem::replace(out, self.log.buffer());
+        self.log.send(buf).await;
+    }
+}
+
+/// How a direction (or the connection) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Eof,
+    Reset,
+    Error,
+    Timeout,
+    Stopped,
+    /// A violation under `--enforce`; whether the forwarded stream was cut
+    /// at a frame boundary (so a close frame can follow it).
+    Enforced(Enforced, bool),
+}
+
+enum HeadRead {
+    Complete(usize),
+    Eof,
+    TooLarge(wsproto::Error),
+}
+
+/// Reads until `buf` holds a complete HTTP head (or the peer stops).
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, limits: &Limits) -> io::Result<HeadRead> {
+    let mut scanner = HeadScanner::new();
+    loop {
+        match scanner.scan(buf, limits) {
+            Ok(Status::Complete(n)) => return Ok(HeadRead::Complete(n)),
+            Ok(Status::Partial) => {}
+            Err(e) => return Ok(HeadRead::TooLarge(e)),
+        }
+        buf.reserve(4096);
+        stream.readable().await?;
+        match stream.try_read_buf(buf) {
+            Ok(0) => return Ok(HeadRead::Eof),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn version_str(minor: u8) -> &'static str {
+    if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" }
+}
+
+fn headers_out<'a>(headers: &'a [handshake::Header<'a>]) -> Vec<HeaderOut<'a>> {
+    headers.iter().map(|h| HeaderOut { name: h.name, value: String::from_utf8_lossy(h.value) }).collect()
+}
+
+fn bad_gateway(reason: &str) -> Vec<u8> {
+    let body = format!("wsproxy: {reason}\n");
+    format!(
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// What the client asked for, kept past the borrow of its head.
+struct ClientAsk {
+    method: String,
+    target: String,
+    websocket: bool,
+    key: Option<String>,
+    protocols: Vec<String>,
+    extensions: Vec<String>,
+    valid: bool,
+}
+
+/// Serves one client connection to the end.
+pub(crate) async fn handle(mut client: TcpStream, peer: SocketAddr, ctx: Ctx) {
+    let started = Instant::now();
+    let mut out = ctx.log.buffer();
+    let upstream_addr = ctx.config.upstream.connect_addr();
+    ctx.emit(&mut out, &Open { client: peer, upstream: &upstream_addr });
+    let limits = Limits::default();
+    let mut stats = Stats::default();
+    let ending = match serve(&mut client, &ctx, &limits, &mut out, &mut stats).await {
+        Ok(ending) => ending,
+        Err(e) => {
+            let message = format!("{e:#}");
+            ctx.emit(&mut out, &ErrorOut { message: &message });
+            Ending::Error
+        }
+    };
+    let complete = stats.shared.lock().map(|s| s.close_handshake_complete()).unwrap_or(false);
+    let unanswered = stats.shared.lock().map(|s| s.unanswered_pings()).unwrap_or_default();
+    let reason = match ending {
+        Ending::Enforced(..) => "enforced",
+        _ if complete => "close_handshake",
+        Ending::Eof | Ending::Stopped => "eof",
+        Ending::Reset => "reset",
+        Ending::Timeout => "timeout",
+        Ending::Error => "error",
+    };
+    let end = EndOut {
+        bytes: stats.bytes,
+        frames: stats.frames,
+        unanswered_pings: PerSide { client: unanswered[0], upstream: unanswered[1] },
+        duration_us: started.elapsed().as_micros() as u64,
+        reason,
+    };
+    ctx.emit(&mut out, &end);
+    ctx.totals.bytes.fetch_add(stats.bytes.client + stats.bytes.upstream, Ordering::Relaxed);
+    ctx.totals.frames.fetch_add(stats.frames.client + stats.frames.upstream, Ordering::Relaxed);
+    ctx.totals.violations.fetch_add(stats.violations, Ordering::Relaxed);
+    ctx.log.send(out).await;
+}
+
+#[derive(Default)]
+struct Stats {
+    bytes: PerSide,
+    frames: PerSide,
+    violations: u64,
+    shared: Arc<Mutex<Shared>>,
+}
+
+async fn serve(
+    client: &mut TcpStream,
+    ctx: &Ctx,
+    limits: &Limits,
+    out: &mut Vec<u8>,
+    stats: &mut Stats,
+) -> anyhow::Result<Ending> {
+    let config = &ctx.config;
+    // 1. The client's head, within the handshake timeout.
+    let mut cbuf = Vec::with_capacity(4096);
+    let head_len = match tokio::time::timeout(config.handshake_timeout, read_head(client, &mut cbuf, limits)).await {
+        Err(_) => {
+            let message =
+                format!("the client did not finish its request head within {:?}; dropped", config.handshake_timeout);
+            ctx.emit(out, &ErrorOut { message: &message });
+            stats.bytes.client = cbuf.len() as u64;
+            return Ok(Ending::Timeout);
+        }
+        Ok(Err(e)) => return Err(anyhow::Error::new(e).context("reading the client's request")),
+        Ok(Ok(HeadRead::Eof)) => {
+            stats.bytes.client = cbuf.len() as u64;
+            return Ok(Ending::Eof);
+        }
+        Ok(Ok(HeadRead::TooLarge(e))) => {
+            client_violation(ctx, out, e, 0, stats);
+            if config.enforce {
+                let _ = client.write_all(&handshake::build_rejection(e)).await;
+                return Ok(Ending::Enforced(
+                    Enforced { violation: wsproto::Violation { error: e, offset: 0 }, frame_start: 0 },
+                    false,
+                ));
+            }
+            // Relay it as it is: the upstream decides.
+            cbuf.len()
+        }
+        Ok(Ok(HeadRead::Complete(n))) => n,
+    };
+    stats.bytes.client = cbuf.len() as u64;
+
+    // 2. Parse, check and rewrite it.
+    let (ask, forward) = match handshake::parse_request(&cbuf[..head_len], limits) {
+        Ok(Status::Complete((req, _))) => {
+            let websocket = req.is_websocket_upgrade();
+            let mut ask = ClientAsk {
+                method: req.method.to_owned(),
+                target: req.target.to_owned(),
+                websocket,
+                key: None,
+                protocols: Vec::new(),
+                extensions: Vec::new(),
+                valid: false,
+            };
+            let forwarded_target = head::forwarded_target(req.target, &config.upstream.path);
+            let authority = config.upstream.authority();
+            let forwarded_host = (!config.preserve_host).then_some(authority.as_str());
+            let layout = head::layout(&cbuf[..head_len]);
+            let forward = match &layout {
+                Some(l) => head::rewrite(&cbuf[..head_len], l, forwarded_target.as_deref(), forwarded_host),
+                None => cbuf[..head_len].to_vec(),
+            };
+            let changed_host = forwarded_host.filter(|h| req.header("host") != Some(h.as_bytes()));
+            if websocket {
+                ctx.emit(
+                    out,
+                    &HandshakeRequest {
+                        method: req.method,
+                        target: req.target,
+                        version: version_str(req.version_minor),
+                        headers: headers_out(&req.headers),
+                        forwarded_target: forwarded_target.as_deref(),
+                        forwarded_host: changed_host,
+                    },
+                );
+                match req.validate() {
+                    Ok(hs) => {
+                        ask.valid = true;
+                        ask.key = Some(hs.key.to_owned());
+                        ask.protocols = hs.protocols.iter().map(|p| (*p).to_owned()).collect();
+                        ask.extensions = hs.extensions.iter().map(|e| e.name.to_owned()).collect();
+                    }
+                    Err(e) => {
+                        client_violation(ctx, out, e, 0, stats);
+                        if config.enforce {
+                            ctx.flush(out).await;
+                            let _ = client.write_all(&handshake::build_rejection(e)).await;
+                            let _ = client.shutdown().await;
+                            return Ok(Ending::Enforced(
+                                Enforced { violation: wsproto::Violation { error: e, offset: 0 }, frame_start: 0 },
+                                false,
+                            ));
+                        }
+                    }
+                }
+            }
+            (ask, forward)
+        }
+        Ok(Status::Partial) | Err(_) => {
+            // The scanner accepted the head but the HTTP syntax is broken:
+            // report it and relay the bytes unchanged.
+            let e = match handshake::parse_request(&cbuf[..head_len], limits) {
+                Err(e) => e,
+                _ => wsproto::Error::InvalidNewLine,
+            };
+            client_violation(ctx, out, e, 0, stats);
+            if config.enforce {
+                let _ = client.write_all(&handshake::build_rejection(e)).await;
+                return Ok(Ending::Enforced(
+                    Enforced { violation: wsproto::Violation { error: e, offset: 0 }, frame_start: 0 },
+                    false,
+                ));
+            }
+            let ask = ClientAsk {
+                method: String::new(),
+                target: String::new(),
+                websocket: false,
+                key: None,
+                protocols: Vec::new(),
+                extensions: Vec::new(),
+                valid: false,
+            };
+            (ask, cbuf[..head_len].to_vec())
+        }
+    };
+    ctx.flush(out).await;
+
+    // 3. The upstream.
+    let addr = config.upstream.connect_addr();
+    let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return bad_gateway_to(client, ctx, out, &format!("cannot connect to upstream {addr}: {e}")).await;
+        }
+        Err(_) => {
+            return bad_gateway_to(
+                client,
+                ctx,
+                out,
+                &format!("upstream {addr} did not accept within {CONNECT_TIMEOUT:?}"),
+            )
+            .await;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    upstream.write_all(&forward).await?;
+    let client_leftover = cbuf.split_off(head_len);
+    upstream.write_all(&client_leftover).await?;
+
+    // 4. The upstream's answer, forwarded as it came.
+    let mut ubuf = Vec::with_capacity(4096);
+    let upstream_head =
+        match tokio::time::timeout(config.handshake_timeout, read_head(&mut upstream, &mut ubuf, limits)).await {
+            Ok(Ok(HeadRead::Complete(n))) => Some(n),
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => None,
+        };
+    client.write_all(&ubuf).await?;
+    stats.bytes.upstream = ubuf.len() as u64;
+    let Some(uhead_len) = upstream_head else {
+        if !ask.method.is_empty() && !ask.websocket {
+            ctx.emit(out, &HttpOut { method: &ask.method, target: &ask.target, status: None });
+        }
+        ctx.flush(out).await;
+        // No usable answer: relay whatever else comes, unchanged.
+        return Ok(relay_plain(client, &mut upstream, stats, ctx).await);
+    };
+    let mut websocket = false;
+    let mut rsv1 = false;
+    match handshake::parse_response(&ubuf[..uhead_len], limits) {
+        Ok(Status::Complete((res, _))) => {
+            if ask.websocket {
+                let mut protocol = None;
+                let mut extensions = Vec::new();
+                if res.status == 101 {
+                    websocket = true;
+                    if let Some(v) = res.header("sec-websocket-protocol") {
+                        protocol = std::str::from_utf8(v).ok();
+                    }
+                    for v in res.headers_named("sec-websocket-extensions") {
+                        extensions.push(String::from_utf8_lossy(v).into_owned());
+                    }
+                    let mut parsed = Vec::new();
+                    for v in res.headers_named("sec-websocket-extensions") {
+                        let _ = handshake::parse_extensions(v, &mut parsed);
+                    }
+                    rsv1 = parsed.iter().any(|e| e.name.eq_ignore_ascii_case("permessage-deflate"));
+                }
+                ctx.emit(
+                    out,
+                    &HandshakeResponse {
+                        status: res.status,
+                        reason: res.reason,
+                        version: version_str(res.version_minor),
+                        headers: headers_out(&res.headers),
+                        protocol,
+                        extensions,
+                        upgraded: websocket,
+                    },
+                );
+                if websocket && ask.valid {
+                    let offered: Vec<&str> = ask.protocols.iter().map(String::as_str).collect();
+                    let offered_ext: Vec<&str> = ask.extensions.iter().map(String::as_str).collect();
+                    let key = ask.key.as_deref().unwrap_or_default();
+                    if let Err(e) = res.validate(key.as_bytes(), &offered, &offered_ext) {
+                        stats.violations += 1;
+                        ctx.emit(
+                            out,
+                            &ViolationOut {
+                                from: Side::Upstream,
+                                rule: e.rule(),
+                                rfc: e.rfc(),
+                                offset: 0,
+                                message: DisplayStr(e),
+                                enforced: false,
+                            },
+                        );
+                    }
+                }
+            } else if !ask.method.is_empty() {
+                ctx.emit(out, &HttpOut { method: &ask.method, target: &ask.target, status: Some(res.status) });
+            }
+        }
+        Ok(Status::Partial) | Err(_) => {
+            if !ask.method.is_empty() && !ask.websocket {
+                ctx.emit(out, &HttpOut { method: &ask.method, target: &ask.target, status: None });
+            }
+        }
+    }
+    ctx.flush(out).await;
+    if !websocket {
+        return Ok(relay_plain(client, &mut upstream, stats, ctx).await);
+    }
+
+    // 5. WebSocket: relay both ways, decoding a copy.
+    let opts = config.inspect_options();
+    let mut insp_c = DirectionInspector::new(ctx.conn, Side::Client, head_len as u64, rsv1, opts);
+    let mut insp_u = DirectionInspector::new(ctx.conn, Side::Upstream, uhead_len as u64, rsv1, opts);
+    let shared = stats.shared.clone();
+    // The side that broke a rule, the violation, and whether what was
+    // forwarded of its stream ends at a frame boundary.
+    let mut enforced: Option<(Side, Enforced, bool)> = None;
+    // Bytes that came with the heads: already forwarded, decode them now.
+    let mut out_c = ctx.log.buffer();
+    if let Some(e) = insp_c.feed(&client_leftover, &shared, &mut out_c) {
+        enforced = Some((Side::Client, e, false));
+    }
+    ctx.log.send(out_c).await;
+    let mut out_u = ctx.log.buffer();
+    if enforced.is_none()
+        && let Some(e) = insp_u.feed(&ubuf[uhead_len..], &shared, &mut out_u)
+    {
+        enforced = Some((Side::Upstream, e, false));
+    }
+    ctx.log.send(out_u).await;
+    let (fed_c, fed_u) = (client_leftover.len() as u64, (ubuf.len() - uhead_len) as u64);
+    let (ending_c, ending_u) = if enforced.is_some() {
+        (Ending::Stopped, Ending::Stopped)
+    } else {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (mut cr, mut cw) = client.split();
+        let (mut ur, mut uw) = upstream.split();
+        let last_activity = AtomicU64::new(0);
+        let idle = Idle { timeout: config.idle_timeout, start: Instant::now(), last: &last_activity };
+        let c2u = async {
+            let r = pump(&mut cr, &mut uw, Some((&mut insp_c, fed_c)), &shared, ctx, &stop_rx, &idle).await;
+            if !matches!(r.0, Ending::Eof) {
+                let _ = stop_tx.send(true);
+            }
+            r
+        };
+        let u2c = async {
+            let r = pump(&mut ur, &mut cw, Some((&mut insp_u, fed_u)), &shared, ctx, &stop_rx, &idle).await;
+            if !matches!(r.0, Ending::Eof) {
+                let _ = stop_tx.send(true);
+            }
+            r
+        };
+        let ((ending_c, bytes_c), (ending_u, bytes_u)) = tokio::join!(c2u, u2c);
+        stats.bytes.client += bytes_c;
+        stats.bytes.upstream += bytes_u;
+        if let Ending::Enforced(e, clean) = ending_c {
+            enforced = Some((Side::Client, e, clean));
+        } else if let Ending::Enforced(e, clean) = ending_u {
+            enforced = Some((Side::Upstream, e, clean));
+        }
+        (ending_c, ending_u)
+    };
+    stats.frames = PerSide { client: insp_c.frames(), upstream: insp_u.frames() };
+    stats.violations += insp_c.violations() + insp_u.violations();
+    if let Some((offender, e, clean_cut)) = enforced {
+        // The offender gets the mapped close code, the other side 1001;
+        // a close frame is only injected where the stream is between frames:
+        // towards the offender, where the other side's stream stands;
+        // towards the other side, where the offender's stream was cut.
+        let code = e.violation.error.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
+        let reason = format!("wsproxy: {}", e.violation.error.rule());
+        let offender_ok = match offender {
+            Side::Client => insp_u.at_frame_boundary(),
+            Side::Upstream => insp_c.at_frame_boundary(),
+        };
+        let other_ok = clean_cut;
+        let (offender_stream, other_stream): (&mut TcpStream, &mut TcpStream) = match offender {
+            Side::Client => (client, &mut upstream),
+            Side::Upstream => (&mut upstream, client),
+        };
+        if offender_ok {
+            let _ = offender_stream.write_all(&close_frame(offender, code, &reason)).await;
+        }
+        if other_ok {
+            let other_reason = "wsproxy: the other side broke the protocol";
+            let _ = other_stream.write_all(&close_frame(offender.other(), CloseCode::GOING_AWAY, other_reason)).await;
+        }
+        let _ = offender_stream.shutdown().await;
+        let _ = other_stream.shutdown().await;
+        return Ok(Ending::Enforced(e, clean_cut));
+    }
+    Ok(combine(ending_c, ending_u))
+}
+
+/// A close frame to send to `to`: masked towards the upstream (the proxy
+/// speaks as a client there), unmasked towards the client.
+fn close_frame(to: Side, code: CloseCode, reason: &str) -> Vec<u8> {
+    let mask = match to {
+        Side::Upstream => {
+            use std::hash::{BuildHasher, Hasher};
+            let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+            Some((random as u32).to_be_bytes())
+        }
+        Side::Client => None,
+    };
+    let header = FrameHeader { mask, ..FrameHeader::new(OpCode::Close, 0) };
+    let mut out = Vec::new();
+    wsproto::encode_frame(&header, &wsproto::encode_close_payload(code, reason), &mut out);
+    out
+}
+
+fn combine(a: Ending, b: Ending) -> Ending {
+    for wanted in [Ending::Reset, Ending::Error, Ending::Timeout] {
+        if a == wanted || b == wanted {
+            return wanted;
+        }
+    }
+    Ending::Eof
+}
+
+fn client_violation(ctx: &Ctx, out: &mut Vec<u8>, e: wsproto::Error, offset: u64, stats: &mut Stats) {
+    stats.violations += 1;
+    ctx.emit(
+        out,
+        &ViolationOut {
+            from: Side::Client,
+            rule: e.rule(),
+            rfc: e.rfc(),
+            offset,
+            message: DisplayStr(e),
+            enforced: ctx.config.enforce,
+        },
+    );
+}
+
+async fn bad_gateway_to(client: &mut TcpStream, ctx: &Ctx, out: &mut Vec<u8>, reason: &str) -> anyhow::Result<Ending> {
+    ctx.emit(out, &ErrorOut { message: reason });
+    let _ = client.write_all(&bad_gateway(reason)).await;
+    let _ = client.shutdown().await;
+    Ok(Ending::Error)
+}
+
+async fn relay_plain(client: &mut TcpStream, upstream: &mut TcpStream, stats: &mut Stats, ctx: &Ctx) -> Ending {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (mut cr, mut cw) = client.split();
+    let (mut ur, mut uw) = upstream.split();
+    let last = AtomicU64::new(0);
+    let idle = Idle { timeout: ctx.config.idle_timeout, start: Instant::now(), last: &last };
+    let shared = stats.shared.clone();
+    let c2u = async {
+        let r = pump(&mut cr, &mut uw, None, &shared, ctx, &stop_rx, &idle).await;
+        if !matches!(r.0, Ending::Eof) {
+            let _ = stop_tx.send(true);
+        }
+        r
+    };
+    let u2c = async {
+        let r = pump(&mut ur, &mut cw, None, &shared, ctx, &stop_rx, &idle).await;
+        if !matches!(r.0, Ending::Eof) {
+            let _ = stop_tx.send(true);
+        }
+        r
+    };
+    let ((a, bytes_c), (b, bytes_u)) = tokio::join!(c2u, u2c);
+    stats.bytes.client += bytes_c;
+    stats.bytes.upstream += bytes_u;
+    combine(a, b)
+}
+
+/// The connection's idle clock, shared by both directions.
+struct Idle<'a> {
+    timeout: Option<Duration>,
+    start: Instant,
+    last: &'a AtomicU64,
+}
+
+impl Idle<'_> {
+    fn touch(&self) {
+        if self.timeout.is_some() {
+            self.last.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// How long until the connection counts as idle, from now.
+    fn remaining(&self) -> Option<Duration> {
+        let timeout = self.timeout?;
+        let idle_for = self.start.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
+        Some(timeout.saturating_sub(idle_for))
+    }
+}
+
+/// Relays one direction until EOF (then half-closes the other side), an
+/// error, a stop signal, or an enforced violation. Returns how it ended and
+/// the bytes relayed.
+async fn pump(
+    src: &mut ReadHalf<'_>,
+    dst: &mut WriteHalf<'_>,
+    mut inspector: Option<(&mut DirectionInspector, u64)>,
+    shared: &Mutex<Shared>,
+    ctx: &Ctx,
+    stop: &watch::Receiver<bool>,
+    idle: &Idle<'_>,
+) -> (Ending, u64) {
+    let enforce = ctx.config.enforce;
+    let mut stop = stop.clone();
+    let mut relayed = 0u64;
+    // Allocated when data flows, released when the direction goes quiet,
+    // so an idle connection holds no relay buffer.
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        if buf.capacity() == 0 {
+            let ready = async {
+                match idle.remaining() {
+                    Some(left) => tokio::time::timeout(left, src.readable()).await.ok(),
+                    None => Some(src.readable().await),
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return (Ending::Stopped, relayed),
+                r = ready => match r {
+                    None => {
+                        if idle.remaining().is_some_and(|left| left.is_zero()) {
+                            return (Ending::Timeout, relayed);
+                        }
+                        continue;
+                    }
+                    Some(Err(_)) => return (Ending::Error, relayed),
+                    Some(Ok(())) => {}
+                },
+            }
+            buf = Vec::with_capacity(RELAY_BUF);
+        }
+        buf.clear();
+        let n = match src.try_read_buf(&mut buf) {
+            Ok(0) => {
+                // Half-close: pass the EOF on, keep the other direction.
+                let _ = dst.shutdown().await;
+                return (Ending::Eof, relayed);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                buf = Vec::new();
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return (Ending::Reset, relayed),
+            Err(_) => return (Ending::Error, relayed),
+        };
+        idle.touch();
+        let data = &buf[..n];
+        let mut out = Vec::new();
+        if let Some((insp, fed_before)) = inspector.as_mut() {
+            out = ctx.log.buffer();
+            if enforce {
+                // Decode first: the offending frame must not pass.
+                if let Some(e) = insp.feed(data, shared, &mut out) {
+                    let done = *fed_before + relayed;
+                    let keep = e.frame_start.saturating_sub(done).min(n as u64) as usize;
+                    let _ = dst.write_all(&data[..keep]).await;
+                    ctx.log.send(out).await;
+                    return (Ending::Enforced(e, e.frame_start >= done), relayed + keep as u64);
+                }
+            }
+        }
+        if let Err(e) = dst.write_all(data).await {
+            let ending = if e.kind() == io::ErrorKind::ConnectionReset || e.kind() == io::ErrorKind::BrokenPipe {
+                Ending::Reset
+            } else {
+                Ending::Error
+            };
+            return (ending, relayed);
+        }
+        relayed += n as u64;
+        if let Some((insp, _)) = inspector.as_mut() {
+            if !enforce {
+                insp.feed(data, shared, &mut out);
+            }
+            ctx.log.send(out).await;
+        }
+    }
+}

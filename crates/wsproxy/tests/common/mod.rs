@@ -1,0 +1,209 @@
+//! Test helpers: the proxy binary on 127.0.0.1 port 0 with its JSON events
+//! parsed back into typed records, and raw-socket peers that record bytes.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wsproxy::schema::{Event, Record};
+
+/// How long any wait in these tests may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running wsproxy; killed on drop, even when the test fails.
+pub struct Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    events: mpsc::Receiver<Record>,
+    pub stderr: mpsc::Receiver<String>,
+    pub seen: Vec<Record>,
+}
+
+impl Proxy {
+    /// Starts `wsproxy --listen 127.0.0.1:0 --format json` with `args`.
+    pub fn start(args: &[&str]) -> Proxy {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wsproxy"))
+            .args(["--listen", "127.0.0.1:0", "--format", "json"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wsproxy");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // Every line must be a typed event: this is the public format.
+                let record: Record =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a valid event line ({e}): {line}"));
+                if tx.send(record).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, stderr_lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = etx.send(line);
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        let addr = loop {
+            let line = stderr_lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("wsproxy announces its address");
+            if let Some(url) = line.strip_prefix("listening on ws://") {
+                break url.parse().expect("an address");
+            }
+        };
+        Proxy { child, addr, events, stderr: stderr_lines, seen: Vec::new() }
+    }
+
+    /// Waits for the first event (not seen before) that `pred` accepts;
+    /// every event on the way is kept in `seen`.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Record) -> bool) -> Record {
+        if let Some(r) = self.seen.iter().find(|r| pred(r)) {
+            return r.clone();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let record = self
+                .events
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what} event within {WAIT:?}; saw: {:#?}", self.seen));
+            self.seen.push(record.clone());
+            if pred(&record) {
+                return record;
+            }
+        }
+    }
+
+    /// Waits for the `end` of connection `conn` and returns all its events.
+    pub fn connection(&mut self, conn: u64) -> Vec<Event> {
+        self.wait_for("end", |r| r.conn == conn && matches!(r.event, Event::End { .. }));
+        self.seen.iter().filter(|r| r.conn == conn).map(|r| r.event.clone()).collect()
+    }
+
+    /// Sends SIGTERM and waits for the exit, returning stderr's remaining lines.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "wsproxy did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let lines = self.stderr.try_iter().collect();
+        (status, lines)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads from `s` until `buf` ends a complete HTTP head; returns its length.
+pub fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return i + 4;
+        }
+        let n = s.read(&mut chunk).expect("read head");
+        assert!(n > 0, "peer closed before the end of the head: {:?}", String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads until `buf` holds at least `len` bytes.
+pub fn read_at_least(s: &mut TcpStream, buf: &mut Vec<u8>, len: usize) {
+    let mut chunk = vec![0u8; 65536];
+    while buf.len() < len {
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "peer closed after {} of {len} bytes", buf.len());
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads until EOF.
+pub fn read_to_end(s: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// A raw upstream: accepts one connection and runs `script` on it in a
+/// thread; `join` returns what the script returns.
+pub struct RawUpstream<T> {
+    pub addr: SocketAddr,
+    pub listener: TcpListener,
+    handle: Option<JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> RawUpstream<T> {
+    pub fn start(script: impl FnOnce(TcpStream) -> T + Send + 'static) -> RawUpstream<T> {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accept = listener.try_clone().expect("clone");
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = accept.accept().expect("accept");
+            stream.set_read_timeout(Some(WAIT)).expect("timeout");
+            script(stream)
+        });
+        RawUpstream { addr, listener, handle: Some(handle) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    pub fn join(mut self) -> T {
+        self.handle.take().expect("once").join().expect("upstream script")
+    }
+}
+
+/// A client connection to the proxy.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect to proxy");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s
+}
+
+/// A minimal valid upgrade request for `host`.
+pub fn upgrade_request(host: &str, path: &str) -> Vec<u8> {
+    wsproto::handshake::build_request(host, path, "dGhlIHNhbXBsZSBub25jZQ==", &[], None)
+}
+
+/// The 101 answer to [`upgrade_request`].
+pub fn upgrade_response() -> Vec<u8> {
+    wsproto::handshake::build_response(&wsproto::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), None, None)
+}
+
+/// One frame.
+pub fn frame(opcode: wsproto::OpCode, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let header = wsproto::FrameHeader { fin, mask, ..wsproto::FrameHeader::new(opcode, 0) };
+    wsproto::encode_frame(&header, payload, &mut out);
+    out
+}
+
+pub fn write(s: &mut TcpStream, bytes: &[u8]) {
+    s.write_all(bytes).expect("write");
+}
