@@ -22,7 +22,7 @@ step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 step "release build"
-cargo build --release -p wsecho -p harness
+cargo build --release -p wsecho -p harness -p wsproxy
 BIN=target/release
 
 step "Autobahn fuzzingclient, full suite, against wsecho"
@@ -30,6 +30,17 @@ start_server wsecho "$BIN/wsecho" --listen 127.0.0.1:0 --quiet
 ECHO_PID=$SERVER_PID
 "$BIN/wsharness" autobahn run --url "$SERVER_URL" --agent wsecho --out target/autobahn/wsecho
 "$BIN/wsharness" autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json
+
+step "Autobahn fuzzingclient, full suite, through wsproxy to wsecho"
+start_server wsproxy "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$SERVER_URL" --format json --log target/autobahn/wsproxy.jsonl
+PROXY_PID=$SERVER_PID
+"$BIN/wsharness" autobahn run --url "$SERVER_URL" --agent wsecho --out target/autobahn/wsproxy
+# Case for case the same results as the direct run…
+"$BIN/wsharness" autobahn diff target/autobahn/wsproxy target/autobahn/wsecho
+stop_server "$PROXY_PID"
+# …and violations reported in exactly the cases that send bad frames on purpose.
+"$BIN/wsharness" autobahn proxy-log target/autobahn/wsproxy target/autobahn/wsproxy.jsonl \
+    --expected autobahn/expected/wsproxy-violations.txt
 stop_server "$ECHO_PID"
 
 step "all checks passed"

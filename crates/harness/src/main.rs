@@ -50,6 +50,21 @@ enum AutobahnCommand {
         #[arg(long)]
         right_agent: Option<String>,
     },
+    /// Attribute the violations in a `wsproxy --format json` log of a run to
+    /// the run's cases; with --expected, exit 1 unless they are exactly the
+    /// expected ones.
+    ProxyLog {
+        /// The run's report directory.
+        reports: PathBuf,
+        /// The proxy's JSON Lines log of the same run.
+        log: PathBuf,
+        /// A file of `CASE from:rule,…` lines to compare with.
+        #[arg(long)]
+        expected: Option<PathBuf>,
+        /// The agent, when the reports hold several.
+        #[arg(long)]
+        agent: Option<String>,
+    },
     /// Write a run's results as an expected-results file (durations stripped).
     Export {
         /// A report directory or index.json.
@@ -136,6 +151,35 @@ fn run(command: Command) -> anyhow::Result<bool> {
             let diffs = autobahn::diff_results(&l, &r);
             emit(&autobahn::render_diff(&left.display().to_string(), &right.display().to_string(), &l, &r, &diffs));
             Ok(diffs.is_empty())
+        }
+        AutobahnCommand::ProxyLog { reports, log, expected, agent } => {
+            let results = autobahn::load_results(&reports, agent.as_deref())?;
+            let found = autobahn::violations_by_case(&results, &log)?;
+            let Some(expected) = expected else {
+                emit(&autobahn::render_violations(&found));
+                return Ok(true);
+            };
+            let text = std::fs::read_to_string(&expected).with_context(|| format!("reading {}", expected.display()))?;
+            let want = autobahn::parse_expected_violations(&text)?;
+            let mut ok = true;
+            for (case, rules) in &found {
+                if want.get(case) != Some(rules) {
+                    ok = false;
+                    let expected = want.get(case).map(|r| format!("{r:?}")).unwrap_or_else(|| "none".into());
+                    emit(&format!("{case}: reported {rules:?}, expected {expected}\n"));
+                }
+            }
+            for case in want.keys().filter(|c| !found.contains_key(*c)) {
+                ok = false;
+                emit(&format!("{case}: expected violations, none reported\n"));
+            }
+            let cases = found.len();
+            emit(&if ok {
+                format!("proxy log: violations reported in exactly the {cases} expected cases\n")
+            } else {
+                "proxy log: the reported violations differ from the expected ones\n".to_string()
+            });
+            Ok(ok)
         }
         AutobahnCommand::Export { dir, agent, output } => {
             let results = autobahn::load_results(&dir, agent.as_deref())?;

@@ -480,8 +480,8 @@ impl Decoder {
             self.push(Error::FrameTooLarge, at);
         }
         // §5.5.1: "After sending a Close frame, the endpoint MUST NOT send
-        // any more data frames."
-        if self.close_seen {
+        // any more data frames." (Control frames are not forbidden.)
+        if self.close_seen && h.opcode.is_data() {
             self.push(Error::FrameAfterClose, at);
         }
         self.in_message = false;

@@ -117,7 +117,7 @@ pub enum Error {
     InvalidUtf8CloseReason,
     /// A text message that is not valid UTF-8.
     InvalidUtf8,
-    /// A frame after the sender's close frame.
+    /// A data frame after the sender's close frame.
     FrameAfterClose,
     /// A frame longer than the configured maximum.
     FrameTooLarge,
@@ -355,7 +355,7 @@ impl fmt::Display for Error {
             InvalidCloseCode => "close code that may not be sent",
             InvalidUtf8CloseReason => "close reason is not valid UTF-8",
             InvalidUtf8 => "text message is not valid UTF-8",
-            FrameAfterClose => "frame sent after a close frame",
+            FrameAfterClose => "data frame sent after a close frame",
             FrameTooLarge => "frame larger than the configured maximum",
             MessageTooLarge => "message larger than the configured maximum",
         };

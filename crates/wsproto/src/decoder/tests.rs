@@ -281,6 +281,13 @@ fn every_rule() {
             cat(&[close(&[0x03, 0xE8]), text(true, b"x")]),
             vec![(Error::FrameAfterClose, 4)],
         ),
+        (
+            "ping after close is allowed",
+            Role::Server,
+            cfg,
+            cat(&[close(&[]), frame(hdr(OpCode::Ping, true, None), b"")]),
+            vec![],
+        ),
         ("invalid utf-8 fails fast", Role::Server, cfg, text(false, b"ab\xFFcd"), vec![(Error::InvalidUtf8, 4)]),
         (
             "invalid utf-8 across fragments",
