@@ -301,7 +301,7 @@ impl EventBody for FrameOut<'_> {
     const NAME: &'static str = "frame";
     fn pretty(&self, out: &mut Vec<u8>, color: bool) {
         side_arrow(out, color, self.from);
-        let _ = write!(out, " {:<12}", self.opcode);
+        let _ = write!(out, " {:<14}", self.opcode);
         let flags = [(self.fin, "fin"), (self.rsv1, "rsv1"), (self.rsv2, "rsv2"), (self.rsv3, "rsv3")];
         let mut shown = 0;
         for (set, name) in flags {
@@ -338,7 +338,7 @@ impl EventBody for MessageOut<'_> {
     const NAME: &'static str = "message";
     fn pretty(&self, out: &mut Vec<u8>, color: bool) {
         side_arrow(out, color, self.from);
-        paint(out, color, "1", format_args!(" {:<12}", self.kind));
+        paint(out, color, "1", format_args!(" {:<14}", format!("message:{}", self.kind)));
         let _ = write!(out, " len={} fragments={}", self.len, self.fragments);
         if self.compressed {
             out.extend_from_slice(b" compressed");
@@ -365,7 +365,7 @@ impl EventBody for CloseOut<'_> {
     const NAME: &'static str = "close";
     fn pretty(&self, out: &mut Vec<u8>, color: bool) {
         side_arrow(out, color, self.from);
-        paint(out, color, "1", " close       ");
+        paint(out, color, "1", " close:        ");
         match self.code {
             Some(code) => {
                 let _ = write!(out, " {code} ({})", self.code_name.unwrap_or("unknown"));
