@@ -21,6 +21,90 @@ enum Command {
     /// The Autobahn|Testsuite.
     #[command(subcommand)]
     Autobahn(AutobahnCommand),
+    /// Load-test an echo server: every echo verified; exits 1 on any error.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    #[command(flatten)]
+    run: BenchRunArgs,
+}
+
+#[derive(Debug, Args)]
+struct BenchRunArgs {
+    /// The echo server, ws://HOST:PORT[/PATH].
+    #[arg(long)]
+    url: Option<String>,
+    /// Connections.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    conns: usize,
+    /// Messages in flight per connection (1: strict ping-pong).
+    #[arg(long, short = 'w', default_value_t = 1)]
+    window: usize,
+    /// Payload bytes per message.
+    #[arg(long, short = 's', default_value_t = 16)]
+    size: usize,
+    /// Send text messages instead of binary.
+    #[arg(long)]
+    text: bool,
+    /// How long to measure (after the warm-up).
+    #[arg(long, short = 'd', default_value = "5s", value_parser = humantime::parse_duration, conflicts_with = "messages")]
+    duration: std::time::Duration,
+    /// Send this many messages per connection instead of measuring for a duration.
+    #[arg(long, short = 'n')]
+    messages: Option<u64>,
+    /// Warm-up before measuring (checked, not counted).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    warmup: std::time::Duration,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Run a fixed matrix (latency 1×1×16 B; throughput 10×16×16 B,
+    /// 4×4×64 KiB, 2×2×1 MiB) against each target, alternating targets over
+    /// several rounds, and print medians and ratios to the first target.
+    Compare {
+        /// Targets as NAME=URL or NAME=URL@PID (PID: sample the server's peak RSS).
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// Rounds.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Measured time per run.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Warm-up per run.
+        #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+        warmup: std::time::Duration,
+        /// Do not keep the other core busy during latency runs.
+        #[arg(long)]
+        no_spinner: bool,
+        /// Print the whole comparison as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hold N idle connections and report the server's memory per connection.
+    Idle {
+        /// The server.
+        #[arg(long)]
+        url: String,
+        /// Its process id (for /proc/PID/status).
+        #[arg(long)]
+        pid: u32,
+        /// Connections to hold.
+        #[arg(long, short = 'c', default_value_t = 1000)]
+        conns: usize,
+        /// How long to let the server settle before measuring.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        settle: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,7 +212,10 @@ fn emit(text: &str) {
 
 /// Runs a command; `Ok(false)` when its verdict is a failure.
 fn run(command: Command) -> anyhow::Result<bool> {
-    let Command::Autobahn(command) = command;
+    let command = match command {
+        Command::Autobahn(command) => command,
+        Command::Bench(args) => return bench(args),
+    };
     match command {
         AutobahnCommand::Run(args) => {
             let opts = autobahn::RunOptions {
@@ -188,6 +275,68 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
                 None => emit(&text),
             }
+            Ok(true)
+        }
+    }
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<bool> {
+    use harness::bench;
+    match args.command {
+        None => {
+            let a = args.run;
+            let url = a.url.context("--url is required (the echo server to load)")?;
+            let opts = bench::BenchOptions {
+                url,
+                conns: a.conns,
+                window: a.window,
+                size: a.size,
+                text: a.text,
+                duration: a.duration,
+                messages: a.messages,
+                warmup: if a.messages.is_some() { std::time::Duration::ZERO } else { a.warmup },
+                progress: !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let report = bench::run(&opts)?;
+            if a.json {
+                emit(&(serde_json::to_string(&report)? + "\n"));
+            } else {
+                emit(&bench::render_report(&report));
+            }
+            Ok(report.error_count == 0)
+        }
+        Some(BenchCommand::Compare { targets, rounds, duration, warmup, no_spinner, json }) => {
+            let mut parsed = Vec::new();
+            for t in targets {
+                let (name, rest) = t.split_once('=').with_context(|| format!("{t:?}: expected NAME=URL[@PID]"))?;
+                let (url, pid) = match rest.rsplit_once('@') {
+                    Some((url, pid)) => (url, Some(pid.parse().with_context(|| format!("{t:?}: bad PID"))?)),
+                    None => (rest, None),
+                };
+                parsed.push((name.to_owned(), url.to_owned(), pid));
+            }
+            let opts = bench::CompareOptions { targets: parsed, rounds, duration, warmup, spinner: !no_spinner };
+            let comparison = bench::compare(&opts, |name, workload, round, r| {
+                eprintln!(
+                    "round {} {workload:<24} {name:<16} {:>10.0} msg/s {:>8.1} MB/s p50 {:>6} µs",
+                    round + 1,
+                    r.messages_per_sec,
+                    r.mb_per_sec,
+                    r.rtt_us.p50
+                );
+            })?;
+            if json {
+                emit(&(serde_json::to_string_pretty(&comparison)? + "\n"));
+            } else {
+                emit(&bench::render_compare(&comparison));
+            }
+            Ok(true)
+        }
+        Some(BenchCommand::Idle { url, pid, conns, settle }) => {
+            let (before, after, per_conn) = bench::idle(&url, conns, pid, settle)?;
+            emit(&format!(
+                "{url}: RSS {before} KiB before, {after} KiB with {conns} idle connections: {per_conn:.1} KiB per connection\n"
+            ));
             Ok(true)
         }
     }

@@ -123,6 +123,16 @@ pub enum Error {
     FrameTooLarge,
     /// A message longer than the configured maximum.
     MessageTooLarge,
+
+    // ---- WebSocket URIs (RFC 6455 §3) ----
+    /// The URI does not start with `ws://` or `wss://`.
+    UrlScheme,
+    /// The URI's host is missing or malformed (user information included).
+    UrlHost,
+    /// The URI's port is not a number from 1 to 65535.
+    UrlPort,
+    /// The URI has a fragment, which §3 forbids.
+    UrlFragment,
 }
 
 impl Error {
@@ -178,6 +188,10 @@ impl Error {
             FrameAfterClose => "frame_after_close",
             FrameTooLarge => "frame_too_large",
             MessageTooLarge => "message_too_large",
+            UrlScheme => "url_scheme",
+            UrlHost => "url_host",
+            UrlPort => "url_port",
+            UrlFragment => "url_fragment",
         }
     }
 
@@ -211,6 +225,7 @@ impl Error {
             InvalidCloseCode => "RFC 6455 §7.4",
             InvalidUtf8CloseReason | InvalidUtf8 => "RFC 6455 §8.1",
             FrameTooLarge | MessageTooLarge => "RFC 6455 §7.4.1",
+            UrlScheme | UrlHost | UrlPort | UrlFragment => "RFC 6455 §3",
         }
     }
 
@@ -358,6 +373,10 @@ impl fmt::Display for Error {
             FrameAfterClose => "data frame sent after a close frame",
             FrameTooLarge => "frame larger than the configured maximum",
             MessageTooLarge => "message larger than the configured maximum",
+            UrlScheme => "not a WebSocket URI: expected ws:// or wss://",
+            UrlHost => "WebSocket URI without a valid host",
+            UrlPort => "WebSocket URI with an invalid port",
+            UrlFragment => "WebSocket URIs must not have a fragment",
         };
         write!(f, "{msg} ({})", self.rfc())
     }

@@ -19,6 +19,7 @@
 //! * [`encode_frame`] / [`FrameHeader::encode`]: the encoder.
 //! * [`apply_mask`]: fast masking.
 //! * [`Assembler`]: optional message reassembly with a size cap.
+//! * [`WsUrl`]: `ws://` and `wss://` URIs (§3).
 //!
 //! # Example
 //!
@@ -70,6 +71,7 @@ mod error;
 mod header;
 mod mask;
 mod opcode;
+mod url;
 mod utf8;
 
 pub mod handshake;
@@ -82,6 +84,7 @@ pub use error::{Error, Violation};
 pub use header::{FrameHeader, LengthForm, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, ParsedHeader, parse_header};
 pub use mask::{apply_mask, apply_mask_bytewise};
 pub use opcode::OpCode;
+pub use url::WsUrl;
 pub use utf8::{Utf8Error, Utf8Validator};
 
 /// The outcome of an incremental parse: either more input is needed, or a

@@ -66,21 +66,39 @@ impl<T: Display> Serialize for DisplayStr<T> {
     }
 }
 
-struct Timestamp(SystemTime);
+/// A timestamp formatted once (RFC 3339, UTC, microseconds) and shared by
+/// the events of one read: formatting dates per frame would cost more
+/// than decoding the frame.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp {
+    bytes: [u8; 32],
+    len: usize,
+}
 
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_micros(self.0))
+impl Stamp {
+    /// The current time.
+    pub(crate) fn now() -> Stamp {
+        let mut bytes = [0u8; 32];
+        let mut cursor = std::io::Cursor::new(&mut bytes[..]);
+        let _ = write!(cursor, "{}", humantime::format_rfc3339_micros(SystemTime::now()));
+        let len = cursor.position() as usize;
+        Stamp { bytes, len }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+
+    /// `HH:MM:SS.uuuuuu` of "YYYY-MM-DDTHH:MM:SS.uuuuuuZ".
+    fn time_of_day(&self) -> &str {
+        self.as_str().get(11..self.len.saturating_sub(1)).unwrap_or_default()
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a, T: Serialize> {
-    ts: Timestamp,
-    conn: u64,
-    event: &'static str,
-    #[serde(flatten)]
-    body: &'a T,
+impl Serialize for Stamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// An event body: its name and its pretty form.
@@ -92,28 +110,34 @@ pub(crate) trait EventBody: Serialize {
 }
 
 /// Appends one event to `out` in `format`.
-pub(crate) fn write_event<B: EventBody>(out: &mut Vec<u8>, format: Format, conn: u64, body: &B) {
-    let now = SystemTime::now();
+pub(crate) fn write_event<B: EventBody>(out: &mut Vec<u8>, format: Format, stamp: &Stamp, conn: u64, body: &B) {
     match format {
         Format::Json => {
-            let envelope = Envelope { ts: Timestamp(now), conn, event: B::NAME, body };
-            // Writing into a Vec cannot fail; a serialization error would
-            // be a bug in a body type, and leaves the line out.
+            // `{"ts":…,"conn":…,"event":…` then the body's fields: the body
+            // is serialized as a struct (fast) and its opening brace becomes
+            // the comma that joins it to the envelope.
             let start = out.len();
-            if serde_json::to_writer(&mut *out, &envelope).is_err() {
+            out.extend_from_slice(b"{\"ts\":\"");
+            out.extend_from_slice(stamp.as_str().as_bytes());
+            let _ = write!(out, "\",\"conn\":{conn},\"event\":\"{}\"", B::NAME);
+            let body_at = out.len();
+            // Writing into a Vec cannot fail; a serialization error would be
+            // a bug in a body type, and leaves the line out.
+            if serde_json::to_writer(&mut *out, body).is_err() || out.get(body_at) != Some(&b'{') {
                 out.truncate(start);
                 return;
+            }
+            if out.len() == body_at + 2 {
+                // An empty body: `{}`.
+                out.truncate(body_at);
+                out.push(b'}');
+            } else {
+                out[body_at] = b',';
             }
             out.push(b'\n');
         }
         Format::Pretty { color } => {
-            let mut stamp = [0u8; 40];
-            let mut cursor = std::io::Cursor::new(&mut stamp[..]);
-            let _ = write!(cursor, "{}", humantime::format_rfc3339_micros(now));
-            let len = cursor.position() as usize;
-            // "YYYY-MM-DDTHH:MM:SS.uuuuuuZ": keep the time of day.
-            let time = stamp.get(11..len.saturating_sub(1)).unwrap_or_default();
-            out.extend_from_slice(time);
+            out.extend_from_slice(stamp.time_of_day().as_bytes());
             let _ = write!(out, " #{conn:<4} ");
             body.pretty(out, color);
             out.push(b'\n');
@@ -253,7 +277,6 @@ impl Display for OpcodeOut {
 }
 
 /// A payload preview.
-#[derive(Serialize)]
 pub(crate) struct Preview<'a> {
     pub preview: &'a str,
     /// `text` or `hex`.
@@ -262,16 +285,16 @@ pub(crate) struct Preview<'a> {
     pub preview_truncated: bool,
 }
 
-fn pretty_preview(out: &mut Vec<u8>, p: &Preview<'_>) {
-    if p.preview.is_empty() {
+fn pretty_preview(out: &mut Vec<u8>, preview: &str, encoding: &str, truncated: bool) {
+    if preview.is_empty() {
         return;
     }
-    if p.preview_encoding == "text" {
-        let _ = write!(out, " {:?}", p.preview);
+    if encoding == "text" {
+        let _ = write!(out, " {preview:?}");
     } else {
-        let _ = write!(out, " 0x{}", p.preview);
+        let _ = write!(out, " 0x{preview}");
     }
-    if p.preview_truncated {
+    if truncated {
         out.extend_from_slice("…".as_bytes());
     }
 }
@@ -290,8 +313,9 @@ pub(crate) struct FrameOut<'a> {
     pub len: u64,
     pub header_len: u8,
     pub offset: u64,
-    #[serde(flatten)]
-    pub preview: Preview<'a>,
+    pub preview: &'a str,
+    pub preview_encoding: &'static str,
+    pub preview_truncated: bool,
     /// For a pong answering a ping: the round trip in microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtt_us: Option<u64>,
@@ -317,7 +341,7 @@ impl EventBody for FrameOut<'_> {
         if let Some(rtt) = self.rtt_us {
             let _ = write!(out, " rtt={rtt}µs");
         }
-        pretty_preview(out, &self.preview);
+        pretty_preview(out, self.preview, self.preview_encoding, self.preview_truncated);
     }
 }
 
@@ -330,8 +354,9 @@ pub(crate) struct MessageOut<'a> {
     pub fragments: u32,
     /// Sent compressed (permessage-deflate, RSV1 on its first frame).
     pub compressed: bool,
-    #[serde(flatten)]
-    pub preview: Preview<'a>,
+    pub preview: &'a str,
+    pub preview_encoding: &'static str,
+    pub preview_truncated: bool,
 }
 
 impl EventBody for MessageOut<'_> {
@@ -343,7 +368,7 @@ impl EventBody for MessageOut<'_> {
         if self.compressed {
             out.extend_from_slice(b" compressed");
         }
-        pretty_preview(out, &self.preview);
+        pretty_preview(out, self.preview, self.preview_encoding, self.preview_truncated);
     }
 }
 

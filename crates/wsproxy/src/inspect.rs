@@ -4,14 +4,14 @@
 //! relay writes them on unchanged.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use wsproto::{Decoder, DecoderConfig, Event, MessageKind, OpCode, Role, Violation, parse_close_payload};
 
 use crate::event::{
-    CloseOut, DisplayStr, EventBody, Format, FrameOut, MessageOut, OpcodeOut, Preview, Side, ViolationOut, write_event,
+    CloseOut, DisplayStr, EventBody, Format, FrameOut, MessageOut, OpcodeOut, Preview, Side, Stamp, ViolationOut,
+    write_event,
 };
 
 /// How much of a payload to show.
@@ -97,6 +97,8 @@ pub struct DirectionInspector {
     frames: u64,
     violations: u64,
     stopped: bool,
+    /// When the bytes being decoded arrived.
+    stamp: Stamp,
 }
 
 /// A violation that `--enforce` acts on: the rule, and where in this
@@ -135,8 +137,11 @@ fn render_preview<'t>(text: &'t mut String, bytes: &[u8], as_text: bool, truncat
             return Preview { preview: text, preview_encoding: "text", preview_truncated: truncated };
         }
     }
-    for b in bytes {
-        let _ = write!(text, "{b:02x}");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    text.reserve(2 * bytes.len());
+    for &b in bytes {
+        text.push(HEX[usize::from(b >> 4)] as char);
+        text.push(HEX[usize::from(b & 15)] as char);
     }
     Preview { preview: text, preview_encoding: "hex", preview_truncated: truncated }
 }
@@ -164,6 +169,7 @@ impl DirectionInspector {
             frames: 0,
             violations: 0,
             stopped: false,
+            stamp: Stamp::now(),
         }
     }
 
@@ -183,7 +189,7 @@ impl DirectionInspector {
     }
 
     fn emit<B: EventBody>(&self, out: &mut Vec<u8>, body: &B) {
-        write_event(out, self.opts.format, self.conn, body);
+        write_event(out, self.opts.format, &self.stamp, self.conn, body);
     }
 
     /// Decodes `bytes` and appends the events to `out`. With
@@ -193,6 +199,7 @@ impl DirectionInspector {
         if self.stopped {
             return None;
         }
+        self.stamp = Stamp::now();
         let mut input = bytes;
         loop {
             let decoded = self.decoder.decode(input);
@@ -303,10 +310,12 @@ impl DirectionInspector {
                 len: h.header.payload_len,
                 header_len: h.header_len,
                 offset: self.base + h.offset,
-                preview,
+                preview: preview.preview,
+                preview_encoding: preview.preview_encoding,
+                preview_truncated: preview.preview_truncated,
                 rtt_us,
             };
-            write_event(out, self.opts.format, self.conn, &body);
+            write_event(out, self.opts.format, &self.stamp, self.conn, &body);
         }
         if op == OpCode::Close {
             self.close(h, shared, out);
@@ -323,9 +332,11 @@ impl DirectionInspector {
                 len: m.len,
                 fragments: m.fragments,
                 compressed: m.compressed,
-                preview,
+                preview: preview.preview,
+                preview_encoding: preview.preview_encoding,
+                preview_truncated: preview.preview_truncated,
             };
-            write_event(out, self.opts.format, self.conn, &body);
+            write_event(out, self.opts.format, &self.stamp, self.conn, &body);
         }
     }
 

@@ -67,36 +67,50 @@ impl LogSink {
     }
 }
 
+/// How often the writer wakes to write what was queued. Polling at a fixed
+/// pace keeps relays from waking the writer thread on every hand-over (a
+/// futex round trip per burst costs more than formatting the events).
+const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Starts the writer on a thread of its own (output is blocking I/O) and
 /// returns the sink and a handle that finishes once every sink is dropped
 /// and all events are written.
 pub fn start(mut output: Box<dyn Write + Send>) -> (LogSink, std::thread::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-    let sink = LogSink { tx, pool: Arc::new(Mutex::new(Vec::new())), stalls: Arc::new(AtomicU64::new(0)) };
-    let recycler = sink.clone();
-    // The writer holds a sink for recycling only; it must not keep the
-    // channel open, so it keeps the pool, not the sender.
-    let pool = recycler.pool.clone();
-    drop(recycler);
+    let pool: Arc<Mutex<Vec<Vec<u8>>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = LogSink { tx, pool: pool.clone(), stalls: Arc::new(AtomicU64::new(0)) };
     let handle = std::thread::spawn(move || {
         let mut broken = false;
-        while let Some(buf) = rx.blocking_recv() {
-            // A closed pipe (`wsproxy | head`) ends the output, not the proxy.
-            if !broken && output.write_all(&buf).is_err() {
-                broken = true;
-            }
-            if rx.is_empty() && !broken && output.flush().is_err() {
-                broken = true;
-            }
-            let mut buf = buf;
-            if buf.capacity() <= MAX_POOLED_CAPACITY {
-                buf.clear();
-                if let Ok(mut p) = pool.lock()
-                    && p.len() < POOL
-                {
-                    p.push(buf);
+        loop {
+            let mut wrote = false;
+            let done = loop {
+                match rx.try_recv() {
+                    Ok(mut buf) => {
+                        // A closed pipe (`wsproxy | head`) ends the output, not the proxy.
+                        if !broken && output.write_all(&buf).is_err() {
+                            broken = true;
+                        }
+                        wrote = true;
+                        if buf.capacity() <= MAX_POOLED_CAPACITY {
+                            buf.clear();
+                            if let Ok(mut p) = pool.lock()
+                                && p.len() < POOL
+                            {
+                                p.push(buf);
+                            }
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break false,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break true,
                 }
+            };
+            if wrote && !broken && output.flush().is_err() {
+                broken = true;
             }
+            if done {
+                break;
+            }
+            std::thread::sleep(WRITE_INTERVAL);
         }
         let _ = output.flush();
     });

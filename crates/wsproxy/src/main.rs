@@ -55,6 +55,9 @@ struct Args {
     /// On Ctrl-C/SIGTERM, how long open connections may take to finish.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     drain: Duration,
+    /// Relay threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,7 +77,14 @@ fn parse_preview(s: &str) -> Result<PreviewLimit, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args) {
+    let runtime = match args.threads {
+        Some(0) => Err(std::io::Error::other("--threads must be at least 1")),
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let result = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(args)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wsproxy: error: {e:#}");
@@ -83,7 +93,6 @@ fn main() -> ExitCode {
     }
 }
 
-#[tokio::main]
 async fn run(args: Args) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
@@ -93,12 +102,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // With no upstream, an echo server in-process.
     let (upstream, embedded) = match &args.upstream {
-        Some(url) => (Upstream::parse(url)?, None),
+        Some(url) => (wsproxy::upstream::parse(url)?, None),
         None => {
             let echo_listener =
                 tokio::net::TcpListener::bind("127.0.0.1:0").await.context("starting the embedded echo server")?;
             let server = wsecho::spawn(echo_listener, wsecho::Config::default())?;
-            let upstream = Upstream { host: "127.0.0.1".into(), port: server.local_addr().port(), path: String::new() };
+            let upstream = Upstream {
+                secure: false,
+                host: "127.0.0.1".into(),
+                port: server.local_addr().port(),
+                path: String::new(),
+            };
             (upstream, Some(server))
         }
     };
@@ -110,10 +124,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => Format::Json,
     };
     let output: Box<dyn std::io::Write + Send> = match &args.log {
-        Some(path) => Box::new(std::io::BufWriter::new(
+        Some(path) => Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
             std::fs::File::create(path).with_context(|| format!("creating the log file {}", path.display()))?,
         )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+        None => Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())),
     };
     if args.messages_only && matches!(args.max_preview, PreviewLimit::Bytes(0)) {
         eprintln!("wsproxy: note: --max-preview 0 shows no payloads");

@@ -18,7 +18,7 @@ use wsproto::{CloseCode, FrameHeader, OpCode, Status};
 
 use crate::event::{
     DisplayStr, EndOut, ErrorOut, EventBody, HandshakeRequest, HandshakeResponse, HeaderOut, HttpOut, Open, PerSide,
-    Side, ViolationOut, write_event,
+    Side, Stamp, ViolationOut, write_event,
 };
 use crate::head;
 use crate::inspect::{DirectionInspector, Enforced, Shared};
@@ -27,7 +27,7 @@ use crate::{Config, Totals};
 
 /// Read buffer per direction, allocated while data flows: large enough that
 /// 64 KiB and 1 MiB messages move in few syscalls.
-const RELAY_BUF: usize = 64 << 10;
+const RELAY_BUF: usize = 256 << 10;
 
 /// How long to wait for the upstream's TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,7 +41,7 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     fn emit<B: EventBody>(&self, out: &mut Vec<u8>, body: &B) {
-        write_event(out, self.config.format, self.conn, body);
+        write_event(out, self.config.format, &Stamp::now(), self.conn, body);
     }
 
     async fn flush(&self, out: &mut Vec<u8>) {
@@ -579,6 +579,10 @@ impl Idle<'_> {
     }
 }
 
+/// Events are handed to the writer in batches of about this size, or as
+/// soon as the direction goes quiet: one hand-over per burst, not per read.
+const LOG_BATCH: usize = 64 << 10;
+
 /// Relays one direction until EOF (then half-closes the other side), an
 /// error, a stop signal, or an enforced violation. Returns how it ended and
 /// the bytes relayed.
@@ -591,6 +595,25 @@ async fn pump(
     stop: &watch::Receiver<bool>,
     idle: &Idle<'_>,
 ) -> (Ending, u64) {
+    let mut events = Vec::new();
+    let result = relay_direction(src, dst, &mut inspector, shared, ctx, stop, idle, &mut events).await;
+    if !events.is_empty() {
+        ctx.log.send(events).await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_direction(
+    src: &mut ReadHalf<'_>,
+    dst: &mut WriteHalf<'_>,
+    inspector: &mut Option<(&mut DirectionInspector, u64)>,
+    shared: &Mutex<Shared>,
+    ctx: &Ctx,
+    stop: &watch::Receiver<bool>,
+    idle: &Idle<'_>,
+    events: &mut Vec<u8>,
+) -> (Ending, u64) {
     let enforce = ctx.config.enforce;
     let mut stop = stop.clone();
     let mut relayed = 0u64;
@@ -599,6 +622,11 @@ async fn pump(
     let mut buf: Vec<u8> = Vec::new();
     loop {
         if buf.capacity() == 0 {
+            // About to wait: hand over what was logged so far.
+            if !events.is_empty() {
+                let batch = std::mem::replace(events, ctx.log.buffer());
+                ctx.log.send(batch).await;
+            }
             let ready = async {
                 match idle.remaining() {
                     Some(left) => tokio::time::timeout(left, src.readable()).await.ok(),
@@ -638,18 +666,13 @@ async fn pump(
         };
         idle.touch();
         let data = &buf[..n];
-        let mut out = Vec::new();
-        if let Some((insp, fed_before)) = inspector.as_mut() {
-            out = ctx.log.buffer();
-            if enforce {
-                // Decode first: the offending frame must not pass.
-                if let Some(e) = insp.feed(data, shared, &mut out) {
-                    let done = *fed_before + relayed;
-                    let keep = e.frame_start.saturating_sub(done).min(n as u64) as usize;
-                    let _ = dst.write_all(&data[..keep]).await;
-                    ctx.log.send(out).await;
-                    return (Ending::Enforced(e, e.frame_start >= done), relayed + keep as u64);
-                }
+        if enforce && let Some((insp, fed_before)) = inspector.as_mut() {
+            // Decode first: the offending frame must not pass.
+            if let Some(e) = insp.feed(data, shared, events) {
+                let done = *fed_before + relayed;
+                let keep = e.frame_start.saturating_sub(done).min(n as u64) as usize;
+                let _ = dst.write_all(&data[..keep]).await;
+                return (Ending::Enforced(e, e.frame_start >= done), relayed + keep as u64);
             }
         }
         if let Err(e) = dst.write_all(data).await {
@@ -661,11 +684,13 @@ async fn pump(
             return (ending, relayed);
         }
         relayed += n as u64;
-        if let Some((insp, _)) = inspector.as_mut() {
-            if !enforce {
-                insp.feed(data, shared, &mut out);
-            }
-            ctx.log.send(out).await;
+        if !enforce && let Some((insp, _)) = inspector.as_mut() {
+            // Relayed first, decoded after: logging never delays the bytes.
+            insp.feed(data, shared, events);
+        }
+        if events.len() >= LOG_BATCH {
+            let batch = std::mem::replace(events, ctx.log.buffer());
+            ctx.log.send(batch).await;
         }
     }
 }
