@@ -22,6 +22,10 @@ struct Args {
     /// Largest frame accepted, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_frame_size: usize,
+    /// Receive buffer per connection, in bytes: allocated per connection, and
+    /// the most read from the socket at once.
+    #[arg(long, default_value_t = wsecho::Config::default().read_buffer_size)]
+    read_buffer_size: usize,
     /// Log only warnings and errors (RUST_LOG overrides).
     #[arg(long, short)]
     quiet: bool,
@@ -51,8 +55,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = wsecho::Config {
         max_message_size: args.max_message_size,
         max_frame_size: args.max_frame_size,
+        read_buffer_size: args.read_buffer_size,
         drain: Duration::from_secs(4),
-        ..wsecho::Config::default()
     };
     eprintln!("listening on ws://{addr}");
     wsecho::serve(listener, config, shutdown_signal()).await?;

@@ -15,6 +15,7 @@ pub mod event;
 pub mod head;
 pub mod inspect;
 pub mod log;
+pub mod pool;
 mod relay;
 pub mod schema;
 pub mod upstream;
@@ -121,6 +122,8 @@ pub async fn serve(
     let totals = Arc::new(Totals::default());
     let mut tasks = tokio::task::JoinSet::new();
     let mut next_conn = 0u64;
+    // Enough relay buffers for a few dozen busy directions at once.
+    let buffers = pool::BufferPool::new(relay::RELAY_BUF, 64);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -131,7 +134,13 @@ pub async fn serve(
                     let _ = stream.set_nodelay(true);
                     next_conn += 1;
                     totals.connections.fetch_add(1, Ordering::Relaxed);
-                    let ctx = relay::Ctx { config: config.clone(), log: log.clone(), totals: totals.clone(), conn: next_conn };
+                    let ctx = relay::Ctx {
+                        config: config.clone(),
+                        log: log.clone(),
+                        buffers: buffers.clone(),
+                        totals: totals.clone(),
+                        conn: next_conn,
+                    };
                     tasks.spawn(relay::handle(stream, peer, ctx));
                 }
                 Err(e) => {

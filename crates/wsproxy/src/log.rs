@@ -5,37 +5,39 @@
 //! connection formats its events without allocating.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
+
+use crate::pool::BufferPool;
 
 /// Buffers queued for the writer before relays wait.
 const QUEUE: usize = 1024;
 /// Buffers kept for reuse.
 const POOL: usize = 256;
-/// A buffer grown past this is not kept.
-const MAX_POOLED_CAPACITY: usize = 1 << 20;
+/// The size of event buffers (a batch is handed over near this size).
+const LOG_BUF: usize = 64 << 10;
 
 /// Where relays send their events.
 #[derive(Clone)]
 pub struct LogSink {
     tx: mpsc::Sender<Vec<u8>>,
-    pool: Arc<Mutex<Vec<Vec<u8>>>>,
+    pool: BufferPool,
     stalls: Arc<AtomicU64>,
 }
 
 impl LogSink {
     /// An empty buffer to format events into.
     pub fn buffer(&self) -> Vec<u8> {
-        self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default()
+        self.pool.take()
     }
 
     /// Queues the events in `buf`; waits (and counts a stall) when the
     /// writer is behind.
     pub async fn send(&self, buf: Vec<u8>) {
         if buf.is_empty() {
-            self.recycle(buf);
+            self.pool.give(buf);
             return;
         }
         match self.tx.try_send(buf) {
@@ -46,18 +48,6 @@ impl LogSink {
             }
             // The writer is gone (its output closed): nothing to log to.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-
-    fn recycle(&self, mut buf: Vec<u8>) {
-        if buf.capacity() > MAX_POOLED_CAPACITY {
-            return;
-        }
-        buf.clear();
-        if let Ok(mut pool) = self.pool.lock()
-            && pool.len() < POOL
-        {
-            pool.push(buf);
         }
     }
 
@@ -77,7 +67,7 @@ const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 /// and all events are written.
 pub fn start(mut output: Box<dyn Write + Send>) -> (LogSink, std::thread::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-    let pool: Arc<Mutex<Vec<Vec<u8>>>> = Arc::new(Mutex::new(Vec::new()));
+    let pool = BufferPool::new(LOG_BUF, POOL);
     let sink = LogSink { tx, pool: pool.clone(), stalls: Arc::new(AtomicU64::new(0)) };
     let handle = std::thread::spawn(move || {
         let mut broken = false;
@@ -85,20 +75,13 @@ pub fn start(mut output: Box<dyn Write + Send>) -> (LogSink, std::thread::JoinHa
             let mut wrote = false;
             let done = loop {
                 match rx.try_recv() {
-                    Ok(mut buf) => {
+                    Ok(buf) => {
                         // A closed pipe (`wsproxy | head`) ends the output, not the proxy.
                         if !broken && output.write_all(&buf).is_err() {
                             broken = true;
                         }
                         wrote = true;
-                        if buf.capacity() <= MAX_POOLED_CAPACITY {
-                            buf.clear();
-                            if let Ok(mut p) = pool.lock()
-                                && p.len() < POOL
-                            {
-                                p.push(buf);
-                            }
-                        }
+                        pool.give(buf);
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break false,
                     Err(mpsc::error::TryRecvError::Disconnected) => break true,

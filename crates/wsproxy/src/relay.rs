@@ -23,11 +23,12 @@ use crate::event::{
 use crate::head;
 use crate::inspect::{DirectionInspector, Enforced, Shared};
 use crate::log::LogSink;
+use crate::pool::BufferPool;
 use crate::{Config, Totals};
 
-/// Read buffer per direction, allocated while data flows: large enough that
-/// 64 KiB and 1 MiB messages move in few syscalls.
-const RELAY_BUF: usize = 256 << 10;
+/// Read buffer per direction, lent from a pool while data flows: large
+/// enough that 64 KiB and 1 MiB messages move in few syscalls.
+pub(crate) const RELAY_BUF: usize = 256 << 10;
 
 /// How long to wait for the upstream's TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +36,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Ctx {
     pub config: Arc<Config>,
     pub log: LogSink,
+    /// Relay buffers, lent while data flows.
+    pub buffers: BufferPool,
     pub totals: Arc<Totals>,
     pub conn: u64,
 }
@@ -581,7 +584,7 @@ impl Idle<'_> {
 
 /// Events are handed to the writer in batches of about this size, or as
 /// soon as the direction goes quiet: one hand-over per burst, not per read.
-const LOG_BATCH: usize = 64 << 10;
+const LOG_BATCH: usize = 48 << 10;
 
 /// Relays one direction until EOF (then half-closes the other side), an
 /// error, a stop signal, or an enforced violation. Returns how it ended and
@@ -596,7 +599,9 @@ async fn pump(
     idle: &Idle<'_>,
 ) -> (Ending, u64) {
     let mut events = Vec::new();
-    let result = relay_direction(src, dst, &mut inspector, shared, ctx, stop, idle, &mut events).await;
+    let mut buf = Vec::new();
+    let result = relay_direction(src, dst, &mut inspector, shared, ctx, stop, idle, &mut events, &mut buf).await;
+    ctx.buffers.give(buf);
     if !events.is_empty() {
         ctx.log.send(events).await;
     }
@@ -613,13 +618,13 @@ async fn relay_direction(
     stop: &watch::Receiver<bool>,
     idle: &Idle<'_>,
     events: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
 ) -> (Ending, u64) {
     let enforce = ctx.config.enforce;
     let mut stop = stop.clone();
     let mut relayed = 0u64;
-    // Allocated when data flows, released when the direction goes quiet,
-    // so an idle connection holds no relay buffer.
-    let mut buf: Vec<u8> = Vec::new();
+    // `buf` is lent from the pool when data flows and given back when the
+    // direction goes quiet, so an idle connection holds no relay buffer.
     loop {
         if buf.capacity() == 0 {
             // About to wait: hand over what was logged so far.
@@ -647,10 +652,10 @@ async fn relay_direction(
                     Some(Ok(())) => {}
                 },
             }
-            buf = Vec::with_capacity(RELAY_BUF);
+            *buf = ctx.buffers.take();
         }
         buf.clear();
-        let n = match src.try_read_buf(&mut buf) {
+        let n = match src.try_read_buf(buf) {
             Ok(0) => {
                 // Half-close: pass the EOF on, keep the other direction.
                 let _ = dst.shutdown().await;
@@ -658,7 +663,7 @@ async fn relay_direction(
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                buf = Vec::new();
+                ctx.buffers.give(std::mem::take(buf));
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return (Ending::Reset, relayed),

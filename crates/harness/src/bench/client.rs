@@ -79,7 +79,7 @@ pub struct ConnResult {
     pub last_echo: Option<Instant>,
 }
 
-/// How long to wait for echoes still in flight after sending stops.
+/// How long to wait for an echo before counting what is in flight as lost.
 const GRACE: Duration = Duration::from_secs(3);
 
 /// A small fast random source for masking keys.
@@ -201,12 +201,8 @@ pub async fn run(target: &Target, plan: Plan, progress: Arc<AtomicU64>) -> anyho
     let mut closed = false;
     while !sent_at.is_empty() && !closed {
         if filled == 0 {
-            let wait = if may_send(&sender) {
-                plan.send_until.saturating_duration_since(Instant::now()) + GRACE
-            } else {
-                GRACE
-            };
-            match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+            // A server that stops answering ends the run: what is in flight is lost.
+            match tokio::time::timeout(GRACE, stream.read(&mut buf)).await {
                 Err(_) => break,
                 Ok(Ok(0)) => {
                     result.errors.protocol += 1;
@@ -305,7 +301,8 @@ pub async fn run(target: &Target, plan: Plan, progress: Arc<AtomicU64>) -> anyho
                         let _ = result.rtt_us.record(us.min(60_000_000));
                     }
                     progress.fetch_add(1, Ordering::Relaxed);
-                    if may_send(&sender) {
+                    // Refill the window (lost messages free their slots too).
+                    while sent_at.len() < plan.window && may_send(&sender) {
                         sent_at.push_back((sender.next_seq, now));
                         sender.queue();
                     }

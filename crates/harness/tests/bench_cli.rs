@@ -1,0 +1,99 @@
+//! `wsharness bench` against a correct echo server and against deliberately
+//! wrong ones: every echo is checked, and any error fails the run.
+
+use std::process::Command;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How a wrong server breaks the echo of every `every`-th message.
+#[derive(Clone, Copy)]
+enum Fault {
+    FlipByte,
+    Drop,
+    Duplicate,
+    TextForBinary,
+}
+
+/// An echo server on 127.0.0.1 port 0 that breaks some echoes.
+async fn wrong_server(fault: Fault, every: usize) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let mut n = 0usize;
+                while let Some(Ok(msg)) = ws.next().await {
+                    let Message::Binary(data) = msg else { continue };
+                    n += 1;
+                    let faulty = n % every == 0;
+                    let reply = match (fault, faulty) {
+                        (_, false) => vec![Message::Binary(data)],
+                        (Fault::FlipByte, true) => {
+                            let mut v = data.to_vec();
+                            let last = v.len() - 1;
+                            v[last] ^= 0x40;
+                            vec![Message::Binary(v.into())]
+                        }
+                        (Fault::Drop, true) => vec![],
+                        (Fault::Duplicate, true) => vec![Message::Binary(data.clone()), Message::Binary(data)],
+                        (Fault::TextForBinary, true) => {
+                            vec![Message::text(String::from_utf8_lossy(&data).into_owned())]
+                        }
+                    };
+                    for m in reply {
+                        if ws.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, task)
+}
+
+fn bench(url: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .args(["bench", "--url", url, "--conns", "2", "--window", "4", "--size", "64", "--messages", "200", "--json"])
+        .args(extra)
+        .output()
+        .expect("run wsharness");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code(), report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correct_echo_passes() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = wsecho::spawn(listener, wsecho::Config::default()).expect("wsecho");
+    let url = format!("ws://{}", server.local_addr());
+    let (code, report) = tokio::task::spawn_blocking(move || bench(&url, &[])).await.expect("join");
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["error_count"], 0);
+    assert_eq!(report["messages"], 400, "2 connections × 200 messages, all echoed");
+    assert!(report["rtt_us"]["p50"].as_u64().is_some_and(|p| p > 0));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_echoes_are_caught_and_fail_the_run() {
+    let cases = [
+        (Fault::FlipByte, "mismatched"),
+        (Fault::Drop, "lost"),
+        (Fault::Duplicate, "duplicated_or_reordered"),
+        (Fault::TextForBinary, "wrong_kind"),
+    ];
+    for (fault, field) in cases {
+        let (url, task) = wrong_server(fault, 10).await;
+        let (code, report) = tokio::task::spawn_blocking(move || bench(&url, &[])).await.expect("join");
+        task.abort();
+        assert_eq!(code, Some(1), "{field}: {report}");
+        let count = report["errors"][field].as_u64().unwrap_or(0);
+        assert!(count >= 20, "{field}: expected about 40 errors (every 10th of 400), got {count}: {report}");
+    }
+}
