@@ -5,6 +5,7 @@
 # on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # shellcheck source=ci/lib.sh
 . ci/lib.sh
@@ -42,5 +43,18 @@ stop_server "$PROXY_PID"
 "$BIN/wsharness" autobahn proxy-log target/autobahn/wsproxy target/autobahn/wsproxy.jsonl \
     --expected autobahn/expected/wsproxy-violations.txt
 stop_server "$ECHO_PID"
+
+step "browser end to end: headless Chromium through wsproxy to its embedded echo server"
+if ! command -v chromium >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+(cd crates/wsproxy/tests/browser && npm ci --no-audit --no-fund --silent)
+start_server wsproxy-e2e "$BIN/wsproxy" --listen 127.0.0.1:0 --format json --log "$ROOT/target/e2e-events.jsonl"
+(cd crates/wsproxy/tests/browser && node demo.mjs "http://${SERVER_URL#ws://}/" "$ROOT/target/e2e-events.jsonl")
+stop_server "$SERVER_PID"
+
+step "fuzz targets (stable, no sanitizer, ${FUZZ_SECONDS:-30} s each)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-30} bash ci/fuzz.sh
 
 step "all checks passed"

@@ -307,7 +307,8 @@ pub fn check_handshake_request(data: &[u8]) {
     let Ok(hs) = req.validate() else { return };
     // The naive reading: split the head into lines and headers ourselves.
     let head = String::from_utf8_lossy(&split.bytes[..consumed]);
-    let mut lines = head.split("\r\n");
+    // Empty lines before the request line are ignored (RFC 9112 §2.2).
+    let mut lines = head.trim_start_matches("\r\n").split("\r\n");
     let request_line = lines.next().unwrap_or_default();
     assert!(request_line.starts_with("GET "), "validated a non-GET: {request_line:?}");
     assert!(request_line.ends_with(" HTTP/1.1"), "validated a version below 1.1: {request_line:?}");

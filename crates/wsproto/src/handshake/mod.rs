@@ -90,6 +90,8 @@ pub(crate) fn single_header<'b>(headers: &[Header<'b>], name: &str, dup: Error) 
 pub struct HeadScanner {
     pos: usize,
     lines: usize,
+    /// Where the start line begins, once past any empty lines before it.
+    start: Option<usize>,
 }
 
 impl HeadScanner {
@@ -108,13 +110,26 @@ impl HeadScanner {
             if matches!(buf[i], b'\r' | b'\n') && i + 1 == buf.len() && !buf[..=i].ends_with(b"\r\n\r\n") {
                 return Ok(Status::Partial);
             }
+            let Some(start) = self.start else {
+                // RFC 9112 §2.2: "a server that is expecting to receive and
+                // parse a request-line SHOULD ignore at least one empty line
+                // (CRLF) received prior to the request-line". We ignore any
+                // number, as httparse does; they count toward the head.
+                match buf[i] {
+                    b'\r' if buf[i + 1] == b'\n' => self.pos += 2,
+                    b'\r' => return Err(Error::InvalidNewLine),
+                    b'\n' => return Err(Error::BareLf),
+                    _ => self.start = Some(i),
+                }
+                continue;
+            };
             if buf[i] == b'\n' {
                 // RFC 9112 §2.2: we accept CRLF only.
                 if i == 0 || buf[i - 1] != b'\r' {
                     return Err(Error::BareLf);
                 }
-                // An empty line ends the block.
-                if i >= 3 && buf[i - 3..=i] == *b"\r\n\r\n" {
+                // An empty line after the start line ends the block.
+                if i >= start + 3 && buf[i - 3..=i] == *b"\r\n\r\n" {
                     return Ok(Status::Complete(i + 1));
                 }
                 self.lines += 1;

@@ -196,6 +196,28 @@ fn syntax_policy() {
     assert_eq!(req.header("origin"), Some(&b"http://example.com"[..]));
 }
 
+/// Found by the `handshake_differential` fuzz target: empty lines before
+/// the request line were counted as header lines, so a request with exactly
+/// `max_headers` headers behind a CRLF was refused where httparse (and RFC
+/// 9112 §2.2) accept it.
+#[test]
+fn empty_lines_before_the_request_line_are_ignored() {
+    let limits = Limits { max_head_len: 64 * 1024, max_headers: 8 };
+    let request = format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: 1\r\n".repeat(8));
+    for prefix in ["", "\r\n", "\r\n\r\n"] {
+        let bytes = format!("{prefix}{request}");
+        let Ok(Status::Complete((req, n))) = parse_request(bytes.as_bytes(), &limits) else {
+            panic!("{prefix:?}: {:?}", parse_request(bytes.as_bytes(), &limits))
+        };
+        assert_eq!((n, req.headers.len()), (bytes.len(), 8), "{prefix:?}");
+        for cut in 0..bytes.len() {
+            assert_eq!(parse_request(&bytes.as_bytes()[..cut], &limits), Ok(Status::Partial), "{prefix:?} {cut}");
+        }
+    }
+    assert_eq!(parse_request(b"\r\rGET / HTTP/1.1\r\n\r\n", &limits), Err(Error::InvalidNewLine));
+    assert_eq!(parse_request(b"\nGET / HTTP/1.1\r\n\r\n", &limits), Err(Error::BareLf));
+}
+
 #[test]
 fn limits() {
     let limits = Limits { max_head_len: 200, max_headers: 5 };
