@@ -154,3 +154,20 @@ pub fn spawn(listener: TcpListener, config: Config) -> io::Result<Server> {
     }));
     Ok(Server { local_addr, stop: Some(stop), task })
 }
+
+/// Resolves on Ctrl-C or SIGTERM: the shutdown future for [`serve`] in a
+/// binary (wsecho's and wsproxy's).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

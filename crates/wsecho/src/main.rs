@@ -59,31 +59,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         drain: Duration::from_secs(4),
     };
     eprintln!("listening on ws://{addr}");
-    wsecho::serve(listener, config, shutdown_signal()).await?;
+    wsecho::serve(listener, config, wsecho::shutdown_signal()).await?;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

@@ -158,7 +158,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => eprintln!("wsproxy: upstream: {upstream}"),
     }
-    let summary = wsproxy::serve(listener, config, sink, shutdown_signal()).await?;
+    let summary = wsproxy::serve(listener, config, sink, wsecho::shutdown_signal()).await?;
     if let Some(server) = embedded {
         server.shutdown().await;
     }
@@ -178,22 +178,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     );
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 #[cfg(test)]

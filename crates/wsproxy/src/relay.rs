@@ -178,37 +178,35 @@ async fn serve(
     let config = &ctx.config;
     // 1. The client's head, within the handshake timeout.
     let mut cbuf = Vec::with_capacity(4096);
-    let head_len = match tokio::time::timeout(config.handshake_timeout, read_head(client, &mut cbuf, limits)).await {
-        Err(_) => {
-            let message =
-                format!("the client did not finish its request head within {:?}; dropped", config.handshake_timeout);
-            ctx.emit(out, &ErrorOut { message: &message });
-            stats.bytes.client = cbuf.len() as u64;
-            return Ok(Ending::Timeout);
-        }
-        Ok(Err(e)) => return Err(anyhow::Error::new(e).context("reading the client's request")),
-        Ok(Ok(HeadRead::Eof)) => {
-            stats.bytes.client = cbuf.len() as u64;
-            return Ok(Ending::Eof);
-        }
-        Ok(Ok(HeadRead::TooLarge(e))) => {
-            client_violation(ctx, out, e, 0, stats);
-            if config.enforce {
-                let _ = client.write_all(&handshake::build_rejection(e)).await;
-                return Ok(Ending::Enforced(
-                    Enforced { violation: wsproto::Violation { error: e, offset: 0 }, frame_start: 0 },
-                    false,
-                ));
+    let (head_len, head_error) =
+        match tokio::time::timeout(config.handshake_timeout, read_head(client, &mut cbuf, limits)).await {
+            Err(_) => {
+                let message = format!(
+                    "the client did not finish its request head within {:?}; dropped",
+                    config.handshake_timeout
+                );
+                ctx.emit(out, &ErrorOut { message: &message });
+                stats.bytes.client = cbuf.len() as u64;
+                return Ok(Ending::Timeout);
             }
-            // Relay it as it is: the upstream decides.
-            cbuf.len()
-        }
-        Ok(Ok(HeadRead::Complete(n))) => n,
-    };
+            Ok(Err(e)) => return Err(anyhow::Error::new(e).context("reading the client's request")),
+            Ok(Ok(HeadRead::Eof)) => {
+                stats.bytes.client = cbuf.len() as u64;
+                return Ok(Ending::Eof);
+            }
+            // The scanner's rules (size, line ends): relayed as it is unless
+            // enforcing; the upstream decides.
+            Ok(Ok(HeadRead::TooLarge(e))) => (cbuf.len(), Some(e)),
+            Ok(Ok(HeadRead::Complete(n))) => (n, None),
+        };
     stats.bytes.client = cbuf.len() as u64;
 
     // 2. Parse, check and rewrite it.
-    let (ask, forward) = match handshake::parse_request(&cbuf[..head_len], limits) {
+    let parsed = match head_error {
+        Some(e) => Err(e),
+        None => handshake::parse_request(&cbuf[..head_len], limits),
+    };
+    let (ask, forward) = match parsed {
         Ok(Status::Complete((req, _))) => {
             let websocket = req.is_websocket_upgrade();
             let mut ask = ClientAsk {
@@ -249,15 +247,8 @@ async fn serve(
                         ask.extensions = hs.extensions.iter().map(|e| e.name.to_owned()).collect();
                     }
                     Err(e) => {
-                        client_violation(ctx, out, e, 0, stats);
-                        if config.enforce {
-                            ctx.flush(out).await;
-                            let _ = client.write_all(&handshake::build_rejection(e)).await;
-                            let _ = client.shutdown().await;
-                            return Ok(Ending::Enforced(
-                                Enforced { violation: wsproto::Violation { error: e, offset: 0 }, frame_start: 0 },
-                                false,
-                            ));
+                        if let Some(ending) = refuse_request(client, ctx, out, e, stats).await {
+                            return Ok(ending);
                         }
                     }
                 }
@@ -265,19 +256,11 @@ async fn serve(
             (ask, forward)
         }
         Ok(Status::Partial) | Err(_) => {
-            // The scanner accepted the head but the HTTP syntax is broken:
-            // report it and relay the bytes unchanged.
-            let e = match handshake::parse_request(&cbuf[..head_len], limits) {
-                Err(e) => e,
-                _ => wsproto::Error::InvalidNewLine,
-            };
-            client_violation(ctx, out, e, 0, stats);
-            if config.enforce {
-                let _ = client.write_all(&handshake::build_rejection(e)).await;
-                return Ok(Ending::Enforced(
-                    Enforced { violation: wsproto::Violation { error: e, offset: 0 }, frame_start: 0 },
-                    false,
-                ));
+            // The HTTP syntax is broken: report it and relay the bytes
+            // unchanged (or refuse, when enforcing).
+            let e = parsed.err().unwrap_or(wsproto::Error::InvalidNewLine);
+            if let Some(ending) = refuse_request(client, ctx, out, e, stats).await {
+                return Ok(ending);
             }
             let ask = ClientAsk {
                 method: String::new(),
@@ -509,6 +492,26 @@ fn combine(a: Ending, b: Ending) -> Ending {
         }
     }
     Ending::Eof
+}
+
+/// Reports a request that breaks `e`; with `--enforce`, also answers it
+/// (400/426/431 with the reason) and returns how the connection ended.
+async fn refuse_request(
+    client: &mut TcpStream,
+    ctx: &Ctx,
+    out: &mut Vec<u8>,
+    e: wsproto::Error,
+    stats: &mut Stats,
+) -> Option<Ending> {
+    client_violation(ctx, out, e, 0, stats);
+    if !ctx.config.enforce {
+        return None;
+    }
+    ctx.flush(out).await;
+    let _ = client.write_all(&handshake::build_rejection(e)).await;
+    let _ = client.shutdown().await;
+    let violation = wsproto::Violation { error: e, offset: 0 };
+    Some(Ending::Enforced(Enforced { violation, frame_start: 0 }, false))
 }
 
 fn client_violation(ctx: &Ctx, out: &mut Vec<u8>, e: wsproto::Error, offset: u64, stats: &mut Stats) {

@@ -395,3 +395,31 @@ fn sigterm_prints_totals() {
     assert!(status.success(), "{status}");
     assert!(stderr.iter().any(|l| l.contains("1 connections")), "{stderr:?}");
 }
+
+#[test]
+fn a_head_that_breaks_the_syntax_policy_is_reported_once_and_relayed() {
+    let request = b"GET / HTTP/1.1\nHost: x\nUpgrade: websocket\n\n".to_vec();
+    let upstream = RawUpstream::start(move |mut s| {
+        let mut got = Vec::new();
+        read_at_least(&mut s, &mut got, 40);
+        write(&mut s, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        got
+    });
+    let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
+    let mut c = connect(proxy.addr);
+    write(&mut c, &request);
+    let mut got = Vec::new();
+    read_to_end(&mut c, &mut got);
+    drop(c);
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 400"));
+    assert_eq!(upstream.join(), request, "relayed unchanged");
+    let events = proxy.connection(1);
+    let rules: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Violation { rule, .. } => Some(rule.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rules, ["bare_lf"]);
+}
