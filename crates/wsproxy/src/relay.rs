@@ -641,9 +641,12 @@ async fn relay_direction(
                     None => Some(src.readable().await),
                 }
             };
+            // Bytes already readable are relayed before a stop takes
+            // effect: when the other direction ends (say, a write to a peer
+            // that has just closed), what that peer sent before closing
+            // still reaches the other side.
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => return (Ending::Stopped, relayed),
                 r = ready => match r {
                     None => {
                         if idle.remaining().is_some_and(|left| left.is_zero()) {
@@ -654,6 +657,7 @@ async fn relay_direction(
                     Some(Err(_)) => return (Ending::Error, relayed),
                     Some(Ok(())) => {}
                 },
+                _ = stop.wait_for(|s| *s) => return (Ending::Stopped, relayed),
             }
             *buf = ctx.buffers.take();
         }
