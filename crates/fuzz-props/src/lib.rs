@@ -249,29 +249,19 @@ pub fn check_frame_differential(data: &[u8]) {
     }
     let mut theirs = Vec::new();
     let mut cursor = Cursor::new(data);
-    loop {
-        let start = cursor.position();
-        match THeader::parse(&mut cursor) {
-            Ok(Some((h, len))) => {
-                let at = cursor.position() as usize;
-                let Some(end) = usize::try_from(len).ok().and_then(|l| at.checked_add(l)).filter(|e| *e <= data.len())
-                else {
-                    break;
-                };
-                let mut payload = data[at..end].to_vec();
-                if let Some(key) = h.mask {
-                    apply_mask_bytewise(&mut payload, key, 0);
-                }
-                theirs.push((h, payload));
-                cursor.set_position(end as u64);
-            }
-            // Incomplete, or an error tungstenite reports (we may be laxer
-            // in parsing and stricter in rules: compare what both framed).
-            Ok(None) | Err(_) => {
-                let _ = start;
-                break;
-            }
+    // Until the input is incomplete or tungstenite reports an error (we may
+    // be laxer in parsing and stricter in rules: compare what both framed).
+    while let Ok(Some((h, len))) = THeader::parse(&mut cursor) {
+        let at = cursor.position() as usize;
+        let Some(end) = usize::try_from(len).ok().and_then(|l| at.checked_add(l)).filter(|e| *e <= data.len()) else {
+            break;
+        };
+        let mut payload = data[at..end].to_vec();
+        if let Some(key) = h.mask {
+            apply_mask_bytewise(&mut payload, key, 0);
         }
+        theirs.push((h, payload));
+        cursor.set_position(end as u64);
     }
     for ((ours, our_payload), (theirs, their_payload)) in our_frames.iter().zip(theirs.iter()) {
         assert_eq!(ours.fin, theirs.is_final, "fin");

@@ -69,7 +69,8 @@ enum Ending {
 enum HeadRead {
     Complete(usize),
     Eof,
-    TooLarge(wsproto::Error),
+    /// The head breaks a rule of the scanner (size, line ends).
+    Broken(wsproto::Error),
 }
 
 /// Reads until `buf` holds a complete HTTP head (or the peer stops).
@@ -79,7 +80,7 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, limits: &Limits) -
         match scanner.scan(buf, limits) {
             Ok(Status::Complete(n)) => return Ok(HeadRead::Complete(n)),
             Ok(Status::Partial) => {}
-            Err(e) => return Ok(HeadRead::TooLarge(e)),
+            Err(e) => return Ok(HeadRead::Broken(e)),
         }
         buf.reserve(4096);
         stream.readable().await?;
@@ -196,7 +197,7 @@ async fn serve(
             }
             // The scanner's rules (size, line ends): relayed as it is unless
             // enforcing; the upstream decides.
-            Ok(Ok(HeadRead::TooLarge(e))) => (cbuf.len(), Some(e)),
+            Ok(Ok(HeadRead::Broken(e))) => (cbuf.len(), Some(e)),
             Ok(Ok(HeadRead::Complete(n))) => (n, None),
         };
     stats.bytes.client = cbuf.len() as u64;
@@ -407,28 +408,8 @@ async fn serve(
     let (ending_c, ending_u) = if enforced.is_some() {
         (Ending::Stopped, Ending::Stopped)
     } else {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (mut cr, mut cw) = client.split();
-        let (mut ur, mut uw) = upstream.split();
-        let last_activity = AtomicU64::new(0);
-        let idle = Idle { timeout: config.idle_timeout, start: Instant::now(), last: &last_activity };
-        let c2u = async {
-            let r = pump(&mut cr, &mut uw, Some((&mut insp_c, fed_c)), &shared, ctx, &stop_rx, &idle).await;
-            if !matches!(r.0, Ending::Eof) {
-                let _ = stop_tx.send(true);
-            }
-            r
-        };
-        let u2c = async {
-            let r = pump(&mut ur, &mut cw, Some((&mut insp_u, fed_u)), &shared, ctx, &stop_rx, &idle).await;
-            if !matches!(r.0, Ending::Eof) {
-                let _ = stop_tx.send(true);
-            }
-            r
-        };
-        let ((ending_c, bytes_c), (ending_u, bytes_u)) = tokio::join!(c2u, u2c);
-        stats.bytes.client += bytes_c;
-        stats.bytes.upstream += bytes_u;
+        let (ending_c, ending_u) =
+            relay_both(client, &mut upstream, Some((&mut insp_c, fed_c)), Some((&mut insp_u, fed_u)), stats, ctx).await;
         if let Ending::Enforced(e, clean) = ending_c {
             enforced = Some((Side::Client, e, clean));
         } else if let Ending::Enforced(e, clean) = ending_u {
@@ -537,30 +518,45 @@ async fn bad_gateway_to(client: &mut TcpStream, ctx: &Ctx, out: &mut Vec<u8>, re
 }
 
 async fn relay_plain(client: &mut TcpStream, upstream: &mut TcpStream, stats: &mut Stats, ctx: &Ctx) -> Ending {
+    let (a, b) = relay_both(client, upstream, None, None, stats, ctx).await;
+    combine(a, b)
+}
+
+/// Relays both directions at once until both end; when one ends other than
+/// by EOF, the other is told to stop. Adds the bytes relayed to `stats`.
+async fn relay_both(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    insp_c: Option<(&mut DirectionInspector, u64)>,
+    insp_u: Option<(&mut DirectionInspector, u64)>,
+    stats: &mut Stats,
+    ctx: &Ctx,
+) -> (Ending, Ending) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (mut cr, mut cw) = client.split();
     let (mut ur, mut uw) = upstream.split();
     let last = AtomicU64::new(0);
     let idle = Idle { timeout: ctx.config.idle_timeout, start: Instant::now(), last: &last };
     let shared = stats.shared.clone();
-    let c2u = async {
-        let r = pump(&mut cr, &mut uw, None, &shared, ctx, &stop_rx, &idle).await;
-        if !matches!(r.0, Ending::Eof) {
+    let stop_other = |ending: &Ending| {
+        if !matches!(ending, Ending::Eof) {
             let _ = stop_tx.send(true);
         }
+    };
+    let c2u = async {
+        let r = pump(&mut cr, &mut uw, insp_c, &shared, ctx, &stop_rx, &idle).await;
+        stop_other(&r.0);
         r
     };
     let u2c = async {
-        let r = pump(&mut ur, &mut cw, None, &shared, ctx, &stop_rx, &idle).await;
-        if !matches!(r.0, Ending::Eof) {
-            let _ = stop_tx.send(true);
-        }
+        let r = pump(&mut ur, &mut cw, insp_u, &shared, ctx, &stop_rx, &idle).await;
+        stop_other(&r.0);
         r
     };
     let ((a, bytes_c), (b, bytes_u)) = tokio::join!(c2u, u2c);
     stats.bytes.client += bytes_c;
     stats.bytes.upstream += bytes_u;
-    combine(a, b)
+    (a, b)
 }
 
 /// The connection's idle clock, shared by both directions.
