@@ -124,6 +124,16 @@ pub enum Error {
     /// A message longer than the configured maximum.
     MessageTooLarge,
 
+    // ---- permessage-deflate (RFC 7692) ----
+    /// The server accepted permessage-deflate with parameters §7.1 does not
+    /// allow (an unknown or repeated parameter, window bits outside 8–15).
+    InvalidDeflateParams,
+    /// A compressed message is not a valid DEFLATE stream.
+    InflateFailed,
+    /// A compressed message inflates past the configured cap (a
+    /// decompression bomb).
+    InflatedTooLarge,
+
     // ---- WebSocket URIs (RFC 6455 §3) ----
     /// The URI does not start with `ws://` or `wss://`.
     UrlScheme,
@@ -188,6 +198,9 @@ impl Error {
             FrameAfterClose => "frame_after_close",
             FrameTooLarge => "frame_too_large",
             MessageTooLarge => "message_too_large",
+            InvalidDeflateParams => "invalid_deflate_params",
+            InflateFailed => "inflate_failed",
+            InflatedTooLarge => "inflated_too_large",
             UrlScheme => "url_scheme",
             UrlHost => "url_host",
             UrlPort => "url_port",
@@ -225,6 +238,9 @@ impl Error {
             InvalidCloseCode => "RFC 6455 §7.4",
             InvalidUtf8CloseReason | InvalidUtf8 => "RFC 6455 §8.1",
             FrameTooLarge | MessageTooLarge => "RFC 6455 §7.4.1",
+            InvalidDeflateParams => "RFC 7692 §7.1",
+            InflateFailed => "RFC 7692 §7.2.2",
+            InflatedTooLarge => "RFC 6455 §10.4",
             UrlScheme | UrlHost | UrlPort | UrlFragment => "RFC 6455 §3",
         }
     }
@@ -245,6 +261,7 @@ impl Error {
                 | UnofferedProtocol
                 | UnofferedExtension
                 | DuplicateResponseHeader
+                | InvalidDeflateParams
                 | InvalidStatus
         )
     }
@@ -290,8 +307,9 @@ impl Error {
         use Error::*;
         match self {
             InvalidUtf8 | InvalidUtf8CloseReason => Some(CloseCode::INVALID_PAYLOAD),
-            FrameTooLarge | MessageTooLarge => Some(CloseCode::MESSAGE_TOO_BIG),
-            ReservedOpcode
+            FrameTooLarge | MessageTooLarge | InflatedTooLarge => Some(CloseCode::MESSAGE_TOO_BIG),
+            InflateFailed
+            | ReservedOpcode
             | ReservedBitSet
             | ControlFrameTooLong
             | ControlFrameFragmented
@@ -373,6 +391,9 @@ impl fmt::Display for Error {
             FrameAfterClose => "data frame sent after a close frame",
             FrameTooLarge => "frame larger than the configured maximum",
             MessageTooLarge => "message larger than the configured maximum",
+            InvalidDeflateParams => "permessage-deflate accepted with invalid parameters",
+            InflateFailed => "compressed message is not a valid DEFLATE stream",
+            InflatedTooLarge => "compressed message inflates past the configured cap",
             UrlScheme => "not a WebSocket URI: expected ws:// or wss://",
             UrlHost => "WebSocket URI without a valid host",
             UrlPort => "WebSocket URI with an invalid port",
@@ -435,6 +456,11 @@ mod tests {
             assert!(!r.is_handshake(), "{r:?}");
             assert!(r.rfc().starts_with("RFC 6455 §"), "{r:?}");
         }
+        for r in [InflateFailed, InflatedTooLarge] {
+            assert!(r.close_code().is_some() && !r.is_handshake(), "{r:?}");
+        }
+        assert!(InvalidDeflateParams.is_handshake() && InvalidDeflateParams.close_code().is_none());
+        assert_eq!(InflatedTooLarge.close_code(), Some(CloseCode(1009)));
         assert_eq!(InvalidUtf8.close_code(), Some(CloseCode(1007)));
         assert_eq!(MessageTooLarge.close_code(), Some(CloseCode(1009)));
         assert_eq!(ReservedOpcode.close_code(), Some(CloseCode(1002)));

@@ -20,6 +20,8 @@
 //! * [`apply_mask`]: fast masking.
 //! * [`Assembler`]: optional message reassembly with a size cap.
 //! * [`WsUrl`]: `ws://` and `wss://` URIs (§3).
+//! * `deflate` (feature `deflate`): permessage-deflate (RFC 7692) parameters
+//!   and a capped inflater for reading compressed messages.
 //!
 //! # Example
 //!
@@ -75,6 +77,8 @@ mod url;
 mod utf8;
 
 pub mod handshake;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 
 pub use assembler::{Assembler, Message, MessageKind};
 pub use close::{CloseCode, CloseFrame, parse_close_payload};

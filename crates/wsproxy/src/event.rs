@@ -211,6 +211,9 @@ pub(crate) struct HandshakeRequest<'a> {
     /// The `Host` sent upstream, when the proxy changed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarded_host: Option<&'a str>,
+    /// Header lines the proxy did not forward (`--no-compression`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed_headers: Vec<&'static str>,
 }
 
 impl EventBody for HandshakeRequest<'_> {
@@ -220,6 +223,9 @@ impl EventBody for HandshakeRequest<'_> {
         let _ = write!(out, " {} {} {}", self.method, self.target, self.version);
         if let Some(t) = self.forwarded_target {
             let _ = write!(out, " (forwarded as {t})");
+        }
+        if !self.removed_headers.is_empty() {
+            let _ = write!(out, " (not forwarded: {})", self.removed_headers.join(", "));
         }
         pretty_headers(out, &self.headers);
     }
@@ -354,6 +360,10 @@ pub(crate) struct MessageOut<'a> {
     pub fragments: u32,
     /// Sent compressed (permessage-deflate, RSV1 on its first frame).
     pub compressed: bool,
+    /// Length after inflating, for a compressed message that could be
+    /// inflated (`len` stays the length on the wire).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decompressed_len: Option<u64>,
     pub preview: &'a str,
     pub preview_encoding: &'static str,
     pub preview_truncated: bool,
@@ -365,8 +375,13 @@ impl EventBody for MessageOut<'_> {
         side_arrow(out, color, self.from);
         paint(out, color, "1", format_args!(" {:<14}", format!("message:{}", self.kind)));
         let _ = write!(out, " len={} fragments={}", self.len, self.fragments);
-        if self.compressed {
-            out.extend_from_slice(b" compressed");
+        match (self.compressed, self.decompressed_len) {
+            (true, Some(n)) => {
+                let ratio = if self.len == 0 { 0.0 } else { n as f64 / self.len as f64 };
+                let _ = write!(out, " compressed inflated={n} ratio={ratio:.1}x");
+            }
+            (true, None) => out.extend_from_slice(b" compressed (not inflated)"),
+            _ => {}
         }
         pretty_preview(out, self.preview, self.preview_encoding, self.preview_truncated);
     }

@@ -1,6 +1,8 @@
-//! The one change the proxy makes to the client's request: the `Host`
-//! header (and, by the rule below, the target's path). Every other byte of
-//! the head is forwarded as it came.
+//! The changes the proxy makes to the client's request: the `Host` header
+//! (and, by the rule below, the target's path), and, only with
+//! `--no-compression`, the removal of `Sec-WebSocket-Extensions` lines so
+//! that the upstream does not negotiate compression. Every other byte of the
+//! head is forwarded as it came.
 //!
 //! Target rule: when the upstream URL has a path and the client asked for
 //! `/` (with or without a query), the upstream path replaces it (the
@@ -17,6 +19,8 @@ pub struct HeadLayout {
     /// The value of the first `Host` header line, without surrounding
     /// whitespace.
     pub host_value: Option<Range<usize>>,
+    /// Every `Sec-WebSocket-Extensions` line, CRLF included.
+    pub extension_lines: Vec<Range<usize>>,
 }
 
 /// Finds the target and the `Host` value in a complete, parsed head.
@@ -27,6 +31,7 @@ pub fn layout(head: &[u8]) -> Option<HeadLayout> {
     let target_len = line[first_space + 1..].iter().position(|&b| b == b' ')?;
     let target = first_space + 1..first_space + 1 + target_len;
     let mut host_value = None;
+    let mut extension_lines = Vec::new();
     let mut pos = line_end + 2;
     while pos < head.len() {
         let end = head[pos..].windows(2).position(|w| w == b"\r\n").map_or(head.len(), |i| pos + i);
@@ -34,7 +39,14 @@ pub fn layout(head: &[u8]) -> Option<HeadLayout> {
         if field.is_empty() {
             break;
         }
-        if let Some(colon) = field.iter().position(|&b| b == b':')
+        let colon = field.iter().position(|&b| b == b':');
+        if let Some(colon) = colon
+            && field[..colon].eq_ignore_ascii_case(b"sec-websocket-extensions")
+        {
+            extension_lines.push(pos..(end + 2).min(head.len()));
+        }
+        if let Some(colon) = colon
+            && host_value.is_none()
             && field[..colon].eq_ignore_ascii_case(b"host")
         {
             let mut start = pos + colon + 1;
@@ -46,11 +58,10 @@ pub fn layout(head: &[u8]) -> Option<HeadLayout> {
                 stop -= 1;
             }
             host_value = Some(start..stop);
-            break;
         }
         pos = end + 2;
     }
-    Some(HeadLayout { target, host_value })
+    Some(HeadLayout { target, host_value, extension_lines })
 }
 
 /// The target to send upstream, per the module's rule, if it changes.
@@ -72,10 +83,25 @@ pub fn forwarded_target(client_target: &str, upstream_path: &str) -> Option<Stri
     })
 }
 
-/// The head to send upstream: `head` with the target and the `Host` value
-/// replaced where given. Without replacements it is `head` itself.
-pub fn rewrite(head: &[u8], layout: &HeadLayout, target: Option<&str>, host: Option<&str>) -> Vec<u8> {
+/// The changes to make to a request head.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rewrite<'a> {
+    /// A new request target.
+    pub target: Option<&'a str>,
+    /// A new `Host` value.
+    pub host: Option<&'a str>,
+    /// Remove the `Sec-WebSocket-Extensions` lines.
+    pub drop_extensions: bool,
+}
+
+/// The head to send upstream: `head` with the changes of `with`. Without
+/// changes it is `head` itself.
+pub fn rewrite(head: &[u8], layout: &HeadLayout, with: Rewrite<'_>) -> Vec<u8> {
+    let Rewrite { target, host, drop_extensions } = with;
     let mut edits: Vec<(Range<usize>, &[u8])> = Vec::new();
+    if drop_extensions {
+        edits.extend(layout.extension_lines.iter().map(|r| (r.clone(), &b""[..])));
+    }
     if let Some(t) = target {
         edits.push((layout.target.clone(), t.as_bytes()));
     }
@@ -111,14 +137,27 @@ mod tests {
     #[test]
     fn rewrites_only_what_it_must() {
         let l = layout(HEAD).expect("layout");
-        let out = rewrite(HEAD, &l, None, Some("127.0.0.1:9001"));
+        let host = |h| Rewrite { host: Some(h), ..Rewrite::default() };
+        let out = rewrite(HEAD, &l, host("127.0.0.1:9001"));
         assert_eq!(
             out,
             b"GET /?room=1 HTTP/1.1\r\nUser-Agent: x\r\nhOsT:   127.0.0.1:9001 \r\nUpgrade: websocket\r\n\r\n"
         );
-        let out = rewrite(HEAD, &l, Some("/chat?room=1"), Some("up"));
+        let out = rewrite(HEAD, &l, Rewrite { target: Some("/chat?room=1"), ..host("up") });
         assert_eq!(out, b"GET /chat?room=1 HTTP/1.1\r\nUser-Agent: x\r\nhOsT:   up \r\nUpgrade: websocket\r\n\r\n");
-        assert_eq!(rewrite(HEAD, &l, None, None), HEAD);
+        assert_eq!(rewrite(HEAD, &l, Rewrite::default()), HEAD);
+        // No extensions offered: nothing to drop.
+        assert_eq!(rewrite(HEAD, &l, Rewrite { drop_extensions: true, ..Rewrite::default() }), HEAD);
+    }
+
+    #[test]
+    fn no_compression_drops_every_extensions_line_and_nothing_else() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
+            X: y\r\nsec-websocket-extensions: x-other\r\n\r\n";
+        let l = layout(head).expect("layout");
+        assert_eq!(l.extension_lines.len(), 2);
+        let out = rewrite(head, &l, Rewrite { drop_extensions: true, ..Rewrite::default() });
+        assert_eq!(out, b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n");
     }
 
     #[test]

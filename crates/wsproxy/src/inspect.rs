@@ -7,7 +7,10 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use wsproto::{Decoder, DecoderConfig, Event, MessageKind, OpCode, Role, Violation, parse_close_payload};
+use wsproto::deflate::{DeflateParams, Inflater};
+use wsproto::{
+    Decoder, DecoderConfig, Error, Event, MessageKind, OpCode, Role, Utf8Validator, Violation, parse_close_payload,
+};
 
 use crate::event::{
     CloseOut, DisplayStr, EventBody, Format, FrameOut, MessageOut, OpcodeOut, Preview, Side, Stamp, ViolationOut,
@@ -43,6 +46,9 @@ pub struct InspectOptions {
     pub messages_only: bool,
     /// Stop at the first violation (the relay then ends the connection).
     pub enforce: bool,
+    /// Most bytes one compressed message may inflate to before it is
+    /// reported as a decompression bomb and no longer followed.
+    pub max_inflate: u64,
 }
 
 /// Most unanswered pings remembered per side.
@@ -76,7 +82,23 @@ struct MessageState {
     kind: MessageKind,
     len: u64,
     fragments: u32,
+    /// RSV1 on its first frame.
     compressed: bool,
+    /// Being inflated (compressed, and permessage-deflate negotiated).
+    inflating: bool,
+    /// A text message whose inflated data already broke UTF-8.
+    utf8_failed: bool,
+}
+
+/// permessage-deflate state of one direction: the inflater, and UTF-8
+/// validation of what it produces (RFC 6455 §8.1 applies to the data after
+/// decompression, RFC 7692 §6).
+#[derive(Debug)]
+struct Inflation {
+    inflater: Inflater,
+    utf8: Utf8Validator,
+    /// Unmasked compressed bytes, for a masked payload.
+    unmasked: Vec<u8>,
 }
 
 /// The inspector of one direction of one connection.
@@ -99,6 +121,8 @@ pub struct DirectionInspector {
     stopped: bool,
     /// When the bytes being decoded arrived.
     stamp: Stamp,
+    /// Set when permessage-deflate was negotiated.
+    inflation: Option<Box<Inflation>>,
 }
 
 /// A violation that `--enforce` acts on: the rule, and where in this
@@ -148,13 +172,27 @@ fn render_preview<'t>(text: &'t mut String, bytes: &[u8], as_text: bool, truncat
 
 impl DirectionInspector {
     /// An inspector for the frames `from` sends, starting `base` bytes into
-    /// its stream; `rsv1` when permessage-deflate was negotiated.
-    pub fn new(conn: u64, from: Side, base: u64, rsv1: bool, opts: InspectOptions) -> Self {
+    /// its stream, with the permessage-deflate parameters the handshake
+    /// agreed on (if it did).
+    pub fn new(conn: u64, from: Side, base: u64, deflate: Option<DeflateParams>, opts: InspectOptions) -> Self {
         let role = match from {
             Side::Client => Role::Client,
             Side::Upstream => Role::Server,
         };
-        let config = DecoderConfig { allow_rsv1: rsv1, stop_on_violation: opts.enforce, ..DecoderConfig::default() };
+        // RFC 7692 §6: RSV1 is the "Per-Message Compressed" bit once
+        // permessage-deflate is negotiated; without it, RSV1 is a violation.
+        let config = DecoderConfig {
+            allow_rsv1: deflate.is_some(),
+            stop_on_violation: opts.enforce,
+            ..DecoderConfig::default()
+        };
+        let inflation = deflate.map(|params| {
+            Box::new(Inflation {
+                inflater: Inflater::new(params.no_context_takeover(role), opts.max_inflate),
+                utf8: Utf8Validator::new(),
+                unmasked: Vec::new(),
+            })
+        });
         DirectionInspector {
             conn,
             from,
@@ -170,6 +208,7 @@ impl DirectionInspector {
             violations: 0,
             stopped: false,
             stamp: Stamp::now(),
+            inflation,
         }
     }
 
@@ -212,7 +251,17 @@ impl DirectionInspector {
                     let op = h.header.opcode;
                     if matches!(op, OpCode::Text | OpCode::Binary) {
                         let kind = if op == OpCode::Text { MessageKind::Text } else { MessageKind::Binary };
-                        self.message = Some(MessageState { kind, len: 0, fragments: 0, compressed: h.header.rsv1 });
+                        let compressed = h.header.rsv1;
+                        let inflating = compressed
+                            && match self.inflation.as_mut() {
+                                Some(inf) => {
+                                    inf.utf8.reset();
+                                    inf.inflater.begin_message()
+                                }
+                                None => false,
+                            };
+                        let m = MessageState { kind, len: 0, fragments: 0, compressed, inflating, utf8_failed: false };
+                        self.message = Some(m);
                         self.message_preview.clear();
                     }
                     if op.is_data()
@@ -224,35 +273,106 @@ impl DirectionInspector {
                 }
                 Event::Payload(p) => {
                     copy_capped(&mut self.frame_preview, self.opts.max_preview.cap(), &p);
-                    if self.header.is_some_and(|h| h.header.opcode.is_data()) && self.message.is_some() {
-                        copy_capped(&mut self.message_preview, self.opts.max_preview.cap(), &p);
+                    if self.header.is_some_and(|h| h.header.opcode.is_data())
+                        && let Some(m) = self.message
+                    {
+                        if m.inflating {
+                            if let Some(e) = self.inflate(Some(&p), out) {
+                                return Some(e);
+                            }
+                        } else {
+                            copy_capped(&mut self.message_preview, self.opts.max_preview.cap(), &p);
+                        }
                     }
                 }
                 Event::Violation(v) => {
-                    self.violations += 1;
-                    let body = ViolationOut {
-                        from: self.from,
-                        rule: v.error.rule(),
-                        rfc: v.error.rfc(),
-                        offset: self.base + v.offset,
-                        message: DisplayStr(v.error),
-                        enforced: self.opts.enforce,
-                    };
-                    self.emit(out, &body);
-                    if self.opts.enforce {
-                        self.stopped = true;
-                        let frame_start = self.header.map_or(v.offset, |h| h.offset);
-                        return Some(Enforced { violation: v, frame_start });
+                    if let Some(e) = self.violation(v, out) {
+                        return Some(e);
                     }
                 }
-                Event::FrameEnd(end) => self.frame_end(end, shared, out),
+                Event::FrameEnd(end) => {
+                    if let Some(e) = self.frame_end(end, shared, out) {
+                        return Some(e);
+                    }
+                }
             }
         }
     }
 
-    fn frame_end(&mut self, end: wsproto::FrameEnd, shared: &Mutex<Shared>, out: &mut Vec<u8>) {
+    /// Reports `v`; under `--enforce`, stops and returns it.
+    fn violation(&mut self, v: Violation, out: &mut Vec<u8>) -> Option<Enforced> {
+        self.violations += 1;
+        let body = ViolationOut {
+            from: self.from,
+            rule: v.error.rule(),
+            rfc: v.error.rfc(),
+            offset: self.base + v.offset,
+            message: DisplayStr(v.error),
+            enforced: self.opts.enforce,
+        };
+        self.emit(out, &body);
+        if self.opts.enforce {
+            self.stopped = true;
+            let frame_start = self.header.map_or(v.offset, |h| h.offset);
+            return Some(Enforced { violation: v, frame_start });
+        }
+        None
+    }
+
+    /// Inflates a piece of the current compressed message (`None`: its
+    /// end), keeping a preview of the inflated data and validating it as
+    /// UTF-8 for a text message. Problems are reported at the offset of the
+    /// frame that carries them.
+    fn inflate(&mut self, payload: Option<&wsproto::Payload<'_>>, out: &mut Vec<u8>) -> Option<Enforced> {
+        let (Some(inf), Some(m)) = (self.inflation.as_deref_mut(), self.message.as_mut()) else { return None };
+        let cap = self.opts.max_preview.cap();
+        let text = m.kind == MessageKind::Text;
+        let preview = &mut self.message_preview;
+        let utf8 = &mut inf.utf8;
+        let mut utf8_failed = m.utf8_failed;
+        let mut sink = |bytes: &[u8]| {
+            let room = cap.saturating_sub(preview.len());
+            preview.extend_from_slice(&bytes[..room.min(bytes.len())]);
+            if text && !utf8_failed && utf8.feed(bytes).is_err() {
+                utf8_failed = true;
+            }
+        };
+        let result = match payload {
+            Some(p) => {
+                let compressed = if p.is_masked() {
+                    inf.unmasked.resize(p.len(), 0);
+                    p.unmask_into(&mut inf.unmasked);
+                    &inf.unmasked[..]
+                } else {
+                    p.data()
+                };
+                inf.inflater.inflate(compressed, &mut sink).map(|()| None)
+            }
+            None => inf.inflater.end_message(&mut sink),
+        };
+        // §8.1: a text message must be UTF-8 once inflated, and may not end
+        // inside a code point.
+        if text && !utf8_failed && payload.is_none() && matches!(result, Ok(Some(_))) && !utf8.is_complete() {
+            utf8_failed = true;
+        }
+        let newly_failed = utf8_failed && !m.utf8_failed;
+        m.utf8_failed = utf8_failed;
+        let at = self.header.map_or(self.decoder.offset(), |h| h.offset);
+        if let Err(error) = result {
+            m.inflating = false;
+            if let Some(e) = self.violation(Violation { error, offset: at }, out) {
+                return Some(e);
+            }
+        }
+        if newly_failed {
+            return self.violation(Violation { error: Error::InvalidUtf8, offset: at }, out);
+        }
+        None
+    }
+
+    fn frame_end(&mut self, end: wsproto::FrameEnd, shared: &Mutex<Shared>, out: &mut Vec<u8>) -> Option<Enforced> {
         self.frames += 1;
-        let Some(h) = self.header.take() else { return };
+        let h = self.header?;
         let op = h.header.opcode;
         let now = Instant::now();
         let mut rtt_us = None;
@@ -320,11 +440,23 @@ impl DirectionInspector {
         if op == OpCode::Close {
             self.close(h, shared, out);
         }
+        let mut enforced = None;
         if end.message_end
-            && let Some(m) = self.message.take()
+            && let Some(mut m) = self.message
         {
-            let truncated = (self.message_preview.len() as u64) < m.len;
-            let as_text = m.kind == MessageKind::Text && !m.compressed;
+            let mut decompressed_len = None;
+            if m.inflating {
+                enforced = self.inflate(None, out);
+                // A message that failed to inflate has no length to show.
+                m = self.message.unwrap_or(m);
+                if m.inflating {
+                    decompressed_len = self.inflation.as_ref().map(|i| i.inflater.message_len());
+                }
+            }
+            self.message = None;
+            let shown_len = decompressed_len.unwrap_or(m.len);
+            let truncated = (self.message_preview.len() as u64) < shown_len;
+            let as_text = m.kind == MessageKind::Text && (!m.compressed || decompressed_len.is_some());
             let preview = render_preview(&mut self.text, &self.message_preview, as_text, truncated);
             let body = MessageOut {
                 from: self.from,
@@ -332,12 +464,15 @@ impl DirectionInspector {
                 len: m.len,
                 fragments: m.fragments,
                 compressed: m.compressed,
+                decompressed_len,
                 preview: preview.preview,
                 preview_encoding: preview.preview_encoding,
                 preview_truncated: preview.preview_truncated,
             };
             write_event(out, self.opts.format, &self.stamp, self.conn, &body);
         }
+        self.header = None;
+        enforced
     }
 
     fn close(&mut self, h: wsproto::HeaderEvent, shared: &Mutex<Shared>, out: &mut Vec<u8>) {

@@ -52,6 +52,15 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// How long shutdown waits for open connections.
     pub drain: Duration,
+    /// Most bytes one compressed message may inflate to (RFC 7692); past it
+    /// the message is reported as a decompression bomb.
+    pub max_inflate: u64,
+    /// Remove `Sec-WebSocket-Extensions` from the client's request so that
+    /// nothing is compressed on the wire.
+    pub no_compression: bool,
+    /// Show `Authorization`, `Proxy-Authorization`, `Cookie` and
+    /// `Set-Cookie` values in the log instead of their length.
+    pub show_secrets: bool,
 }
 
 impl Config {
@@ -67,6 +76,9 @@ impl Config {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: None,
             drain: Duration::from_secs(5),
+            max_inflate: 64 << 20,
+            no_compression: false,
+            show_secrets: false,
         }
     }
 
@@ -76,6 +88,7 @@ impl Config {
             max_preview: self.max_preview,
             messages_only: self.messages_only,
             enforce: self.enforce,
+            max_inflate: self.max_inflate,
         }
     }
 }

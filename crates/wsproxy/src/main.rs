@@ -55,6 +55,19 @@ struct Args {
     /// On Ctrl-C/SIGTERM, how long open connections may take to finish.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     drain: Duration,
+    /// Most bytes one compressed (permessage-deflate) message may inflate to;
+    /// past it the message is reported as a decompression bomb (e.g. 64MiB, 1G).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    max_inflate: u64,
+    /// Remove Sec-WebSocket-Extensions from the client's request so that the
+    /// upstream does not negotiate compression and frames are readable on the
+    /// wire (the one change besides Host; logged as such).
+    #[arg(long)]
+    no_compression: bool,
+    /// Show Authorization, Proxy-Authorization, Cookie and Set-Cookie values
+    /// in the log (by default only their length).
+    #[arg(long)]
+    show_secrets: bool,
     /// Relay threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -73,6 +86,22 @@ fn parse_preview(s: &str) -> Result<PreviewLimit, String> {
         return Ok(PreviewLimit::All);
     }
     s.parse().map(PreviewLimit::Bytes).map_err(|_| format!("{s:?} is not a number of bytes or `all`"))
+}
+
+/// A byte count: a number with an optional KiB/MiB/GiB (or K/M/G) suffix.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        _ => return Err(format!("{s:?}: expected a size such as 65536, 64KiB, 64MiB or 1GiB")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?}: expected a size such as 64MiB"))?;
+    n.checked_mul(1 << shift).filter(|&n| n > 0).ok_or_else(|| format!("{s:?}: must be more than 0 and fit in 64 bits"))
 }
 
 fn main() -> ExitCode {
@@ -142,6 +171,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         handshake_timeout: args.handshake_timeout,
         idle_timeout: args.idle_timeout,
         drain: args.drain,
+        max_inflate: args.max_inflate,
+        no_compression: args.no_compression,
+        show_secrets: args.show_secrets,
         ..Config::new(upstream.clone())
     };
     if config.handshake_timeout.is_zero() {
@@ -195,5 +227,15 @@ mod tests {
         assert_eq!(parse_preview("all"), Ok(PreviewLimit::All));
         assert_eq!(parse_preview("0"), Ok(PreviewLimit::Bytes(0)));
         assert!(parse_preview("lots").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("99999999999G").is_err());
     }
 }

@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::watch;
+use wsproto::deflate::DeflateParams;
 use wsproto::handshake::{self, HeadScanner, Limits};
 use wsproto::{CloseCode, FrameHeader, OpCode, Status};
 
@@ -97,8 +98,23 @@ fn version_str(minor: u8) -> &'static str {
     if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" }
 }
 
-fn headers_out<'a>(headers: &'a [handshake::Header<'a>]) -> Vec<HeaderOut<'a>> {
-    headers.iter().map(|h| HeaderOut { name: h.name, value: String::from_utf8_lossy(h.value) }).collect()
+/// Headers whose values are credentials: logged as their length only,
+/// unless `--show-secrets`.
+const SECRET_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+fn headers_out<'a>(headers: &'a [handshake::Header<'a>], show_secrets: bool) -> Vec<HeaderOut<'a>> {
+    headers
+        .iter()
+        .map(|h| {
+            let secret = !show_secrets && SECRET_HEADERS.iter().any(|s| h.name.eq_ignore_ascii_case(s));
+            let value = if secret {
+                std::borrow::Cow::Owned(format!("<redacted, {} bytes>", h.value.len()))
+            } else {
+                String::from_utf8_lossy(h.value)
+            };
+            HeaderOut { name: h.name, value }
+        })
+        .collect()
 }
 
 fn bad_gateway(reason: &str) -> Vec<u8> {
@@ -223,10 +239,19 @@ async fn serve(
             let authority = config.upstream.authority();
             let forwarded_host = (!config.preserve_host).then_some(authority.as_str());
             let layout = head::layout(&cbuf[..head_len]);
+            let drop_extensions = websocket && config.no_compression;
+            let rewrite =
+                head::Rewrite { target: forwarded_target.as_deref(), host: forwarded_host, drop_extensions };
             let forward = match &layout {
-                Some(l) => head::rewrite(&cbuf[..head_len], l, forwarded_target.as_deref(), forwarded_host),
+                Some(l) => head::rewrite(&cbuf[..head_len], l, rewrite),
                 None => cbuf[..head_len].to_vec(),
             };
+            let removed_headers =
+                if drop_extensions && layout.as_ref().is_some_and(|l| !l.extension_lines.is_empty()) {
+                    vec!["Sec-WebSocket-Extensions"]
+                } else {
+                    Vec::new()
+                };
             let changed_host = forwarded_host.filter(|h| req.header("host") != Some(h.as_bytes()));
             if websocket {
                 ctx.emit(
@@ -235,9 +260,10 @@ async fn serve(
                         method: req.method,
                         target: req.target,
                         version: version_str(req.version_minor),
-                        headers: headers_out(&req.headers),
+                        headers: headers_out(&req.headers, config.show_secrets),
                         forwarded_target: forwarded_target.as_deref(),
                         forwarded_host: changed_host,
+                        removed_headers,
                     },
                 );
                 match req.validate() {
@@ -245,7 +271,10 @@ async fn serve(
                         ask.valid = true;
                         ask.key = Some(hs.key.to_owned());
                         ask.protocols = hs.protocols.iter().map(|p| (*p).to_owned()).collect();
-                        ask.extensions = hs.extensions.iter().map(|e| e.name.to_owned()).collect();
+                        // With --no-compression the upstream was offered none.
+                        if !drop_extensions {
+                            ask.extensions = hs.extensions.iter().map(|e| e.name.to_owned()).collect();
+                        }
                     }
                     Err(e) => {
                         if let Some(ending) = refuse_request(client, ctx, out, e, stats).await {
@@ -317,10 +346,11 @@ async fn serve(
         return Ok(relay_plain(client, &mut upstream, stats, ctx).await);
     };
     let mut websocket = false;
-    let mut rsv1 = false;
+    let mut deflate = None;
     match handshake::parse_response(&ubuf[..uhead_len], limits) {
         Ok(Status::Complete((res, _))) => {
             if ask.websocket {
+                let mut deflate_error = None;
                 let mut protocol = None;
                 let mut extensions = Vec::new();
                 if res.status == 101 {
@@ -335,7 +365,16 @@ async fn serve(
                     for v in res.headers_named("sec-websocket-extensions") {
                         let _ = handshake::parse_extensions(v, &mut parsed);
                     }
-                    rsv1 = parsed.iter().any(|e| e.name.eq_ignore_ascii_case("permessage-deflate"));
+                    // Parameters §7.1 does not allow are reported below (as
+                    // a violation of the 101); the stream is still read as
+                    // compressed, which is what both ends will do.
+                    deflate = match DeflateParams::from_response(&parsed) {
+                        Ok(params) => params,
+                        Err(e) => {
+                            deflate_error = Some(e);
+                            Some(DeflateParams::default())
+                        }
+                    };
                 }
                 ctx.emit(
                     out,
@@ -343,7 +382,7 @@ async fn serve(
                         status: res.status,
                         reason: res.reason,
                         version: version_str(res.version_minor),
-                        headers: headers_out(&res.headers),
+                        headers: headers_out(&res.headers, config.show_secrets),
                         protocol,
                         extensions,
                         upgraded: websocket,
@@ -353,7 +392,8 @@ async fn serve(
                     let offered: Vec<&str> = ask.protocols.iter().map(String::as_str).collect();
                     let offered_ext: Vec<&str> = ask.extensions.iter().map(String::as_str).collect();
                     let key = ask.key.as_deref().unwrap_or_default();
-                    if let Err(e) = res.validate(key.as_bytes(), &offered, &offered_ext) {
+                    let checked = res.validate(key.as_bytes(), &offered, &offered_ext).map(|_| ());
+                    if let Err(e) = checked.and(deflate_error.map_or(Ok(()), Err)) {
                         stats.violations += 1;
                         ctx.emit(
                             out,
@@ -385,8 +425,8 @@ async fn serve(
 
     // 5. WebSocket: relay both ways, decoding a copy.
     let opts = config.inspect_options();
-    let mut insp_c = DirectionInspector::new(ctx.conn, Side::Client, head_len as u64, rsv1, opts);
-    let mut insp_u = DirectionInspector::new(ctx.conn, Side::Upstream, uhead_len as u64, rsv1, opts);
+    let mut insp_c = DirectionInspector::new(ctx.conn, Side::Client, head_len as u64, deflate, opts);
+    let mut insp_u = DirectionInspector::new(ctx.conn, Side::Upstream, uhead_len as u64, deflate, opts);
     let shared = stats.shared.clone();
     // The side that broke a rule, the violation, and whether what was
     // forwarded of its stream ends at a frame boundary.

@@ -84,6 +84,9 @@ pub enum Event {
         /// The Host sent upstream, if the proxy changed it.
         #[serde(default)]
         forwarded_host: Option<String>,
+        /// Header lines not forwarded (`--no-compression`).
+        #[serde(default)]
+        removed_headers: Vec<String>,
     },
     /// The upstream's answer.
     HandshakeResponse {
@@ -148,7 +151,11 @@ pub enum Event {
         fragments: u32,
         /// RSV1 on its first frame.
         compressed: bool,
-        /// Payload preview.
+        /// Length after inflating a compressed message (absent when not
+        /// compressed or when it could not be inflated).
+        #[serde(default)]
+        decompressed_len: Option<u64>,
+        /// Payload preview (of the inflated data for a compressed message).
         preview: String,
         /// `text` or `hex`.
         preview_encoding: String,

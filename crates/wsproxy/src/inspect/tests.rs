@@ -1,9 +1,10 @@
 use super::*;
+use wsproto::deflate::DeflateParams;
 use crate::schema::{Event as Ev, Record};
 use wsproto::{FrameHeader, encode_frame};
 
 fn opts(max_preview: PreviewLimit, messages_only: bool) -> InspectOptions {
-    InspectOptions { format: Format::Json, max_preview, messages_only, enforce: false }
+    InspectOptions { format: Format::Json, max_preview, messages_only, enforce: false, max_inflate: 1 << 20 }
 }
 
 fn frame(opcode: OpCode, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
@@ -14,8 +15,12 @@ fn frame(opcode: OpCode, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Ve
 
 /// Feeds `bytes` in pieces of `chunk` bytes and parses the events back.
 fn run(from: Side, o: InspectOptions, bytes: &[u8], chunk: usize) -> Vec<Ev> {
+    run_deflate(from, o, None, bytes, chunk)
+}
+
+fn run_deflate(from: Side, o: InspectOptions, deflate: Option<DeflateParams>, bytes: &[u8], chunk: usize) -> Vec<Ev> {
     let shared = Mutex::new(Shared::default());
-    let mut insp = DirectionInspector::new(1, from, 100, false, o);
+    let mut insp = DirectionInspector::new(1, from, 100, deflate, o);
     let mut out = Vec::new();
     for piece in bytes.chunks(chunk.max(1)) {
         insp.feed(piece, &shared, &mut out);
@@ -116,8 +121,8 @@ fn messages_only_skips_data_frames_but_not_control_frames() {
 fn pongs_are_matched_to_pings_and_unanswered_ones_counted() {
     let shared = Mutex::new(Shared::default());
     let o = opts(PreviewLimit::Bytes(16), false);
-    let mut client = DirectionInspector::new(1, Side::Client, 0, false, o);
-    let mut upstream = DirectionInspector::new(1, Side::Upstream, 0, false, o);
+    let mut client = DirectionInspector::new(1, Side::Client, 0, None, o);
+    let mut upstream = DirectionInspector::new(1, Side::Upstream, 0, None, o);
     let mut out = Vec::new();
     client.feed(
         &[frame(OpCode::Ping, true, KEY, b"a"), frame(OpCode::Ping, true, KEY, b"b")].concat(),
@@ -129,4 +134,120 @@ fn pongs_are_matched_to_pings_and_unanswered_ones_counted() {
     let last: Record = serde_json::from_str(text.lines().last().expect("a line")).expect("typed");
     assert!(matches!(last.event, Ev::Frame { from: crate::schema::Side::Upstream, rtt_us: Some(_), .. }));
     assert_eq!(shared.lock().expect("lock").unanswered_pings(), [1, 0]);
+}
+
+/// A compressed message as frames: RSV1 on the first, split in `pieces`.
+fn compressed_frames(deflater: &mut wsproto::deflate::Deflater, op: OpCode, data: &[u8], pieces: usize) -> Vec<u8> {
+    let mut wire = Vec::new();
+    deflater.compress_message(data, &mut wire);
+    let size = wire.len().div_ceil(pieces.max(1)).max(1);
+    let chunks: Vec<&[u8]> = if wire.is_empty() { vec![&[][..]] } else { wire.chunks(size).collect() };
+    let mut out = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        let opcode = if i == 0 { op } else { OpCode::Continuation };
+        let h = FrameHeader { fin: i + 1 == chunks.len(), rsv1: i == 0, mask: KEY, ..FrameHeader::new(opcode, 0) };
+        encode_frame(&h, c, &mut out);
+    }
+    out
+}
+
+fn messages(events: &[Ev]) -> Vec<(Option<u64>, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Ev::Message { decompressed_len, preview, preview_encoding, .. } => {
+                Some((*decompressed_len, preview.clone(), preview_encoding.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn rules(events: &[Ev]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Ev::Violation { rule, .. } => Some(rule.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn compressed_messages_are_shown_inflated_whatever_the_framing_and_context() {
+    let long = "héllo wörld ".repeat(1000);
+    for no_takeover in [false, true] {
+        let params = DeflateParams { client_no_context_takeover: no_takeover, ..DeflateParams::default() };
+        let mut deflater = wsproto::deflate::Deflater::new(6, no_takeover);
+        let bytes = [
+            compressed_frames(&mut deflater, OpCode::Text, b"", 1),
+            compressed_frames(&mut deflater, OpCode::Text, long.as_bytes(), 5),
+            frame(OpCode::Ping, true, KEY, b"p"),
+            compressed_frames(&mut deflater, OpCode::Text, long.as_bytes(), 1),
+            compressed_frames(&mut deflater, OpCode::Binary, &[0, 1, 2, 255], 1),
+            // Not every message need be compressed.
+            frame(OpCode::Text, true, KEY, b"plain"),
+        ]
+        .concat();
+        let o = opts(PreviewLimit::All, false);
+        let whole = run_deflate(Side::Client, o, Some(params), &bytes, bytes.len());
+        for chunk in [1, 3, 100] {
+            assert_eq!(run_deflate(Side::Client, o, Some(params), &bytes, chunk), whole, "chunk {chunk}");
+        }
+        assert_eq!(rules(&whole), Vec::<String>::new());
+        let n = long.len() as u64;
+        assert_eq!(
+            messages(&whole),
+            vec![
+                (Some(0), String::new(), "text".into()),
+                (Some(n), long.clone(), "text".into()),
+                (Some(n), long.clone(), "text".into()),
+                (Some(4), "000102ff".into(), "hex".into()),
+                (None, "plain".into(), "text".into()),
+            ]
+        );
+    }
+}
+
+#[test]
+fn compression_problems_are_violations_and_the_stream_goes_on() {
+    // Without context takeover a failed message does not spoil the next.
+    let params = DeflateParams { client_no_context_takeover: true, ..DeflateParams::default() };
+    let o = InspectOptions { max_inflate: 1000, ..opts(PreviewLimit::Bytes(8), false) };
+    let mut deflater = wsproto::deflate::Deflater::new(9, true);
+    let rsv1 = |op, fin| {
+        let mut out = Vec::new();
+        encode_frame(&FrameHeader { fin, rsv1: true, mask: KEY, ..FrameHeader::new(op, 0) }, b"", &mut out);
+        out
+    };
+    let bytes = [
+        // A bomb: 1 MiB of zeros, capped at 1000 bytes.
+        compressed_frames(&mut deflater, OpCode::Binary, &vec![0; 1 << 20], 2),
+        // Not DEFLATE.
+        {
+            let mut out = Vec::new();
+            let h = FrameHeader { rsv1: true, mask: KEY, ..FrameHeader::new(OpCode::Text, 0) };
+            encode_frame(&h, &[0xff; 8], &mut out);
+            out
+        },
+        // Inflates to invalid UTF-8.
+        compressed_frames(&mut deflater, OpCode::Text, b"ok \xff", 1),
+        rsv1(OpCode::Ping, true),
+        rsv1(OpCode::Text, false),
+        rsv1(OpCode::Continuation, true),
+        compressed_frames(&mut deflater, OpCode::Text, b"still read", 1),
+    ]
+    .concat();
+    let events = run_deflate(Side::Client, o, Some(params), &bytes, 7);
+    assert_eq!(rules(&events), ["inflated_too_large", "inflate_failed", "invalid_utf8", "reserved_bit_set", "reserved_bit_set"]);
+    let shown = messages(&events);
+    assert_eq!(shown.len(), 5, "{shown:?}");
+    assert_eq!((shown[0].0, shown[0].1.as_str()), (None, "0000000000000000"));
+    assert_eq!(shown[4], (Some(10), "still re".into(), "text".into()));
+
+    // RSV1 when nothing was negotiated: the payload is read as it is (and
+    // compressed bytes are rarely UTF-8).
+    let events = run(Side::Client, o, &compressed_frames(&mut deflater, OpCode::Text, b"x", 1), 100);
+    assert_eq!(rules(&events)[0], "reserved_bit_set");
+    assert_eq!(messages(&events)[0].0, None);
 }
