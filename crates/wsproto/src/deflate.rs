@@ -263,7 +263,8 @@ impl Inflater {
         loop {
             let (in_before, out_before) = (self.decompress.total_in(), self.decompress.total_out());
             let flush = if tail { FlushDecompress::Sync } else { FlushDecompress::None };
-            let status = self.decompress.decompress(input, &mut self.scratch, flush).map_err(|_| Error::InflateFailed)?;
+            let status =
+                self.decompress.decompress(input, &mut self.scratch, flush).map_err(|_| Error::InflateFailed)?;
             let used = (self.decompress.total_in() - in_before) as usize;
             let made = (self.decompress.total_out() - out_before) as usize;
             input = &input[used..];
@@ -414,7 +415,8 @@ mod tests {
             let mut inflater = Inflater::new(no_takeover, 1 << 24);
             // Text that compresses little on its own but is all in the window
             // the second time.
-            let words: Vec<u8> = (0..3000u32).map(|i| b'a' + ((i.wrapping_mul(2_654_435_761) >> 16) % 26) as u8).collect();
+            let words: Vec<u8> =
+                (0..3000u32).map(|i| b'a' + ((i.wrapping_mul(2_654_435_761) >> 16) % 26) as u8).collect();
             let messages: Vec<Vec<u8>> = vec![
                 Vec::new(),
                 b"a".to_vec(),
@@ -467,6 +469,9 @@ mod tests {
         assert_eq!(inflate_all(&mut fresh, &[0xff, 0xff, 0xff, 0xff], 10), Err(Error::InflateFailed));
         // Without context takeover the next message is readable again.
         assert!(!fresh.context_lost());
-        assert_eq!(inflate_all(&mut fresh, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 10), Ok(Some(b"Hello".to_vec())));
+        assert_eq!(
+            inflate_all(&mut fresh, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 10),
+            Ok(Some(b"Hello".to_vec()))
+        );
     }
 }

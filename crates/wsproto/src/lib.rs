@@ -76,9 +76,9 @@ mod opcode;
 mod url;
 mod utf8;
 
-pub mod handshake;
 #[cfg(feature = "deflate")]
 pub mod deflate;
+pub mod handshake;
 
 pub use assembler::{Assembler, Message, MessageKind};
 pub use close::{CloseCode, CloseFrame, parse_close_payload};

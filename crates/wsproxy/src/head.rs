@@ -152,7 +152,8 @@ mod tests {
 
     #[test]
     fn no_compression_drops_every_extensions_line_and_nothing_else() {
-        let head = b"GET / HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
+        let head =
+            b"GET / HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
             X: y\r\nsec-websocket-extensions: x-other\r\n\r\n";
         let l = layout(head).expect("layout");
         assert_eq!(l.extension_lines.len(), 2);

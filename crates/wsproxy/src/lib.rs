@@ -18,6 +18,8 @@ pub mod log;
 pub mod pool;
 mod relay;
 pub mod schema;
+mod stream;
+pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
@@ -61,6 +63,10 @@ pub struct Config {
     /// Show `Authorization`, `Proxy-Authorization`, `Cookie` and
     /// `Set-Cookie` values in the log instead of their length.
     pub show_secrets: bool,
+    /// TLS towards a `wss://` upstream (see [`tls::client_config`]).
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// TLS for the listener (clients connect with `wss://`).
+    pub listen_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -79,6 +85,8 @@ impl Config {
             max_inflate: 64 << 20,
             no_compression: false,
             show_secrets: false,
+            upstream_tls: None,
+            listen_tls: None,
         }
     }
 
@@ -136,7 +144,7 @@ pub async fn serve(
     let mut tasks = tokio::task::JoinSet::new();
     let mut next_conn = 0u64;
     // Enough relay buffers for a few dozen busy directions at once.
-    let buffers = pool::BufferPool::new(relay::RELAY_BUF, 64);
+    let buffers = pool::BufferPool::filled(relay::RELAY_BUF, 64);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -68,6 +68,20 @@ struct Args {
     /// in the log (by default only their length).
     #[arg(long)]
     show_secrets: bool,
+    /// Trust the CA certificates in this PEM file for a wss:// upstream
+    /// (besides the platform's and the webpki roots).
+    #[arg(long, value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
+    /// Do not verify a wss:// upstream's certificate (for test servers only).
+    #[arg(long)]
+    insecure: bool,
+    /// Serve TLS with this PEM certificate chain (clients connect with
+    /// wss://); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Relay threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -145,6 +159,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (upstream, Some(server))
         }
     };
+    let upstream_tls = if upstream.secure {
+        if args.insecure {
+            eprintln!("wsproxy: warning: --insecure: the upstream's certificate is not verified");
+        }
+        let trust = wsproxy::tls::UpstreamTrust { ca_file: args.upstream_ca.clone(), insecure: args.insecure };
+        Some(wsproxy::tls::client_config(&trust)?)
+    } else {
+        if args.upstream_ca.is_some() || args.insecure {
+            eprintln!("wsproxy: note: --upstream-ca and --insecure only apply to a wss:// upstream");
+        }
+        None
+    };
+    let listen_tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(wsproxy::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if listen_tls.is_some() { "wss" } else { "ws" };
     let to_terminal = args.log.is_none() && std::io::stdout().is_terminal();
     let format = match args.format {
         Some(FormatArg::Json) => Format::Json,
@@ -174,18 +205,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_inflate: args.max_inflate,
         no_compression: args.no_compression,
         show_secrets: args.show_secrets,
+        upstream_tls,
+        listen_tls,
         ..Config::new(upstream.clone())
     };
     if config.handshake_timeout.is_zero() {
         bail!("--handshake-timeout must be more than 0");
     }
     let (sink, writer) = wsproxy::log::start(output);
-    eprintln!("listening on ws://{addr}");
+    eprintln!("listening on {scheme}://{addr}");
     match &embedded {
         Some(_) => {
             eprintln!("wsproxy: upstream: embedded echo server at {upstream}");
             eprintln!(
-                "wsproxy: open http://{addr}/ in a browser: the demo page talks to the echo server through this proxy"
+                "wsproxy: open {}://{addr}/ in a browser: the demo page talks to the echo server through this proxy",
+                if scheme == "wss" { "https" } else { "http" }
             );
         }
         None => eprintln!("wsproxy: upstream: {upstream}"),

@@ -5,13 +5,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use wsproto::deflate::DeflateParams;
 use wsproto::handshake::{self, HeadScanner, Limits};
@@ -25,7 +26,8 @@ use crate::head;
 use crate::inspect::{DirectionInspector, Enforced, Shared};
 use crate::log::LogSink;
 use crate::pool::BufferPool;
-use crate::{Config, Totals};
+use crate::stream::{Stream, StreamRead, StreamWrite};
+use crate::{Config, Totals, tls};
 
 /// Read buffer per direction, lent from a pool while data flows: large
 /// enough that 64 KiB and 1 MiB messages move in few syscalls.
@@ -75,7 +77,7 @@ enum HeadRead {
 }
 
 /// Reads until `buf` holds a complete HTTP head (or the peer stops).
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, limits: &Limits) -> io::Result<HeadRead> {
+async fn read_head(stream: &mut Stream, buf: &mut Vec<u8>, limits: &Limits) -> io::Result<HeadRead> {
     let mut scanner = HeadScanner::new();
     loop {
         match scanner.scan(buf, limits) {
@@ -84,14 +86,20 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, limits: &Limits) -
             Err(e) => return Ok(HeadRead::Broken(e)),
         }
         buf.reserve(4096);
-        stream.readable().await?;
-        match stream.try_read_buf(buf) {
+        match stream.read_buf(buf).await {
             Ok(0) => return Ok(HeadRead::Eof),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(HeadRead::Eof),
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Writes all of `bytes` and flushes (a TLS stream may otherwise keep the
+/// last record).
+async fn send(stream: &mut Stream, bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 fn version_str(minor: u8) -> &'static str {
@@ -137,21 +145,38 @@ struct ClientAsk {
     valid: bool,
 }
 
+/// The TLS handshake of a client of a `--tls-cert` listener.
+async fn accept_tls(tcp: TcpStream, ctx: &Ctx) -> Result<Stream, String> {
+    let Some(config) = ctx.config.listen_tls.clone() else { return Ok(Stream::Tcp(tcp)) };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    match tokio::time::timeout(ctx.config.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Ok(Stream::TlsFromClient(Box::new(tls))),
+        Ok(Err(e)) => Err(format!("TLS handshake with the client failed: {}", tls::describe_error(&e))),
+        Err(_) => Err(format!("the client did not finish its TLS handshake within {:?}", ctx.config.handshake_timeout)),
+    }
+}
+
 /// Serves one client connection to the end.
-pub(crate) async fn handle(mut client: TcpStream, peer: SocketAddr, ctx: Ctx) {
+pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Ctx) {
     let started = Instant::now();
     let mut out = ctx.log.buffer();
     let upstream_addr = ctx.config.upstream.connect_addr();
     ctx.emit(&mut out, &Open { client: peer, upstream: &upstream_addr });
     let limits = Limits::default();
     let mut stats = Stats::default();
-    let ending = match serve(&mut client, &ctx, &limits, &mut out, &mut stats).await {
-        Ok(ending) => ending,
-        Err(e) => {
-            let message = format!("{e:#}");
+    let ending = match accept_tls(tcp, &ctx).await {
+        Err(message) => {
             ctx.emit(&mut out, &ErrorOut { message: &message });
             Ending::Error
         }
+        Ok(mut client) => match serve(&mut client, &ctx, &limits, &mut out, &mut stats).await {
+            Ok(ending) => ending,
+            Err(e) => {
+                let message = format!("{e:#}");
+                ctx.emit(&mut out, &ErrorOut { message: &message });
+                Ending::Error
+            }
+        },
     };
     let complete = stats.shared.lock().map(|s| s.close_handshake_complete()).unwrap_or(false);
     let unanswered = stats.shared.lock().map(|s| s.unanswered_pings()).unwrap_or_default();
@@ -186,7 +211,7 @@ struct Stats {
 }
 
 async fn serve(
-    client: &mut TcpStream,
+    client: &mut Stream,
     ctx: &Ctx,
     limits: &Limits,
     out: &mut Vec<u8>,
@@ -240,18 +265,16 @@ async fn serve(
             let forwarded_host = (!config.preserve_host).then_some(authority.as_str());
             let layout = head::layout(&cbuf[..head_len]);
             let drop_extensions = websocket && config.no_compression;
-            let rewrite =
-                head::Rewrite { target: forwarded_target.as_deref(), host: forwarded_host, drop_extensions };
+            let rewrite = head::Rewrite { target: forwarded_target.as_deref(), host: forwarded_host, drop_extensions };
             let forward = match &layout {
                 Some(l) => head::rewrite(&cbuf[..head_len], l, rewrite),
                 None => cbuf[..head_len].to_vec(),
             };
-            let removed_headers =
-                if drop_extensions && layout.as_ref().is_some_and(|l| !l.extension_lines.is_empty()) {
-                    vec!["Sec-WebSocket-Extensions"]
-                } else {
-                    Vec::new()
-                };
+            let removed_headers = if drop_extensions && layout.as_ref().is_some_and(|l| !l.extension_lines.is_empty()) {
+                vec!["Sec-WebSocket-Extensions"]
+            } else {
+                Vec::new()
+            };
             let changed_host = forwarded_host.filter(|h| req.header("host") != Some(h.as_bytes()));
             if websocket {
                 ctx.emit(
@@ -307,26 +330,13 @@ async fn serve(
     ctx.flush(out).await;
 
     // 3. The upstream.
-    let addr = config.upstream.connect_addr();
-    let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return bad_gateway_to(client, ctx, out, &format!("cannot connect to upstream {addr}: {e}")).await;
-        }
-        Err(_) => {
-            return bad_gateway_to(
-                client,
-                ctx,
-                out,
-                &format!("upstream {addr} did not accept within {CONNECT_TIMEOUT:?}"),
-            )
-            .await;
-        }
+    let mut upstream = match connect_upstream(config).await {
+        Ok(s) => s,
+        Err(reason) => return bad_gateway_to(client, ctx, out, &reason).await,
     };
-    let _ = upstream.set_nodelay(true);
     upstream.write_all(&forward).await?;
     let client_leftover = cbuf.split_off(head_len);
-    upstream.write_all(&client_leftover).await?;
+    send(&mut upstream, &client_leftover).await?;
 
     // 4. The upstream's answer, forwarded as it came.
     let mut ubuf = Vec::with_capacity(4096);
@@ -335,7 +345,7 @@ async fn serve(
             Ok(Ok(HeadRead::Complete(n))) => Some(n),
             Ok(Ok(_)) | Ok(Err(_)) | Err(_) => None,
         };
-    client.write_all(&ubuf).await?;
+    send(client, &ubuf).await?;
     stats.bytes.upstream = ubuf.len() as u64;
     let Some(uhead_len) = upstream_head else {
         if !ask.method.is_empty() && !ask.websocket {
@@ -471,22 +481,48 @@ async fn serve(
             Side::Upstream => insp_c.at_frame_boundary(),
         };
         let other_ok = clean_cut;
-        let (offender_stream, other_stream): (&mut TcpStream, &mut TcpStream) = match offender {
+        let (offender_stream, other_stream): (&mut Stream, &mut Stream) = match offender {
             Side::Client => (client, &mut upstream),
             Side::Upstream => (&mut upstream, client),
         };
         if offender_ok {
-            let _ = offender_stream.write_all(&close_frame(offender, code, &reason)).await;
+            let _ = send(offender_stream, &close_frame(offender, code, &reason)).await;
         }
         if other_ok {
             let other_reason = "wsproxy: the other side broke the protocol";
-            let _ = other_stream.write_all(&close_frame(offender.other(), CloseCode::GOING_AWAY, other_reason)).await;
+            let _ = send(other_stream, &close_frame(offender.other(), CloseCode::GOING_AWAY, other_reason)).await;
         }
         let _ = offender_stream.shutdown().await;
         let _ = other_stream.shutdown().await;
         return Ok(Ending::Enforced(e, clean_cut));
     }
     Ok(combine(ending_c, ending_u))
+}
+
+/// Connects to the upstream (TCP, then TLS for `wss://`); the error is the
+/// one-line reason the client's 502 carries.
+async fn connect_upstream(config: &Config) -> Result<Stream, String> {
+    let upstream = &config.upstream;
+    let addr = upstream.connect_addr();
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("cannot connect to upstream {addr}: {e}")),
+        Err(_) => return Err(format!("upstream {addr} did not accept within {CONNECT_TIMEOUT:?}")),
+    };
+    let _ = tcp.set_nodelay(true);
+    if !upstream.secure {
+        return Ok(Stream::Tcp(tcp));
+    }
+    let Some(tls_config) = config.upstream_tls.clone() else {
+        return Err(format!("upstream {upstream} needs TLS, and no TLS configuration was given"));
+    };
+    let name = tls::server_name(&upstream.host).map_err(|e| format!("upstream {upstream}: {e}"))?;
+    let connector = tokio_rustls::TlsConnector::from(tls_config);
+    match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
+        Ok(Ok(tls)) => Ok(Stream::TlsToUpstream(Box::new(tls))),
+        Ok(Err(e)) => Err(format!("TLS handshake with upstream {addr} failed: {}", tls::describe_error(&e))),
+        Err(_) => Err(format!("upstream {addr} did not finish its TLS handshake within {CONNECT_TIMEOUT:?}")),
+    }
 }
 
 /// A close frame to send to `to`: masked towards the upstream (the proxy
@@ -518,7 +554,7 @@ fn combine(a: Ending, b: Ending) -> Ending {
 /// Reports a request that breaks `e`; with `--enforce`, also answers it
 /// (400/426/431 with the reason) and returns how the connection ended.
 async fn refuse_request(
-    client: &mut TcpStream,
+    client: &mut Stream,
     ctx: &Ctx,
     out: &mut Vec<u8>,
     e: wsproto::Error,
@@ -529,7 +565,7 @@ async fn refuse_request(
         return None;
     }
     ctx.flush(out).await;
-    let _ = client.write_all(&handshake::build_rejection(e)).await;
+    let _ = send(client, &handshake::build_rejection(e)).await;
     let _ = client.shutdown().await;
     let violation = wsproto::Violation { error: e, offset: 0 };
     Some(Ending::Enforced(Enforced { violation, frame_start: 0 }, false))
@@ -550,14 +586,14 @@ fn client_violation(ctx: &Ctx, out: &mut Vec<u8>, e: wsproto::Error, offset: u64
     );
 }
 
-async fn bad_gateway_to(client: &mut TcpStream, ctx: &Ctx, out: &mut Vec<u8>, reason: &str) -> anyhow::Result<Ending> {
+async fn bad_gateway_to(client: &mut Stream, ctx: &Ctx, out: &mut Vec<u8>, reason: &str) -> anyhow::Result<Ending> {
     ctx.emit(out, &ErrorOut { message: reason });
-    let _ = client.write_all(&bad_gateway(reason)).await;
+    let _ = send(client, &bad_gateway(reason)).await;
     let _ = client.shutdown().await;
     Ok(Ending::Error)
 }
 
-async fn relay_plain(client: &mut TcpStream, upstream: &mut TcpStream, stats: &mut Stats, ctx: &Ctx) -> Ending {
+async fn relay_plain(client: &mut Stream, upstream: &mut Stream, stats: &mut Stats, ctx: &Ctx) -> Ending {
     let (a, b) = relay_both(client, upstream, None, None, stats, ctx).await;
     combine(a, b)
 }
@@ -565,8 +601,8 @@ async fn relay_plain(client: &mut TcpStream, upstream: &mut TcpStream, stats: &m
 /// Relays both directions at once until both end; when one ends other than
 /// by EOF, the other is told to stop. Adds the bytes relayed to `stats`.
 async fn relay_both(
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
+    client: &mut Stream,
+    upstream: &mut Stream,
     insp_c: Option<(&mut DirectionInspector, u64)>,
     insp_u: Option<(&mut DirectionInspector, u64)>,
     stats: &mut Stats,
@@ -629,8 +665,8 @@ const LOG_BATCH: usize = 48 << 10;
 /// error, a stop signal, or an enforced violation. Returns how it ended and
 /// the bytes relayed.
 async fn pump(
-    src: &mut ReadHalf<'_>,
-    dst: &mut WriteHalf<'_>,
+    src: &mut StreamRead<'_>,
+    dst: &mut StreamWrite<'_>,
     mut inspector: Option<(&mut DirectionInspector, u64)>,
     shared: &Mutex<Shared>,
     ctx: &Ctx,
@@ -649,8 +685,8 @@ async fn pump(
 
 #[allow(clippy::too_many_arguments)]
 async fn relay_direction(
-    src: &mut ReadHalf<'_>,
-    dst: &mut WriteHalf<'_>,
+    src: &mut StreamRead<'_>,
+    dst: &mut StreamWrite<'_>,
     inspector: &mut Option<(&mut DirectionInspector, u64)>,
     shared: &Mutex<Shared>,
     ctx: &Ctx,
@@ -665,50 +701,50 @@ async fn relay_direction(
     // `buf` is lent from the pool when data flows and given back when the
     // direction goes quiet, so an idle connection holds no relay buffer.
     loop {
-        if buf.capacity() == 0 {
-            // About to wait: hand over what was logged so far.
-            if !events.is_empty() {
-                let batch = std::mem::replace(events, ctx.log.buffer());
-                ctx.log.send(batch).await;
-            }
-            let ready = async {
-                match idle.remaining() {
-                    Some(left) => tokio::time::timeout(left, src.readable()).await.ok(),
-                    None => Some(src.readable().await),
+        // What is readable now, without waiting.
+        let polled = poll_read_pooled(src, &mut Context::from_waker(Waker::noop()), &ctx.buffers, buf);
+        let read = match polled {
+            Poll::Ready(r) => r,
+            Poll::Pending => {
+                // About to wait: hand over what was logged so far.
+                if !events.is_empty() {
+                    let batch = std::mem::replace(events, ctx.log.buffer());
+                    ctx.log.send(batch).await;
                 }
-            };
-            // Bytes already readable are relayed before a stop takes
-            // effect: when the other direction ends (say, a write to a peer
-            // that has just closed), what that peer sent before closing
-            // still reaches the other side.
-            tokio::select! {
-                biased;
-                r = ready => match r {
-                    None => {
-                        if idle.remaining().is_some_and(|left| left.is_zero()) {
-                            return (Ending::Timeout, relayed);
-                        }
-                        continue;
+                let ready = async {
+                    let read = std::future::poll_fn(|cx| poll_read_pooled(src, cx, &ctx.buffers, buf));
+                    match idle.remaining() {
+                        Some(left) => tokio::time::timeout(left, read).await.ok(),
+                        None => Some(read.await),
                     }
-                    Some(Err(_)) => return (Ending::Error, relayed),
-                    Some(Ok(())) => {}
-                },
-                _ = stop.wait_for(|s| *s) => return (Ending::Stopped, relayed),
+                };
+                // Bytes already readable are relayed before a stop takes
+                // effect: when the other direction ends (say, a write to a
+                // peer that has just closed), what that peer sent before
+                // closing still reaches the other side.
+                tokio::select! {
+                    biased;
+                    r = ready => match r {
+                        None => {
+                            if idle.remaining().is_some_and(|left| left.is_zero()) {
+                                return (Ending::Timeout, relayed);
+                            }
+                            continue;
+                        }
+                        Some(r) => r,
+                    },
+                    _ = stop.wait_for(|s| *s) => return (Ending::Stopped, relayed),
+                }
             }
-            *buf = ctx.buffers.take();
-        }
-        buf.clear();
-        let n = match src.try_read_buf(buf) {
-            Ok(0) => {
+        };
+        let n = match read {
+            // A TLS peer that closes without close_notify ends like a TCP EOF.
+            _ if is_eof(&read) => {
                 // Half-close: pass the EOF on, keep the other direction.
                 let _ = dst.shutdown().await;
                 return (Ending::Eof, relayed);
             }
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                ctx.buffers.give(std::mem::take(buf));
-                continue;
-            }
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return (Ending::Reset, relayed),
             Err(_) => return (Ending::Error, relayed),
         };
@@ -723,7 +759,11 @@ async fn relay_direction(
                 return (Ending::Enforced(e, e.frame_start >= done), relayed + keep as u64);
             }
         }
-        if let Err(e) = dst.write_all(data).await {
+        let written = match dst.write_all(data).await {
+            Ok(()) => dst.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             let ending = if e.kind() == io::ErrorKind::ConnectionReset || e.kind() == io::ErrorKind::BrokenPipe {
                 Ending::Reset
             } else {
@@ -740,5 +780,36 @@ async fn relay_direction(
             let batch = std::mem::replace(events, ctx.log.buffer());
             ctx.log.send(batch).await;
         }
+    }
+}
+
+fn is_eof(read: &io::Result<usize>) -> bool {
+    match read {
+        Ok(n) => *n == 0,
+        Err(e) => e.kind() == io::ErrorKind::UnexpectedEof,
+    }
+}
+
+/// Reads what `src` has into `buf`, taking a buffer from the pool first if
+/// `buf` has none and giving it back if nothing is there to read, so a
+/// direction that waits holds no buffer.
+fn poll_read_pooled(
+    src: &mut StreamRead<'_>,
+    cx: &mut Context<'_>,
+    pool: &BufferPool,
+    buf: &mut Vec<u8>,
+) -> Poll<io::Result<usize>> {
+    if buf.is_empty() {
+        *buf = pool.take();
+    }
+    let mut into = ReadBuf::new(buf);
+    let polled = Pin::new(src).poll_read(cx, &mut into);
+    let n = into.filled().len();
+    match polled {
+        Poll::Pending => {
+            pool.give(std::mem::take(buf));
+            Poll::Pending
+        }
+        Poll::Ready(r) => Poll::Ready(r.map(|()| n)),
     }
 }

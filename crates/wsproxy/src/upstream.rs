@@ -1,4 +1,4 @@
-//! The upstream: a `ws://` URI (RFC 6455 §3, parsed by `wsproto`).
+//! The upstream: a `ws://` or `wss://` URI (RFC 6455 §3, parsed by `wsproto`).
 
 use anyhow::bail;
 
@@ -8,11 +8,8 @@ pub use wsproto::WsUrl as Upstream;
 pub fn parse(url: &str) -> anyhow::Result<Upstream> {
     let upstream = match Upstream::parse(url) {
         Ok(u) => u,
-        Err(e) => bail!("--upstream {url}: {e} (expected ws://HOST[:PORT][/PATH])"),
+        Err(e) => bail!("--upstream {url}: {e} (expected ws://HOST[:PORT][/PATH] or wss://…)"),
     };
-    if upstream.secure {
-        bail!("--upstream {url}: wss:// upstreams need TLS, which this build of wsproxy does not speak yet");
-    }
     Ok(upstream)
 }
 
@@ -23,7 +20,8 @@ mod tests {
     #[test]
     fn upstreams() {
         assert_eq!(parse("ws://127.0.0.1:9001/x").map(|u| u.connect_addr()).ok().as_deref(), Some("127.0.0.1:9001"));
-        assert!(parse("wss://h").expect_err("tls").to_string().contains("TLS"));
+        let secure = parse("wss://example.com/x").expect("wss");
+        assert_eq!((secure.secure, secure.connect_addr()), (true, "example.com:443".to_owned()));
         assert!(parse("http://h").expect_err("scheme").to_string().contains("ws://HOST"));
     }
 }

@@ -425,3 +425,82 @@ fn a_head_that_breaks_the_syntax_policy_is_reported_once_and_relayed() {
         .collect();
     assert_eq!(rules, ["bare_lf"]);
 }
+
+/// Sends `request` through a proxy started with `args` to a raw upstream
+/// that answers 403 with a cookie; returns the head the upstream got and the
+/// connection's events.
+fn through_to_403(args: &[&str], request: &[u8]) -> (Vec<u8>, Vec<Event>) {
+    let upstream = RawUpstream::start(move |mut s| {
+        let mut got = Vec::new();
+        let n = read_head(&mut s, &mut got);
+        write(
+            &mut s,
+            b"HTTP/1.1 403 Forbidden\r\nSet-Cookie: session=s3cr3t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        got.truncate(n);
+        got
+    });
+    let url = upstream.url();
+    let mut all = vec!["--upstream", url.as_str()];
+    all.extend_from_slice(args);
+    let mut proxy = Proxy::start(&all);
+    let mut c = connect(proxy.addr);
+    write(&mut c, request);
+    let mut answer = Vec::new();
+    read_to_end(&mut c, &mut answer);
+    drop(c);
+    assert!(answer.ends_with(b"Set-Cookie: session=s3cr3t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
+    (upstream.join(), proxy.connection(1))
+}
+
+fn logged_headers(events: &[Event]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::HandshakeRequest { headers, .. } | Event::HandshakeResponse { headers, .. } => Some(headers),
+            _ => None,
+        })
+        .flatten()
+        .map(|h| (h.name.to_ascii_lowercase(), h.value.clone()))
+        .collect()
+}
+
+#[test]
+fn secrets_are_redacted_in_the_log_but_relayed_untouched() {
+    let request = replace_once(
+        &upgrade_request("127.0.0.1", "/"),
+        b"\r\n\r\n",
+        b"\r\nAuthorization: Bearer abc.def\r\nCookie: id=42; theme=dark\r\nProxy-Authorization: Basic eDp5\r\n\r\n",
+    );
+    let (got, events) = through_to_403(&[], &request);
+    assert!(got.windows(22).any(|w| w == b"Bearer abc.def\r\nCookie"), "relayed as it came");
+    let headers = logged_headers(&events);
+    let value = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(value("authorization").as_deref(), Some("<redacted, 14 bytes>"));
+    assert_eq!(value("cookie").as_deref(), Some("<redacted, 17 bytes>"));
+    assert_eq!(value("proxy-authorization").as_deref(), Some("<redacted, 10 bytes>"));
+    assert_eq!(value("set-cookie").as_deref(), Some("<redacted, 14 bytes>"));
+    assert_eq!(value("upgrade").as_deref(), Some("websocket"));
+
+    let (_, events) = through_to_403(&["--show-secrets"], &request);
+    let headers = logged_headers(&events);
+    assert!(headers.contains(&("authorization".into(), "Bearer abc.def".into())));
+    assert!(headers.contains(&("set-cookie".into(), "session=s3cr3t".into())));
+}
+
+#[test]
+fn no_compression_removes_the_offer_and_says_so() {
+    let offer = b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+    let request = replace_once(&upgrade_request("127.0.0.1", "/"), b"\r\n\r\n", offer);
+    // Without the flag the offer passes (and with --preserve-host the head
+    // is forwarded byte for byte).
+    let (got, _) = through_to_403(&["--preserve-host"], &request);
+    assert_eq!(got, request);
+    let (got, events) = through_to_403(&["--preserve-host", "--no-compression"], &request);
+    assert_eq!(got, upgrade_request("127.0.0.1", "/"));
+    let removed = events.iter().find_map(|e| match e {
+        Event::HandshakeRequest { removed_headers, .. } => Some(removed_headers.clone()),
+        _ => None,
+    });
+    assert_eq!(removed, Some(vec!["Sec-WebSocket-Extensions".to_owned()]));
+}

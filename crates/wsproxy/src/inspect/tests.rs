@@ -1,6 +1,6 @@
 use super::*;
-use wsproto::deflate::DeflateParams;
 use crate::schema::{Event as Ev, Record};
+use wsproto::deflate::DeflateParams;
 use wsproto::{FrameHeader, encode_frame};
 
 fn opts(max_preview: PreviewLimit, messages_only: bool) -> InspectOptions {
@@ -239,7 +239,10 @@ fn compression_problems_are_violations_and_the_stream_goes_on() {
     ]
     .concat();
     let events = run_deflate(Side::Client, o, Some(params), &bytes, 7);
-    assert_eq!(rules(&events), ["inflated_too_large", "inflate_failed", "invalid_utf8", "reserved_bit_set", "reserved_bit_set"]);
+    assert_eq!(
+        rules(&events),
+        ["inflated_too_large", "inflate_failed", "invalid_utf8", "reserved_bit_set", "reserved_bit_set"]
+    );
     let shown = messages(&events);
     assert_eq!(shown.len(), 5, "{shown:?}");
     assert_eq!((shown[0].0, shown[0].1.as_str()), (None, "0000000000000000"));

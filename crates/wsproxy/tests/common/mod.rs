@@ -58,7 +58,7 @@ impl Proxy {
             let line = stderr_lines
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("wsproxy announces its address");
-            if let Some(url) = line.strip_prefix("listening on ws://") {
+            if let Some(url) = line.strip_prefix("listening on ws://").or(line.strip_prefix("listening on wss://")) {
                 break url.parse().expect("an address");
             }
         };
