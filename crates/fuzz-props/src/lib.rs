@@ -20,7 +20,7 @@ use wsproto::{
 
 /// The fuzz targets, by name: what `fuzz/fuzz_targets/` and the seed
 /// directories are called.
-pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+pub const TARGETS: [(&str, fn(&[u8])); 9] = [
     ("frame_split", check_frame_split),
     ("frame_roundtrip", check_frame_roundtrip),
     ("frame_differential", check_frame_differential),
@@ -29,6 +29,7 @@ pub const TARGETS: [(&str, fn(&[u8])); 8] = [
     ("handshake_differential", check_handshake_differential),
     ("unmask", check_unmask),
     ("utf8_close", check_utf8_close),
+    ("deflate_inspect", check_deflate_inspect),
 ];
 
 /// The common input layout: flag bits, cut points, then the bytes.
@@ -451,4 +452,182 @@ pub fn check_utf8_close(data: &[u8]) {
         Err(Error::InvalidUtf8CloseReason) => assert!(std::str::from_utf8(&split.bytes[2..]).is_err()),
         Err(e) => panic!("unexpected close payload error {e:?}"),
     }
+}
+
+/// One message of a permessage-deflate stream, as the fuzzer builds it.
+#[derive(Debug, Arbitrary)]
+struct DeflateMessage {
+    /// Text when the data is UTF-8 (else binary).
+    text: bool,
+    /// Sent compressed (RSV1); otherwise as it is.
+    compressed: bool,
+    data: Vec<u8>,
+    /// A run of one byte appended, up to 128 KiB (a bomb, when it exceeds
+    /// the cap).
+    run: Option<(u8, u16)>,
+    /// Where the (compressed) payload is cut into frames.
+    cuts: Vec<u16>,
+}
+
+#[derive(Debug, Arbitrary)]
+struct DeflateStream {
+    client: bool,
+    mask: [u8; 4],
+    no_context_takeover: bool,
+    window_bits: u8,
+    level: u8,
+    /// The inflate cap, in units of 256 bytes (256 B – 64 KiB).
+    cap_units: u8,
+    messages: Vec<DeflateMessage>,
+    /// How the wire bytes are fed to the decoder.
+    chunks: Vec<u16>,
+}
+
+/// What came out of one message on the reading side.
+#[derive(Debug, PartialEq)]
+enum Read {
+    /// The message, inflated if it was compressed.
+    Message(Vec<u8>),
+    /// Inflating stopped at the cap (a bomb): the bytes up to the cap.
+    Capped(Vec<u8>),
+    /// Not inflated: the window was lost with an earlier capped message.
+    Skipped,
+}
+
+/// `deflate_inspect`: messages compressed as a permessage-deflate peer does
+/// (RFC 7692 §7.2.1; with or without context takeover, windows of 9–15
+/// bits, levels 0–9), fragmented and masked arbitrarily and fed to the
+/// decoder in arbitrary chunks, then inflated the way wsproxy's inspector
+/// does (`wsproto::Decoder` + `wsproto::deflate::Inflater`): every message
+/// comes back byte for byte, with no violation; one that inflates past the
+/// cap stops exactly at the cap (nothing past it is produced, and the
+/// allocator cap of the fuzz crate catches a buffer sized by the output),
+/// and with context takeover the messages after it are skipped, not misread.
+pub fn check_deflate_inspect(data: &[u8]) {
+    use wsproto::deflate::{Deflater, Inflater};
+    let mut u = Unstructured::new(data);
+    let Ok(stream) = DeflateStream::arbitrary(&mut u) else { return };
+    let cap = 256 * (u64::from(stream.cap_units) + 1);
+    let window_bits = 9 + stream.window_bits % 7;
+    let mut deflater =
+        Deflater::with_window_bits(u32::from(stream.level % 10), stream.no_context_takeover, window_bits);
+    let mask = stream.client.then_some(stream.mask);
+    let mut wire = Vec::new();
+    let mut expected = Vec::new();
+    let mut lost = false;
+    for m in stream.messages.iter().take(8) {
+        let mut plain = m.data.clone();
+        if let Some((byte, len)) = m.run {
+            plain.resize(plain.len() + usize::from(len % 2048) * 64, byte);
+        }
+        let text = m.text && std::str::from_utf8(&plain).is_ok();
+        let payload = if m.compressed {
+            let mut out = Vec::new();
+            deflater.compress_message(&plain, &mut out);
+            out
+        } else {
+            plain.clone()
+        };
+        let mut points: Vec<usize> = m.cuts.iter().take(8).map(|c| usize::from(*c) % (payload.len() + 1)).collect();
+        points.sort_unstable();
+        points.dedup();
+        points.retain(|p| *p != 0 && *p != payload.len());
+        points.push(payload.len());
+        let mut start = 0;
+        for (i, end) in points.iter().enumerate() {
+            let opcode = match (i, text) {
+                (0, true) => OpCode::Text,
+                (0, false) => OpCode::Binary,
+                _ => OpCode::Continuation,
+            };
+            let header = FrameHeader {
+                fin: i + 1 == points.len(),
+                rsv1: i == 0 && m.compressed,
+                mask,
+                ..FrameHeader::new(opcode, 0)
+            };
+            encode_frame(&header, &payload[start..*end], &mut wire);
+            start = *end;
+        }
+        expected.push(match (m.compressed, lost) {
+            (false, _) => Read::Message(plain),
+            (true, true) => Read::Skipped,
+            (true, false) if plain.len() as u64 > cap => {
+                // Without context takeover the next message is readable.
+                lost = !stream.no_context_takeover;
+                plain.truncate(cap as usize);
+                Read::Capped(plain)
+            }
+            (true, false) => Read::Message(plain),
+        });
+    }
+
+    let role = if stream.client { Role::Client } else { Role::Server };
+    let config = DecoderConfig { allow_rsv1: true, validate_utf8: false, ..DecoderConfig::default() };
+    let mut decoder = Decoder::new(role, config);
+    let mut inflater = Inflater::new(stream.no_context_takeover, cap);
+    struct Current {
+        compressed: bool,
+        skipped: bool,
+        out: Vec<u8>,
+        error: Option<Error>,
+    }
+    let mut current: Option<Current> = None;
+    let mut reads = Vec::new();
+    let mut unmasked = Vec::new();
+    let mut fed = 0;
+    let mut sizes = stream.chunks.iter().map(|c| usize::from(*c).max(1)).cycle();
+    while fed < wire.len() {
+        let end = (fed + sizes.next().unwrap_or(wire.len())).min(wire.len());
+        let mut input = &wire[fed..end];
+        fed = end;
+        loop {
+            let decoded = decoder.decode(input);
+            input = &input[decoded.consumed..];
+            let Some(event) = decoded.event else { break };
+            match event {
+                Event::Header(h) if h.header.opcode != OpCode::Continuation => {
+                    assert!(current.is_none(), "a message started inside another");
+                    let compressed = h.header.rsv1;
+                    let skipped = compressed && !inflater.begin_message();
+                    current = Some(Current { compressed, skipped, out: Vec::new(), error: None });
+                }
+                Event::Header(_) => {}
+                Event::Payload(p) => {
+                    let c = current.as_mut().unwrap();
+                    if !c.compressed {
+                        p.extend_unmasked(&mut c.out);
+                    } else if !c.skipped {
+                        unmasked.clear();
+                        p.extend_unmasked(&mut unmasked);
+                        let out = &mut c.out;
+                        if let Err(e) = inflater.inflate(&unmasked, &mut |b| out.extend_from_slice(b)) {
+                            assert!(c.error.is_none(), "an inflate error is returned once");
+                            c.error = Some(e);
+                        }
+                    }
+                }
+                Event::Violation(v) => panic!("violation in a valid stream: {v}"),
+                Event::FrameEnd(end) if end.message_end => {
+                    let mut c = current.take().unwrap();
+                    if c.compressed && !c.skipped {
+                        let out = &mut c.out;
+                        match inflater.end_message(&mut |b| out.extend_from_slice(b)) {
+                            Ok(Some(n)) => assert_eq!(n, c.out.len() as u64, "inflated length"),
+                            Ok(None) => assert!(c.error.is_some(), "a message skipped without a reason"),
+                            Err(e) => c.error = Some(e),
+                        }
+                    }
+                    reads.push(match (c.skipped, c.error) {
+                        (true, _) => Read::Skipped,
+                        (false, Some(Error::InflatedTooLarge)) => Read::Capped(c.out),
+                        (false, Some(e)) => panic!("inflating valid message {} failed: {e}", reads.len()),
+                        (false, None) => Read::Message(c.out),
+                    });
+                }
+                Event::FrameEnd(_) => {}
+            }
+        }
+    }
+    assert_eq!(reads, expected, "the inspector's view differs from what was sent");
 }

@@ -313,7 +313,15 @@ impl Deflater {
     /// A compressor at `level` (0–9) that does or does not keep its window
     /// between messages. It uses a 15-bit window.
     pub fn new(level: u32, no_context_takeover: bool) -> Deflater {
-        Deflater { compress: Compress::new(Compression::new(level.min(9)), false), no_context_takeover }
+        Deflater::with_window_bits(level, no_context_takeover, 15)
+    }
+
+    /// As [`Deflater::new`], with a `window_bits` window (9–15; zlib cannot
+    /// make raw DEFLATE with 8 bits, so 8 compresses with 9, which only a
+    /// peer that agreed to 8 would notice).
+    pub fn with_window_bits(level: u32, no_context_takeover: bool, window_bits: u8) -> Deflater {
+        let compress = Compress::new_with_window_bits(Compression::new(level.min(9)), false, window_bits.clamp(9, 15));
+        Deflater { compress, no_context_takeover }
     }
 
     /// Appends the compressed form of `message` to `out`.
@@ -333,6 +341,14 @@ impl Deflater {
         }
         if out.len() >= start + 4 && out[out.len() - 4..] == TAIL {
             out.truncate(out.len() - 4);
+        }
+        // §7.2.3.6: an empty message is sent as the single byte 0x00 (an
+        // empty stored block, less the tail). zlib emits nothing at all for
+        // a flush with no new input, and an empty payload would make the
+        // receiver's appended tail the start of a block that never ends,
+        // spoiling every later message of the connection.
+        if out.len() == start {
+            out.push(0x00);
         }
         if self.no_context_takeover {
             self.compress.reset();
@@ -442,6 +458,24 @@ mod tests {
             }
             // With context takeover, the repeated message costs almost nothing.
             assert_eq!(lens[3] * 4 < lens[2], !no_takeover, "{lens:?}");
+        }
+    }
+
+    /// Found by the `deflate_inspect` fuzz target: with context takeover, an
+    /// empty message after another one compressed to nothing.
+    #[test]
+    fn an_empty_message_is_one_zero_byte_even_after_another_message() {
+        for no_takeover in [false, true] {
+            let mut deflater = Deflater::with_window_bits(9, no_takeover, 9);
+            let mut inflater = Inflater::new(no_takeover, 1 << 20);
+            for m in [&b"ab"[..], b"", b"", b"c"] {
+                let mut wire = Vec::new();
+                deflater.compress_message(m, &mut wire);
+                if m.is_empty() {
+                    assert_eq!(wire, [0x00]);
+                }
+                assert_eq!(inflate_all(&mut inflater, &wire, 1), Ok(Some(m.to_vec())));
+            }
         }
     }
 
