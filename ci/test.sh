@@ -16,6 +16,16 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "interop peers: Python websockets and Node ws (for wsproxy's interop tests)"
+INTEROP=crates/wsproxy/tests/interop
+if ! "$INTEROP/.venv/bin/python" -c 'import websockets' 2>/dev/null; then
+    python3 -m venv "$INTEROP/.venv"
+    "$INTEROP/.venv/bin/pip" install -q -r "$INTEROP/requirements.txt"
+fi
+(cd "$INTEROP" && npm ci --no-audit --no-fund --silent)
+# A missing peer fails the interop tests here instead of skipping them.
+export WSTOOLKIT_REQUIRE_INTEROP=1
+
 step "cargo test --workspace"
 cargo test --workspace 2>&1
 
@@ -43,6 +53,24 @@ stop_server "$PROXY_PID"
 "$BIN/wsharness" autobahn proxy-log target/autobahn/wsproxy target/autobahn/wsproxy.jsonl \
     --expected autobahn/expected/wsproxy-violations.txt
 stop_server "$ECHO_PID"
+
+step "Autobahn compression cases against Python websockets, direct and through wsproxy"
+# A representative subset of 12.* and 13.* (the full set takes about 10
+# minutes per run here; see the README for running it).
+DEFLATE_CASES=${DEFLATE_CASES:-"12.1.*,12.2.1,12.2.2,12.2.3,12.2.4,12.2.5,12.2.6,13.1.1,13.1.2,13.1.3,13.1.4,13.1.5,13.1.6,13.2.1,13.2.2,13.2.3,13.2.4,13.2.5,13.2.6,13.3.1,13.3.2,13.3.3,13.3.4,13.3.5,13.3.6,13.4.1,13.4.2,13.4.3,13.4.4,13.4.5,13.4.6,13.5.1,13.5.2,13.5.3,13.5.4,13.5.5,13.5.6,13.6.1,13.6.2,13.6.3,13.6.4,13.6.5,13.6.6,13.7.1,13.7.2,13.7.3,13.7.4,13.7.5,13.7.6"}
+start_server python-echo "$INTEROP/.venv/bin/python" "$INTEROP/peer.py" server
+PY_PID=$SERVER_PID
+PY_URL=$SERVER_URL
+"$BIN/wsharness" autobahn run --url "$PY_URL" --agent python-websockets --cases "$DEFLATE_CASES" --out target/autobahn/python
+start_server wsproxy-deflate "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$PY_URL" --format json --log target/autobahn/wsproxy-deflate.jsonl
+PROXY_PID=$SERVER_PID
+"$BIN/wsharness" autobahn run --url "$SERVER_URL" --agent python-websockets --cases "$DEFLATE_CASES" --out target/autobahn/wsproxy-deflate
+"$BIN/wsharness" autobahn diff target/autobahn/wsproxy-deflate target/autobahn/python
+stop_server "$PROXY_PID"
+# Every compressed message inflated, no violation in any case.
+"$BIN/wsharness" autobahn proxy-log target/autobahn/wsproxy-deflate target/autobahn/wsproxy-deflate.jsonl \
+    --expected autobahn/expected/wsproxy-deflate-violations.txt
+stop_server "$PY_PID"
 
 step "browser end to end: headless Chromium through wsproxy to its embedded echo server"
 if ! command -v chromium >/dev/null; then

@@ -78,3 +78,18 @@ fn bad_input_gets_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+#[test]
+fn proxy_log_counts_a_compressed_message_left_uninflated_against_its_case() {
+    let reports = fixture("compression");
+    let log = fixture("compression-proxy.jsonl");
+    let out = wsharness(&["autobahn", "proxy-log", path(&reports), path(&log)]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "12.1.2 proxy:not_inflated\n");
+    let none = std::env::temp_dir().join(format!("wsharness-none-{}.txt", std::process::id()));
+    std::fs::write(&none, "# no violations expected\n").expect("write");
+    let out = wsharness(&["autobahn", "proxy-log", path(&reports), path(&log), "--expected", path(&none)]);
+    let _ = std::fs::remove_file(&none);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("12.1.2: reported"), "{}", stdout(&out));
+}

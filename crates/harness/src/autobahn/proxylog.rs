@@ -1,6 +1,10 @@
 //! Matching a `wsproxy --format json` log of an Autobahn run to the run's
 //! cases: which cases made the proxy report a violation, and by whom.
 //!
+//! A compressed message (permessage-deflate) that the proxy could not
+//! inflate counts as a violation `proxy:not_inflated` of its case, so a run
+//! whose every message should have been read says so.
+//!
 //! The fuzzingclient runs its cases one connection each, in order; the
 //! k-th connection that sent an upgrade request is the case whose report
 //! says `"case": k`. (Other connections, such as a reachability probe, are
@@ -53,6 +57,9 @@ pub fn violations_by_case(results: &Results, log: &Path) -> anyhow::Result<CaseV
                 let from = v["from"].as_str().unwrap_or("?").to_owned();
                 let rule = v["rule"].as_str().unwrap_or("?").to_owned();
                 by_conn.entry(conn).or_default().insert((from, rule));
+            }
+            Some("message") if v["compressed"] == true && v["decompressed_len"].is_null() => {
+                by_conn.entry(conn).or_default().insert(("proxy".to_owned(), "not_inflated".to_owned()));
             }
             _ => {}
         }
