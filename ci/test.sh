@@ -55,9 +55,10 @@ stop_server "$PROXY_PID"
 stop_server "$ECHO_PID"
 
 step "Autobahn compression cases against Python websockets, direct and through wsproxy"
-# A representative subset of 12.* and 13.* (the full set takes about 10
-# minutes per run here; see the README for running it).
-DEFLATE_CASES=${DEFLATE_CASES:-"12.1.*,12.2.1,12.2.2,12.2.3,12.2.4,12.2.5,12.2.6,13.1.1,13.1.2,13.1.3,13.1.4,13.1.5,13.1.6,13.2.1,13.2.2,13.2.3,13.2.4,13.2.5,13.2.6,13.3.1,13.3.2,13.3.3,13.3.4,13.3.5,13.3.6,13.4.1,13.4.2,13.4.3,13.4.4,13.4.5,13.4.6,13.5.1,13.5.2,13.5.3,13.5.4,13.5.5,13.5.6,13.6.1,13.6.2,13.6.3,13.6.4,13.6.5,13.6.6,13.7.1,13.7.2,13.7.3,13.7.4,13.7.5,13.7.6"}
+# A representative subset of 12.* and 13.*: every group, with the six
+# smallest message sizes (16 B to 1 KiB; 72 cases). The full set takes far
+# longer against this server (see the README for running it).
+DEFLATE_CASES=${DEFLATE_CASES:-"12.?.1,12.?.2,12.?.3,12.?.4,12.?.5,12.?.6,13.?.1,13.?.2,13.?.3,13.?.4,13.?.5,13.?.6"}
 start_server python-echo "$INTEROP/.venv/bin/python" "$INTEROP/peer.py" server
 PY_PID=$SERVER_PID
 PY_URL=$SERVER_URL
