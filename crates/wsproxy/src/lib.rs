@@ -8,6 +8,10 @@
 //! `wsproto` ([`inspect`]). What it relays is never re-encoded: a malformed
 //! frame passes as it came and is reported, unless `--enforce` is given.
 //!
+//! Compressed messages (permessage-deflate, RFC 7692) are shown inflated,
+//! per the parameters the 101 agreed on. Either side may speak TLS
+//! ([`tls`]): a `wss://` upstream, and a listener with `--tls-cert`.
+//!
 //! Events are written by a separate writer ([`log`]) through a bounded
 //! channel; the relay slows down rather than drop events.
 

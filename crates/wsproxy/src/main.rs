@@ -19,7 +19,7 @@ use wsproxy::{Config, Format, PreviewLimit, Upstream};
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
-    /// The server to relay to: ws://HOST[:PORT][/PATH]. If PATH is given it
+    /// The server to relay to: ws://HOST[:PORT][/PATH] or wss://… (TLS). If PATH is given it
     /// replaces the request path of clients that ask for `/`.
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
