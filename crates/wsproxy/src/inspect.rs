@@ -86,6 +86,9 @@ struct MessageState {
     compressed: bool,
     /// Being inflated (compressed, and permessage-deflate negotiated).
     inflating: bool,
+    /// Inflating was started (the preview holds inflated bytes, even if
+    /// inflating failed since).
+    inflate_started: bool,
     /// A text message whose inflated data already broke UTF-8.
     utf8_failed: bool,
 }
@@ -260,7 +263,15 @@ impl DirectionInspector {
                                 }
                                 None => false,
                             };
-                        let m = MessageState { kind, len: 0, fragments: 0, compressed, inflating, utf8_failed: false };
+                        let m = MessageState {
+                            kind,
+                            len: 0,
+                            fragments: 0,
+                            compressed,
+                            inflating,
+                            inflate_started: inflating,
+                            utf8_failed: false,
+                        };
                         self.message = Some(m);
                         self.message_preview.clear();
                     }
@@ -280,7 +291,8 @@ impl DirectionInspector {
                             if let Some(e) = self.inflate(Some(&p), out) {
                                 return Some(e);
                             }
-                        } else {
+                        } else if !m.inflate_started {
+                            // Not compressed, or not readable: the bytes as sent.
                             copy_capped(&mut self.message_preview, self.opts.max_preview.cap(), &p);
                         }
                     }
@@ -456,7 +468,7 @@ impl DirectionInspector {
             self.message = None;
             let shown_len = decompressed_len.unwrap_or(m.len);
             let truncated = (self.message_preview.len() as u64) < shown_len;
-            let as_text = m.kind == MessageKind::Text && (!m.compressed || decompressed_len.is_some());
+            let as_text = m.kind == MessageKind::Text && (!m.compressed || m.inflate_started);
             let preview = render_preview(&mut self.text, &self.message_preview, as_text, truncated);
             let body = MessageOut {
                 from: self.from,

@@ -245,7 +245,9 @@ fn compression_problems_are_violations_and_the_stream_goes_on() {
     );
     let shown = messages(&events);
     assert_eq!(shown.len(), 5, "{shown:?}");
+    // The bomb shows what was inflated before the cap, never the wire bytes.
     assert_eq!((shown[0].0, shown[0].1.as_str()), (None, "0000000000000000"));
+    assert_eq!(shown[1], (None, String::new(), "text".into()));
     assert_eq!(shown[4], (Some(10), "still re".into(), "text".into()));
 
     // RSV1 when nothing was negotiated: the payload is read as it is (and
