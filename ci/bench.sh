@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks: starts on 127.0.0.1 wsecho, wsproxy in front of wsecho (every
 # frame logged as JSON to a file), a minimal tokio-tungstenite echo loop, and
-# when available nginx in front of wsecho, a Node `ws` and a Python
-# `websockets` echo server; runs `wsharness bench compare` over them and
+# when available nginx and websocat (`cargo install websocat`) in front of
+# wsecho, a Node `ws` and a Python `websockets` echo server; runs `wsharness bench compare` over them and
 # writes the table to bench/results/compare.md.
 #
 #   ci/bench.sh                 # the comparison (about 5 minutes)
@@ -57,6 +57,15 @@ if command -v nginx >/dev/null; then
         until (exec 3<>/dev/tcp/127.0.0.1/$NGINX_PORT) 2>/dev/null; do kill -0 \$pid || exit 1; done; \
         echo 'listening on ws://127.0.0.1:$NGINX_PORT' >&2; trap 'kill \$pid' TERM; wait \$pid"
     TARGETS+=("nginx→wsecho=$SERVER_URL")
+fi
+if command -v websocat >/dev/null; then
+    # websocat as a WebSocket reverse proxy in front of wsecho (it re-frames
+    # messages). Like nginx it prints nothing when ready.
+    WS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    start_server websocat bash -c "websocat --binary --exit-on-eof ws-l:127.0.0.1:$WS_PORT '$ECHO_URL' & pid=\$!; \
+        until (exec 3<>/dev/tcp/127.0.0.1/$WS_PORT) 2>/dev/null; do kill -0 \$pid || exit 1; done; \
+        echo 'listening on ws://127.0.0.1:$WS_PORT' >&2; trap 'kill \$pid' TERM; wait \$pid"
+    TARGETS+=("websocat→wsecho=$SERVER_URL")
 fi
 if [ -d bench/node/node_modules/ws ]; then
     start_server node-ws node bench/node/echo.js
