@@ -2,8 +2,9 @@
 # Benchmarks: starts on 127.0.0.1 wsecho, wsproxy in front of wsecho (every
 # frame logged as JSON to a file), a minimal tokio-tungstenite echo loop, and
 # when available nginx and websocat (`cargo install websocat`) in front of
-# wsecho, a Node `ws` and a Python `websockets` echo server; runs `wsharness bench compare` over them and
-# writes the table to bench/results/compare.md.
+# wsecho, a Node `ws` and a Python `websockets` echo server; runs
+# `wsharness bench compare` over them and writes the table to
+# bench/results/compare.md.
 #
 #   ci/bench.sh                 # the comparison (about 5 minutes)
 #   ci/bench.sh --idle 1000     # memory per idle connection instead
