@@ -85,7 +85,8 @@ fn proxy_log_counts_a_compressed_message_left_uninflated_against_its_case() {
     let log = fixture("compression-proxy.jsonl");
     let out = wsharness(&["autobahn", "proxy-log", path(&reports), path(&log)]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(stdout(&out), "12.1.2 proxy:not_inflated\n");
+    // 3.1 sets RSV1 without the extension: a reserved-bit violation only.
+    assert_eq!(stdout(&out), "3.1 client:reserved_bit_set\n12.1.2 proxy:not_inflated\n");
     let none = std::env::temp_dir().join(format!("wsharness-none-{}.txt", std::process::id()));
     std::fs::write(&none, "# no violations expected\n").expect("write");
     let out = wsharness(&["autobahn", "proxy-log", path(&reports), path(&log), "--expected", path(&none)]);

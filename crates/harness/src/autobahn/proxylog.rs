@@ -1,9 +1,11 @@
 //! Matching a `wsproxy --format json` log of an Autobahn run to the run's
 //! cases: which cases made the proxy report a violation, and by whom.
 //!
-//! A compressed message (permessage-deflate) that the proxy could not
-//! inflate counts as a violation `proxy:not_inflated` of its case, so a run
-//! whose every message should have been read says so.
+//! On a connection that negotiated permessage-deflate, a compressed message
+//! that the proxy could not inflate counts as a violation
+//! `proxy:not_inflated` of its case, so a run whose every message should
+//! have been read says so. (Without the extension, RSV1 is only a
+//! `reserved_bit_set` violation.)
 //!
 //! The fuzzingclient runs its cases one connection each, in order; the
 //! k-th connection that sent an upgrade request is the case whose report
@@ -44,6 +46,7 @@ pub fn violations_by_case(results: &Results, log: &Path) -> anyhow::Result<CaseV
     let text = std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
     let mut upgrade_index: BTreeMap<u64, usize> = BTreeMap::new();
     let mut by_conn: BTreeMap<u64, BTreeSet<(String, String)>> = BTreeMap::new();
+    let mut deflate_conns = BTreeSet::new();
     for (n, line) in text.lines().enumerate() {
         let v: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("{}:{}: not a JSON event", log.display(), n + 1))?;
@@ -58,7 +61,16 @@ pub fn violations_by_case(results: &Results, log: &Path) -> anyhow::Result<CaseV
                 let rule = v["rule"].as_str().unwrap_or("?").to_owned();
                 by_conn.entry(conn).or_default().insert((from, rule));
             }
-            Some("message") if v["compressed"] == true && v["decompressed_len"].is_null() => {
+            Some("handshake_response")
+                if v["extensions"].as_array().is_some_and(|exts| {
+                    exts.iter().any(|e| e.as_str().is_some_and(|e| e.trim_start().starts_with("permessage-deflate")))
+                }) =>
+            {
+                deflate_conns.insert(conn);
+            }
+            Some("message")
+                if v["compressed"] == true && v["decompressed_len"].is_null() && deflate_conns.contains(&conn) =>
+            {
                 by_conn.entry(conn).or_default().insert(("proxy".to_owned(), "not_inflated".to_owned()));
             }
             _ => {}
