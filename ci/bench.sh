@@ -61,9 +61,10 @@ if command -v nginx >/dev/null; then
 fi
 if command -v websocat >/dev/null; then
     # websocat as a WebSocket reverse proxy in front of wsecho (it re-frames
-    # messages). Like nginx it prints nothing when ready.
+    # messages; with its default 64 KiB buffer it splits 1 MiB messages, so
+    # the buffer is raised). Like nginx it prints nothing when ready.
     WS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    start_server websocat bash -c "websocat --binary --exit-on-eof ws-l:127.0.0.1:$WS_PORT '$ECHO_URL' & pid=\$!; \
+    start_server websocat bash -c "websocat --binary --exit-on-eof --buffer-size 4194304 ws-l:127.0.0.1:$WS_PORT '$ECHO_URL' & pid=\$!; \
         until (exec 3<>/dev/tcp/127.0.0.1/$WS_PORT) 2>/dev/null; do kill -0 \$pid || exit 1; done; \
         echo 'listening on ws://127.0.0.1:$WS_PORT' >&2; trap 'kill \$pid' TERM; wait \$pid"
     TARGETS+=("websocat→wsecho=$SERVER_URL")

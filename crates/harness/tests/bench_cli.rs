@@ -14,6 +14,9 @@ enum Fault {
     Drop,
     Duplicate,
     TextForBinary,
+    /// The message comes back as two messages (as a proxy with a small
+    /// buffer might send it).
+    Split,
 }
 
 /// An echo server on 127.0.0.1 port 0 that breaks some echoes.
@@ -41,6 +44,10 @@ async fn wrong_server(fault: Fault, every: usize) -> (String, tokio::task::JoinH
                         (Fault::Duplicate, true) => vec![Message::Binary(data.clone()), Message::Binary(data)],
                         (Fault::TextForBinary, true) => {
                             vec![Message::text(String::from_utf8_lossy(&data).into_owned())]
+                        }
+                        (Fault::Split, true) => {
+                            let (a, b) = data.split_at(data.len() / 2);
+                            vec![Message::binary(a.to_vec()), Message::binary(b.to_vec())]
                         }
                     };
                     for m in reply {
@@ -87,6 +94,7 @@ async fn wrong_echoes_are_caught_and_fail_the_run() {
         (Fault::Drop, "lost"),
         (Fault::Duplicate, "duplicated_or_reordered"),
         (Fault::TextForBinary, "wrong_kind"),
+        (Fault::Split, "mismatched"),
     ];
     for (fault, field) in cases {
         let (url, task) = wrong_server(fault, 10).await;
@@ -95,5 +103,8 @@ async fn wrong_echoes_are_caught_and_fail_the_run() {
         assert_eq!(code, Some(1), "{field}: {report}");
         let count = report["errors"][field].as_u64().unwrap_or(0);
         assert!(count >= 20, "{field}: expected about 40 errors (every 10th of 400), got {count}: {report}");
+        // A corrupt echo never turns into an absurd count of lost messages.
+        let lost = report["errors"]["lost"].as_u64().unwrap_or(u64::MAX);
+        assert!(lost <= 400, "{field}: lost {lost}: {report}");
     }
 }

@@ -264,6 +264,13 @@ pub async fn run(target: &Target, plan: Plan, progress: Arc<AtomicU64>) -> anyho
                         incoming.mismatched = true;
                     }
                     let seq = shape.read_seq(&incoming.seq_field[..seq_len]).unwrap_or(next_expected);
+                    if seq >= sender.next_seq {
+                        // Not a number this client sent (say, a message the
+                        // server split or joined): a corrupt echo, not a
+                        // sign that everything up to it was lost.
+                        result.errors.mismatched += 1;
+                        continue;
+                    }
                     if seq < next_expected {
                         result.errors.duplicated_or_reordered += 1;
                         continue;
