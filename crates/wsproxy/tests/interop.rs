@@ -11,13 +11,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Instant;
 
-use common::{Proxy, WAIT};
+use common::Proxy;
 use wsproxy::schema::{Event, Side};
 
 fn interop_dir() -> PathBuf {
@@ -79,21 +76,7 @@ impl Server {
             .spawn()
             .expect("start the peer server");
         let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + WAIT;
-        let url = loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("the peer server announces its address");
-            if let Some(url) = line.strip_prefix("listening on ") {
-                break url.to_owned();
-            }
-        };
+        let (url, _) = common::announced_url(stderr, "the peer server");
         Server { child, url }
     }
 }

@@ -47,21 +47,8 @@ impl Proxy {
                 }
             }
         });
-        let (etx, stderr_lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = etx.send(line);
-            }
-        });
-        let deadline = Instant::now() + WAIT;
-        let addr = loop {
-            let line = stderr_lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("wsproxy announces its address");
-            if let Some(url) = line.strip_prefix("listening on ws://").or(line.strip_prefix("listening on wss://")) {
-                break url.parse().expect("an address");
-            }
-        };
+        let (url, stderr_lines) = announced_url(stderr, "wsproxy");
+        let addr = url.split_once("://").map_or(url.as_str(), |(_, a)| a).parse().expect("an address");
         Proxy { child, addr, events, stderr: stderr_lines, seen: Vec::new() }
     }
 
@@ -111,6 +98,26 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Reads a server's stderr on a thread and waits (up to [`WAIT`]) for its
+/// `listening on URL` line; returns the URL and the lines that follow.
+pub fn announced_url(stderr: std::process::ChildStderr, who: &str) -> (String, mpsc::Receiver<String>) {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("{who} did not announce its address within {WAIT:?}"));
+        if let Some(url) = line.strip_prefix("listening on ") {
+            return (url.to_owned(), lines);
+        }
     }
 }
 
