@@ -13,6 +13,8 @@ use std::time::SystemTime;
 
 use serde::{Serialize, Serializer};
 
+use crate::json;
+
 /// Which endpoint sent something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,6 +37,14 @@ impl Side {
     /// 0 for the client, 1 for the upstream: an index for per-side arrays.
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// `client` or `upstream`, as in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+        }
     }
 
     fn arrow(self) -> &'static str {
@@ -107,35 +117,18 @@ pub(crate) trait EventBody: Serialize {
     const NAME: &'static str;
     /// The pretty line, after the timestamp and connection id.
     fn pretty(&self, out: &mut Vec<u8>, color: bool);
+    /// Writes the JSON fields by hand (each after a comma) and returns
+    /// true, for the events logged once per frame; the others return false
+    /// and are serialized with serde.
+    fn json_fields(&self, _out: &mut Vec<u8>) -> bool {
+        false
+    }
 }
 
 /// Appends one event to `out` in `format`.
 pub(crate) fn write_event<B: EventBody>(out: &mut Vec<u8>, format: Format, stamp: &Stamp, conn: u64, body: &B) {
     match format {
-        Format::Json => {
-            // `{"ts":…,"conn":…,"event":…` then the body's fields: the body
-            // is serialized as a struct (fast) and its opening brace becomes
-            // the comma that joins it to the envelope.
-            let start = out.len();
-            out.extend_from_slice(b"{\"ts\":\"");
-            out.extend_from_slice(stamp.as_str().as_bytes());
-            let _ = write!(out, "\",\"conn\":{conn},\"event\":\"{}\"", B::NAME);
-            let body_at = out.len();
-            // Writing into a Vec cannot fail; a serialization error would be
-            // a bug in a body type, and leaves the line out.
-            if serde_json::to_writer(&mut *out, body).is_err() || out.get(body_at) != Some(&b'{') {
-                out.truncate(start);
-                return;
-            }
-            if out.len() == body_at + 2 {
-                // An empty body: `{}`.
-                out.truncate(body_at);
-                out.push(b'}');
-            } else {
-                out[body_at] = b',';
-            }
-            out.push(b'\n');
-        }
+        Format::Json => write_json(out, stamp, conn, body, true),
         Format::Pretty { color } => {
             out.extend_from_slice(stamp.time_of_day().as_bytes());
             let _ = write!(out, " #{conn:<4} ");
@@ -143,6 +136,40 @@ pub(crate) fn write_event<B: EventBody>(out: &mut Vec<u8>, format: Format, stamp
             out.push(b'\n');
         }
     }
+}
+
+/// One JSON line: `{"ts":…,"conn":…,"event":…` then the body's fields,
+/// written by hand when the body can (`by_hand`), else serialized as a
+/// struct whose opening brace becomes the comma that joins it to the
+/// envelope.
+fn write_json<B: EventBody>(out: &mut Vec<u8>, stamp: &Stamp, conn: u64, body: &B, by_hand: bool) {
+    let start = out.len();
+    out.extend_from_slice(b"{\"ts\":\"");
+    out.extend_from_slice(stamp.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"conn\":");
+    json::u64(out, conn);
+    out.extend_from_slice(b",\"event\":\"");
+    out.extend_from_slice(B::NAME.as_bytes());
+    out.push(b'"');
+    if by_hand && body.json_fields(out) {
+        out.extend_from_slice(b"}\n");
+        return;
+    }
+    let body_at = out.len();
+    // Writing into a Vec cannot fail; a serialization error would be a bug
+    // in a body type, and leaves the line out.
+    if serde_json::to_writer(&mut *out, body).is_err() || out.get(body_at) != Some(&b'{') {
+        out.truncate(start);
+        return;
+    }
+    if out.len() == body_at + 2 {
+        // An empty body: `{}`.
+        out.truncate(body_at);
+        out.push(b'}');
+    } else {
+        out[body_at] = b',';
+    }
+    out.push(b'\n');
 }
 
 fn paint(out: &mut Vec<u8>, color: bool, code: &str, text: impl Display) {
@@ -257,7 +284,7 @@ impl EventBody for HandshakeResponse<'_> {
 }
 
 /// An opcode: its name, or its number when reserved.
-#[derive(Serialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 #[serde(untagged)]
 pub(crate) enum OpcodeOut {
     Name(&'static str),
@@ -289,6 +316,15 @@ pub(crate) struct Preview<'a> {
     pub preview_encoding: &'static str,
     /// Whether the preview is shorter than the payload.
     pub preview_truncated: bool,
+}
+
+fn json_preview(out: &mut Vec<u8>, preview: &str, encoding: &str, truncated: bool) {
+    json::key(out, b",\"preview\":");
+    json::str(out, preview);
+    json::key(out, b",\"preview_encoding\":");
+    json::str(out, encoding);
+    json::key(out, b",\"preview_truncated\":");
+    json::bool(out, truncated);
 }
 
 fn pretty_preview(out: &mut Vec<u8>, preview: &str, encoding: &str, truncated: bool) {
@@ -329,6 +365,43 @@ pub(crate) struct FrameOut<'a> {
 
 impl EventBody for FrameOut<'_> {
     const NAME: &'static str = "frame";
+    fn json_fields(&self, out: &mut Vec<u8>) -> bool {
+        json::key(out, b",\"from\":");
+        json::str(out, self.from.name());
+        json::key(out, b",\"fin\":");
+        json::bool(out, self.fin);
+        json::key(out, b",\"rsv1\":");
+        json::bool(out, self.rsv1);
+        json::key(out, b",\"rsv2\":");
+        json::bool(out, self.rsv2);
+        json::key(out, b",\"rsv3\":");
+        json::bool(out, self.rsv3);
+        json::key(out, b",\"opcode\":");
+        match self.opcode {
+            OpcodeOut::Name(name) => json::str(out, name),
+            OpcodeOut::Number(n) => json::u64(out, n.into()),
+        }
+        json::key(out, b",\"masked\":");
+        json::bool(out, self.masked);
+        json::key(out, b",\"mask\":");
+        match self.mask {
+            Some(mask) => json::str(out, mask),
+            None => out.extend_from_slice(b"null"),
+        }
+        json::key(out, b",\"len\":");
+        json::u64(out, self.len);
+        json::key(out, b",\"header_len\":");
+        json::u64(out, self.header_len.into());
+        json::key(out, b",\"offset\":");
+        json::u64(out, self.offset);
+        json_preview(out, self.preview, self.preview_encoding, self.preview_truncated);
+        if let Some(rtt) = self.rtt_us {
+            json::key(out, b",\"rtt_us\":");
+            json::u64(out, rtt);
+        }
+        true
+    }
+
     fn pretty(&self, out: &mut Vec<u8>, color: bool) {
         side_arrow(out, color, self.from);
         let _ = write!(out, " {:<14}", self.opcode);
@@ -371,6 +444,25 @@ pub(crate) struct MessageOut<'a> {
 
 impl EventBody for MessageOut<'_> {
     const NAME: &'static str = "message";
+    fn json_fields(&self, out: &mut Vec<u8>) -> bool {
+        json::key(out, b",\"from\":");
+        json::str(out, self.from.name());
+        json::key(out, b",\"kind\":");
+        json::str(out, self.kind);
+        json::key(out, b",\"len\":");
+        json::u64(out, self.len);
+        json::key(out, b",\"fragments\":");
+        json::u64(out, self.fragments.into());
+        json::key(out, b",\"compressed\":");
+        json::bool(out, self.compressed);
+        if let Some(n) = self.decompressed_len {
+            json::key(out, b",\"decompressed_len\":");
+            json::u64(out, n);
+        }
+        json_preview(out, self.preview, self.preview_encoding, self.preview_truncated);
+        true
+    }
+
     fn pretty(&self, out: &mut Vec<u8>, color: bool) {
         side_arrow(out, color, self.from);
         paint(out, color, "1", format_args!(" {:<14}", format!("message:{}", self.kind)));
@@ -523,5 +615,68 @@ impl EventBody for ErrorOut<'_> {
     const NAME: &'static str = "error";
     fn pretty(&self, out: &mut Vec<u8>, color: bool) {
         paint(out, color, "31", format_args!("error  {}", self.message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both<B: EventBody>(body: &B) -> (String, String) {
+        let stamp = Stamp::now();
+        let (mut by_hand, mut by_serde) = (Vec::new(), Vec::new());
+        write_json(&mut by_hand, &stamp, 7, body, true);
+        write_json(&mut by_serde, &stamp, 7, body, false);
+        (String::from_utf8(by_hand).expect("utf-8"), String::from_utf8(by_serde).expect("utf-8"))
+    }
+
+    #[test]
+    fn frames_and_messages_written_by_hand_are_what_serde_writes() {
+        let every_ascii: String = (0u8..128).map(char::from).collect();
+        let previews = ["", "000102ff", "κόσμε \"quoted\" \\ \n", every_ascii.as_str()];
+        let mut checked = 0;
+        for (i, preview) in previews.iter().enumerate() {
+            for opcode in [OpcodeOut::Name("binary"), OpcodeOut::Number(11)] {
+                for (mask, rtt_us) in [(None, None), (Some("0a0b0c0d"), Some(1234)), (None, Some(0))] {
+                    let frame = FrameOut {
+                        from: if i % 2 == 0 { Side::Client } else { Side::Upstream },
+                        fin: i % 2 == 0,
+                        rsv1: i == 1,
+                        rsv2: i == 2,
+                        rsv3: i == 3,
+                        opcode,
+                        masked: mask.is_some(),
+                        mask,
+                        len: [0, 125, 65_536, u64::MAX][i],
+                        header_len: [2, 6, 10, 14][i],
+                        offset: [0, 1, 1 << 40, u64::MAX][i],
+                        preview,
+                        preview_encoding: if i == 1 { "hex" } else { "text" },
+                        preview_truncated: i == 2,
+                        rtt_us,
+                    };
+                    let (hand, serde) = both(&frame);
+                    assert_eq!(hand, serde);
+                    checked += 1;
+                }
+            }
+            for decompressed_len in [None, Some(0), Some(u64::MAX)] {
+                let message = MessageOut {
+                    from: Side::Upstream,
+                    kind: "text",
+                    len: i as u64 * 1000,
+                    fragments: [1, 2, 1000, u32::MAX][i],
+                    compressed: decompressed_len.is_some(),
+                    decompressed_len,
+                    preview,
+                    preview_encoding: "text",
+                    preview_truncated: i % 2 == 1,
+                };
+                let (hand, serde) = both(&message);
+                assert_eq!(hand, serde);
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 4 * (2 * 3 + 3));
     }
 }

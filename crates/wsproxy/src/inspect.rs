@@ -166,9 +166,13 @@ fn render_preview<'t>(text: &'t mut String, bytes: &[u8], as_text: bool, truncat
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     text.reserve(2 * bytes.len());
-    for &b in bytes {
-        text.push(HEX[usize::from(b >> 4)] as char);
-        text.push(HEX[usize::from(b & 15)] as char);
+    let mut digits = [0u8; 256];
+    for block in bytes.chunks(digits.len() / 2) {
+        for (pair, &b) in digits.chunks_exact_mut(2).zip(block) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 15)];
+        }
+        text.push_str(std::str::from_utf8(&digits[..2 * block.len()]).unwrap_or_default());
     }
     Preview { preview: text, preview_encoding: "hex", preview_truncated: truncated }
 }
@@ -386,10 +390,10 @@ impl DirectionInspector {
         self.frames += 1;
         let h = self.header?;
         let op = h.header.opcode;
-        let now = Instant::now();
         let mut rtt_us = None;
         match op {
             OpCode::Ping => {
+                let now = Instant::now();
                 if let Ok(mut s) = shared.lock() {
                     let queue = &mut s.pings[self.from.index()];
                     queue.push_back((self.decoder.control_payload().to_vec(), now));
@@ -400,6 +404,7 @@ impl DirectionInspector {
                 }
             }
             OpCode::Pong => {
+                let now = Instant::now();
                 if let Ok(mut s) = shared.lock() {
                     let queue = &mut s.pings[self.from.other().index()];
                     let payload = self.decoder.control_payload();

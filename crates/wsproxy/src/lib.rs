@@ -18,6 +18,7 @@
 pub mod event;
 pub mod head;
 pub mod inspect;
+mod json;
 pub mod log;
 pub mod pool;
 mod relay;
