@@ -2,7 +2,8 @@
 # Benchmarks: starts on 127.0.0.1 wsecho, wsproxy in front of wsecho (every
 # frame logged as JSON to a file), a minimal tokio-tungstenite echo loop, and
 # when available nginx and websocat (`cargo install websocat`) in front of
-# wsecho, a Node `ws` and a Python `websockets` echo server; runs
+# wsecho, socat as a plain TCP relay in front of wsecho (the cost of a
+# hop with no inspection), a Node `ws` and a Python `websockets` echo server; runs
 # `wsharness bench compare` over them and writes the table to
 # bench/results/compare.md.
 #
@@ -68,6 +69,16 @@ if command -v websocat >/dev/null; then
         until (exec 3<>/dev/tcp/127.0.0.1/$WS_PORT) 2>/dev/null; do kill -0 \$pid || exit 1; done; \
         echo 'listening on ws://127.0.0.1:$WS_PORT' >&2; trap 'kill \$pid' TERM; wait \$pid"
     TARGETS+=("websocat→wsecho=$SERVER_URL")
+fi
+if command -v socat >/dev/null; then
+    # socat as a plain TCP relay (no WebSocket inspection, no log), with a
+    # 256 KiB buffer like wsproxy's: what one more process hop costs here
+    # before any inspecting or logging. One process per connection (fork).
+    SOCAT_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    start_server socat bash -c "socat -b 262144 TCP4-LISTEN:$SOCAT_PORT,bind=127.0.0.1,reuseaddr,fork,nodelay TCP4:${ECHO_URL#ws://},nodelay & pid=\$!; \
+        until (exec 3<>/dev/tcp/127.0.0.1/$SOCAT_PORT) 2>/dev/null; do kill -0 \$pid || exit 1; done; \
+        echo 'listening on ws://127.0.0.1:$SOCAT_PORT' >&2; trap 'kill \$pid' TERM; wait \$pid"
+    TARGETS+=("socat(tcp)→wsecho=$SERVER_URL")
 fi
 if [ -d bench/node/node_modules/ws ]; then
     start_server node-ws node bench/node/echo.js

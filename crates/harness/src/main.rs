@@ -68,10 +68,10 @@ struct BenchRunArgs {
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Run a fixed matrix (latency 1×1×16 B; throughput 10×16×16 B,
-    /// 4×4×64 KiB, 2×2×1 MiB) against each target, alternating targets over
+    /// 10×4×64 KiB, 2×2×1 MiB) against each target, alternating targets over
     /// several rounds, and print medians and ratios to the first target.
     Compare {
-        /// Targets as NAME=URL or NAME=URL@PID (PID: sample the server's peak RSS).
+        /// Targets as NAME=URL or NAME=URL@PID (PID: sample the server's peak RSS and CPU time per echo).
         #[arg(required = true)]
         targets: Vec<String>,
         /// Rounds.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{BenchOptions, BenchReport, rss_kib, run};
+use super::{BenchOptions, BenchReport, cpu_seconds, rss_kib, run};
 
 /// One row of the matrix.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -25,11 +25,11 @@ pub struct Workload {
     pub latency: bool,
 }
 
-/// The matrix: latency 1×1×16 B; throughput 10×16×16 B, 4×4×64 KiB, 2×2×1 MiB.
+/// The matrix: latency 1×1×16 B; throughput 10×16×16 B, 10×4×64 KiB, 2×2×1 MiB.
 pub const MATRIX: [Workload; 4] = [
     Workload { name: "latency 1×1×16 B", conns: 1, window: 1, size: 16, latency: true },
     Workload { name: "throughput 10×16×16 B", conns: 10, window: 16, size: 16, latency: false },
-    Workload { name: "throughput 4×4×64 KiB", conns: 4, window: 4, size: 64 << 10, latency: false },
+    Workload { name: "throughput 10×4×64 KiB", conns: 10, window: 4, size: 64 << 10, latency: false },
     Workload { name: "throughput 2×2×1 MiB", conns: 2, window: 2, size: 1 << 20, latency: false },
 ];
 
@@ -60,6 +60,9 @@ pub struct Comparison {
     pub runs: Vec<Vec<Vec<BenchReport>>>,
     /// Peak RSS per target in KiB, where a PID was given.
     pub peak_rss_kib: Vec<Option<u64>>,
+    /// `cpu_us[w][t]`: per round, the target process's CPU time per echoed
+    /// message in µs, where a PID was given (see [`cpu_seconds`]).
+    pub cpu_us: Vec<Vec<Vec<f64>>>,
 }
 
 struct Spinner(Child);
@@ -89,6 +92,7 @@ pub fn compare(
     mut on_run: impl FnMut(&str, &str, usize, &BenchReport),
 ) -> anyhow::Result<Comparison> {
     let mut runs = vec![vec![Vec::new(); opts.targets.len()]; MATRIX.len()];
+    let mut cpu_us = vec![vec![Vec::new(); opts.targets.len()]; MATRIX.len()];
     for round in 0..opts.rounds {
         for (w, workload) in MATRIX.iter().enumerate() {
             // Alternate the order each round so no target always goes first.
@@ -97,8 +101,10 @@ pub fn compare(
                 order.reverse();
             }
             for t in order {
-                let (name, url, _) = &opts.targets[t];
+                let (name, url, pid) = &opts.targets[t];
                 let _spinner = (workload.latency && opts.spinner).then(Spinner::start).flatten();
+                let cpu_before = pid.and_then(|p| cpu_seconds(p).ok());
+                let started = std::time::Instant::now();
                 let report = run(&BenchOptions {
                     url: url.clone(),
                     conns: workload.conns,
@@ -110,6 +116,14 @@ pub fn compare(
                     warmup: opts.warmup,
                     progress: false,
                 })?;
+                // The process's CPU over the whole run (warm-up included),
+                // as cores in use, divided by the measured message rate.
+                let wall = started.elapsed().as_secs_f64();
+                if let (Some(before), Some(after)) = (cpu_before, pid.and_then(|p| cpu_seconds(p).ok()))
+                    && report.messages_per_sec > 0.0
+                {
+                    cpu_us[w][t].push((after - before) / wall / report.messages_per_sec * 1e6);
+                }
                 on_run(name, workload.name, round, &report);
                 anyhow::ensure!(
                     report.error_count == 0,
@@ -128,6 +142,7 @@ pub fn compare(
         targets: opts.targets.iter().map(|(n, _, _)| n.clone()).collect(),
         runs,
         peak_rss_kib,
+        cpu_us,
     })
 }
 
@@ -174,6 +189,19 @@ pub fn render_compare(c: &Comparison) -> String {
         }
         out.push('\n');
     }
+    if c.cpu_us.iter().flatten().any(|rounds| !rounds.is_empty()) {
+        for (w, workload) in c.workloads.iter().enumerate() {
+            let _ = write!(out, "| CPU per echo, {} |", workload.name);
+            for rounds in &c.cpu_us[w] {
+                if rounds.is_empty() {
+                    out.push_str(" – |");
+                } else {
+                    let _ = write!(out, " {:.1} µs |", median(rounds.clone()));
+                }
+            }
+            out.push('\n');
+        }
+    }
     if c.peak_rss_kib.iter().any(Option::is_some) {
         let _ = write!(out, "| peak RSS |");
         for rss in &c.peak_rss_kib {
@@ -192,6 +220,20 @@ pub fn render_compare(c: &Comparison) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_of_a_process_grows_as_it_works() {
+        let pid = std::process::id();
+        let before = cpu_seconds(pid).expect("own stat");
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = cpu_seconds(pid).expect("own stat") - before;
+        assert!((0.1..5.0).contains(&used), "busy for 0.3 s, counted {used} s");
+        assert!(cpu_seconds(u32::MAX).is_err(), "no such process");
+    }
 
     #[test]
     fn medians() {

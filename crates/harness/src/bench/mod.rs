@@ -223,6 +223,21 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((field("VmRSS:").context("no VmRSS")?, field("VmHWM:").context("no VmHWM")?))
 }
 
+/// CPU time (user + system) the process `pid` has used, in seconds, from
+/// `/proc/PID/stat` (fields 14 and 15, in clock ticks of 1/100 s: Linux
+/// reports them in `USER_HZ`, which is 100).
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // The command name (field 2) may hold spaces and parentheses: count
+    // fields from the last ')'.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).context("no ')' in stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).context("short stat line");
+    Ok((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
 /// Memory per idle connection: opens `conns` connections, completes their
 /// handshakes, waits `settle`, and compares the server's RSS before and after.
 pub fn idle(url: &str, conns: usize, pid: u32, settle: Duration) -> anyhow::Result<(u64, u64, f64)> {
