@@ -182,19 +182,7 @@ fn paint(out: &mut Vec<u8>, color: bool, code: &str, text: impl Display) {
 
 fn side_arrow(out: &mut Vec<u8>, color: bool, from: Side) {
     let code = if from == Side::Client { "36" } else { "35" };
-    paint(
-        out,
-        color,
-        code,
-        format_args!(
-            "{} {:<8}",
-            from.arrow(),
-            match from {
-                Side::Client => "client",
-                Side::Upstream => "upstream",
-            }
-        ),
-    );
+    paint(out, color, code, format_args!("{} {:<8}", from.arrow(), from.name()));
 }
 
 /// `open`: a client connected.
