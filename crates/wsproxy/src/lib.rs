@@ -20,6 +20,7 @@ pub mod head;
 pub mod inspect;
 mod json;
 pub mod log;
+pub mod logfile;
 pub mod pool;
 mod relay;
 pub mod schema;

@@ -29,7 +29,8 @@ struct Args {
     /// Output format (default: pretty on a terminal, json otherwise).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
-    /// Write events to FILE instead of standard output.
+    /// Write events to FILE instead of standard output (written as a
+    /// stream: synced and dropped from the page cache every 16 MiB).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
     /// Payload bytes to show per frame and message: a number (0: none) or `all`.
@@ -186,7 +187,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let output: Box<dyn std::io::Write + Send> = match &args.log {
         Some(path) => Box::new(std::io::BufWriter::with_capacity(
             1 << 20,
-            std::fs::File::create(path).with_context(|| format!("creating the log file {}", path.display()))?,
+            wsproxy::logfile::LogFile::create(path)
+                .with_context(|| format!("creating the log file {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())),
     };
