@@ -96,7 +96,12 @@ impl Stamp {
     }
 
     fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The formatted time (ASCII, so no check is needed to write it as JSON).
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 
     /// `HH:MM:SS.uuuuuu` of "YYYY-MM-DDTHH:MM:SS.uuuuuuZ".
@@ -145,7 +150,7 @@ pub(crate) fn write_event<B: EventBody>(out: &mut Vec<u8>, format: Format, stamp
 fn write_json<B: EventBody>(out: &mut Vec<u8>, stamp: &Stamp, conn: u64, body: &B, by_hand: bool) {
     let start = out.len();
     out.extend_from_slice(b"{\"ts\":\"");
-    out.extend_from_slice(stamp.as_str().as_bytes());
+    out.extend_from_slice(stamp.as_bytes());
     out.extend_from_slice(b"\",\"conn\":");
     json::u64(out, conn);
     out.extend_from_slice(b",\"event\":\"");
@@ -308,9 +313,13 @@ pub(crate) struct Preview<'a> {
 
 fn json_preview(out: &mut Vec<u8>, preview: &str, encoding: &str, truncated: bool) {
     json::key(out, b",\"preview\":");
-    json::str(out, preview);
+    if encoding == "hex" {
+        json::plain_str(out, preview);
+    } else {
+        json::str(out, preview);
+    }
     json::key(out, b",\"preview_encoding\":");
-    json::str(out, encoding);
+    json::plain_str(out, encoding);
     json::key(out, b",\"preview_truncated\":");
     json::bool(out, truncated);
 }
@@ -355,7 +364,7 @@ impl EventBody for FrameOut<'_> {
     const NAME: &'static str = "frame";
     fn json_fields(&self, out: &mut Vec<u8>) -> bool {
         json::key(out, b",\"from\":");
-        json::str(out, self.from.name());
+        json::plain_str(out, self.from.name());
         json::key(out, b",\"fin\":");
         json::bool(out, self.fin);
         json::key(out, b",\"rsv1\":");
@@ -366,14 +375,14 @@ impl EventBody for FrameOut<'_> {
         json::bool(out, self.rsv3);
         json::key(out, b",\"opcode\":");
         match self.opcode {
-            OpcodeOut::Name(name) => json::str(out, name),
+            OpcodeOut::Name(name) => json::plain_str(out, name),
             OpcodeOut::Number(n) => json::u64(out, n.into()),
         }
         json::key(out, b",\"masked\":");
         json::bool(out, self.masked);
         json::key(out, b",\"mask\":");
         match self.mask {
-            Some(mask) => json::str(out, mask),
+            Some(mask) => json::plain_str(out, mask),
             None => out.extend_from_slice(b"null"),
         }
         json::key(out, b",\"len\":");
@@ -434,9 +443,9 @@ impl EventBody for MessageOut<'_> {
     const NAME: &'static str = "message";
     fn json_fields(&self, out: &mut Vec<u8>) -> bool {
         json::key(out, b",\"from\":");
-        json::str(out, self.from.name());
+        json::plain_str(out, self.from.name());
         json::key(out, b",\"kind\":");
-        json::str(out, self.kind);
+        json::plain_str(out, self.kind);
         json::key(out, b",\"len\":");
         json::u64(out, self.len);
         json::key(out, b",\"fragments\":");

@@ -33,6 +33,14 @@ pub(crate) fn bool(out: &mut Vec<u8>, b: bool) {
     out.extend_from_slice(if b { b"true" } else { b"false" });
 }
 
+/// Appends a string that needs no escaping (names, hex digits) as is.
+pub(crate) fn plain_str(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(!s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'), "{s:?} needs escaping");
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 /// Appends a JSON string, escaped as `serde_json` does (RFC 8259 §7: the
 /// quote, the backslash and control characters; `\n`-style short forms
 /// where they exist, `\u00XX` otherwise; everything else as is).
