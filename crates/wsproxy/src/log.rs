@@ -51,6 +51,15 @@ impl LogSink {
         }
     }
 
+    /// Queues what `events` holds (if anything) and leaves it an empty
+    /// buffer from the pool to go on formatting into.
+    pub async fn hand_over(&self, events: &mut Vec<u8>) {
+        if !events.is_empty() {
+            let batch = std::mem::replace(events, self.buffer());
+            self.send(batch).await;
+        }
+    }
+
     /// How often a relay had to wait for the writer.
     pub fn stalls(&self) -> u64 {
         self.stalls.load(Ordering::Relaxed)

@@ -707,10 +707,7 @@ async fn relay_direction(
             Poll::Ready(r) => r,
             Poll::Pending => {
                 // About to wait: hand over what was logged so far.
-                if !events.is_empty() {
-                    let batch = std::mem::replace(events, ctx.log.buffer());
-                    ctx.log.send(batch).await;
-                }
+                ctx.log.hand_over(events).await;
                 let ready = async {
                     let read = std::future::poll_fn(|cx| poll_read_pooled(src, cx, &ctx.buffers, buf));
                     match idle.remaining() {
@@ -777,8 +774,7 @@ async fn relay_direction(
             insp.feed(data, shared, events);
         }
         if events.len() >= LOG_BATCH {
-            let batch = std::mem::replace(events, ctx.log.buffer());
-            ctx.log.send(batch).await;
+            ctx.log.hand_over(events).await;
         }
     }
 }

@@ -30,12 +30,14 @@ from websockets.extensions.permessage_deflate import (
 MAX_SIZE = 64 * 1024 * 1024
 
 
-def server_extensions(mode):
+def extensions(mode, factory):
+    """The permessage-deflate offer (client) or acceptance (server) for
+    `mode`, built with `factory` (the Client or Server factory class)."""
     if mode == "default":
         return None  # websockets enables its defaults
     if mode == "no-context":
         return [
-            ServerPerMessageDeflateFactory(
+            factory(
                 server_no_context_takeover=True,
                 client_no_context_takeover=True,
                 server_max_window_bits=9,
@@ -45,23 +47,8 @@ def server_extensions(mode):
     return []
 
 
-def client_extensions(mode):
-    if mode == "default":
-        return None
-    if mode == "no-context":
-        return [
-            ClientPerMessageDeflateFactory(
-                server_no_context_takeover=True,
-                client_no_context_takeover=True,
-                server_max_window_bits=9,
-                client_max_window_bits=9,
-            )
-        ]
-    return []
-
-
-def compression(extensions):
-    return None if extensions == [] else "deflate"
+def compression(exts):
+    return None if exts == [] else "deflate"
 
 
 async def run_server(mode):
@@ -72,7 +59,7 @@ async def run_server(mode):
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
-    exts = server_extensions(mode)
+    exts = extensions(mode, ServerPerMessageDeflateFactory)
     kwargs = {"max_size": MAX_SIZE, "compression": compression(exts)}
     if exts:
         kwargs["extensions"] = exts
@@ -99,7 +86,7 @@ def pieces(data, count):
 
 
 async def run_client(url, directory, mode):
-    exts = client_extensions(mode)
+    exts = extensions(mode, ClientPerMessageDeflateFactory)
     kwargs = {"max_size": MAX_SIZE, "compression": compression(exts)}
     if exts:
         kwargs["extensions"] = exts
