@@ -480,9 +480,16 @@ impl EventBody for MessageOut<'_> {
 #[derive(Serialize)]
 pub(crate) struct CloseOut<'a> {
     pub from: Side,
+    /// The code as it was on the wire, sendable or not (RFC 6455 §7.4).
     pub code: Option<u16>,
     pub code_name: Option<&'static str>,
-    pub reason: &'a str,
+    /// The reason as it was on the wire; invalid UTF-8 is replaced by U+FFFD
+    /// and flagged in `reason_invalid_utf8`.
+    pub reason: std::borrow::Cow<'a, str>,
+    /// The reason's bytes were not UTF-8 (RFC 6455 §5.5.1); only written
+    /// when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reason_invalid_utf8: bool,
     /// This side closed first.
     pub initiated: bool,
     /// Both sides have now sent a close frame.
@@ -503,6 +510,9 @@ impl EventBody for CloseOut<'_> {
         }
         if !self.reason.is_empty() {
             let _ = write!(out, " {:?}", self.reason);
+        }
+        if self.reason_invalid_utf8 {
+            out.extend_from_slice(b" (reason not UTF-8)");
         }
         out.extend_from_slice(if self.handshake_complete {
             b" handshake complete" as &[u8]

@@ -3,14 +3,11 @@
 //! round trips, violations) as events. It never changes the bytes; the
 //! relay writes them on unchanged.
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use wsproto::deflate::{DeflateParams, Inflater};
-use wsproto::{
-    Decoder, DecoderConfig, Error, Event, MessageKind, OpCode, Role, Utf8Validator, Violation, parse_close_payload,
-};
+use wsproto::{CloseCode, Decoder, DecoderConfig, Error, Event, MessageKind, OpCode, Role, Utf8Validator, Violation};
 
 use crate::event::{
     CloseOut, DisplayStr, EventBody, Format, FrameOut, MessageOut, OpcodeOut, Preview, Side, Stamp, ViolationOut,
@@ -51,24 +48,23 @@ pub struct InspectOptions {
     pub max_inflate: u64,
 }
 
-/// Most unanswered pings remembered per side.
-const MAX_PENDING_PINGS: usize = 32;
+mod pings;
+
+use pings::PingTracker;
 
 /// What the two directions of a connection share.
 #[derive(Debug, Default)]
 pub struct Shared {
     /// Whether each side has sent a close frame.
     pub closed: [bool; 2],
-    /// Pings each side sent and when, waiting for the other side's pong.
-    pings: [VecDeque<(Vec<u8>, Instant)>; 2],
-    /// Pings dropped from the queue unanswered.
-    expired_pings: [u64; 2],
+    /// Pings each side sent, waiting for the other side's pong.
+    pings: [PingTracker; 2],
 }
 
 impl Shared {
     /// Pings each side sent that were never answered.
     pub fn unanswered_pings(&self) -> [u64; 2] {
-        [self.pings[0].len() as u64 + self.expired_pings[0], self.pings[1].len() as u64 + self.expired_pings[1]]
+        [self.pings[0].unanswered(), self.pings[1].unanswered()]
     }
 
     /// Whether both sides sent a close frame.
@@ -393,26 +389,18 @@ impl DirectionInspector {
         let mut rtt_us = None;
         match op {
             OpCode::Ping => {
-                let now = Instant::now();
-                if let Ok(mut s) = shared.lock() {
-                    let queue = &mut s.pings[self.from.index()];
-                    queue.push_back((self.decoder.control_payload().to_vec(), now));
-                    if queue.len() > MAX_PENDING_PINGS {
-                        queue.pop_front();
-                        s.expired_pings[self.from.index()] += 1;
-                    }
+                if let Ok(mut s) = shared.lock()
+                    // A ping sent after the sender's own close needs no
+                    // answer: the peer may already have stopped reading.
+                    && !s.closed[self.from.index()]
+                {
+                    s.pings[self.from.index()].ping(self.decoder.control_payload(), Instant::now());
                 }
             }
             OpCode::Pong => {
-                let now = Instant::now();
                 if let Ok(mut s) = shared.lock() {
-                    let queue = &mut s.pings[self.from.other().index()];
-                    let payload = self.decoder.control_payload();
-                    if let Some(i) = queue.iter().position(|(p, _)| p == payload) {
-                        if let Some((_, sent)) = queue.remove(i) {
-                            rtt_us = Some(now.duration_since(sent).as_micros() as u64);
-                        }
-                    }
+                    let rtt = s.pings[self.from.other().index()].pong(self.decoder.control_payload(), Instant::now());
+                    rtt_us = rtt.map(|d| d.as_micros() as u64);
                 }
             }
             _ => {}
@@ -501,12 +489,19 @@ impl DirectionInspector {
             }
             Err(_) => (false, false),
         };
-        let parsed = parse_close_payload(self.decoder.control_payload()).ok().flatten();
+        // Shown as sent, even where it breaks §5.5.1 or §7.4 (the decoder
+        // reports that as a violation): the user sees what was on the wire.
+        let (code, reason) = match self.decoder.control_payload() {
+            [hi, lo, reason @ ..] => (Some(CloseCode(u16::from_be_bytes([*hi, *lo]))), reason),
+            _ => (None, &[][..]),
+        };
+        let text = String::from_utf8_lossy(reason);
         let body = CloseOut {
             from: self.from,
-            code: parsed.map(|c| c.code.0),
-            code_name: parsed.and_then(|c| c.code.name()),
-            reason: parsed.map_or("", |c| c.reason),
+            code: code.map(|c| c.0),
+            code_name: code.and_then(CloseCode::name),
+            reason_invalid_utf8: matches!(text, std::borrow::Cow::Owned(_)),
+            reason: text,
             initiated,
             handshake_complete: complete,
             offset: self.base + h.offset,

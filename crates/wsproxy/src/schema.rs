@@ -170,8 +170,11 @@ pub enum Event {
         code: Option<u16>,
         /// The code's name.
         code_name: Option<String>,
-        /// Reason.
+        /// Reason (invalid UTF-8 replaced by U+FFFD).
         reason: String,
+        /// The reason was not UTF-8; absent when it was.
+        #[serde(default)]
+        reason_invalid_utf8: bool,
         /// This side closed first.
         initiated: bool,
         /// Both sides have sent a close.

@@ -119,20 +119,75 @@ fn messages_only_skips_data_frames_but_not_control_frames() {
 
 #[test]
 fn pongs_are_matched_to_pings_and_unanswered_ones_counted() {
-    let shared = Mutex::new(Shared::default());
     let o = opts(PreviewLimit::Bytes(16), false);
+    // (pings the client sends, pongs the upstream sends, rtt_us present per pong, unanswered after)
+    let cases: &[(&[&[u8]], &[&[u8]], &[bool], u64)] = &[
+        (&[b"a", b"b"], &[b"a"], &[true], 1),
+        // A pong answers its ping and every earlier one (RFC 6455 §5.5.2).
+        (&[b"a", b"b"], &[b"b"], &[true], 0),
+        (&[b"a", b"b"], &[b"a", b"b"], &[true, true], 0),
+        // An unsolicited pong answers nothing.
+        (&[b"a"], &[b"zz"], &[false], 1),
+        (&[], &[b"zz"], &[false], 0),
+    ];
+    for (pings, pongs, rtts, unanswered) in cases {
+        let shared = Mutex::new(Shared::default());
+        let mut client = DirectionInspector::new(1, Side::Client, 0, None, o);
+        let mut upstream = DirectionInspector::new(1, Side::Upstream, 0, None, o);
+        let mut out = Vec::new();
+        let sent: Vec<u8> = pings.iter().flat_map(|p| frame(OpCode::Ping, true, KEY, p)).collect();
+        client.feed(&sent, &shared, &mut out);
+        out.clear();
+        for p in *pongs {
+            upstream.feed(&frame(OpCode::Pong, true, None, p), &shared, &mut out);
+        }
+        let text = String::from_utf8(out).expect("utf-8");
+        let got: Vec<bool> = text
+            .lines()
+            .map(|l| match serde_json::from_str::<Record>(l).expect("typed").event {
+                Ev::Frame { rtt_us, .. } => rtt_us.is_some(),
+                e => panic!("unexpected {e:?}"),
+            })
+            .collect();
+        assert_eq!(&got, rtts, "pings {pings:?} pongs {pongs:?}");
+        assert_eq!(
+            shared.lock().expect("lock").unanswered_pings(),
+            [*unanswered, 0],
+            "pings {pings:?} pongs {pongs:?}"
+        );
+    }
+}
+
+#[test]
+fn a_burst_of_pings_answered_in_one_write_leaves_none_unanswered() {
+    let o = opts(PreviewLimit::Bytes(0), false);
+    let shared = Mutex::new(Shared::default());
     let mut client = DirectionInspector::new(1, Side::Client, 0, None, o);
     let mut upstream = DirectionInspector::new(1, Side::Upstream, 0, None, o);
     let mut out = Vec::new();
-    client.feed(
-        &[frame(OpCode::Ping, true, KEY, b"a"), frame(OpCode::Ping, true, KEY, b"b")].concat(),
-        &shared,
-        &mut out,
-    );
-    upstream.feed(&frame(OpCode::Pong, true, None, b"b"), &shared, &mut out);
-    let text = String::from_utf8(out).expect("utf-8");
-    let last: Record = serde_json::from_str(text.lines().last().expect("a line")).expect("typed");
-    assert!(matches!(last.event, Ev::Frame { from: crate::schema::Side::Upstream, rtt_us: Some(_), .. }));
+    let payloads: Vec<Vec<u8>> = (0..300u32).map(|i| format!("ping {i}").into_bytes()).collect();
+    let pings: Vec<u8> = payloads.iter().flat_map(|p| frame(OpCode::Ping, true, KEY, p)).collect();
+    let pongs: Vec<u8> = payloads.iter().flat_map(|p| frame(OpCode::Pong, true, None, p)).collect();
+    client.feed(&pings, &shared, &mut out);
+    assert_eq!(shared.lock().expect("lock").unanswered_pings(), [300, 0]);
+    upstream.feed(&pongs, &shared, &mut out);
+    assert_eq!(shared.lock().expect("lock").unanswered_pings(), [0, 0]);
+}
+
+#[test]
+fn pings_after_the_senders_close_need_no_answer() {
+    let o = opts(PreviewLimit::Bytes(0), false);
+    let shared = Mutex::new(Shared::default());
+    let mut client = DirectionInspector::new(1, Side::Client, 0, None, o);
+    let mut out = Vec::new();
+    let bytes = [
+        frame(OpCode::Ping, true, KEY, b"before"),
+        frame(OpCode::Close, true, KEY, &[0x03, 0xe8]),
+        frame(OpCode::Ping, true, KEY, b"after"),
+    ]
+    .concat();
+    client.feed(&bytes, &shared, &mut out);
+    // The ping before the close still counts; the one after it does not.
     assert_eq!(shared.lock().expect("lock").unanswered_pings(), [1, 0]);
 }
 
@@ -255,4 +310,44 @@ fn compression_problems_are_violations_and_the_stream_goes_on() {
     let events = run(Side::Client, o, &compressed_frames(&mut deflater, OpCode::Text, b"x", 1), 100);
     assert_eq!(rules(&events)[0], "reserved_bit_set");
     assert_eq!(messages(&events)[0].0, None);
+}
+
+/// A close frame is shown as it was on the wire, whatever rule it breaks;
+/// the rule is reported as a violation beside it.
+#[test]
+fn close_code_and_reason_are_shown_as_sent() {
+    // (payload, code, reason, reason_invalid_utf8, violation rule)
+    let cases: &[(&[u8], Option<u16>, &str, bool, Option<&str>)] = &[
+        (b"\x03\xe8ok", Some(1000), "ok", false, None),
+        (b"", None, "", false, None),
+        (b"\x03", None, "", false, Some("close_length_one")),
+        (b"\x03\xed", Some(1005), "", false, Some("invalid_close_code")),
+        (b"\x03\xee", Some(1006), "", false, Some("invalid_close_code")),
+        (b"\x03\xf7", Some(1015), "", false, Some("invalid_close_code")),
+        (b"\x0b\xb7bye", Some(2999), "bye", false, Some("invalid_close_code")),
+        (b"\x13\x88", Some(5000), "", false, Some("invalid_close_code")),
+        (b"\x03\xe8a\xffb", Some(1000), "a\u{fffd}b", true, Some("invalid_utf8_close_reason")),
+    ];
+    for (payload, code, reason, invalid, rule) in cases {
+        let events =
+            run(Side::Upstream, opts(PreviewLimit::Bytes(16), false), &frame(OpCode::Close, true, None, payload), 64);
+        let close = events
+            .iter()
+            .find_map(|e| match e {
+                Ev::Close { code, reason, reason_invalid_utf8, .. } => {
+                    Some((*code, reason.clone(), *reason_invalid_utf8))
+                }
+                _ => None,
+            })
+            .expect("a close event");
+        assert_eq!(close, (*code, reason.to_string(), *invalid), "payload {payload:?}");
+        let rules: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                Ev::Violation { rule, .. } => Some(rule.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rules, rule.iter().copied().collect::<Vec<_>>(), "payload {payload:?}");
+    }
 }
