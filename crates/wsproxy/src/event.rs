@@ -276,6 +276,44 @@ impl EventBody for HandshakeResponse<'_> {
     }
 }
 
+/// `interim_response`: a 1xx answer other than 101 before the final one
+/// (RFC 9110 §15.2: the client keeps reading after it). Forwarded as it
+/// came.
+#[derive(Serialize)]
+pub(crate) struct InterimResponse<'a> {
+    pub status: u16,
+    pub reason: &'a str,
+    pub version: &'static str,
+    pub headers: Vec<HeaderOut<'a>>,
+}
+
+impl EventBody for InterimResponse<'_> {
+    const NAME: &'static str = "interim_response";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, Side::Upstream);
+        paint(out, color, "2", format_args!(" {} {} {} (interim)", self.version, self.status, self.reason));
+        pretty_headers(out, &self.headers);
+    }
+}
+
+/// `uninspected`: from here on the connection's bytes are relayed unchanged
+/// without being decoded, and why.
+#[derive(Serialize)]
+pub(crate) struct Uninspected<'a> {
+    /// Whose bytes could not be followed.
+    pub from: Side,
+    /// Why, in words.
+    pub reason: &'a str,
+}
+
+impl EventBody for Uninspected<'_> {
+    const NAME: &'static str = "uninspected";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, self.from);
+        paint(out, color, "33", format_args!(" not inspected from here on: {}", self.reason));
+    }
+}
+
 /// An opcode: its name, or its number when reserved.
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(untagged)]

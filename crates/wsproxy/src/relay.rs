@@ -19,8 +19,8 @@ use wsproto::handshake::{self, HeadScanner, Limits};
 use wsproto::{CloseCode, FrameHeader, OpCode, Status};
 
 use crate::event::{
-    DisplayStr, EndOut, ErrorOut, EventBody, HandshakeRequest, HandshakeResponse, HeaderOut, HttpOut, Open, PerSide,
-    Side, Stamp, ViolationOut, write_event,
+    DisplayStr, EndOut, ErrorOut, EventBody, HandshakeRequest, HandshakeResponse, HeaderOut, HttpOut, InterimResponse,
+    Open, PerSide, Side, Stamp, Uninspected, ViolationOut, write_event,
 };
 use crate::head;
 use crate::inspect::{DirectionInspector, Enforced, Shared};
@@ -92,6 +92,16 @@ async fn read_head(stream: &mut Stream, buf: &mut Vec<u8>, limits: &Limits) -> i
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(HeadRead::Eof),
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Why a head the scanner stopped at cannot be followed.
+fn head_broken_reason(e: wsproto::Error) -> &'static str {
+    match e {
+        wsproto::Error::HeaderBlockTooLarge | wsproto::Error::TooManyHeaders => {
+            "the upstream's response head is larger than the head limit (64 KiB, 100 header lines)"
+        }
+        _ => "the upstream's response head is not valid HTTP/1.x (line ends)",
     }
 }
 
@@ -336,24 +346,69 @@ async fn serve(
     };
     upstream.write_all(&forward).await?;
     let client_leftover = cbuf.split_off(head_len);
-    send(&mut upstream, &client_leftover).await?;
+    // Bytes that came after the head. Under --enforce they wait until they
+    // are decoded (an offending frame must not pass, RFC 6455 §4.1 has the
+    // client wait for the 101 before it sends frames anyway); otherwise
+    // they go on now.
+    let hold_leftover = config.enforce && ask.websocket;
+    if !hold_leftover {
+        send(&mut upstream, &client_leftover).await?;
+    }
 
-    // 4. The upstream's answer, forwarded as it came.
+    // 4. The upstream's answer, forwarded as it came: interim (1xx) heads
+    // first, if any, then the final one.
     let mut ubuf = Vec::with_capacity(4096);
-    let upstream_head =
-        match tokio::time::timeout(config.handshake_timeout, read_head(&mut upstream, &mut ubuf, limits)).await {
-            Ok(Ok(HeadRead::Complete(n))) => Some(n),
-            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => None,
+    // Bytes of interim heads before the final head.
+    let mut interim_len = 0usize;
+    let upstream_head = loop {
+        let read = tokio::time::timeout(config.handshake_timeout, read_head(&mut upstream, &mut ubuf, limits)).await;
+        let n = match read {
+            Ok(Ok(HeadRead::Complete(n))) => n,
+            Ok(Ok(HeadRead::Eof)) => {
+                break Err("the upstream ended the connection before its response head was complete");
+            }
+            Ok(Ok(HeadRead::Broken(e))) => break Err(head_broken_reason(e)),
+            Ok(Err(_)) => break Err("reading the upstream's response head failed"),
+            Err(_) => break Err("the upstream sent no complete response head within the handshake timeout"),
         };
-    send(client, &ubuf).await?;
-    stats.bytes.upstream = ubuf.len() as u64;
-    let Some(uhead_len) = upstream_head else {
-        if !ask.method.is_empty() && !ask.websocket {
-            ctx.emit(out, &HttpOut { method: &ask.method, target: &ask.target, status: None });
+        match handshake::parse_response(&ubuf[..n], limits) {
+            // RFC 9110 §15.2: a 1xx other than 101 is interim; the client
+            // reads on for the final answer.
+            Ok(Status::Complete((res, _))) if (100..200).contains(&res.status) && res.status != 101 => {
+                ctx.emit(
+                    out,
+                    &InterimResponse {
+                        status: res.status,
+                        reason: res.reason,
+                        version: version_str(res.version_minor),
+                        headers: headers_out(&res.headers, config.show_secrets),
+                    },
+                );
+                ctx.flush(out).await;
+                send(client, &ubuf[..n]).await?;
+                ubuf.drain(..n);
+                interim_len += n;
+            }
+            Ok(Status::Complete(_)) => break Ok(n),
+            Ok(Status::Partial) | Err(_) => break Err("the upstream's answer is not an HTTP/1.x response"),
         }
-        ctx.flush(out).await;
-        // No usable answer: relay whatever else comes, unchanged.
-        return Ok(relay_plain(client, &mut upstream, stats, ctx).await);
+    };
+    stats.bytes.upstream = (interim_len + ubuf.len()) as u64;
+    let uhead_len = match upstream_head {
+        Ok(n) => n,
+        Err(reason) => {
+            send(client, &ubuf).await?;
+            if hold_leftover {
+                send(&mut upstream, &client_leftover).await?;
+            }
+            if !ask.method.is_empty() && !ask.websocket {
+                ctx.emit(out, &HttpOut { method: &ask.method, target: &ask.target, status: None });
+            }
+            // No usable answer: relay whatever else comes, unchanged.
+            ctx.emit(out, &Uninspected { from: Side::Upstream, reason });
+            ctx.flush(out).await;
+            return Ok(relay_plain(client, &mut upstream, stats, ctx).await);
+        }
     };
     let mut websocket = false;
     let mut deflate = None;
@@ -428,32 +483,66 @@ async fn serve(
             }
         }
     }
-    ctx.flush(out).await;
+    // Under --enforce the frames that came with the 101 are decoded before
+    // they are forwarded (below); otherwise the whole answer goes on now.
+    let hold_frames = config.enforce && websocket;
+    send(client, if hold_frames { &ubuf[..uhead_len] } else { &ubuf }).await?;
     if !websocket {
+        if hold_leftover {
+            send(&mut upstream, &client_leftover).await?;
+        }
+        if ask.websocket {
+            ctx.emit(
+                out,
+                &Uninspected {
+                    from: Side::Upstream,
+                    reason: "the upstream refused the upgrade; later requests on this connection are not followed",
+                },
+            );
+        }
+        ctx.flush(out).await;
         return Ok(relay_plain(client, &mut upstream, stats, ctx).await);
     }
+    ctx.flush(out).await;
 
     // 5. WebSocket: relay both ways, decoding a copy.
     let opts = config.inspect_options();
     let mut insp_c = DirectionInspector::new(ctx.conn, Side::Client, head_len as u64, deflate, opts);
-    let mut insp_u = DirectionInspector::new(ctx.conn, Side::Upstream, uhead_len as u64, deflate, opts);
+    let mut insp_u = DirectionInspector::new(ctx.conn, Side::Upstream, (interim_len + uhead_len) as u64, deflate, opts);
     let shared = stats.shared.clone();
     // The side that broke a rule, the violation, and whether what was
     // forwarded of its stream ends at a frame boundary.
     let mut enforced: Option<(Side, Enforced, bool)> = None;
-    // Bytes that came with the heads: already forwarded, decode them now.
+    // Bytes that came with the heads: decode them now. Without --enforce
+    // they were forwarded already; with it, what precedes an offending
+    // frame is forwarded now and the frame is stopped, as it would be had
+    // it come later.
     let mut out_c = ctx.log.buffer();
-    if let Some(e) = insp_c.feed(&client_leftover, &shared, &mut out_c) {
-        enforced = Some((Side::Client, e, false));
-    }
+    let found = insp_c.feed(&client_leftover, &shared, &mut out_c);
     ctx.log.send(out_c).await;
-    let mut out_u = ctx.log.buffer();
-    if enforced.is_none()
-        && let Some(e) = insp_u.feed(&ubuf[uhead_len..], &shared, &mut out_u)
-    {
-        enforced = Some((Side::Upstream, e, false));
+    if hold_leftover {
+        let keep = found.map_or(client_leftover.len(), |e| (e.frame_start as usize).min(client_leftover.len()));
+        send(&mut upstream, &client_leftover[..keep]).await?;
     }
+    if let Some(e) = found {
+        enforced = Some((Side::Client, e, true));
+    }
+    let mut out_u = ctx.log.buffer();
+    let frames_u = &ubuf[uhead_len..];
+    let found = if enforced.is_none() { insp_u.feed(frames_u, &shared, &mut out_u) } else { None };
     ctx.log.send(out_u).await;
+    if hold_frames {
+        // Up to the offending frame, or nothing when the client broke a rule first.
+        let keep = match (found, enforced) {
+            (Some(e), _) => (e.frame_start as usize).min(frames_u.len()),
+            (None, Some(_)) => 0,
+            (None, None) => frames_u.len(),
+        };
+        send(client, &frames_u[..keep]).await?;
+    }
+    if let Some(e) = found {
+        enforced = Some((Side::Upstream, e, true));
+    }
     let (fed_c, fed_u) = (client_leftover.len() as u64, (ubuf.len() - uhead_len) as u64);
     let (ending_c, ending_u) = if enforced.is_some() {
         (Ending::Stopped, Ending::Stopped)

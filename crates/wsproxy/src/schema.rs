@@ -219,6 +219,24 @@ pub enum Event {
         /// Response status, if one came.
         status: Option<u16>,
     },
+    /// A 1xx response other than 101, before the final one.
+    InterimResponse {
+        /// Status code.
+        status: u16,
+        /// Reason phrase.
+        reason: String,
+        /// HTTP version.
+        version: String,
+        /// Header lines in order.
+        headers: Vec<Header>,
+    },
+    /// The rest of the connection is relayed without being decoded.
+    Uninspected {
+        /// Whose bytes could not be followed.
+        from: Side,
+        /// Why.
+        reason: String,
+    },
     /// An error that is not a protocol violation.
     Error {
         /// What went wrong.

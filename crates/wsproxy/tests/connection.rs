@@ -1,0 +1,260 @@
+//! What the proxy follows on a connection besides one clean upgrade:
+//! interim responses, bytes that arrive with a head, ping bursts, close
+//! frames that break the rules, and answers that are not HTTP/1.x at all.
+//! Raw sockets on 127.0.0.1; the proxy's JSON events parsed back strictly.
+
+mod common;
+
+use common::*;
+use wsproto::OpCode;
+use wsproxy::schema::{Event, Opcode, Side};
+
+const KEY: Option<[u8; 4]> = Some([1, 2, 3, 4]);
+
+/// RFC 9110 §15.2: after a 1xx other than 101 the client reads on; the 101
+/// that follows is the answer and every frame after it is decoded.
+#[test]
+fn an_interim_response_before_the_101_is_logged_as_interim() {
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+    let answer = [upgrade_response(), frame(OpCode::Text, true, None, b"after 100")].concat();
+    let (i2, a2) = (interim.clone(), answer.clone());
+    let upstream = RawUpstream::start(move |mut s| {
+        let mut got = Vec::new();
+        read_head(&mut s, &mut got);
+        write(&mut s, &i2);
+        // The shape of the input: the final answer comes later, on its own.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        write(&mut s, &a2);
+        read_to_end(&mut s, &mut got);
+    });
+    let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
+    let mut c = connect(proxy.addr);
+    let request = String::from_utf8(upgrade_request("x", "/")).expect("ascii");
+    let request = request.replacen("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n", 1);
+    write(&mut c, request.as_bytes());
+    let mut got = Vec::new();
+    read_at_least(&mut c, &mut got, interim.len() + answer.len());
+    assert_eq!(got, [interim, answer].concat(), "relayed as it came");
+    write(&mut c, &frame(OpCode::Close, true, KEY, &[0x03, 0xe8]));
+    drop(c);
+    upstream.join();
+    let events = proxy.connection(1);
+    let interim_at = events.iter().position(|e| matches!(e, Event::InterimResponse { status: 100, .. }));
+    let answer_at =
+        events.iter().position(|e| matches!(e, Event::HandshakeResponse { status: 101, upgraded: true, .. }));
+    assert!(interim_at.is_some() && answer_at.is_some() && interim_at < answer_at, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Message { from: Side::Upstream, preview, .. } if preview == "after 100")),
+        "the frame after the 101 is decoded: {events:#?}"
+    );
+    assert!(events.iter().any(|e| matches!(e, Event::Close { from: Side::Client, code: Some(1000), .. })));
+    assert!(!events.iter().any(|e| matches!(e, Event::Violation { .. })), "{events:#?}");
+}
+
+/// Under --enforce, a bad frame that arrives in the same write as the 101
+/// is decoded before it is forwarded, and stopped like a later one: the
+/// client gets the 101 and a 1001, the upstream a 1002.
+#[test]
+fn enforce_stops_a_bad_frame_that_came_with_the_101() {
+    let bad = frame(OpCode::Text, true, KEY, b"masked by a server");
+    let to_send = [upgrade_response(), bad].concat();
+    let upstream = RawUpstream::start(move |mut s| {
+        let mut got = Vec::new();
+        let head = read_head(&mut s, &mut got);
+        write(&mut s, &to_send);
+        read_to_end(&mut s, &mut got);
+        got.split_off(head)
+    });
+    let mut proxy = Proxy::start(&["--upstream", &upstream.url(), "--enforce"]);
+    let mut c = connect(proxy.addr);
+    write(&mut c, &upgrade_request("x", "/"));
+    let mut got = Vec::new();
+    let head = read_head(&mut c, &mut got);
+    read_to_end(&mut c, &mut got);
+    assert_eq!(&got[..head], &upgrade_response()[..]);
+    let to_client = &got[head..];
+    assert_eq!(to_client.len(), 2 + to_client[1] as usize, "one frame, nothing of the bad one: {to_client:x?}");
+    assert_eq!(&to_client[..4], &[0x88, to_client[1], 0x03, 0xe9], "1001 to the client: {to_client:x?}");
+    let to_upstream = upstream.join();
+    assert_eq!(to_upstream[0], 0x88, "a close frame to the upstream: {to_upstream:x?}");
+    assert!(to_upstream[1] & 0x80 != 0, "masked, as a client's");
+    let key = [to_upstream[2], to_upstream[3], to_upstream[4], to_upstream[5]];
+    let code = [to_upstream[6] ^ key[0], to_upstream[7] ^ key[1]];
+    assert_eq!(code, [0x03, 0xea], "1002 to the offender");
+    let events = proxy.connection(1);
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Violation { from: Side::Upstream, rule, enforced: true, .. } if rule == "masked_server_frame")
+    ), "{events:#?}");
+}
+
+/// The same for a client that sends its request and a bad frame in one
+/// write: the frame never reaches the upstream.
+#[test]
+fn enforce_stops_a_bad_frame_that_came_with_the_request() {
+    let upstream = RawUpstream::start(move |mut s| {
+        let mut got = Vec::new();
+        let head = read_head(&mut s, &mut got);
+        write(&mut s, &upgrade_response());
+        read_to_end(&mut s, &mut got);
+        got.split_off(head)
+    });
+    let mut proxy = Proxy::start(&["--upstream", &upstream.url(), "--enforce"]);
+    let mut c = connect(proxy.addr);
+    let good = frame(OpCode::Text, true, KEY, b"fine");
+    let unmasked = frame(OpCode::Text, true, None, b"unmasked by a client");
+    write(&mut c, &[upgrade_request("x", "/"), good.clone(), unmasked].concat());
+    let mut got = Vec::new();
+    let head = read_head(&mut c, &mut got);
+    read_to_end(&mut c, &mut got);
+    let to_client = &got[head..];
+    assert_eq!(&to_client[..4], &[0x88, to_client[1], 0x03, 0xea], "1002 to the client: {to_client:x?}");
+    let to_upstream = upstream.join();
+    assert_eq!(&to_upstream[..good.len()], &good[..], "the good frame passes");
+    let rest = &to_upstream[good.len()..];
+    assert_eq!(rest[0], 0x88, "then a close frame, not the bad one: {rest:x?}");
+    let key = [rest[2], rest[3], rest[4], rest[5]];
+    assert_eq!([rest[6] ^ key[0], rest[7] ^ key[1]], [0x03, 0xe9], "1001 to the other side");
+    let events = proxy.connection(1);
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Violation { from: Side::Client, rule, enforced: true, .. } if rule == "unmasked_client_frame")
+    ), "{events:#?}");
+    assert!(matches!(events.last(), Some(Event::End { reason, .. }) if reason == "enforced"));
+}
+
+/// 300 pings in one write to the embedded echo server, which may answer
+/// only the most recent of those it has not answered yet (RFC 6455
+/// §5.5.2): none is left unanswered.
+#[test]
+fn a_burst_of_pings_leaves_none_unanswered() {
+    let mut proxy = Proxy::start(&[]);
+    let mut c = connect(proxy.addr);
+    write(&mut c, &upgrade_request("x", "/"));
+    let mut got = Vec::new();
+    read_head(&mut c, &mut got);
+    let mut burst: Vec<u8> =
+        (0..300u32).flat_map(|i| frame(OpCode::Ping, true, KEY, format!("ping {i}").as_bytes())).collect();
+    burst.extend(frame(OpCode::Close, true, KEY, &[0x03, 0xe8]));
+    write(&mut c, &burst);
+    read_to_end(&mut c, &mut got);
+    drop(c);
+    let events = proxy.connection(1);
+    let pings =
+        events.iter().filter(|e| matches!(e, Event::Frame { opcode: Opcode::Name(n), .. } if n == "ping")).count();
+    let pongs =
+        events.iter().filter(|e| matches!(e, Event::Frame { opcode: Opcode::Name(n), .. } if n == "pong")).count();
+    assert_eq!(pings, 300);
+    assert!(pongs >= 1, "{events:#?}");
+    match events.last() {
+        Some(Event::End { unanswered_pings, .. }) => {
+            assert_eq!((unanswered_pings.client, unanswered_pings.upstream), (0, 0))
+        }
+        other => panic!("no end: {other:?}"),
+    }
+}
+
+/// A close frame whose code may not be sent, or whose reason is not UTF-8,
+/// is reported as a violation and shown as it was on the wire.
+#[test]
+fn a_close_frame_that_breaks_the_rules_is_shown_as_sent() {
+    for (payload, code, reason, invalid) in [
+        (&b"\x03\xed"[..], 1005, "", false),
+        (b"\x13\x88gone", 5000, "gone", false),
+        (b"\x03\xe8bad \xff", 1000, "bad \u{fffd}", true),
+    ] {
+        let close = frame(OpCode::Close, true, None, payload);
+        let upstream = RawUpstream::start(move |mut s| {
+            let mut got = Vec::new();
+            read_head(&mut s, &mut got);
+            write(&mut s, &[upgrade_response(), close].concat());
+            // The client's close (2 + 4 + 2 bytes), then this side hangs up.
+            let head = got.len();
+            read_at_least(&mut s, &mut got, head + 8);
+        });
+        let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
+        let mut c = connect(proxy.addr);
+        write(&mut c, &upgrade_request("x", "/"));
+        let mut got = Vec::new();
+        read_head(&mut c, &mut got);
+        write(&mut c, &frame(OpCode::Close, true, KEY, &[0x03, 0xea]));
+        read_to_end(&mut c, &mut got);
+        drop(c);
+        upstream.join();
+        let events = proxy.connection(1);
+        let shown = events.iter().find_map(|e| match e {
+            Event::Close { from: Side::Upstream, code, reason, reason_invalid_utf8, .. } => {
+                Some((*code, reason.clone(), *reason_invalid_utf8))
+            }
+            _ => None,
+        });
+        assert_eq!(shown, Some((Some(code), reason.to_owned(), invalid)), "{payload:x?}");
+        assert!(events.iter().any(|e| matches!(e, Event::Violation { from: Side::Upstream, .. })), "{payload:x?}");
+    }
+}
+
+/// An upstream whose answer is not an HTTP/1.x response head: the bytes
+/// reach the client unchanged and an event says why nothing is decoded.
+#[test]
+fn an_answer_that_is_not_http_1_is_relayed_and_said_so() {
+    let cases: [(&[u8], &str); 4] = [
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "not an HTTP/1.x response"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "before its response head was complete"),
+        (b"", "before its response head was complete"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nX: y\r\n", "before its response head was complete"),
+    ];
+    for (answer, why) in cases {
+        let to_send = answer.to_vec();
+        let upstream = RawUpstream::start(move |mut s| {
+            let mut got = Vec::new();
+            read_head(&mut s, &mut got);
+            write(&mut s, &to_send);
+        });
+        let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
+        let mut c = connect(proxy.addr);
+        write(&mut c, &upgrade_request("x", "/"));
+        let mut got = Vec::new();
+        read_to_end(&mut c, &mut got);
+        drop(c);
+        upstream.join();
+        assert_eq!(got, answer, "relayed unchanged");
+        let events = proxy.connection(1);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Uninspected { from: Side::Upstream, reason } if reason.contains(why))),
+            "{answer:?}: {events:#?}"
+        );
+    }
+}
+
+/// A response head over the head limit is relayed, and the event says so.
+#[test]
+fn an_over_long_response_head_is_relayed_and_said_so() {
+    let mut answer = b"HTTP/1.1 101 Switching Protocols\r\n".to_vec();
+    while answer.len() < 128 << 10 {
+        answer
+            .extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    answer.extend_from_slice(b"\r\n");
+    let to_send = answer.clone();
+    let upstream = RawUpstream::start(move |mut s| {
+        let mut got = Vec::new();
+        read_head(&mut s, &mut got);
+        write(&mut s, &to_send);
+    });
+    let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
+    let mut c = connect(proxy.addr);
+    write(&mut c, &upgrade_request("x", "/"));
+    let mut got = Vec::new();
+    read_to_end(&mut c, &mut got);
+    drop(c);
+    upstream.join();
+    assert_eq!(got.len(), answer.len());
+    assert!(got == answer, "relayed unchanged");
+    let events = proxy.connection(1);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Uninspected { reason, .. } if reason.contains("head limit"))),
+        "{events:#?}"
+    );
+}
