@@ -86,6 +86,9 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
+    /// No time yet (an empty string).
+    pub(crate) const UNSET: Stamp = Stamp { bytes: [0; 32], len: 0 };
+
     /// The current time.
     pub(crate) fn now() -> Stamp {
         let mut bytes = [0u8; 32];
@@ -628,12 +631,23 @@ impl EventBody for EndOut {
     }
 }
 
-/// `http`: a plain HTTP exchange, tunnelled.
+/// `http`: a plain HTTP exchange, written when its response is complete
+/// (or the connection ends without one).
 #[derive(Serialize)]
 pub(crate) struct HttpOut<'a> {
     pub method: &'a str,
     pub target: &'a str,
     pub status: Option<u16>,
+    /// The request body's content length in bytes (chunk framing not counted).
+    pub request_body_len: u64,
+    /// The response body's content length in bytes, when a response came.
+    pub response_body_len: Option<u64>,
+    /// The target sent upstream, when the proxy changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_target: Option<&'a str>,
+    /// The `Host` sent upstream, when the proxy changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_host: Option<&'a str>,
 }
 
 impl EventBody for HttpOut<'_> {
@@ -646,6 +660,12 @@ impl EventBody for HttpOut<'_> {
                 let _ = write!(out, "{s}");
             }
             None => out.extend_from_slice(b"(no response)"),
+        }
+        if self.request_body_len > 0 {
+            let _ = write!(out, " request body {} B", self.request_body_len);
+        }
+        if let Some(n) = self.response_body_len.filter(|n| *n > 0) {
+            let _ = write!(out, " response body {n} B");
         }
     }
 }

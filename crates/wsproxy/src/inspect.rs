@@ -3,7 +3,6 @@
 //! round trips, violations) as events. It never changes the bytes; the
 //! relay writes them on unchanged.
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 use wsproto::deflate::{DeflateParams, Inflater};
@@ -13,6 +12,7 @@ use crate::event::{
     CloseOut, DisplayStr, EventBody, Format, FrameOut, MessageOut, OpcodeOut, Preview, Side, Stamp, ViolationOut,
     write_event,
 };
+use crate::session::Time;
 
 /// How much of a payload to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +120,7 @@ pub struct DirectionInspector {
     stopped: bool,
     /// When the bytes being decoded arrived.
     stamp: Stamp,
+    now: Option<Instant>,
     /// Set when permessage-deflate was negotiated.
     inflation: Option<Box<Inflation>>,
 }
@@ -210,7 +211,8 @@ impl DirectionInspector {
             frames: 0,
             violations: 0,
             stopped: false,
-            stamp: Stamp::now(),
+            stamp: Stamp::UNSET,
+            now: None,
             inflation,
         }
     }
@@ -237,11 +239,12 @@ impl DirectionInspector {
     /// Decodes `bytes` and appends the events to `out`. With
     /// [`InspectOptions::enforce`], returns the first violation (and stops
     /// decoding).
-    pub fn feed(&mut self, bytes: &[u8], shared: &Mutex<Shared>, out: &mut Vec<u8>) -> Option<Enforced> {
+    pub(crate) fn feed(&mut self, bytes: &[u8], t: &Time, shared: &mut Shared, out: &mut Vec<u8>) -> Option<Enforced> {
         if self.stopped {
             return None;
         }
-        self.stamp = Stamp::now();
+        self.stamp = t.stamp;
+        self.now = Some(t.instant);
         let mut input = bytes;
         loop {
             let decoded = self.decoder.decode(input);
@@ -382,24 +385,24 @@ impl DirectionInspector {
         None
     }
 
-    fn frame_end(&mut self, end: wsproto::FrameEnd, shared: &Mutex<Shared>, out: &mut Vec<u8>) -> Option<Enforced> {
+    fn frame_end(&mut self, end: wsproto::FrameEnd, shared: &mut Shared, out: &mut Vec<u8>) -> Option<Enforced> {
         self.frames += 1;
         let h = self.header?;
         let op = h.header.opcode;
         let mut rtt_us = None;
         match op {
             OpCode::Ping => {
-                if let Ok(mut s) = shared.lock()
-                    // A ping sent after the sender's own close needs no
-                    // answer: the peer may already have stopped reading.
-                    && !s.closed[self.from.index()]
+                // A ping sent after the sender's own close needs no answer:
+                // the peer may already have stopped reading.
+                if !shared.closed[self.from.index()]
+                    && let Some(now) = self.now
                 {
-                    s.pings[self.from.index()].ping(self.decoder.control_payload(), Instant::now());
+                    shared.pings[self.from.index()].ping(self.decoder.control_payload(), now);
                 }
             }
             OpCode::Pong => {
-                if let Ok(mut s) = shared.lock() {
-                    let rtt = s.pings[self.from.other().index()].pong(self.decoder.control_payload(), Instant::now());
+                if let Some(now) = self.now {
+                    let rtt = shared.pings[self.from.other().index()].pong(self.decoder.control_payload(), now);
                     rtt_us = rtt.map(|d| d.as_micros() as u64);
                 }
             }
@@ -480,15 +483,10 @@ impl DirectionInspector {
         enforced
     }
 
-    fn close(&mut self, h: wsproto::HeaderEvent, shared: &Mutex<Shared>, out: &mut Vec<u8>) {
-        let (initiated, complete) = match shared.lock() {
-            Ok(mut s) => {
-                let initiated = !s.closed[self.from.other().index()] && !s.closed[self.from.index()];
-                s.closed[self.from.index()] = true;
-                (initiated, s.close_handshake_complete())
-            }
-            Err(_) => (false, false),
-        };
+    fn close(&mut self, h: wsproto::HeaderEvent, shared: &mut Shared, out: &mut Vec<u8>) {
+        let initiated = !shared.closed[self.from.other().index()] && !shared.closed[self.from.index()];
+        shared.closed[self.from.index()] = true;
+        let complete = shared.close_handshake_complete();
         // Shown as sent, even where it breaks §5.5.1 or §7.4 (the decoder
         // reports that as a violation): the user sees what was on the wire.
         let (code, reason) = match self.decoder.control_payload() {

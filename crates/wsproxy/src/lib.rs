@@ -17,6 +17,7 @@
 
 pub mod event;
 pub mod head;
+mod http1;
 pub mod inspect;
 mod json;
 pub mod log;
@@ -24,6 +25,7 @@ pub mod logfile;
 pub mod pool;
 mod relay;
 pub mod schema;
+mod session;
 mod stream;
 pub mod tls;
 pub mod upstream;

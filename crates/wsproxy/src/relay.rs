@@ -1,7 +1,8 @@
-//! One proxied connection: read the client's head, forward it (with the
-//! `Host` rewritten), read the upstream's answer, forward it as it came,
-//! then relay both directions byte for byte while the inspectors decode a
-//! copy.
+//! One proxied connection's I/O: accept (TLS if configured), read the
+//! client's first request head within the handshake timeout, connect to
+//! the upstream, then relay both directions, each read handed to the
+//! sans-IO [`Session`] and what it queues written out. The session decides
+//! everything else.
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,19 +14,12 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-use wsproto::deflate::DeflateParams;
-use wsproto::handshake::{self, HeadScanner, Limits};
-use wsproto::{CloseCode, FrameHeader, OpCode, Status};
+use tokio::sync::{Notify, watch};
 
-use crate::event::{
-    DisplayStr, EndOut, ErrorOut, EventBody, HandshakeRequest, HandshakeResponse, HeaderOut, HttpOut, InterimResponse,
-    Open, PerSide, Side, Stamp, Uninspected, ViolationOut, write_event,
-};
-use crate::head;
-use crate::inspect::{DirectionInspector, Enforced, Shared};
+use crate::event::Side;
 use crate::log::LogSink;
 use crate::pool::BufferPool;
+use crate::session::{Chunk, Ending, Flow, Session, Time};
 use crate::stream::{Stream, StreamRead, StreamWrite};
 use crate::{Config, Totals, tls};
 
@@ -45,114 +39,140 @@ pub(crate) struct Ctx {
     pub conn: u64,
 }
 
-impl Ctx {
-    fn emit<B: EventBody>(&self, out: &mut Vec<u8>, body: &B) {
-        write_event(out, self.config.format, &Stamp::now(), self.conn, body);
-    }
-
-    async fn flush(&self, out: &mut Vec<u8>) {
-        let buf = std::mem::replace(out, self.log.buffer());
-        self.log.send(buf).await;
-    }
+/// Serves one client connection to the end.
+pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Ctx) {
+    let mut events = ctx.log.buffer();
+    let session = Mutex::new(Session::new(ctx.conn, ctx.config.clone(), peer, &Time::now(), &mut events));
+    // `open` is written now, not when the connection ends.
+    ctx.log.hand_over(&mut events).await;
+    let ending = run(tcp, &ctx, &session, &mut events).await;
+    let counters = match session.lock() {
+        Ok(mut s) => s.finish(ending, &Time::now(), &mut events),
+        Err(_) => return,
+    };
+    ctx.totals.bytes.fetch_add(counters.bytes, Ordering::Relaxed);
+    ctx.totals.frames.fetch_add(counters.frames, Ordering::Relaxed);
+    ctx.totals.violations.fetch_add(counters.violations, Ordering::Relaxed);
+    ctx.log.send(events).await;
 }
 
-/// How a direction (or the connection) ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    Eof,
-    Reset,
-    Error,
-    Timeout,
-    Stopped,
-    /// A violation under `--enforce`; whether the forwarded stream was cut
-    /// at a frame boundary (so a close frame can follow it).
-    Enforced(Enforced, bool),
+fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
+    // A panic while holding the lock would be a bug; the state is still
+    // the best there is.
+    session.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-enum HeadRead {
-    Complete(usize),
-    Eof,
-    /// The head breaks a rule of the scanner (size, line ends).
-    Broken(wsproto::Error),
-}
-
-/// Reads until `buf` holds a complete HTTP head (or the peer stops).
-async fn read_head(stream: &mut Stream, buf: &mut Vec<u8>, limits: &Limits) -> io::Result<HeadRead> {
-    let mut scanner = HeadScanner::new();
-    loop {
-        match scanner.scan(buf, limits) {
-            Ok(Status::Complete(n)) => return Ok(HeadRead::Complete(n)),
-            Ok(Status::Partial) => {}
-            Err(e) => return Ok(HeadRead::Broken(e)),
-        }
-        buf.reserve(4096);
-        match stream.read_buf(buf).await {
-            Ok(0) => return Ok(HeadRead::Eof),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(HeadRead::Eof),
-            Err(e) => return Err(e),
+/// Writes what the session queued for `to`; `input` is the data of the
+/// feed the chunks' ranges refer to.
+async fn write_chunks(
+    dst: &mut (impl tokio::io::AsyncWrite + Unpin),
+    chunks: &[Chunk],
+    input: &[u8],
+) -> io::Result<()> {
+    for chunk in chunks {
+        match chunk {
+            Chunk::Input(r) => dst.write_all(&input[r.clone()]).await?,
+            Chunk::Owned(v) => dst.write_all(v).await?,
         }
     }
+    dst.flush().await
 }
 
-/// Why a head the scanner stopped at cannot be followed.
-fn head_broken_reason(e: wsproto::Error) -> &'static str {
-    match e {
-        wsproto::Error::HeaderBlockTooLarge | wsproto::Error::TooManyHeaders => {
-            "the upstream's response head is larger than the head limit (64 KiB, 100 header lines)"
-        }
-        _ => "the upstream's response head is not valid HTTP/1.x (line ends)",
+fn ending_of(e: &io::Error) -> Ending {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => Ending::Reset,
+        _ => Ending::Error,
     }
 }
 
-/// Writes all of `bytes` and flushes (a TLS stream may otherwise keep the
-/// last record).
-async fn send(stream: &mut Stream, bytes: &[u8]) -> io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.flush().await
-}
+async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut Vec<u8>) -> Ending {
+    let config = &ctx.config;
+    let mut client = match accept_tls(tcp, ctx).await {
+        Ok(c) => c,
+        Err(message) => {
+            lock(session).error(&message, &Time::now(), events);
+            return Ending::Error;
+        }
+    };
+    // 1. The client's first request head, within the handshake timeout.
+    let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    let mut buf = vec![0u8; 16 << 10];
+    while !lock(session).head_complete() {
+        let n = match tokio::time::timeout_at(deadline, client.read(&mut buf)).await {
+            Err(_) => {
+                let message = format!(
+                    "the client did not finish its request head within {:?}; dropped",
+                    config.handshake_timeout
+                );
+                lock(session).error(&message, &Time::now(), events);
+                return Ending::Timeout;
+            }
+            Ok(Ok(0)) => return Ending::Eof,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ending::Eof,
+            Ok(Err(e)) => return ending_of(&e),
+            Ok(Ok(n)) => n,
+        };
+        let _ = lock(session).feed(Side::Client, &buf[..n], &Time::now(), events);
+    }
+    drop(buf);
+    ctx.log.hand_over(events).await;
+    if lock(session).is_stopped() {
+        // Refused under --enforce: the answer, then the end.
+        let answer = lock(session).take_queued(Side::Client);
+        let _ = write_chunks(&mut client, &answer, &[]).await;
+        let _ = client.shutdown().await;
+        return Ending::Eof;
+    }
 
-fn version_str(minor: u8) -> &'static str {
-    if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" }
-}
-
-/// Headers whose values are credentials: logged as their length only,
-/// unless `--show-secrets`.
-const SECRET_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
-
-fn headers_out<'a>(headers: &'a [handshake::Header<'a>], show_secrets: bool) -> Vec<HeaderOut<'a>> {
-    headers
-        .iter()
-        .map(|h| {
-            let secret = !show_secrets && SECRET_HEADERS.iter().any(|s| h.name.eq_ignore_ascii_case(s));
-            let value = if secret {
-                std::borrow::Cow::Owned(format!("<redacted, {} bytes>", h.value.len()))
-            } else {
-                String::from_utf8_lossy(h.value)
+    // 2. The upstream.
+    let mut upstream = match connect_upstream(config).await {
+        Ok(s) => s,
+        Err(reason) => {
+            let answer = {
+                let mut s = lock(session);
+                s.upstream_failed(&reason, &Time::now(), events);
+                s.take_queued(Side::Client)
             };
-            HeaderOut { name: h.name, value }
-        })
-        .collect()
+            ctx.log.hand_over(events).await;
+            let _ = write_chunks(&mut client, &answer, &[]).await;
+            let _ = client.shutdown().await;
+            return Ending::Error;
+        }
+    };
+    let first = {
+        let mut s = lock(session);
+        s.set_connected();
+        s.take_queued(Side::Upstream)
+    };
+    if let Err(e) = write_chunks(&mut upstream, &first, &[]).await {
+        lock(session).error(&format!("writing to the upstream: {e}"), &Time::now(), events);
+        return ending_of(&e);
+    }
+
+    // 3. Both directions until both end.
+    let (a, b) = relay_both(&mut client, &mut upstream, session, ctx).await;
+    // What the session still holds for either side (close frames under
+    // --enforce), then the end.
+    let (to_client, to_upstream, stopped) = {
+        let mut s = lock(session);
+        (s.take_queued(Side::Client), s.take_queued(Side::Upstream), s.is_stopped())
+    };
+    let _ = write_chunks(&mut client, &to_client, &[]).await;
+    let _ = write_chunks(&mut upstream, &to_upstream, &[]).await;
+    if stopped {
+        let _ = client.shutdown().await;
+        let _ = upstream.shutdown().await;
+    }
+    combine(a, b)
 }
 
-fn bad_gateway(reason: &str) -> Vec<u8> {
-    let body = format!("wsproxy: {reason}\n");
-    format!(
-        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// What the client asked for, kept past the borrow of its head.
-struct ClientAsk {
-    method: String,
-    target: String,
-    websocket: bool,
-    key: Option<String>,
-    protocols: Vec<String>,
-    extensions: Vec<String>,
-    valid: bool,
+fn combine(a: Ending, b: Ending) -> Ending {
+    for wanted in [Ending::Reset, Ending::Error, Ending::Timeout] {
+        if a == wanted || b == wanted {
+            return wanted;
+        }
+    }
+    Ending::Eof
 }
 
 /// The TLS handshake of a client of a `--tls-cert` listener.
@@ -164,428 +184,6 @@ async fn accept_tls(tcp: TcpStream, ctx: &Ctx) -> Result<Stream, String> {
         Ok(Err(e)) => Err(format!("TLS handshake with the client failed: {}", tls::describe_error(&e))),
         Err(_) => Err(format!("the client did not finish its TLS handshake within {:?}", ctx.config.handshake_timeout)),
     }
-}
-
-/// Serves one client connection to the end.
-pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Ctx) {
-    let started = Instant::now();
-    let mut out = ctx.log.buffer();
-    let upstream_addr = ctx.config.upstream.connect_addr();
-    ctx.emit(&mut out, &Open { client: peer, upstream: &upstream_addr });
-    let limits = Limits::default();
-    let mut stats = Stats::default();
-    let ending = match accept_tls(tcp, &ctx).await {
-        Err(message) => {
-            ctx.emit(&mut out, &ErrorOut { message: &message });
-            Ending::Error
-        }
-        Ok(mut client) => match serve(&mut client, &ctx, &limits, &mut out, &mut stats).await {
-            Ok(ending) => ending,
-            Err(e) => {
-                let message = format!("{e:#}");
-                ctx.emit(&mut out, &ErrorOut { message: &message });
-                Ending::Error
-            }
-        },
-    };
-    let complete = stats.shared.lock().map(|s| s.close_handshake_complete()).unwrap_or(false);
-    let unanswered = stats.shared.lock().map(|s| s.unanswered_pings()).unwrap_or_default();
-    let reason = match ending {
-        Ending::Enforced(..) => "enforced",
-        _ if complete => "close_handshake",
-        Ending::Eof | Ending::Stopped => "eof",
-        Ending::Reset => "reset",
-        Ending::Timeout => "timeout",
-        Ending::Error => "error",
-    };
-    let end = EndOut {
-        bytes: stats.bytes,
-        frames: stats.frames,
-        unanswered_pings: PerSide { client: unanswered[0], upstream: unanswered[1] },
-        duration_us: started.elapsed().as_micros() as u64,
-        reason,
-    };
-    ctx.emit(&mut out, &end);
-    ctx.totals.bytes.fetch_add(stats.bytes.client + stats.bytes.upstream, Ordering::Relaxed);
-    ctx.totals.frames.fetch_add(stats.frames.client + stats.frames.upstream, Ordering::Relaxed);
-    ctx.totals.violations.fetch_add(stats.violations, Ordering::Relaxed);
-    ctx.log.send(out).await;
-}
-
-#[derive(Default)]
-struct Stats {
-    bytes: PerSide,
-    frames: PerSide,
-    violations: u64,
-    shared: Arc<Mutex<Shared>>,
-}
-
-async fn serve(
-    client: &mut Stream,
-    ctx: &Ctx,
-    limits: &Limits,
-    out: &mut Vec<u8>,
-    stats: &mut Stats,
-) -> anyhow::Result<Ending> {
-    let config = &ctx.config;
-    // 1. The client's head, within the handshake timeout.
-    let mut cbuf = Vec::with_capacity(4096);
-    let (head_len, head_error) =
-        match tokio::time::timeout(config.handshake_timeout, read_head(client, &mut cbuf, limits)).await {
-            Err(_) => {
-                let message = format!(
-                    "the client did not finish its request head within {:?}; dropped",
-                    config.handshake_timeout
-                );
-                ctx.emit(out, &ErrorOut { message: &message });
-                stats.bytes.client = cbuf.len() as u64;
-                return Ok(Ending::Timeout);
-            }
-            Ok(Err(e)) => return Err(anyhow::Error::new(e).context("reading the client's request")),
-            Ok(Ok(HeadRead::Eof)) => {
-                stats.bytes.client = cbuf.len() as u64;
-                return Ok(Ending::Eof);
-            }
-            // The scanner's rules (size, line ends): relayed as it is unless
-            // enforcing; the upstream decides.
-            Ok(Ok(HeadRead::Broken(e))) => (cbuf.len(), Some(e)),
-            Ok(Ok(HeadRead::Complete(n))) => (n, None),
-        };
-    stats.bytes.client = cbuf.len() as u64;
-
-    // 2. Parse, check and rewrite it.
-    let parsed = match head_error {
-        Some(e) => Err(e),
-        None => handshake::parse_request(&cbuf[..head_len], limits),
-    };
-    let (ask, forward) = match parsed {
-        Ok(Status::Complete((req, _))) => {
-            let websocket = req.is_websocket_upgrade();
-            let mut ask = ClientAsk {
-                method: req.method.to_owned(),
-                target: req.target.to_owned(),
-                websocket,
-                key: None,
-                protocols: Vec::new(),
-                extensions: Vec::new(),
-                valid: false,
-            };
-            let forwarded_target = head::forwarded_target(req.target, &config.upstream.path);
-            let authority = config.upstream.authority();
-            let forwarded_host = (!config.preserve_host).then_some(authority.as_str());
-            let layout = head::layout(&cbuf[..head_len]);
-            let drop_extensions = websocket && config.no_compression;
-            let rewrite = head::Rewrite { target: forwarded_target.as_deref(), host: forwarded_host, drop_extensions };
-            let forward = match &layout {
-                Some(l) => head::rewrite(&cbuf[..head_len], l, rewrite),
-                None => cbuf[..head_len].to_vec(),
-            };
-            let removed_headers = if drop_extensions && layout.as_ref().is_some_and(|l| !l.extension_lines.is_empty()) {
-                vec!["Sec-WebSocket-Extensions"]
-            } else {
-                Vec::new()
-            };
-            let changed_host = forwarded_host.filter(|h| req.header("host") != Some(h.as_bytes()));
-            if websocket {
-                ctx.emit(
-                    out,
-                    &HandshakeRequest {
-                        method: req.method,
-                        target: req.target,
-                        version: version_str(req.version_minor),
-                        headers: headers_out(&req.headers, config.show_secrets),
-                        forwarded_target: forwarded_target.as_deref(),
-                        forwarded_host: changed_host,
-                        removed_headers,
-                    },
-                );
-                match req.validate() {
-                    Ok(hs) => {
-                        ask.valid = true;
-                        ask.key = Some(hs.key.to_owned());
-                        ask.protocols = hs.protocols.iter().map(|p| (*p).to_owned()).collect();
-                        // With --no-compression the upstream was offered none.
-                        if !drop_extensions {
-                            ask.extensions = hs.extensions.iter().map(|e| e.name.to_owned()).collect();
-                        }
-                    }
-                    Err(e) => {
-                        if let Some(ending) = refuse_request(client, ctx, out, e, stats).await {
-                            return Ok(ending);
-                        }
-                    }
-                }
-            }
-            (ask, forward)
-        }
-        Ok(Status::Partial) | Err(_) => {
-            // The HTTP syntax is broken: report it and relay the bytes
-            // unchanged (or refuse, when enforcing).
-            let e = parsed.err().unwrap_or(wsproto::Error::InvalidNewLine);
-            if let Some(ending) = refuse_request(client, ctx, out, e, stats).await {
-                return Ok(ending);
-            }
-            let ask = ClientAsk {
-                method: String::new(),
-                target: String::new(),
-                websocket: false,
-                key: None,
-                protocols: Vec::new(),
-                extensions: Vec::new(),
-                valid: false,
-            };
-            (ask, cbuf[..head_len].to_vec())
-        }
-    };
-    ctx.flush(out).await;
-
-    // 3. The upstream.
-    let mut upstream = match connect_upstream(config).await {
-        Ok(s) => s,
-        Err(reason) => return bad_gateway_to(client, ctx, out, &reason).await,
-    };
-    upstream.write_all(&forward).await?;
-    let client_leftover = cbuf.split_off(head_len);
-    // Bytes that came after the head. Under --enforce they wait until they
-    // are decoded (an offending frame must not pass, RFC 6455 §4.1 has the
-    // client wait for the 101 before it sends frames anyway); otherwise
-    // they go on now.
-    let hold_leftover = config.enforce && ask.websocket;
-    if !hold_leftover {
-        send(&mut upstream, &client_leftover).await?;
-    }
-
-    // 4. The upstream's answer, forwarded as it came: interim (1xx) heads
-    // first, if any, then the final one.
-    let mut ubuf = Vec::with_capacity(4096);
-    // Bytes of interim heads before the final head.
-    let mut interim_len = 0usize;
-    let upstream_head = loop {
-        let read = tokio::time::timeout(config.handshake_timeout, read_head(&mut upstream, &mut ubuf, limits)).await;
-        let n = match read {
-            Ok(Ok(HeadRead::Complete(n))) => n,
-            Ok(Ok(HeadRead::Eof)) => {
-                break Err("the upstream ended the connection before its response head was complete");
-            }
-            Ok(Ok(HeadRead::Broken(e))) => break Err(head_broken_reason(e)),
-            Ok(Err(_)) => break Err("reading the upstream's response head failed"),
-            Err(_) => break Err("the upstream sent no complete response head within the handshake timeout"),
-        };
-        match handshake::parse_response(&ubuf[..n], limits) {
-            // RFC 9110 §15.2: a 1xx other than 101 is interim; the client
-            // reads on for the final answer.
-            Ok(Status::Complete((res, _))) if (100..200).contains(&res.status) && res.status != 101 => {
-                ctx.emit(
-                    out,
-                    &InterimResponse {
-                        status: res.status,
-                        reason: res.reason,
-                        version: version_str(res.version_minor),
-                        headers: headers_out(&res.headers, config.show_secrets),
-                    },
-                );
-                ctx.flush(out).await;
-                send(client, &ubuf[..n]).await?;
-                ubuf.drain(..n);
-                interim_len += n;
-            }
-            Ok(Status::Complete(_)) => break Ok(n),
-            Ok(Status::Partial) | Err(_) => break Err("the upstream's answer is not an HTTP/1.x response"),
-        }
-    };
-    stats.bytes.upstream = (interim_len + ubuf.len()) as u64;
-    let uhead_len = match upstream_head {
-        Ok(n) => n,
-        Err(reason) => {
-            send(client, &ubuf).await?;
-            if hold_leftover {
-                send(&mut upstream, &client_leftover).await?;
-            }
-            if !ask.method.is_empty() && !ask.websocket {
-                ctx.emit(out, &HttpOut { method: &ask.method, target: &ask.target, status: None });
-            }
-            // No usable answer: relay whatever else comes, unchanged.
-            ctx.emit(out, &Uninspected { from: Side::Upstream, reason });
-            ctx.flush(out).await;
-            return Ok(relay_plain(client, &mut upstream, stats, ctx).await);
-        }
-    };
-    let mut websocket = false;
-    let mut deflate = None;
-    match handshake::parse_response(&ubuf[..uhead_len], limits) {
-        Ok(Status::Complete((res, _))) => {
-            if ask.websocket {
-                let mut deflate_error = None;
-                let mut protocol = None;
-                let mut extensions = Vec::new();
-                if res.status == 101 {
-                    websocket = true;
-                    if let Some(v) = res.header("sec-websocket-protocol") {
-                        protocol = std::str::from_utf8(v).ok();
-                    }
-                    for v in res.headers_named("sec-websocket-extensions") {
-                        extensions.push(String::from_utf8_lossy(v).into_owned());
-                    }
-                    let mut parsed = Vec::new();
-                    for v in res.headers_named("sec-websocket-extensions") {
-                        let _ = handshake::parse_extensions(v, &mut parsed);
-                    }
-                    // Parameters §7.1 does not allow are reported below (as
-                    // a violation of the 101); the stream is still read as
-                    // compressed, which is what both ends will do.
-                    deflate = match DeflateParams::from_response(&parsed) {
-                        Ok(params) => params,
-                        Err(e) => {
-                            deflate_error = Some(e);
-                            Some(DeflateParams::default())
-                        }
-                    };
-                }
-                ctx.emit(
-                    out,
-                    &HandshakeResponse {
-                        status: res.status,
-                        reason: res.reason,
-                        version: version_str(res.version_minor),
-                        headers: headers_out(&res.headers, config.show_secrets),
-                        protocol,
-                        extensions,
-                        upgraded: websocket,
-                    },
-                );
-                if websocket && ask.valid {
-                    let offered: Vec<&str> = ask.protocols.iter().map(String::as_str).collect();
-                    let offered_ext: Vec<&str> = ask.extensions.iter().map(String::as_str).collect();
-                    let key = ask.key.as_deref().unwrap_or_default();
-                    let checked = res.validate(key.as_bytes(), &offered, &offered_ext).map(|_| ());
-                    if let Err(e) = checked.and(deflate_error.map_or(Ok(()), Err)) {
-                        stats.violations += 1;
-                        ctx.emit(
-                            out,
-                            &ViolationOut {
-                                from: Side::Upstream,
-                                rule: e.rule(),
-                                rfc: e.rfc(),
-                                offset: 0,
-                                message: DisplayStr(e),
-                                enforced: false,
-                            },
-                        );
-                    }
-                }
-            } else if !ask.method.is_empty() {
-                ctx.emit(out, &HttpOut { method: &ask.method, target: &ask.target, status: Some(res.status) });
-            }
-        }
-        Ok(Status::Partial) | Err(_) => {
-            if !ask.method.is_empty() && !ask.websocket {
-                ctx.emit(out, &HttpOut { method: &ask.method, target: &ask.target, status: None });
-            }
-        }
-    }
-    // Under --enforce the frames that came with the 101 are decoded before
-    // they are forwarded (below); otherwise the whole answer goes on now.
-    let hold_frames = config.enforce && websocket;
-    send(client, if hold_frames { &ubuf[..uhead_len] } else { &ubuf }).await?;
-    if !websocket {
-        if hold_leftover {
-            send(&mut upstream, &client_leftover).await?;
-        }
-        if ask.websocket {
-            ctx.emit(
-                out,
-                &Uninspected {
-                    from: Side::Upstream,
-                    reason: "the upstream refused the upgrade; later requests on this connection are not followed",
-                },
-            );
-        }
-        ctx.flush(out).await;
-        return Ok(relay_plain(client, &mut upstream, stats, ctx).await);
-    }
-    ctx.flush(out).await;
-
-    // 5. WebSocket: relay both ways, decoding a copy.
-    let opts = config.inspect_options();
-    let mut insp_c = DirectionInspector::new(ctx.conn, Side::Client, head_len as u64, deflate, opts);
-    let mut insp_u = DirectionInspector::new(ctx.conn, Side::Upstream, (interim_len + uhead_len) as u64, deflate, opts);
-    let shared = stats.shared.clone();
-    // The side that broke a rule, the violation, and whether what was
-    // forwarded of its stream ends at a frame boundary.
-    let mut enforced: Option<(Side, Enforced, bool)> = None;
-    // Bytes that came with the heads: decode them now. Without --enforce
-    // they were forwarded already; with it, what precedes an offending
-    // frame is forwarded now and the frame is stopped, as it would be had
-    // it come later.
-    let mut out_c = ctx.log.buffer();
-    let found = insp_c.feed(&client_leftover, &shared, &mut out_c);
-    ctx.log.send(out_c).await;
-    if hold_leftover {
-        let keep = found.map_or(client_leftover.len(), |e| (e.frame_start as usize).min(client_leftover.len()));
-        send(&mut upstream, &client_leftover[..keep]).await?;
-    }
-    if let Some(e) = found {
-        enforced = Some((Side::Client, e, true));
-    }
-    let mut out_u = ctx.log.buffer();
-    let frames_u = &ubuf[uhead_len..];
-    let found = if enforced.is_none() { insp_u.feed(frames_u, &shared, &mut out_u) } else { None };
-    ctx.log.send(out_u).await;
-    if hold_frames {
-        // Up to the offending frame, or nothing when the client broke a rule first.
-        let keep = match (found, enforced) {
-            (Some(e), _) => (e.frame_start as usize).min(frames_u.len()),
-            (None, Some(_)) => 0,
-            (None, None) => frames_u.len(),
-        };
-        send(client, &frames_u[..keep]).await?;
-    }
-    if let Some(e) = found {
-        enforced = Some((Side::Upstream, e, true));
-    }
-    let (fed_c, fed_u) = (client_leftover.len() as u64, (ubuf.len() - uhead_len) as u64);
-    let (ending_c, ending_u) = if enforced.is_some() {
-        (Ending::Stopped, Ending::Stopped)
-    } else {
-        let (ending_c, ending_u) =
-            relay_both(client, &mut upstream, Some((&mut insp_c, fed_c)), Some((&mut insp_u, fed_u)), stats, ctx).await;
-        if let Ending::Enforced(e, clean) = ending_c {
-            enforced = Some((Side::Client, e, clean));
-        } else if let Ending::Enforced(e, clean) = ending_u {
-            enforced = Some((Side::Upstream, e, clean));
-        }
-        (ending_c, ending_u)
-    };
-    stats.frames = PerSide { client: insp_c.frames(), upstream: insp_u.frames() };
-    stats.violations += insp_c.violations() + insp_u.violations();
-    if let Some((offender, e, clean_cut)) = enforced {
-        // The offender gets the mapped close code, the other side 1001;
-        // a close frame is only injected where the stream is between frames:
-        // towards the offender, where the other side's stream stands;
-        // towards the other side, where the offender's stream was cut.
-        let code = e.violation.error.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
-        let reason = format!("wsproxy: {}", e.violation.error.rule());
-        let offender_ok = match offender {
-            Side::Client => insp_u.at_frame_boundary(),
-            Side::Upstream => insp_c.at_frame_boundary(),
-        };
-        let other_ok = clean_cut;
-        let (offender_stream, other_stream): (&mut Stream, &mut Stream) = match offender {
-            Side::Client => (client, &mut upstream),
-            Side::Upstream => (&mut upstream, client),
-        };
-        if offender_ok {
-            let _ = send(offender_stream, &close_frame(offender, code, &reason)).await;
-        }
-        if other_ok {
-            let other_reason = "wsproxy: the other side broke the protocol";
-            let _ = send(other_stream, &close_frame(offender.other(), CloseCode::GOING_AWAY, other_reason)).await;
-        }
-        let _ = offender_stream.shutdown().await;
-        let _ = other_stream.shutdown().await;
-        return Ok(Ending::Enforced(e, clean_cut));
-    }
-    Ok(combine(ending_c, ending_u))
 }
 
 /// Connects to the upstream (TCP, then TLS for `wss://`); the error is the
@@ -614,87 +212,12 @@ async fn connect_upstream(config: &Config) -> Result<Stream, String> {
     }
 }
 
-/// A close frame to send to `to`: masked towards the upstream (the proxy
-/// speaks as a client there), unmasked towards the client.
-fn close_frame(to: Side, code: CloseCode, reason: &str) -> Vec<u8> {
-    let mask = match to {
-        Side::Upstream => {
-            use std::hash::{BuildHasher, Hasher};
-            let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-            Some((random as u32).to_be_bytes())
-        }
-        Side::Client => None,
-    };
-    let header = FrameHeader { mask, ..FrameHeader::new(OpCode::Close, 0) };
-    let mut out = Vec::new();
-    wsproto::encode_frame(&header, &wsproto::encode_close_payload(code, reason), &mut out);
-    out
-}
-
-fn combine(a: Ending, b: Ending) -> Ending {
-    for wanted in [Ending::Reset, Ending::Error, Ending::Timeout] {
-        if a == wanted || b == wanted {
-            return wanted;
-        }
-    }
-    Ending::Eof
-}
-
-/// Reports a request that breaks `e`; with `--enforce`, also answers it
-/// (400/426/431 with the reason) and returns how the connection ended.
-async fn refuse_request(
-    client: &mut Stream,
-    ctx: &Ctx,
-    out: &mut Vec<u8>,
-    e: wsproto::Error,
-    stats: &mut Stats,
-) -> Option<Ending> {
-    client_violation(ctx, out, e, 0, stats);
-    if !ctx.config.enforce {
-        return None;
-    }
-    ctx.flush(out).await;
-    let _ = send(client, &handshake::build_rejection(e)).await;
-    let _ = client.shutdown().await;
-    let violation = wsproto::Violation { error: e, offset: 0 };
-    Some(Ending::Enforced(Enforced { violation, frame_start: 0 }, false))
-}
-
-fn client_violation(ctx: &Ctx, out: &mut Vec<u8>, e: wsproto::Error, offset: u64, stats: &mut Stats) {
-    stats.violations += 1;
-    ctx.emit(
-        out,
-        &ViolationOut {
-            from: Side::Client,
-            rule: e.rule(),
-            rfc: e.rfc(),
-            offset,
-            message: DisplayStr(e),
-            enforced: ctx.config.enforce,
-        },
-    );
-}
-
-async fn bad_gateway_to(client: &mut Stream, ctx: &Ctx, out: &mut Vec<u8>, reason: &str) -> anyhow::Result<Ending> {
-    ctx.emit(out, &ErrorOut { message: reason });
-    let _ = send(client, &bad_gateway(reason)).await;
-    let _ = client.shutdown().await;
-    Ok(Ending::Error)
-}
-
-async fn relay_plain(client: &mut Stream, upstream: &mut Stream, stats: &mut Stats, ctx: &Ctx) -> Ending {
-    let (a, b) = relay_both(client, upstream, None, None, stats, ctx).await;
-    combine(a, b)
-}
-
-/// Relays both directions at once until both end; when one ends other than
-/// by EOF, the other is told to stop. Adds the bytes relayed to `stats`.
+/// Relays both directions at once until both end; when one ends other
+/// than by EOF, the other is told to stop.
 async fn relay_both(
     client: &mut Stream,
     upstream: &mut Stream,
-    insp_c: Option<(&mut DirectionInspector, u64)>,
-    insp_u: Option<(&mut DirectionInspector, u64)>,
-    stats: &mut Stats,
+    session: &Mutex<Session>,
     ctx: &Ctx,
 ) -> (Ending, Ending) {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -702,26 +225,44 @@ async fn relay_both(
     let (mut ur, mut uw) = upstream.split();
     let last = AtomicU64::new(0);
     let idle = Idle { timeout: ctx.config.idle_timeout, start: Instant::now(), last: &last };
-    let shared = stats.shared.clone();
-    let stop_other = |ending: &Ending| {
-        if !matches!(ending, Ending::Eof) {
+    // Wakes a direction when the other one queued bytes for its
+    // destination (held bytes released by an answer, close frames).
+    let kicks = [Notify::new(), Notify::new()];
+    let stop_other = |ending: &Pumped| {
+        if !matches!(ending, Pumped::Ended(Ending::Eof)) {
             let _ = stop_tx.send(true);
         }
     };
     let c2u = async {
-        let r = pump(&mut cr, &mut uw, insp_c, &shared, ctx, &stop_rx, &idle).await;
-        stop_other(&r.0);
+        let p = Pump { from: Side::Client, session, ctx, stop: &stop_rx, idle: &idle, kicks: &kicks };
+        let r = p.run(&mut cr, &mut uw).await;
+        stop_other(&r);
         r
     };
     let u2c = async {
-        let r = pump(&mut ur, &mut cw, insp_u, &shared, ctx, &stop_rx, &idle).await;
-        stop_other(&r.0);
+        let p = Pump { from: Side::Upstream, session, ctx, stop: &stop_rx, idle: &idle, kicks: &kicks };
+        let r = p.run(&mut ur, &mut cw).await;
+        stop_other(&r);
         r
     };
-    let ((a, bytes_c), (b, bytes_u)) = tokio::join!(c2u, u2c);
-    stats.bytes.client += bytes_c;
-    stats.bytes.upstream += bytes_u;
-    (a, b)
+    let (a, b) = tokio::join!(c2u, u2c);
+    (a.ending(), b.ending())
+}
+
+/// How a direction ended.
+enum Pumped {
+    Ended(Ending),
+    /// Told to stop, or the session ended the connection.
+    Stopped,
+}
+
+impl Pumped {
+    fn ending(&self) -> Ending {
+        match self {
+            Pumped::Ended(e) => *e,
+            Pumped::Stopped => Ending::Eof,
+        }
+    }
 }
 
 /// The connection's idle clock, shared by both directions.
@@ -750,120 +291,144 @@ impl Idle<'_> {
 /// soon as the direction goes quiet: one hand-over per burst, not per read.
 const LOG_BATCH: usize = 48 << 10;
 
-/// Relays one direction until EOF (then half-closes the other side), an
-/// error, a stop signal, or an enforced violation. Returns how it ended and
-/// the bytes relayed.
-async fn pump(
-    src: &mut StreamRead<'_>,
-    dst: &mut StreamWrite<'_>,
-    mut inspector: Option<(&mut DirectionInspector, u64)>,
-    shared: &Mutex<Shared>,
-    ctx: &Ctx,
-    stop: &watch::Receiver<bool>,
-    idle: &Idle<'_>,
-) -> (Ending, u64) {
-    let mut events = Vec::new();
-    let mut buf = Vec::new();
-    let result = relay_direction(src, dst, &mut inspector, shared, ctx, stop, idle, &mut events, &mut buf).await;
-    ctx.buffers.give(buf);
-    if !events.is_empty() {
-        ctx.log.send(events).await;
-    }
-    result
+/// One direction: reads from `from`, feeds the session, writes to the
+/// other side what the session queued for it.
+struct Pump<'a> {
+    from: Side,
+    session: &'a Mutex<Session>,
+    ctx: &'a Ctx,
+    stop: &'a watch::Receiver<bool>,
+    idle: &'a Idle<'a>,
+    kicks: &'a [Notify; 2],
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn relay_direction(
-    src: &mut StreamRead<'_>,
-    dst: &mut StreamWrite<'_>,
-    inspector: &mut Option<(&mut DirectionInspector, u64)>,
-    shared: &Mutex<Shared>,
-    ctx: &Ctx,
-    stop: &watch::Receiver<bool>,
-    idle: &Idle<'_>,
-    events: &mut Vec<u8>,
-    buf: &mut Vec<u8>,
-) -> (Ending, u64) {
-    let enforce = ctx.config.enforce;
-    let mut stop = stop.clone();
-    let mut relayed = 0u64;
-    // `buf` is lent from the pool when data flows and given back when the
-    // direction goes quiet, so an idle connection holds no relay buffer.
-    loop {
-        // What is readable now, without waiting.
-        let polled = poll_read_pooled(src, &mut Context::from_waker(Waker::noop()), &ctx.buffers, buf);
-        let read = match polled {
-            Poll::Ready(r) => r,
-            Poll::Pending => {
-                // About to wait: hand over what was logged so far.
-                ctx.log.hand_over(events).await;
-                let ready = async {
-                    let read = std::future::poll_fn(|cx| poll_read_pooled(src, cx, &ctx.buffers, buf));
-                    match idle.remaining() {
-                        Some(left) => tokio::time::timeout(left, read).await.ok(),
-                        None => Some(read.await),
-                    }
-                };
-                // Bytes already readable are relayed before a stop takes
-                // effect: when the other direction ends (say, a write to a
-                // peer that has just closed), what that peer sent before
-                // closing still reaches the other side.
-                tokio::select! {
-                    biased;
-                    r = ready => match r {
+impl Pump<'_> {
+    async fn run(&self, src: &mut StreamRead<'_>, dst: &mut StreamWrite<'_>) -> Pumped {
+        let mut events = Vec::new();
+        let mut buf = Vec::new();
+        let result = self.relay(src, dst, &mut events, &mut buf).await;
+        self.ctx.buffers.give(buf);
+        if !events.is_empty() {
+            self.ctx.log.send(events).await;
+        }
+        result
+    }
+
+    /// After a feed: wakes the other direction if the session queued bytes
+    /// for the side it writes to.
+    fn kick_other(&self, s: &Session) {
+        if s.has_queued(self.from) {
+            self.kicks[self.from.index()].notify_one();
+        }
+    }
+
+    async fn relay(
+        &self,
+        src: &mut StreamRead<'_>,
+        dst: &mut StreamWrite<'_>,
+        events: &mut Vec<u8>,
+        buf: &mut Vec<u8>,
+    ) -> Pumped {
+        let ctx = self.ctx;
+        let to = self.from.other();
+        let mut stop = self.stop.clone();
+        // Once the session says this direction's bytes pass whatever they
+        // hold, they are written first and decoded after: logging never
+        // delays them. That never changes back.
+        let mut passthrough = false;
+        // `buf` is lent from the pool when data flows and given back when
+        // the direction goes quiet, so an idle connection holds no buffer.
+        loop {
+            // What is readable now, without waiting.
+            let polled = poll_read_pooled(src, &mut Context::from_waker(Waker::noop()), &ctx.buffers, buf);
+            let read = match polled {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    // About to wait: hand over what was logged so far.
+                    ctx.log.hand_over(events).await;
+                    let ready = async {
+                        let read = std::future::poll_fn(|cx| poll_read_pooled(src, cx, &ctx.buffers, buf));
+                        match self.idle.remaining() {
+                            Some(left) => tokio::time::timeout(left, read).await.ok(),
+                            None => Some(read.await),
+                        }
+                    };
+                    // Bytes already readable are relayed before a stop takes
+                    // effect: when the other direction ends (say, a write to
+                    // a peer that has just closed), what that peer sent
+                    // before closing still reaches the other side.
+                    let woke = tokio::select! {
+                        biased;
+                        r = ready => match r {
+                            None => {
+                                if self.idle.remaining().is_some_and(|left| left.is_zero()) {
+                                    return Pumped::Ended(Ending::Timeout);
+                                }
+                                continue;
+                            }
+                            Some(r) => Some(r),
+                        },
+                        _ = self.kicks[to.index()].notified() => None,
+                        _ = stop.wait_for(|s| *s) => return Pumped::Stopped,
+                    };
+                    match woke {
+                        Some(r) => r,
                         None => {
-                            if idle.remaining().is_some_and(|left| left.is_zero()) {
-                                return (Ending::Timeout, relayed);
+                            let queued = lock(self.session).take_queued(to);
+                            if let Err(e) = write_chunks(dst, &queued, &[]).await {
+                                return Pumped::Ended(ending_of(&e));
                             }
                             continue;
                         }
-                        Some(r) => r,
-                    },
-                    _ = stop.wait_for(|s| *s) => return (Ending::Stopped, relayed),
+                    }
                 }
-            }
-        };
-        let n = match read {
-            // A TLS peer that closes without close_notify ends like a TCP EOF.
-            _ if is_eof(&read) => {
-                // Half-close: pass the EOF on, keep the other direction.
-                let _ = dst.shutdown().await;
-                return (Ending::Eof, relayed);
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return (Ending::Reset, relayed),
-            Err(_) => return (Ending::Error, relayed),
-        };
-        idle.touch();
-        let data = &buf[..n];
-        if enforce && let Some((insp, fed_before)) = inspector.as_mut() {
-            // Decode first: the offending frame must not pass.
-            if let Some(e) = insp.feed(data, shared, events) {
-                let done = *fed_before + relayed;
-                let keep = e.frame_start.saturating_sub(done).min(n as u64) as usize;
-                let _ = dst.write_all(&data[..keep]).await;
-                return (Ending::Enforced(e, e.frame_start >= done), relayed + keep as u64);
-            }
-        }
-        let written = match dst.write_all(data).await {
-            Ok(()) => dst.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            let ending = if e.kind() == io::ErrorKind::ConnectionReset || e.kind() == io::ErrorKind::BrokenPipe {
-                Ending::Reset
-            } else {
-                Ending::Error
             };
-            return (ending, relayed);
-        }
-        relayed += n as u64;
-        if !enforce && let Some((insp, _)) = inspector.as_mut() {
-            // Relayed first, decoded after: logging never delays the bytes.
-            insp.feed(data, shared, events);
-        }
-        if events.len() >= LOG_BATCH {
-            ctx.log.hand_over(events).await;
+            let n = match read {
+                // A TLS peer that closes without close_notify ends like a TCP EOF.
+                _ if is_eof(&read) => {
+                    // Half-close: pass the EOF on (after what the session
+                    // still holds for that side), keep the other direction.
+                    let queued = {
+                        let mut s = lock(self.session);
+                        s.eof(self.from, &Time::now(), events);
+                        s.take_queued(to)
+                    };
+                    let _ = write_chunks(dst, &queued, &[]).await;
+                    let _ = dst.shutdown().await;
+                    return Pumped::Ended(Ending::Eof);
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Pumped::Ended(Ending::Reset),
+                Err(_) => return Pumped::Ended(Ending::Error),
+            };
+            self.idle.touch();
+            let data = &buf[..n];
+            let t = Time::now();
+            let written = if passthrough {
+                let written = write_chunks(dst, &[Chunk::Input(0..n)], data).await;
+                let mut s = lock(self.session);
+                s.observe(self.from, data, &t, events);
+                self.kick_other(&s);
+                written.map(|()| Flow::Continue)
+            } else {
+                let (flow, queued) = {
+                    let mut s = lock(self.session);
+                    let flow = s.feed(self.from, data, &t, events);
+                    let queued = s.take_queued(to);
+                    passthrough = s.passthrough(self.from);
+                    self.kick_other(&s);
+                    (flow, queued)
+                };
+                write_chunks(dst, &queued, data).await.map(|()| flow)
+            };
+            match written {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop) => return Pumped::Stopped,
+                Err(e) => return Pumped::Ended(ending_of(&e)),
+            }
+            if events.len() >= LOG_BATCH {
+                ctx.log.hand_over(events).await;
+            }
         }
     }
 }

@@ -218,6 +218,18 @@ pub enum Event {
         target: String,
         /// Response status, if one came.
         status: Option<u16>,
+        /// Request body length (content bytes).
+        #[serde(default)]
+        request_body_len: u64,
+        /// Response body length (content bytes), if a response came.
+        #[serde(default)]
+        response_body_len: Option<u64>,
+        /// Target sent upstream, when changed.
+        #[serde(default)]
+        forwarded_target: Option<String>,
+        /// `Host` sent upstream, when changed.
+        #[serde(default)]
+        forwarded_host: Option<String>,
     },
     /// A 1xx response other than 101, before the final one.
     InterimResponse {

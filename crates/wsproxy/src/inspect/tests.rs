@@ -19,11 +19,11 @@ fn run(from: Side, o: InspectOptions, bytes: &[u8], chunk: usize) -> Vec<Ev> {
 }
 
 fn run_deflate(from: Side, o: InspectOptions, deflate: Option<DeflateParams>, bytes: &[u8], chunk: usize) -> Vec<Ev> {
-    let shared = Mutex::new(Shared::default());
+    let mut shared = Shared::default();
     let mut insp = DirectionInspector::new(1, from, 100, deflate, o);
     let mut out = Vec::new();
     for piece in bytes.chunks(chunk.max(1)) {
-        insp.feed(piece, &shared, &mut out);
+        insp.feed(piece, &Time::now(), &mut shared, &mut out);
     }
     String::from_utf8(out)
         .expect("utf-8")
@@ -131,15 +131,15 @@ fn pongs_are_matched_to_pings_and_unanswered_ones_counted() {
         (&[], &[b"zz"], &[false], 0),
     ];
     for (pings, pongs, rtts, unanswered) in cases {
-        let shared = Mutex::new(Shared::default());
+        let mut shared = Shared::default();
         let mut client = DirectionInspector::new(1, Side::Client, 0, None, o);
         let mut upstream = DirectionInspector::new(1, Side::Upstream, 0, None, o);
         let mut out = Vec::new();
         let sent: Vec<u8> = pings.iter().flat_map(|p| frame(OpCode::Ping, true, KEY, p)).collect();
-        client.feed(&sent, &shared, &mut out);
+        client.feed(&sent, &Time::now(), &mut shared, &mut out);
         out.clear();
         for p in *pongs {
-            upstream.feed(&frame(OpCode::Pong, true, None, p), &shared, &mut out);
+            upstream.feed(&frame(OpCode::Pong, true, None, p), &Time::now(), &mut shared, &mut out);
         }
         let text = String::from_utf8(out).expect("utf-8");
         let got: Vec<bool> = text
@@ -150,34 +150,30 @@ fn pongs_are_matched_to_pings_and_unanswered_ones_counted() {
             })
             .collect();
         assert_eq!(&got, rtts, "pings {pings:?} pongs {pongs:?}");
-        assert_eq!(
-            shared.lock().expect("lock").unanswered_pings(),
-            [*unanswered, 0],
-            "pings {pings:?} pongs {pongs:?}"
-        );
+        assert_eq!(shared.unanswered_pings(), [*unanswered, 0], "pings {pings:?} pongs {pongs:?}");
     }
 }
 
 #[test]
 fn a_burst_of_pings_answered_in_one_write_leaves_none_unanswered() {
     let o = opts(PreviewLimit::Bytes(0), false);
-    let shared = Mutex::new(Shared::default());
+    let mut shared = Shared::default();
     let mut client = DirectionInspector::new(1, Side::Client, 0, None, o);
     let mut upstream = DirectionInspector::new(1, Side::Upstream, 0, None, o);
     let mut out = Vec::new();
     let payloads: Vec<Vec<u8>> = (0..300u32).map(|i| format!("ping {i}").into_bytes()).collect();
     let pings: Vec<u8> = payloads.iter().flat_map(|p| frame(OpCode::Ping, true, KEY, p)).collect();
     let pongs: Vec<u8> = payloads.iter().flat_map(|p| frame(OpCode::Pong, true, None, p)).collect();
-    client.feed(&pings, &shared, &mut out);
-    assert_eq!(shared.lock().expect("lock").unanswered_pings(), [300, 0]);
-    upstream.feed(&pongs, &shared, &mut out);
-    assert_eq!(shared.lock().expect("lock").unanswered_pings(), [0, 0]);
+    client.feed(&pings, &Time::now(), &mut shared, &mut out);
+    assert_eq!(shared.unanswered_pings(), [300, 0]);
+    upstream.feed(&pongs, &Time::now(), &mut shared, &mut out);
+    assert_eq!(shared.unanswered_pings(), [0, 0]);
 }
 
 #[test]
 fn pings_after_the_senders_close_need_no_answer() {
     let o = opts(PreviewLimit::Bytes(0), false);
-    let shared = Mutex::new(Shared::default());
+    let mut shared = Shared::default();
     let mut client = DirectionInspector::new(1, Side::Client, 0, None, o);
     let mut out = Vec::new();
     let bytes = [
@@ -186,9 +182,9 @@ fn pings_after_the_senders_close_need_no_answer() {
         frame(OpCode::Ping, true, KEY, b"after"),
     ]
     .concat();
-    client.feed(&bytes, &shared, &mut out);
+    client.feed(&bytes, &Time::now(), &mut shared, &mut out);
     // The ping before the close still counts; the one after it does not.
-    assert_eq!(shared.lock().expect("lock").unanswered_pings(), [1, 0]);
+    assert_eq!(shared.unanswered_pings(), [1, 0]);
 }
 
 /// A compressed message as frames: RSV1 on the first, split in `pieces`.

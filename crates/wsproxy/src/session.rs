@@ -1,0 +1,990 @@
+//! The sans-IO session of one proxied connection: everything between
+//! "these bytes arrived from this side" and "forward these, write these
+//! events, end the connection". No sockets and no clock: the relay reads,
+//! calls [`Session::feed`] with the time of the read, writes what the
+//! session queued, and nothing else.
+//!
+//! The session follows every HTTP/1.1 exchange on the connection (RFC
+//! 9112): request heads are parsed, rewritten ([`crate::head`]) and
+//! logged; bodies are followed by their framing ([`crate::http1`]) so the
+//! next head is found on a kept-alive connection; 1xx answers other than
+//! 101 are interim (RFC 9110 §15.2); an upgrade request holds the client's
+//! later bytes until the answer says what they are. After a 101 to a
+//! WebSocket upgrade both directions are decoded by a
+//! [`DirectionInspector`]. Whatever cannot be followed is relayed unchanged
+//! from there on, and an `uninspected` event says why.
+//!
+//! Bytes are never re-encoded: what the session queues is the input itself
+//! (as ranges of it, [`Chunk::Input`]), except request heads, whose `Host`
+//! (and target, by the rule in [`crate::head`]) are rewritten, and what the
+//! proxy says itself (a 502, a refusal or close frames under `--enforce`).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wsproto::deflate::DeflateParams;
+use wsproto::handshake::{self, HeadScanner, Limits};
+use wsproto::{CloseCode, FrameHeader, OpCode, Status};
+
+use crate::Config;
+use crate::event::{
+    DisplayStr, EndOut, ErrorOut, EventBody, HandshakeRequest, HandshakeResponse, HeaderOut, HttpOut, InterimResponse,
+    Open, PerSide, Side, Stamp, Uninspected, ViolationOut, write_event,
+};
+use crate::head;
+use crate::http1::{BodyLength, BodyReader, request_body, response_body};
+use crate::inspect::{DirectionInspector, Enforced, Shared};
+
+/// The time of a read: the monotonic instant (for round trips and
+/// durations) and the wall-clock stamp its events carry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Time {
+    pub instant: Instant,
+    pub stamp: Stamp,
+}
+
+impl Time {
+    /// Now, from the system's clocks (the relay's job, not the session's).
+    pub(crate) fn now() -> Time {
+        Time { instant: Instant::now(), stamp: Stamp::now() }
+    }
+}
+
+/// A piece of what to write to a side, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Chunk {
+    /// These bytes of the data just fed.
+    Input(Range<usize>),
+    /// Bytes of the session's own: a rewritten head, held bytes, a reply.
+    Owned(Vec<u8>),
+}
+
+/// Whether the connection goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Flow {
+    Continue,
+    /// End the connection once what is queued for both sides is written.
+    Stop,
+}
+
+/// How the relay saw the connection end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Eof,
+    Reset,
+    Error,
+    Timeout,
+}
+
+/// Bytes the client may send after an upgrade request before the answer
+/// comes; past this the connection is relayed without being decoded.
+const MAX_HELD: usize = 1 << 20;
+
+/// A head being collected.
+#[derive(Debug, Default)]
+struct HeadBuf {
+    buf: Vec<u8>,
+    scanner: HeadScanner,
+}
+
+/// What the client asked for, kept until its answer comes.
+#[derive(Debug, Default)]
+struct Exchange {
+    method: String,
+    target: String,
+    forwarded_target: Option<String>,
+    forwarded_host: Option<String>,
+    /// A WebSocket upgrade: the handshake to check the 101 against.
+    websocket: Option<Ask>,
+    /// Any upgrade (`Upgrade` header) or CONNECT: the client's next bytes
+    /// wait for the answer.
+    upgrade: bool,
+    request_body_len: u64,
+    /// Where the bytes after this request start in the client's stream.
+    end_offset: u64,
+}
+
+#[derive(Debug, Default)]
+struct Ask {
+    valid: bool,
+    key: String,
+    protocols: Vec<String>,
+    extensions: Vec<String>,
+}
+
+#[derive(Debug)]
+enum ClientState {
+    Head(HeadBuf),
+    /// A request body; then, for an upgrade, the wait for its answer.
+    Body {
+        reader: BodyReader,
+        then_wait: bool,
+    },
+    /// After an upgrade request: bytes held until the answer says what
+    /// they are.
+    WaitUpgrade(Vec<u8>),
+    WebSocket(Box<DirectionInspector>),
+    Tunnel,
+}
+
+#[derive(Debug)]
+enum UpstreamState {
+    Head(HeadBuf),
+    Body { reader: BodyReader, exchange: Box<Exchange>, status: u16 },
+    WebSocket(Box<DirectionInspector>),
+    Tunnel,
+}
+
+/// The state of one proxied connection.
+#[derive(Debug)]
+pub(crate) struct Session {
+    conn: u64,
+    config: Arc<Config>,
+    limits: Limits,
+    started: Instant,
+    client: ClientState,
+    upstream: UpstreamState,
+    /// Requests forwarded and not yet answered, oldest first.
+    exchanges: VecDeque<Exchange>,
+    /// What the two inspectors share (closes, pings).
+    shared: Shared,
+    /// What to write to each side, in order ([`Side::index`]).
+    queued: [Vec<Chunk>; 2],
+    /// Bytes each side sent so far (its stream offset).
+    bytes: [u64; 2],
+    /// Offset in each side's stream where its WebSocket frames start.
+    ws_base: [u64; 2],
+    /// Frames and violations of inspectors no longer in use, and
+    /// violations found outside them.
+    violations: u64,
+    wants_upstream: bool,
+    connected: bool,
+    /// Set once the connection must end; with the violation when enforced.
+    stopped: Option<Option<Enforced>>,
+    uninspected: bool,
+}
+
+impl Session {
+    /// A session for a client that connected from `client` at `t`; writes
+    /// the `open` event.
+    pub(crate) fn new(conn: u64, config: Arc<Config>, client: SocketAddr, t: &Time, events: &mut Vec<u8>) -> Session {
+        let upstream_addr = config.upstream.connect_addr();
+        let s = Session {
+            conn,
+            config,
+            limits: Limits::default(),
+            started: t.instant,
+            client: ClientState::Head(HeadBuf::default()),
+            upstream: UpstreamState::Head(HeadBuf::default()),
+            exchanges: VecDeque::new(),
+            shared: Shared::default(),
+            queued: [Vec::new(), Vec::new()],
+            bytes: [0, 0],
+            ws_base: [0, 0],
+            violations: 0,
+            wants_upstream: false,
+            connected: false,
+            stopped: None,
+            uninspected: false,
+        };
+        s.emit(events, t, &Open { client, upstream: &upstream_addr });
+        s
+    }
+
+    fn emit<B: EventBody>(&self, events: &mut Vec<u8>, t: &Time, body: &B) {
+        write_event(events, self.config.format, &t.stamp, self.conn, body);
+    }
+
+    /// Whether the client's first request head is complete (or broken):
+    /// the relay then connects to the upstream.
+    pub(crate) fn head_complete(&self) -> bool {
+        self.wants_upstream
+    }
+
+    /// The upstream is connected: from now on forwarded input is queued as
+    /// ranges of the data fed, not copied.
+    pub(crate) fn set_connected(&mut self) {
+        self.connected = true;
+    }
+
+    /// Whether the connection must end.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.is_some()
+    }
+
+    /// Whether bytes from `from` are forwarded whatever they hold, so that
+    /// the relay may write them first and call [`Session::observe`] after
+    /// (logging never delays the bytes).
+    pub(crate) fn passthrough(&self, from: Side) -> bool {
+        if self.stopped.is_some() {
+            return false;
+        }
+        let enforce = self.config.enforce;
+        match from {
+            Side::Client => match self.client {
+                ClientState::Tunnel => true,
+                ClientState::WebSocket(_) => !enforce,
+                _ => false,
+            },
+            Side::Upstream => match self.upstream {
+                UpstreamState::Tunnel => true,
+                UpstreamState::WebSocket(_) => !enforce,
+                _ => false,
+            },
+        }
+    }
+
+    /// Takes what is queued for `to`. [`Chunk::Input`] ranges refer to the
+    /// data of the last [`Session::feed`] from the other side.
+    pub(crate) fn take_queued(&mut self, to: Side) -> Vec<Chunk> {
+        std::mem::take(&mut self.queued[to.index()])
+    }
+
+    /// Whether anything is queued for `to`.
+    pub(crate) fn has_queued(&self, to: Side) -> bool {
+        !self.queued[to.index()].is_empty()
+    }
+
+    /// Bytes `from` sent; what to forward is queued for the other side
+    /// (take it with [`Session::take_queued`] before the next feed).
+    pub(crate) fn feed(&mut self, from: Side, data: &[u8], t: &Time, events: &mut Vec<u8>) -> Flow {
+        self.feed_inner(from, data, t, events, Forwarding::Queue)
+    }
+
+    /// Bytes `from` sent that the relay already forwarded (see
+    /// [`Session::passthrough`]): decoded and logged only.
+    pub(crate) fn observe(&mut self, from: Side, data: &[u8], t: &Time, events: &mut Vec<u8>) {
+        let _ = self.feed_inner(from, data, t, events, Forwarding::Done);
+    }
+
+    fn feed_inner(&mut self, from: Side, data: &[u8], t: &Time, events: &mut Vec<u8>, fwd: Forwarding) -> Flow {
+        if self.stopped.is_some() {
+            return Flow::Stop;
+        }
+        // Before the upstream is connected there is nothing to write input
+        // to yet: what is forwarded is copied.
+        let fwd = if fwd == Forwarding::Queue && !self.connected { Forwarding::Copy } else { fwd };
+        let src = Src { data, fwd };
+        match from {
+            Side::Client => self.client_bytes(src, self.bytes[0], t, events),
+            Side::Upstream => self.upstream_bytes(src, self.bytes[1], t, events),
+        }
+        self.bytes[from.index()] += data.len() as u64;
+        if self.stopped.is_some() { Flow::Stop } else { Flow::Continue }
+    }
+
+    /// `from` ended its stream (EOF). Bytes the session was holding for the
+    /// other side are queued, and a head cut short is said.
+    pub(crate) fn eof(&mut self, from: Side, t: &Time, events: &mut Vec<u8>) {
+        if self.stopped.is_some() {
+            return;
+        }
+        match from {
+            Side::Client => match &self.client {
+                ClientState::Head(hb) if !hb.buf.is_empty() => self.stop_inspecting(
+                    Side::Client,
+                    "the client ended the connection before its request head was complete",
+                    t,
+                    events,
+                ),
+                ClientState::WaitUpgrade(held) if !held.is_empty() => self.stop_inspecting(
+                    Side::Client,
+                    "the client ended the connection before its upgrade was answered",
+                    t,
+                    events,
+                ),
+                _ => {}
+            },
+            Side::Upstream => match &self.upstream {
+                UpstreamState::Head(hb) if !hb.buf.is_empty() || !self.exchanges.is_empty() => self.stop_inspecting(
+                    Side::Upstream,
+                    "the upstream ended the connection before its response head was complete",
+                    t,
+                    events,
+                ),
+                _ => {}
+            },
+        }
+    }
+
+    /// Queues `src.data[range]` for `to`, as the input or as a copy.
+    fn forward(&mut self, to: Side, src: Src<'_>, range: Range<usize>) {
+        if range.is_empty() {
+            return;
+        }
+        let q = &mut self.queued[to.index()];
+        match src.fwd {
+            Forwarding::Done => {}
+            Forwarding::Copy => match q.last_mut() {
+                Some(Chunk::Owned(v)) => v.extend_from_slice(&src.data[range]),
+                _ => q.push(Chunk::Owned(src.data[range].to_vec())),
+            },
+            Forwarding::Queue => match q.last_mut() {
+                Some(Chunk::Input(r)) if r.end == range.start => r.end = range.end,
+                _ => q.push(Chunk::Input(range)),
+            },
+        }
+    }
+
+    fn queue_owned(&mut self, to: Side, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.queued[to.index()].push(Chunk::Owned(bytes));
+        }
+    }
+
+    /// The client's stream: `src` starts at `start_offset` in it.
+    fn client_bytes(&mut self, src: Src<'_>, start_offset: u64, t: &Time, events: &mut Vec<u8>) {
+        let data = src.data;
+        let mut pos = 0;
+        while pos < data.len() && self.stopped.is_none() {
+            match &mut self.client {
+                ClientState::Head(hb) => {
+                    let before = hb.buf.len();
+                    hb.buf.extend_from_slice(&data[pos..]);
+                    match hb.scanner.scan(&hb.buf, &self.limits) {
+                        Ok(Status::Partial) => pos = data.len(),
+                        Ok(Status::Complete(n)) => {
+                            let mut head = std::mem::take(&mut hb.buf);
+                            head.truncate(n);
+                            pos += n - before;
+                            let end_offset = start_offset + pos as u64;
+                            self.client = ClientState::Tunnel;
+                            self.request_head(&head, end_offset, t, events);
+                        }
+                        Err(e) => {
+                            let held = std::mem::take(&mut hb.buf);
+                            self.client = ClientState::Tunnel;
+                            pos = data.len();
+                            self.bad_request(e, held, t, events);
+                        }
+                    }
+                }
+                ClientState::Body { reader, then_wait } => match reader.feed(&data[pos..]) {
+                    Ok(n) => {
+                        let (done, len, then_wait) = (reader.is_done(), reader.content_len(), *then_wait);
+                        self.forward(Side::Upstream, src, pos..pos + n);
+                        pos += n;
+                        if done {
+                            if let Some(x) = self.exchanges.back_mut() {
+                                x.request_body_len = len;
+                                x.end_offset = start_offset + pos as u64;
+                            }
+                            self.client = if then_wait {
+                                ClientState::WaitUpgrade(Vec::new())
+                            } else {
+                                ClientState::Head(HeadBuf::default())
+                            };
+                        }
+                    }
+                    Err(e) => self.stop_inspecting(Side::Client, e.describe(), t, events),
+                },
+                ClientState::WaitUpgrade(held) => {
+                    held.extend_from_slice(&data[pos..]);
+                    pos = data.len();
+                    if held.len() > MAX_HELD {
+                        self.stop_inspecting(
+                            Side::Client,
+                            "the client sent more than 1 MiB after an upgrade request before the answer came",
+                            t,
+                            events,
+                        );
+                    }
+                }
+                ClientState::WebSocket(insp) => {
+                    let fed = start_offset + pos as u64 - self.ws_base[0];
+                    let found = insp.feed(&data[pos..], t, &mut self.shared, events);
+                    let keep = found.map_or(data.len() - pos, |e| {
+                        e.frame_start.saturating_sub(fed).min((data.len() - pos) as u64) as usize
+                    });
+                    self.forward(Side::Upstream, src, pos..pos + keep);
+                    pos = data.len();
+                    if let Some(e) = found {
+                        self.enforce(Side::Client, e, e.frame_start >= fed);
+                    }
+                }
+                ClientState::Tunnel => {
+                    self.forward(Side::Upstream, src, pos..data.len());
+                    pos = data.len();
+                }
+            }
+        }
+    }
+
+    /// The upstream's stream: `src` starts at `start_offset` in it.
+    fn upstream_bytes(&mut self, src: Src<'_>, start_offset: u64, t: &Time, events: &mut Vec<u8>) {
+        let data = src.data;
+        let mut pos = 0;
+        while pos < data.len() && self.stopped.is_none() {
+            match &mut self.upstream {
+                UpstreamState::Head(hb) => {
+                    let before = hb.buf.len();
+                    hb.buf.extend_from_slice(&data[pos..]);
+                    match hb.scanner.scan(&hb.buf, &self.limits) {
+                        Ok(Status::Partial) => pos = data.len(),
+                        Ok(Status::Complete(n)) => {
+                            let mut head = std::mem::take(&mut hb.buf);
+                            head.truncate(n);
+                            pos += n - before;
+                            self.upstream = UpstreamState::Tunnel;
+                            self.response_head(head, start_offset + pos as u64, t, events);
+                        }
+                        Err(e) => {
+                            let held = std::mem::take(&mut hb.buf);
+                            pos = data.len();
+                            self.queue_owned(Side::Client, held);
+                            self.stop_inspecting(Side::Upstream, head_broken_reason(e), t, events);
+                        }
+                    }
+                }
+                UpstreamState::Body { reader, .. } => match reader.feed(&data[pos..]) {
+                    Ok(n) => {
+                        let done = reader.is_done();
+                        self.forward(Side::Client, src, pos..pos + n);
+                        pos += n;
+                        if done {
+                            let state = std::mem::replace(&mut self.upstream, UpstreamState::Head(HeadBuf::default()));
+                            if let UpstreamState::Body { reader, exchange, status } = state {
+                                self.exchange_done(&exchange, Some((status, reader.content_len())), t, events);
+                            }
+                        }
+                    }
+                    Err(e) => self.stop_inspecting(Side::Upstream, e.describe(), t, events),
+                },
+                UpstreamState::WebSocket(insp) => {
+                    let fed = start_offset + pos as u64 - self.ws_base[1];
+                    let found = insp.feed(&data[pos..], t, &mut self.shared, events);
+                    let keep = found.map_or(data.len() - pos, |e| {
+                        e.frame_start.saturating_sub(fed).min((data.len() - pos) as u64) as usize
+                    });
+                    self.forward(Side::Client, src, pos..pos + keep);
+                    pos = data.len();
+                    if let Some(e) = found {
+                        self.enforce(Side::Upstream, e, e.frame_start >= fed);
+                    }
+                }
+                UpstreamState::Tunnel => {
+                    self.forward(Side::Client, src, pos..data.len());
+                    pos = data.len();
+                }
+            }
+        }
+    }
+
+    /// A complete request head: parse, check, rewrite, log, forward, and
+    /// decide what the client's next bytes are.
+    fn request_head(&mut self, raw: &[u8], end_offset: u64, t: &Time, events: &mut Vec<u8>) {
+        let config = self.config.clone();
+        let req = match handshake::parse_request(raw, &self.limits) {
+            Ok(Status::Complete((req, _))) => req,
+            Ok(Status::Partial) => return self.bad_request(wsproto::Error::InvalidNewLine, raw.to_vec(), t, events),
+            Err(e) => return self.bad_request(e, raw.to_vec(), t, events),
+        };
+        self.wants_upstream = true;
+        let websocket = req.is_websocket_upgrade();
+        let forwarded_target = head::forwarded_target(req.target, &config.upstream.path);
+        let authority = config.upstream.authority();
+        let forwarded_host = (!config.preserve_host).then_some(authority.as_str());
+        let layout = head::layout(raw);
+        let drop_extensions = websocket && config.no_compression;
+        let rewrite = head::Rewrite { target: forwarded_target.as_deref(), host: forwarded_host, drop_extensions };
+        let forward = match &layout {
+            Some(l) => head::rewrite(raw, l, rewrite),
+            None => raw.to_vec(),
+        };
+        let changed_host = forwarded_host.filter(|h| req.header("host") != Some(h.as_bytes()));
+        let mut exchange = Exchange {
+            method: req.method.to_owned(),
+            target: req.target.to_owned(),
+            forwarded_target: forwarded_target.clone(),
+            forwarded_host: changed_host.map(str::to_owned),
+            websocket: None,
+            upgrade: req.header("upgrade").is_some() || req.method == "CONNECT",
+            request_body_len: 0,
+            end_offset,
+        };
+        if websocket {
+            let removed_headers = if drop_extensions && layout.as_ref().is_some_and(|l| !l.extension_lines.is_empty()) {
+                vec!["Sec-WebSocket-Extensions"]
+            } else {
+                Vec::new()
+            };
+            self.emit(
+                events,
+                t,
+                &HandshakeRequest {
+                    method: req.method,
+                    target: req.target,
+                    version: version_str(req.version_minor),
+                    headers: headers_out(&req.headers, config.show_secrets),
+                    forwarded_target: forwarded_target.as_deref(),
+                    forwarded_host: changed_host,
+                    removed_headers,
+                },
+            );
+            let mut ask = Ask::default();
+            match req.validate() {
+                Ok(hs) => {
+                    ask.valid = true;
+                    ask.key = hs.key.to_owned();
+                    ask.protocols = hs.protocols.iter().map(|p| (*p).to_owned()).collect();
+                    // With --no-compression the upstream was offered none.
+                    if !drop_extensions {
+                        ask.extensions = hs.extensions.iter().map(|e| e.name.to_owned()).collect();
+                    }
+                }
+                Err(e) => {
+                    self.violation(Side::Client, e, 0, t, events);
+                    if config.enforce {
+                        return self.refuse(e);
+                    }
+                }
+            }
+            exchange.websocket = Some(ask);
+        }
+        let body = match request_body(&req.headers) {
+            Ok(b) => b,
+            Err(e) => {
+                self.queue_owned(Side::Upstream, forward);
+                self.exchanges.push_back(exchange);
+                return self.stop_inspecting(Side::Client, e.describe(), t, events);
+            }
+        };
+        let wait = exchange.upgrade;
+        self.queue_owned(Side::Upstream, forward);
+        self.exchanges.push_back(exchange);
+        self.client = match body {
+            BodyLength::None => {
+                if wait {
+                    ClientState::WaitUpgrade(Vec::new())
+                } else {
+                    ClientState::Head(HeadBuf::default())
+                }
+            }
+            other => ClientState::Body { reader: BodyReader::new(other), then_wait: wait },
+        };
+    }
+
+    /// A request head that breaks the syntax: reported; relayed as it came
+    /// (then nothing more is followed), or refused under `--enforce`.
+    fn bad_request(&mut self, e: wsproto::Error, raw: Vec<u8>, t: &Time, events: &mut Vec<u8>) {
+        self.wants_upstream = true;
+        self.violation(Side::Client, e, 0, t, events);
+        if self.config.enforce {
+            return self.refuse(e);
+        }
+        self.queue_owned(Side::Upstream, raw);
+        self.stop_inspecting(Side::Client, "the client's request head breaks the HTTP/1.1 syntax", t, events);
+    }
+
+    /// Under `--enforce`: answers the request with the error's status and
+    /// ends the connection (nothing goes upstream).
+    fn refuse(&mut self, e: wsproto::Error) {
+        self.queued[Side::Upstream.index()].clear();
+        self.queue_owned(Side::Client, handshake::build_rejection(e));
+        let violation = wsproto::Violation { error: e, offset: 0 };
+        self.stopped = Some(Some(Enforced { violation, frame_start: 0 }));
+    }
+
+    /// A complete response head.
+    fn response_head(&mut self, raw: Vec<u8>, end_offset: u64, t: &Time, events: &mut Vec<u8>) {
+        let config = self.config.clone();
+        let res = match handshake::parse_response(&raw, &self.limits) {
+            Ok(Status::Complete((res, _))) => res,
+            Ok(Status::Partial) | Err(_) => {
+                self.queue_owned(Side::Client, raw);
+                return self.stop_inspecting(
+                    Side::Upstream,
+                    "the upstream's answer is not an HTTP/1.x response",
+                    t,
+                    events,
+                );
+            }
+        };
+        // RFC 9110 §15.2: a 1xx other than 101 is interim; the final answer
+        // follows.
+        if (100..200).contains(&res.status) && res.status != 101 {
+            self.emit(
+                events,
+                t,
+                &InterimResponse {
+                    status: res.status,
+                    reason: res.reason,
+                    version: version_str(res.version_minor),
+                    headers: headers_out(&res.headers, config.show_secrets),
+                },
+            );
+            self.upstream = UpstreamState::Head(HeadBuf::default());
+            return self.queue_owned(Side::Client, raw);
+        }
+        let Some(exchange) = self.exchanges.pop_front() else {
+            self.queue_owned(Side::Client, raw);
+            return self.stop_inspecting(
+                Side::Upstream,
+                "the upstream sent a response with no request pending",
+                t,
+                events,
+            );
+        };
+        let body = response_body(&exchange.method, res.status, &res.headers);
+        let mut upgraded = false;
+        let mut deflate = None;
+        if let Some(ask) = &exchange.websocket {
+            let mut deflate_error = None;
+            let mut protocol = None;
+            let mut extensions = Vec::new();
+            if res.status == 101 {
+                upgraded = true;
+                protocol = res.header("sec-websocket-protocol").and_then(|v| std::str::from_utf8(v).ok());
+                let mut parsed = Vec::new();
+                for v in res.headers_named("sec-websocket-extensions") {
+                    extensions.push(String::from_utf8_lossy(v).into_owned());
+                    let _ = handshake::parse_extensions(v, &mut parsed);
+                }
+                // Parameters §7.1 does not allow are reported below (as a
+                // violation of the 101); the stream is still read as
+                // compressed, which is what both ends will do.
+                deflate = match DeflateParams::from_response(&parsed) {
+                    Ok(params) => params,
+                    Err(e) => {
+                        deflate_error = Some(e);
+                        Some(DeflateParams::default())
+                    }
+                };
+            }
+            self.emit(
+                events,
+                t,
+                &HandshakeResponse {
+                    status: res.status,
+                    reason: res.reason,
+                    version: version_str(res.version_minor),
+                    headers: headers_out(&res.headers, config.show_secrets),
+                    protocol,
+                    extensions,
+                    upgraded,
+                },
+            );
+            if upgraded && ask.valid {
+                let offered: Vec<&str> = ask.protocols.iter().map(String::as_str).collect();
+                let offered_ext: Vec<&str> = ask.extensions.iter().map(String::as_str).collect();
+                let checked = res.validate(ask.key.as_bytes(), &offered, &offered_ext).map(|_| ());
+                if let Err(e) = checked.and(deflate_error.map_or(Ok(()), Err)) {
+                    self.violation(Side::Upstream, e, 0, t, events);
+                }
+            }
+        }
+        let status = res.status;
+        drop(res);
+        self.queue_owned(Side::Client, raw);
+        if upgraded {
+            return self.start_websocket(&exchange, end_offset, deflate, t, events);
+        }
+        let connect = exchange.method == "CONNECT" && (200..300).contains(&status);
+        if status == 101 || connect {
+            self.exchange_done(&exchange, Some((status, 0)), t, events);
+            let why = if connect {
+                "the CONNECT request opened a tunnel"
+            } else {
+                "the connection switched to a protocol other than WebSocket"
+            };
+            return self.stop_inspecting(Side::Upstream, why, t, events);
+        }
+        // Not upgraded: what the client sent meanwhile is HTTP again.
+        if exchange.upgrade {
+            self.resume_client(&exchange, t, events);
+        }
+        match body {
+            Ok(length) => {
+                let reader = BodyReader::new(length);
+                if reader.is_done() {
+                    self.exchange_done(&exchange, Some((status, 0)), t, events);
+                    self.upstream = UpstreamState::Head(HeadBuf::default());
+                } else {
+                    self.upstream = UpstreamState::Body { reader, exchange: Box::new(exchange), status };
+                }
+            }
+            Err(e) => {
+                self.exchange_done(&exchange, Some((status, 0)), t, events);
+                self.stop_inspecting(Side::Upstream, e.describe(), t, events);
+            }
+        }
+    }
+
+    /// After a refused upgrade: the client's held bytes are requests again.
+    fn resume_client(&mut self, exchange: &Exchange, t: &Time, events: &mut Vec<u8>) {
+        match &mut self.client {
+            ClientState::WaitUpgrade(held) => {
+                let held = std::mem::take(held);
+                self.client = ClientState::Head(HeadBuf::default());
+                // Queued as copies: this runs in the upstream's feed.
+                self.client_bytes(Src { data: &held, fwd: Forwarding::Copy }, exchange.end_offset, t, events);
+            }
+            ClientState::Body { then_wait, .. } => *then_wait = false,
+            _ => {}
+        }
+    }
+
+    /// A 101 to a WebSocket upgrade: both directions are decoded from here
+    /// on, starting with what the client sent before the answer.
+    fn start_websocket(
+        &mut self,
+        exchange: &Exchange,
+        upstream_offset: u64,
+        deflate: Option<DeflateParams>,
+        t: &Time,
+        events: &mut Vec<u8>,
+    ) {
+        let opts = self.config.inspect_options();
+        self.ws_base[1] = upstream_offset;
+        self.upstream = UpstreamState::WebSocket(Box::new(DirectionInspector::new(
+            self.conn,
+            Side::Upstream,
+            upstream_offset,
+            deflate,
+            opts,
+        )));
+        match std::mem::replace(&mut self.client, ClientState::Tunnel) {
+            ClientState::WaitUpgrade(held) => {
+                self.ws_base[0] = exchange.end_offset;
+                let insp = DirectionInspector::new(self.conn, Side::Client, exchange.end_offset, deflate, opts);
+                self.client = ClientState::WebSocket(Box::new(insp));
+                self.client_bytes(Src { data: &held, fwd: Forwarding::Copy }, exchange.end_offset, t, events);
+            }
+            other => {
+                self.client = other;
+                self.stop_inspecting(Side::Client, "the upgrade was answered before the request body ended", t, events);
+            }
+        }
+    }
+
+    /// An exchange is over: logged as `http` unless it was a WebSocket
+    /// handshake (logged as `handshake_response`).
+    fn exchange_done(&self, exchange: &Exchange, response: Option<(u16, u64)>, t: &Time, events: &mut Vec<u8>) {
+        if exchange.websocket.is_some() {
+            return;
+        }
+        self.emit(
+            events,
+            t,
+            &HttpOut {
+                method: &exchange.method,
+                target: &exchange.target,
+                status: response.map(|r| r.0),
+                request_body_len: exchange.request_body_len,
+                response_body_len: response.map(|r| r.1),
+                forwarded_target: exchange.forwarded_target.as_deref(),
+                forwarded_host: exchange.forwarded_host.as_deref(),
+            },
+        );
+    }
+
+    /// From here on both directions are relayed unchanged without being
+    /// decoded; the first time, an `uninspected` event says why. Bytes the
+    /// session was holding (a partial head, bytes after an upgrade request)
+    /// are queued first.
+    fn stop_inspecting(&mut self, from: Side, reason: &str, t: &Time, events: &mut Vec<u8>) {
+        if !self.uninspected {
+            self.uninspected = true;
+            self.emit(events, t, &Uninspected { from, reason });
+        }
+        match std::mem::replace(&mut self.client, ClientState::Tunnel) {
+            ClientState::Head(hb) => self.queue_owned(Side::Upstream, hb.buf),
+            ClientState::WaitUpgrade(held) => self.queue_owned(Side::Upstream, held),
+            ClientState::WebSocket(insp) => self.client = ClientState::WebSocket(insp),
+            ClientState::Body { .. } | ClientState::Tunnel => {}
+        }
+        match std::mem::replace(&mut self.upstream, UpstreamState::Tunnel) {
+            UpstreamState::Head(hb) => self.queue_owned(Side::Client, hb.buf),
+            UpstreamState::WebSocket(insp) => self.upstream = UpstreamState::WebSocket(insp),
+            UpstreamState::Body { .. } | UpstreamState::Tunnel => {}
+        }
+    }
+
+    fn violation(&mut self, from: Side, e: wsproto::Error, offset: u64, t: &Time, events: &mut Vec<u8>) {
+        self.violations += 1;
+        let enforced = self.config.enforce;
+        self.emit(
+            events,
+            t,
+            &ViolationOut { from, rule: e.rule(), rfc: e.rfc(), offset, message: DisplayStr(e), enforced },
+        );
+    }
+
+    /// `--enforce` after a violation by `offender`: the offender gets the
+    /// mapped close code, the other side 1001. A close frame is only queued
+    /// where the stream is between frames: towards the offender, where the
+    /// other side's stream stands; towards the other side, if the offender's
+    /// stream was cut at the start of the offending frame (`clean`).
+    fn enforce(&mut self, offender: Side, e: Enforced, clean: bool) {
+        let code = e.violation.error.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
+        let other_at_boundary = match offender {
+            Side::Client => match &self.upstream {
+                UpstreamState::WebSocket(insp) => insp.at_frame_boundary(),
+                _ => true,
+            },
+            Side::Upstream => match &self.client {
+                ClientState::WebSocket(insp) => insp.at_frame_boundary(),
+                _ => true,
+            },
+        };
+        if other_at_boundary {
+            let reason = format!("wsproxy: {}", e.violation.error.rule());
+            self.queue_owned(offender, close_frame(offender, code, &reason));
+        }
+        if clean {
+            let other = offender.other();
+            self.queue_owned(
+                other,
+                close_frame(other, CloseCode::GOING_AWAY, "wsproxy: the other side broke the protocol"),
+            );
+        }
+        self.stopped = Some(Some(e));
+    }
+
+    /// The upstream could not be reached (or its TLS handshake failed):
+    /// the client gets a 502 naming `reason`, and the connection ends.
+    pub(crate) fn upstream_failed(&mut self, reason: &str, t: &Time, events: &mut Vec<u8>) {
+        self.emit(events, t, &ErrorOut { message: reason });
+        self.queued = [Vec::new(), Vec::new()];
+        self.queue_owned(Side::Client, bad_gateway(reason));
+        self.stopped = Some(None);
+    }
+
+    /// Writes an `error` event (something that is not the protocol's fault).
+    pub(crate) fn error(&self, message: &str, t: &Time, events: &mut Vec<u8>) {
+        self.emit(events, t, &ErrorOut { message });
+    }
+
+    /// The connection is over: logs what is left (exchanges without an
+    /// answer, a body that ran to the close) and the `end` event; returns
+    /// the counters for the proxy's totals.
+    pub(crate) fn finish(&mut self, ending: Ending, t: &Time, events: &mut Vec<u8>) -> Counters {
+        if matches!(self.upstream, UpstreamState::Body { .. })
+            && let UpstreamState::Body { reader, exchange, status } =
+                std::mem::replace(&mut self.upstream, UpstreamState::Tunnel)
+        {
+            // A body that runs to the close (or was cut short) ends here.
+            self.exchange_done(&exchange, Some((status, reader.content_len())), t, events);
+        }
+        for exchange in std::mem::take(&mut self.exchanges) {
+            self.exchange_done(&exchange, None, t, events);
+        }
+        let (mut frames, mut violations) = ([0u64; 2], self.violations);
+        if let ClientState::WebSocket(insp) = &self.client {
+            frames[0] = insp.frames();
+            violations += insp.violations();
+        }
+        if let UpstreamState::WebSocket(insp) = &self.upstream {
+            frames[1] = insp.frames();
+            violations += insp.violations();
+        }
+        let unanswered = self.shared.unanswered_pings();
+        let reason = match self.stopped {
+            Some(Some(_)) => "enforced",
+            Some(None) => "error",
+            None if self.shared.close_handshake_complete() => "close_handshake",
+            None => match ending {
+                Ending::Eof => "eof",
+                Ending::Reset => "reset",
+                Ending::Timeout => "timeout",
+                Ending::Error => "error",
+            },
+        };
+        let end = EndOut {
+            bytes: PerSide { client: self.bytes[0], upstream: self.bytes[1] },
+            frames: PerSide { client: frames[0], upstream: frames[1] },
+            unanswered_pings: PerSide { client: unanswered[0], upstream: unanswered[1] },
+            duration_us: t.instant.saturating_duration_since(self.started).as_micros() as u64,
+            reason,
+        };
+        self.emit(events, t, &end);
+        Counters { bytes: self.bytes[0] + self.bytes[1], frames: frames[0] + frames[1], violations }
+    }
+}
+
+/// What a finished connection adds to the proxy's totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub bytes: u64,
+    pub frames: u64,
+    pub violations: u64,
+}
+
+/// Why a head the scanner stopped at cannot be followed.
+fn head_broken_reason(e: wsproto::Error) -> &'static str {
+    match e {
+        wsproto::Error::HeaderBlockTooLarge | wsproto::Error::TooManyHeaders => {
+            "the upstream's response head is larger than the head limit (64 KiB, 100 header lines)"
+        }
+        _ => "the upstream's response head is not valid HTTP/1.x (line ends)",
+    }
+}
+
+/// Headers whose values are credentials: logged as their length only,
+/// unless `--show-secrets`.
+const SECRET_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+fn headers_out<'a>(headers: &'a [handshake::Header<'a>], show_secrets: bool) -> Vec<HeaderOut<'a>> {
+    headers
+        .iter()
+        .map(|h| {
+            let secret = !show_secrets && SECRET_HEADERS.iter().any(|s| h.name.eq_ignore_ascii_case(s));
+            let value = if secret {
+                std::borrow::Cow::Owned(format!("<redacted, {} bytes>", h.value.len()))
+            } else {
+                String::from_utf8_lossy(h.value)
+            };
+            HeaderOut { name: h.name, value }
+        })
+        .collect()
+}
+
+fn bad_gateway(reason: &str) -> Vec<u8> {
+    let body = format!("wsproxy: {reason}\n");
+    format!(
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A close frame to send to `to`: masked towards the upstream (the proxy
+/// speaks as a client there), unmasked towards the client.
+fn close_frame(to: Side, code: CloseCode, reason: &str) -> Vec<u8> {
+    let mask = match to {
+        Side::Upstream => {
+            use std::hash::{BuildHasher, Hasher};
+            let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+            Some((random as u32).to_be_bytes())
+        }
+        Side::Client => None,
+    };
+    let header = FrameHeader { mask, ..FrameHeader::new(OpCode::Close, 0) };
+    let mut out = Vec::new();
+    wsproto::encode_frame(&header, &wsproto::encode_close_payload(code, reason), &mut out);
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forwarding {
+    /// Queue ranges of the input.
+    Queue,
+    /// Queue a copy (the input will be gone when the queue is written).
+    Copy,
+    /// The relay forwarded the input already.
+    Done,
+}
+
+#[derive(Clone, Copy)]
+struct Src<'a> {
+    data: &'a [u8],
+    fwd: Forwarding,
+}
+
+fn version_str(minor: u8) -> &'static str {
+    if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" }
+}
