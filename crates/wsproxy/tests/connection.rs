@@ -258,3 +258,155 @@ fn an_over_long_response_head_is_relayed_and_said_so() {
         "{events:#?}"
     );
 }
+
+/// A raw upstream that answers `answers.len()` requests on one kept-alive
+/// connection: for each, reads a head (and a `Content-Length` body), then
+/// writes the answer. Returns what it received.
+fn keep_alive_upstream(answers: Vec<Vec<u8>>, then: Option<Vec<u8>>) -> RawUpstream<Vec<u8>> {
+    RawUpstream::start(move |mut s| {
+        let mut got = Vec::new();
+        let mut at = 0;
+        for answer in &answers {
+            let mut rest = got.split_off(at);
+            let head = read_head(&mut s, &mut rest);
+            let head_text = String::from_utf8_lossy(&rest[..head]).to_ascii_lowercase();
+            let body: usize = head_text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().expect("length")))
+                .unwrap_or(0);
+            read_at_least(&mut s, &mut rest, head + body);
+            got.extend_from_slice(&rest);
+            at = got.len() - (rest.len() - head - body);
+            write(&mut s, answer);
+        }
+        if let Some(last) = then {
+            write(&mut s, &last);
+        }
+        read_to_end(&mut s, &mut got);
+        got
+    })
+}
+
+fn http_events(events: &[Event]) -> Vec<(String, String, Option<u16>, u64, Option<u64>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Http { method, target, status, request_body_len, response_body_len, .. } => {
+                Some((method.clone(), target.clone(), *status, *request_body_len, *response_body_len))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `GET /healthz` (200), then an upgrade on the same connection: both
+/// exchanges are logged, the second request gets the upstream's Host too,
+/// and the WebSocket is inspected as if it had come first.
+#[test]
+fn an_upgrade_on_a_kept_alive_connection_is_inspected() {
+    for (first_answer, first_status, body_len) in [
+        (&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..], 200, 2),
+        (b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n", 401, 0),
+        (
+            b"HTTP/1.1 407 Proxy Authentication Required\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nauth\r\n0\r\n\r\n",
+            407,
+            4,
+        ),
+    ] {
+        let answers =
+            vec![first_answer.to_vec(), [upgrade_response(), frame(OpCode::Text, true, None, b"hi")].concat()];
+        let upstream = keep_alive_upstream(answers.clone(), None);
+        let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
+        let mut c = connect(proxy.addr);
+        let first = b"GET /healthz HTTP/1.1\r\nHost: client.example\r\n\r\n".to_vec();
+        write(&mut c, &first);
+        let mut got = Vec::new();
+        read_at_least(&mut c, &mut got, answers[0].len());
+        assert_eq!(got, answers[0]);
+        let upgrade = upgrade_request("client.example", "/chat");
+        write(&mut c, &upgrade);
+        read_at_least(&mut c, &mut got, answers[0].len() + answers[1].len());
+        assert_eq!(got, answers.concat(), "answers relayed as they came");
+        write(&mut c, &frame(OpCode::Text, true, KEY, b"hello"));
+        drop(c);
+        let upstream_addr = upstream.addr;
+        let received = upstream.join();
+        let expected = [first, upgrade, frame(OpCode::Text, true, KEY, b"hello")].concat();
+        let expected =
+            String::from_utf8_lossy(&expected).replace("Host: client.example", &format!("Host: {upstream_addr}"));
+        assert_eq!(String::from_utf8_lossy(&received), expected, "every request rewritten");
+        let events = proxy.connection(1);
+        assert_eq!(
+            http_events(&events),
+            vec![("GET".into(), "/healthz".into(), Some(first_status), 0, Some(body_len))]
+        );
+        assert!(events.iter().any(|e| matches!(e, Event::HandshakeResponse { status: 101, upgraded: true, .. })));
+        for (from, text) in [(Side::Upstream, "hi"), (Side::Client, "hello")] {
+            assert!(
+                events
+                    .iter()
+                    .any(|e| matches!(e, Event::Message { from: f, preview, .. } if *f == from && preview == text)),
+                "{text}: {events:#?}"
+            );
+        }
+        assert!(
+            !events.iter().any(|e| matches!(e, Event::Violation { .. } | Event::Uninspected { .. })),
+            "{events:#?}"
+        );
+    }
+}
+
+/// Keep-alive with bodies both ways, Content-Length and chunked, pipelined
+/// in one write; then an upgrade that is refused, then one that succeeds.
+#[test]
+fn bodies_pipelining_and_a_second_upgrade_after_a_refused_one() {
+    let answers = vec![
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nTrailer: 1\r\n\r\n"
+            .to_vec(),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789".to_vec(),
+        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope".to_vec(),
+        b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+        [upgrade_response(), frame(OpCode::Close, true, None, &[0x03, 0xe8])].concat(),
+    ];
+    let upstream = keep_alive_upstream(answers.clone(), None);
+    let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
+    let mut c = connect(proxy.addr);
+    let pipelined = [
+        &b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"[..],
+        b"PUT /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz",
+    ]
+    .concat();
+    write(&mut c, &pipelined);
+    let mut got = Vec::new();
+    read_at_least(&mut c, &mut got, answers[0].len() + answers[1].len());
+    write(&mut c, &upgrade_request("h", "/refused"));
+    read_at_least(&mut c, &mut got, answers[..3].iter().map(Vec::len).sum());
+    write(&mut c, b"DELETE /c HTTP/1.1\r\nHost: h\r\n\r\n");
+    read_at_least(&mut c, &mut got, answers[..4].iter().map(Vec::len).sum());
+    write(&mut c, &upgrade_request("h", "/ok"));
+    read_at_least(&mut c, &mut got, answers.iter().map(Vec::len).sum());
+    assert_eq!(got, answers.concat());
+    write(&mut c, &frame(OpCode::Close, true, KEY, &[0x03, 0xe8]));
+    drop(c);
+    upstream.join();
+    let events = proxy.connection(1);
+    assert_eq!(
+        http_events(&events),
+        vec![
+            ("POST".into(), "/a".into(), Some(201), 5, Some(5)),
+            ("PUT".into(), "/b".into(), Some(200), 3, Some(10)),
+            ("DELETE".into(), "/c".into(), Some(204), 0, Some(0)),
+        ]
+    );
+    let answers_logged: Vec<(u16, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::HandshakeResponse { status, upgraded, .. } => Some((*status, *upgraded)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers_logged, vec![(403, false), (101, true)]);
+    let closes = events.iter().filter(|e| matches!(e, Event::Close { .. })).count();
+    assert_eq!(closes, 2, "{events:#?}");
+    assert!(matches!(events.last(), Some(Event::End { reason, .. }) if reason == "close_handshake"));
+}
