@@ -65,7 +65,34 @@ pub fn layout(head: &[u8]) -> Option<HeadLayout> {
 }
 
 /// The target to send upstream, per the module's rule, if it changes.
+///
+/// An absolute-form target (`GET http://client:9002/?room=1`) is sent in
+/// origin form (`/?room=1`, then the rule above): RFC 9112 §3.2.1 has a
+/// request to an origin server carry only the path and query, and the
+/// authority the client named is not the upstream's (§3.2.2).
 pub fn forwarded_target(client_target: &str, upstream_path: &str) -> Option<String> {
+    let origin_form = absolute_to_origin_form(client_target);
+    let target = origin_form.as_deref().unwrap_or(client_target);
+    let replaced = path_rule(target, upstream_path);
+    replaced.or(origin_form)
+}
+
+/// The origin form of an absolute-form target; `None` for any other form.
+fn absolute_to_origin_form(target: &str) -> Option<String> {
+    if target.starts_with('/') || target == "*" {
+        return None;
+    }
+    let uri: http::Uri = target.parse().ok()?;
+    uri.scheme()?;
+    uri.authority()?;
+    Some(match uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_owned(),
+        Some(pq) => format!("/{}", pq.as_str()),
+        None => "/".to_owned(),
+    })
+}
+
+fn path_rule(client_target: &str, upstream_path: &str) -> Option<String> {
     if upstream_path.is_empty() || upstream_path == "/" {
         return None;
     }
@@ -169,5 +196,24 @@ mod tests {
         assert_eq!(forwarded_target("/other", "/chat"), None);
         assert_eq!(forwarded_target("/", ""), None);
         assert_eq!(forwarded_target("/", "/"), None);
+    }
+
+    /// RFC 9112 §3.2.2: an absolute-form target reaches the upstream as
+    /// its own path (and the Host is rewritten as always).
+    #[test]
+    fn absolute_form_targets_are_sent_in_origin_form() {
+        let cases = [
+            ("http://client:9002/?room=1", "", Some("/?room=1")),
+            ("http://client:9002/?room=1", "/chat", Some("/chat?room=1")),
+            ("ws://client/socket", "/chat", Some("/socket")),
+            ("HTTPS://Client.Example", "", Some("/")),
+            ("wss://[::1]:9001/a/b?c", "", Some("/a/b?c")),
+            ("/plain", "/chat", None),
+            ("*", "", None),
+            ("chat", "", None),
+        ];
+        for (target, upstream_path, want) in cases {
+            assert_eq!(forwarded_target(target, upstream_path).as_deref(), want, "{target} with {upstream_path:?}");
+        }
     }
 }
