@@ -16,6 +16,8 @@
 //! channel; the relay slows down rather than drop events.
 
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod head;
 mod http1;
 pub mod inspect;

@@ -216,6 +216,24 @@ impl Session {
         self.stopped.is_some()
     }
 
+    /// Bytes the session holds of its own: partial heads, bytes after an
+    /// upgrade request, copies queued and not yet taken. Bounded by the head
+    /// limit and [`MAX_HELD`].
+    pub(crate) fn held(&self) -> usize {
+        let client = match &self.client {
+            ClientState::Head(hb) => hb.buf.len(),
+            ClientState::WaitUpgrade(held) => held.len(),
+            _ => 0,
+        };
+        let upstream = match &self.upstream {
+            UpstreamState::Head(hb) => hb.buf.len(),
+            _ => 0,
+        };
+        let queued: usize =
+            self.queued.iter().flatten().map(|c| if let Chunk::Owned(v) = c { v.len() } else { 0 }).sum();
+        client + upstream + queued
+    }
+
     /// Whether bytes from `from` are forwarded whatever they hold, so that
     /// the relay may write them first and call [`Session::observe`] after
     /// (logging never delays the bytes).
@@ -987,4 +1005,195 @@ struct Src<'a> {
 
 fn version_str(minor: u8) -> &'static str {
     if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::schema::{Event as Ev, Record};
+    use crate::{Format, Upstream};
+
+    const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: client.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    const RESPONSE: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
+    fn config(enforce: bool) -> Arc<Config> {
+        let mut c = Config::new(Upstream::parse("ws://127.0.0.1:9").expect("upstream"));
+        c.format = Format::Json;
+        c.enforce = enforce;
+        Arc::new(c)
+    }
+
+    fn at(t0: Instant, us: u64) -> Time {
+        Time { instant: t0 + Duration::from_micros(us), stamp: Stamp::UNSET }
+    }
+
+    fn frame(opcode: OpCode, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        wsproto::encode_frame(&FrameHeader { mask, ..FrameHeader::new(opcode, 0) }, payload, &mut out);
+        out
+    }
+
+    fn parse(events: &[u8]) -> Vec<Ev> {
+        String::from_utf8(events.to_vec())
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str::<Record>(l).expect("typed").event)
+            .collect()
+    }
+
+    fn bytes_of(chunks: Vec<Chunk>, input: &[u8]) -> Vec<u8> {
+        chunks
+            .into_iter()
+            .flat_map(|c| match c {
+                Chunk::Input(r) => input[r].to_vec(),
+                Chunk::Owned(v) => v,
+            })
+            .collect()
+    }
+
+    /// A session driven as the relay drives it; returns everything
+    /// forwarded to (client, upstream) and the events.
+    struct Driver {
+        s: Session,
+        to: [Vec<u8>; 2],
+        events: Vec<u8>,
+    }
+
+    impl Driver {
+        fn new(enforce: bool, t: &Time) -> Driver {
+            let mut events = Vec::new();
+            let s = Session::new(1, config(enforce), "127.0.0.1:5".parse().expect("addr"), t, &mut events);
+            Driver { s, to: [Vec::new(), Vec::new()], events }
+        }
+
+        fn feed(&mut self, from: Side, data: &[u8], t: &Time) -> Flow {
+            let flow = self.s.feed(from, data, t, &mut self.events);
+            let to = from.other();
+            self.to[to.index()].extend(bytes_of(self.s.take_queued(to), data));
+            self.to[from.index()].extend(bytes_of(self.s.take_queued(from), &[]));
+            if self.s.head_complete() && !self.s.connected && !self.s.is_stopped() {
+                self.s.set_connected();
+                self.to[1].extend(bytes_of(self.s.take_queued(Side::Upstream), &[]));
+            }
+            flow
+        }
+    }
+
+    #[test]
+    fn a_ping_round_trip_is_measured_exactly() {
+        let t0 = Instant::now();
+        let mut d = Driver::new(false, &at(t0, 0));
+        let _ = d.feed(Side::Client, REQUEST, &at(t0, 0));
+        let _ = d.feed(Side::Upstream, RESPONSE, &at(t0, 50));
+        let _ = d.feed(Side::Client, &frame(OpCode::Ping, Some([1, 2, 3, 4]), b"p"), &at(t0, 100));
+        let _ = d.feed(Side::Upstream, &frame(OpCode::Pong, None, b"p"), &at(t0, 1_334));
+        let rtts: Vec<Option<u64>> = parse(&d.events)
+            .into_iter()
+            .filter_map(|e| match e {
+                Ev::Frame { rtt_us, .. } => Some(rtt_us),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rtts, vec![None, Some(1_234)]);
+        let counters = d.s.finish(Ending::Eof, &at(t0, 2_000), &mut d.events);
+        assert_eq!(counters.frames, 2);
+        match parse(&d.events).last() {
+            Some(Ev::End { duration_us, unanswered_pings, .. }) => {
+                assert_eq!(*duration_us, 2_000);
+                assert_eq!((unanswered_pings.client, unanswered_pings.upstream), (0, 0));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A keep-alive exchange, an upgrade, frames both ways: the same bytes
+    /// forwarded and the same events however the reads cut the streams.
+    #[test]
+    fn forwarding_and_events_do_not_depend_on_how_the_bytes_arrive() {
+        let client = [
+            &b"POST /a HTTP/1.1\r\nHost: client.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
+            REQUEST,
+            &frame(OpCode::Text, Some([9, 9, 9, 9]), b"after the upgrade"),
+        ]
+        .concat();
+        let upstream = [
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes"[..],
+            RESPONSE,
+            &frame(OpCode::Binary, None, &[0, 1, 2]),
+        ]
+        .concat();
+        let run = |chunk: usize| {
+            let t = at(Instant::now(), 0);
+            let mut d = Driver::new(false, &t);
+            // The client's request first, its answer, then the rest of both.
+            let first_len = client.windows(9).position(|w| w == b"0\r\n\r\nGET ").expect("split") + 5;
+            let answer_len = upstream.windows(3).position(|w| w == b"yes").expect("yes") + 3;
+            for piece in client[..first_len].chunks(chunk) {
+                let _ = d.feed(Side::Client, piece, &t);
+            }
+            for piece in upstream[..answer_len].chunks(chunk) {
+                let _ = d.feed(Side::Upstream, piece, &t);
+            }
+            for piece in client[first_len..].chunks(chunk) {
+                let _ = d.feed(Side::Client, piece, &t);
+            }
+            for piece in upstream[answer_len..].chunks(chunk) {
+                let _ = d.feed(Side::Upstream, piece, &t);
+            }
+            (d.to, parse(&d.events))
+        };
+        let (whole_to, whole_events) = run(usize::MAX);
+        let rewritten = String::from_utf8_lossy(&client).replace("client.example", "127.0.0.1:9");
+        assert_eq!(String::from_utf8_lossy(&whole_to[1]), rewritten);
+        assert_eq!(whole_to[0], upstream);
+        let kinds: Vec<&str> = whole_events
+            .iter()
+            .map(|e| match e {
+                Ev::Open { .. } => "open",
+                Ev::InterimResponse { .. } => "interim",
+                Ev::Http { .. } => "http",
+                Ev::HandshakeRequest { .. } => "request",
+                Ev::HandshakeResponse { .. } => "response",
+                Ev::Frame { .. } => "frame",
+                Ev::Message { .. } => "message",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["open", "interim", "http", "request", "response", "frame", "message", "frame", "message"],
+            "{whole_events:#?}"
+        );
+        for chunk in [1, 2, 3, 7, 64] {
+            assert_eq!(run(chunk), (whole_to.clone(), whole_events.clone()), "pieces of {chunk}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_upstream_gets_the_client_a_502() {
+        let t = at(Instant::now(), 0);
+        let mut d = Driver::new(false, &t);
+        let _ = d.feed(Side::Client, REQUEST, &t);
+        d.s.upstream_failed("cannot connect to upstream 127.0.0.1:9: refused", &t, &mut d.events);
+        let answer = bytes_of(d.s.take_queued(Side::Client), &[]);
+        assert!(answer.starts_with(b"HTTP/1.1 502 Bad Gateway\r\n"), "{:?}", String::from_utf8_lossy(&answer));
+        assert!(answer.ends_with(b"wsproxy: cannot connect to upstream 127.0.0.1:9: refused\n"));
+        assert!(d.s.is_stopped());
+        let _ = d.s.finish(Ending::Eof, &t, &mut d.events);
+        assert!(matches!(parse(&d.events).last(), Some(Ev::End { reason, .. }) if reason == "error"));
+    }
+
+    #[test]
+    fn enforce_refuses_a_bad_upgrade_request_and_sends_nothing_upstream() {
+        let t = at(Instant::now(), 0);
+        let mut d = Driver::new(true, &t);
+        let bad = String::from_utf8_lossy(REQUEST).replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
+        assert_eq!(d.feed(Side::Client, bad.as_bytes(), &t), Flow::Stop);
+        assert!(d.to[1].is_empty(), "nothing reaches the upstream");
+        assert!(d.to[0].starts_with(b"HTTP/1.1 426 "), "{:?}", String::from_utf8_lossy(&d.to[0]));
+        let _ = d.s.finish(Ending::Eof, &t, &mut d.events);
+        assert!(matches!(parse(&d.events).last(), Some(Ev::End { reason, .. }) if reason == "enforced"));
+    }
 }
