@@ -5,10 +5,10 @@
 //! field names are a public interface: fields may be added, none renamed.
 //! The README documents each with an example.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// One line of output.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Record {
     /// When the proxy saw it.
     pub ts: String,
@@ -20,7 +20,7 @@ pub struct Record {
 }
 
 /// Which endpoint sent something.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     /// The client.
@@ -30,7 +30,7 @@ pub enum Side {
 }
 
 /// A header line.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Header {
     /// Name, as sent.
     pub name: String,
@@ -39,7 +39,7 @@ pub struct Header {
 }
 
 /// An opcode: a name, or a number for reserved opcodes.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum Opcode {
     /// `continuation`, `text`, `binary`, `close`, `ping`, `pong`.
@@ -49,7 +49,7 @@ pub enum Opcode {
 }
 
 /// Bytes, frames or pings per side.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 pub struct PerSide {
     /// Sent by the client.
     pub client: u64,
@@ -58,7 +58,7 @@ pub struct PerSide {
 }
 
 /// The event kinds and their fields.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A client connected.
@@ -79,13 +79,13 @@ pub enum Event {
         /// Header lines in order.
         headers: Vec<Header>,
         /// The target sent upstream, if the proxy changed it.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         forwarded_target: Option<String>,
         /// The Host sent upstream, if the proxy changed it.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         forwarded_host: Option<String>,
         /// Header lines not forwarded (`--no-compression`).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         removed_headers: Vec<String>,
     },
     /// The upstream's answer.
@@ -136,7 +136,7 @@ pub enum Event {
         /// Whether the preview is cut.
         preview_truncated: bool,
         /// Round trip of a pong that answers a ping, in µs.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         rtt_us: Option<u64>,
     },
     /// A complete data message.
@@ -153,7 +153,7 @@ pub enum Event {
         compressed: bool,
         /// Length after inflating a compressed message (absent when not
         /// compressed or when it could not be inflated).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         decompressed_len: Option<u64>,
         /// Payload preview (of the inflated data for a compressed message).
         preview: String,
@@ -173,7 +173,7 @@ pub enum Event {
         /// Reason (invalid UTF-8 replaced by U+FFFD).
         reason: String,
         /// The reason was not UTF-8; absent when it was.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         reason_invalid_utf8: bool,
         /// This side closed first.
         initiated: bool,
@@ -225,10 +225,10 @@ pub enum Event {
         #[serde(default)]
         response_body_len: Option<u64>,
         /// Target sent upstream, when changed.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         forwarded_target: Option<String>,
         /// `Host` sent upstream, when changed.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         forwarded_host: Option<String>,
     },
     /// A 1xx response other than 101, before the final one.
@@ -254,4 +254,45 @@ pub enum Event {
         /// What went wrong.
         message: String,
     },
+}
+
+/// Parses one line and checks it strictly: read back into the typed
+/// [`Record`] and written out again, it must be the same JSON value, so a
+/// line with an unknown field, a missing field or a field of another type
+/// fails. Tests read the proxy's output with this; readers of the public
+/// format should use plain `serde_json::from_str::<Record>` (which accepts
+/// fields added later).
+pub fn parse_strict(line: &str) -> Result<Record, String> {
+    let record: Record = serde_json::from_str(line).map_err(|e| format!("not a valid event line ({e}): {line}"))?;
+    let as_written: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let read_back = serde_json::to_value(&record).map_err(|e| e.to_string())?;
+    if as_written != read_back {
+        return Err(format!("fields differ from the schema:\n  line:   {as_written}\n  schema: {read_back}"));
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLOSE: &str = r#"{"ts":"2026-11-30T13:00:00.000001Z","conn":3,"event":"close","from":"upstream","code":1000,"code_name":"normal closure","reason":"bye","initiated":true,"handshake_complete":false,"offset":120}"#;
+
+    #[test]
+    fn strict_parsing_rejects_unknown_missing_and_mistyped_fields() {
+        assert!(parse_strict(CLOSE).is_ok());
+        // An optional field the producer writes only when true.
+        assert!(parse_strict(&CLOSE.replace(r#""offset":120"#, r#""offset":120,"reason_invalid_utf8":true"#)).is_ok());
+        for (what, line) in [
+            ("unknown field", CLOSE.replace(r#""offset":120"#, r#""offset":120,"ofset":1"#)),
+            ("missing field", CLOSE.replace(r#","offset":120"#, "")),
+            ("wrong type", CLOSE.replace(r#""code":1000"#, r#""code":"1000""#)),
+            ("default written out", CLOSE.replace(r#""offset":120"#, r#""offset":120,"reason_invalid_utf8":false"#)),
+        ] {
+            assert!(parse_strict(&line).is_err(), "{what}: {line}");
+        }
+        // The lenient reader still takes a field added later.
+        let later = CLOSE.replace(r#""offset":120"#, r#""offset":120,"added_later":1"#);
+        assert!(serde_json::from_str::<Record>(&later).is_ok());
+    }
 }

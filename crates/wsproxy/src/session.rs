@@ -1012,7 +1012,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::schema::{Event as Ev, Record};
+    use crate::schema::Event as Ev;
     use crate::{Format, Upstream};
 
     const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: client.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -1039,7 +1039,7 @@ mod tests {
         String::from_utf8(events.to_vec())
             .expect("utf-8")
             .lines()
-            .map(|l| serde_json::from_str::<Record>(l).expect("typed").event)
+            .map(|l| crate::schema::parse_strict(l).expect("strict").event)
             .collect()
     }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::schema::{Event as Ev, Record};
+use crate::schema::Event as Ev;
 use wsproto::deflate::DeflateParams;
 use wsproto::{FrameHeader, encode_frame};
 
@@ -28,7 +28,7 @@ fn run_deflate(from: Side, o: InspectOptions, deflate: Option<DeflateParams>, by
     String::from_utf8(out)
         .expect("utf-8")
         .lines()
-        .map(|l| serde_json::from_str::<Record>(l).expect("typed").event)
+        .map(|l| crate::schema::parse_strict(l).expect("strict").event)
         .collect()
 }
 
@@ -144,7 +144,7 @@ fn pongs_are_matched_to_pings_and_unanswered_ones_counted() {
         let text = String::from_utf8(out).expect("utf-8");
         let got: Vec<bool> = text
             .lines()
-            .map(|l| match serde_json::from_str::<Record>(l).expect("typed").event {
+            .map(|l| match crate::schema::parse_strict(l).expect("strict").event {
                 Ev::Frame { rtt_us, .. } => rtt_us.is_some(),
                 e => panic!("unexpected {e:?}"),
             })

@@ -40,8 +40,8 @@ impl Proxy {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 // Every line must be a typed event: this is the public format.
-                let record: Record =
-                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a valid event line ({e}): {line}"));
+                // Strictly: no unknown field, none missing, every type right.
+                let record: Record = wsproxy::schema::parse_strict(&line).unwrap_or_else(|e| panic!("{e}"));
                 if tx.send(record).is_err() {
                     break;
                 }
