@@ -91,9 +91,14 @@ impl Stamp {
 
     /// The current time.
     pub(crate) fn now() -> Stamp {
+        Stamp::at(SystemTime::now())
+    }
+
+    /// The time `t`.
+    pub(crate) fn at(t: SystemTime) -> Stamp {
         let mut bytes = [0u8; 32];
         let mut cursor = std::io::Cursor::new(&mut bytes[..]);
-        let _ = write!(cursor, "{}", humantime::format_rfc3339_micros(SystemTime::now()));
+        let _ = write!(cursor, "{}", humantime::format_rfc3339_micros(t));
         let len = cursor.position() as usize;
         Stamp { bytes, len }
     }

@@ -13,10 +13,10 @@
 //!   absolute-form target is rewritten; inputs with `://` skip this half).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::event::{Format, Side, Stamp};
-use crate::session::{Chunk, Session, Time};
+use crate::session::{Chunk, Ending, Flow, Session, Time};
 use crate::{Config, Upstream};
 
 /// Most bytes the session may hold at once: a head at its limit, the
@@ -29,9 +29,27 @@ const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n
 const RESPONSE: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
 const DEFLATE: &[u8] = b"Sec-WebSocket-Extensions: permessage-deflate\r\n";
 
-/// Runs the property on `data`; panics when it does not hold.
-pub fn check_session(data: &[u8]) {
-    let Some((&flags, rest)) = data.split_first() else { return };
+/// What a session made of one input: the events it wrote (in the format
+/// the input's flags chose), and the bytes it forwarded to each side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Driven {
+    /// The events, as the proxy would write them.
+    pub events: Vec<u8>,
+    /// Bytes fed from each side (client, upstream).
+    pub fed: [Vec<u8>; 2],
+    /// Bytes forwarded to each side (client, upstream).
+    pub forwarded: [Vec<u8>; 2],
+    /// Whether the upstream was connected (a first head completed).
+    pub connected: bool,
+    /// Whether `--enforce` was on.
+    pub enforce: bool,
+}
+
+/// Drives a session with `data` as described in the module docs. Time is
+/// injected: the read number `i` happens at the Unix epoch plus `7 i` µs,
+/// so the output is the same on every run.
+pub fn drive(data: &[u8]) -> Option<Driven> {
+    let (&flags, rest) = data.split_first()?;
     let enforce = flags & 1 != 0;
     let mut config = Config::new(Upstream::parse("ws://127.0.0.1:9").expect("a valid upstream"));
     config.format = if flags & 2 != 0 { Format::Json } else { Format::Pretty { color: flags & 4 != 0 } };
@@ -60,10 +78,13 @@ pub fn check_session(data: &[u8]) {
     }
 
     let t0 = Instant::now();
-    let stamp = Stamp::UNSET;
+    let time = |i: u64| Time {
+        instant: t0 + Duration::from_micros(7 * i),
+        stamp: Stamp::at(UNIX_EPOCH + Duration::from_micros(7 * i)),
+    };
     let mut events = Vec::new();
-    let mut session =
-        Session::new(1, config, "127.0.0.1:1".parse().expect("an address"), &Time { instant: t0, stamp }, &mut events);
+    let client: std::net::SocketAddr = "127.0.0.1:1".parse().expect("an address");
+    let mut session = Session::new(1, config, client, &time(0), &mut events);
     let mut fed = [Vec::new(), Vec::new()];
     let mut out = [Vec::new(), Vec::new()];
     let collect = |chunks: Vec<Chunk>, input: &[u8], into: &mut Vec<u8>| {
@@ -75,13 +96,14 @@ pub fn check_session(data: &[u8]) {
         }
     };
     let mut connected = false;
-    for (i, (side, bytes)) in ops.into_iter().enumerate() {
+    let mut i = 0;
+    for (side, bytes) in ops {
         // The relay reads nothing from the upstream before connecting.
         if side == Side::Upstream && !connected {
             continue;
         }
-        let t = Time { instant: t0 + Duration::from_micros(i as u64 * 7), stamp };
-        let stopped = session.feed(side, bytes, &t, &mut events) == crate::session::Flow::Stop;
+        i += 1;
+        let stopped = session.feed(side, bytes, &time(i), &mut events) == Flow::Stop;
         fed[side.index()].extend_from_slice(bytes);
         let to = side.other();
         collect(session.take_queued(to), bytes, &mut out[to.index()]);
@@ -95,22 +117,27 @@ pub fn check_session(data: &[u8]) {
         if stopped {
             break;
         }
-        events.clear();
     }
-    let t = Time { instant: t0 + Duration::from_secs(1), stamp };
+    let t = time(i + 1);
     for side in [Side::Client, Side::Upstream] {
         session.eof(side, &t, &mut events);
     }
     for side in [Side::Client, Side::Upstream] {
         collect(session.take_queued(side), &[], &mut out[side.index()]);
     }
-    let _ = session.finish(crate::session::Ending::Eof, &t, &mut events);
-    if enforce {
+    let _ = session.finish(Ending::Eof, &t, &mut events);
+    Some(Driven { events, fed, forwarded: out, connected, enforce })
+}
+
+/// Runs the property on `data`; panics when it does not hold.
+pub fn check_session(data: &[u8]) {
+    let Some(d) = drive(data) else { return };
+    if d.enforce {
         return;
     }
-    assert!(out[Side::Client.index()] == fed[Side::Upstream.index()], "the client gets exactly what the upstream sent");
-    let client_sent = &fed[Side::Client.index()];
-    if connected && !client_sent.windows(3).any(|w| w == b"://") {
-        assert!(out[Side::Upstream.index()] == *client_sent, "the upstream gets exactly what the client sent");
+    let (client, upstream) = (Side::Client.index(), Side::Upstream.index());
+    assert!(d.forwarded[client] == d.fed[upstream], "the client gets exactly what the upstream sent");
+    if d.connected && !d.fed[client].windows(3).any(|w| w == b"://") {
+        assert!(d.forwarded[upstream] == d.fed[client], "the upstream gets exactly what the client sent");
     }
 }

@@ -36,3 +36,43 @@ fn random_inputs_hold_the_property() {
     })
     .budget_ms(2_000);
 }
+
+/// The output for recorded connections (the seeds: keep-alive, upgrades,
+/// compression, enforcement, answers that are not HTTP) with injected
+/// timestamps, byte for byte. The JSON is a public interface: a change
+/// here is a change users see. `WSPROXY_BLESS=1 cargo test` rewrites the
+/// files after a deliberate change (and the diff shows it).
+#[test]
+fn events_for_recorded_connections_are_byte_identical() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let golden = root.join("tests/golden");
+    let bless = std::env::var_os("WSPROXY_BLESS").is_some();
+    let seeds = inputs(&root.join("../../fuzz/seeds/proxy_session"));
+    let mut compared = 0;
+    for (path, data) in &seeds {
+        let name = Path::new(path).file_name().expect("a name").to_string_lossy().into_owned();
+        let driven = wsproxy::fuzzing::drive(data).expect("a seed has flags");
+        let file = golden.join(format!("{name}.out"));
+        if bless {
+            std::fs::create_dir_all(&golden).expect("golden dir");
+            std::fs::write(&file, &driven.events).expect("write golden");
+            continue;
+        }
+        let want =
+            std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e} (WSPROXY_BLESS=1 writes it)", file.display()));
+        assert!(
+            driven.events == want,
+            "{name}: the output changed:\n--- want\n{}\n--- got\n{}",
+            String::from_utf8_lossy(&want),
+            String::from_utf8_lossy(&driven.events)
+        );
+        // Every JSON line still reads back strictly.
+        if driven.events.first() == Some(&b'{') {
+            for line in String::from_utf8_lossy(&driven.events).lines() {
+                wsproxy::schema::parse_strict(line).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        compared += 1;
+    }
+    assert!(bless || compared == seeds.len());
+}
