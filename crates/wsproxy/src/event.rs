@@ -700,6 +700,72 @@ mod tests {
         (String::from_utf8(by_hand).expect("utf-8"), String::from_utf8(by_serde).expect("utf-8"))
     }
 
+    /// The hand-written writer against serde over arbitrary frame and
+    /// message events: any preview text (every code point, quotes,
+    /// backslashes, control characters), any numbers, any optional field
+    /// present or absent. Names, masks and hex previews come from fixed
+    /// alphabets, as the inspector produces them.
+    #[test]
+    fn hand_written_json_equals_serde_for_arbitrary_events() {
+        const OPCODES: [&str; 6] = ["continuation", "text", "binary", "close", "ping", "pong"];
+        arbtest::arbtest(|u| {
+            // Characters that need escaping are likely, any other possible.
+            let mut text = String::new();
+            for _ in 0..u.int_in_range(0..=40)? {
+                text.push(match u.int_in_range(0..=3)? {
+                    0 => char::from(u.int_in_range(0..=0x20u8)?),
+                    1 => *u.choose(&['"', '\\', '\u{7f}', 'é', '€', '𝄞', '\u{2028}', 'a'])?,
+                    _ => u.arbitrary()?,
+                });
+            }
+            let hex: String = u.arbitrary::<Vec<u8>>()?.iter().map(|b| format!("{b:02x}")).collect();
+            let as_text = u.arbitrary::<bool>()?;
+            let (preview, encoding) = if as_text { (text.as_str(), "text") } else { (hex.as_str(), "hex") };
+            let mask = format!("{:08x}", u.arbitrary::<u32>()?);
+            let opcode = if u.arbitrary::<bool>()? {
+                OpcodeOut::Name(OPCODES[u.choose_index(OPCODES.len())?])
+            } else {
+                OpcodeOut::Number(u.int_in_range(0..=15)?)
+            };
+            let from = if u.arbitrary::<bool>()? { Side::Client } else { Side::Upstream };
+            let masked = u.arbitrary::<bool>()?;
+            let frame = FrameOut {
+                from,
+                fin: u.arbitrary()?,
+                rsv1: u.arbitrary()?,
+                rsv2: u.arbitrary()?,
+                rsv3: u.arbitrary()?,
+                opcode,
+                masked,
+                mask: masked.then_some(mask.as_str()),
+                len: u.arbitrary()?,
+                header_len: u.arbitrary()?,
+                offset: u.arbitrary()?,
+                preview,
+                preview_encoding: encoding,
+                preview_truncated: u.arbitrary()?,
+                rtt_us: u.arbitrary()?,
+            };
+            let (by_hand, by_serde) = both(&frame);
+            assert_eq!(by_hand, by_serde);
+            let message = MessageOut {
+                from,
+                kind: if u.arbitrary::<bool>()? { "text" } else { "binary" },
+                len: u.arbitrary()?,
+                fragments: u.arbitrary()?,
+                compressed: u.arbitrary()?,
+                decompressed_len: u.arbitrary()?,
+                preview,
+                preview_encoding: encoding,
+                preview_truncated: u.arbitrary()?,
+            };
+            let (by_hand, by_serde) = both(&message);
+            assert_eq!(by_hand, by_serde);
+            Ok(())
+        })
+        .budget_ms(1_000);
+    }
+
     #[test]
     fn frames_and_messages_written_by_hand_are_what_serde_writes() {
         let every_ascii: String = (0u8..128).map(char::from).collect();
