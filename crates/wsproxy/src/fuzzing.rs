@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::event::{Format, Side, Stamp};
+use crate::log::Events;
 use crate::session::{Chunk, Ending, Flow, Session, Time};
 use crate::{Config, Upstream};
 
@@ -52,7 +53,7 @@ pub fn drive(data: &[u8]) -> Option<Driven> {
     let (&flags, rest) = data.split_first()?;
     let enforce = flags & 1 != 0;
     let mut config = Config::new(Upstream::parse("ws://127.0.0.1:9").expect("a valid upstream"));
-    config.format = if flags & 2 != 0 { Format::Json } else { Format::Pretty { color: flags & 4 != 0 } };
+    let format = if flags & 2 != 0 { Format::Json } else { Format::Pretty { color: flags & 4 != 0 } };
     config.enforce = enforce;
     config.preserve_host = true;
     config.messages_only = flags & 8 != 0;
@@ -82,7 +83,7 @@ pub fn drive(data: &[u8]) -> Option<Driven> {
         instant: t0 + Duration::from_micros(7 * i),
         stamp: Stamp::at(UNIX_EPOCH + Duration::from_micros(7 * i)),
     };
-    let mut events = Vec::new();
+    let mut events = Events::new(&[format]);
     let client: std::net::SocketAddr = "127.0.0.1:1".parse().expect("an address");
     let mut session = Session::new(1, config, client, &time(0), &mut events);
     let mut fed = [Vec::new(), Vec::new()];
@@ -126,7 +127,7 @@ pub fn drive(data: &[u8]) -> Option<Driven> {
         collect(session.take_queued(side), &[], &mut out[side.index()]);
     }
     let _ = session.finish(Ending::Eof, &t, &mut events);
-    Some(Driven { events, fed, forwarded: out, connected, enforce })
+    Some(Driven { events: events.output(0).to_vec(), fed, forwarded: out, connected, enforce })
 }
 
 /// Runs the property on `data`; panics when it does not hold.

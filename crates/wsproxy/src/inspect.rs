@@ -9,9 +9,9 @@ use wsproto::deflate::{DeflateParams, Inflater};
 use wsproto::{CloseCode, Decoder, DecoderConfig, Error, Event, MessageKind, OpCode, Role, Utf8Validator, Violation};
 
 use crate::event::{
-    CloseOut, DisplayStr, EventBody, Format, FrameOut, MessageOut, OpcodeOut, Preview, Side, Stamp, ViolationOut,
-    write_event,
+    CloseOut, DisplayStr, EventBody, FrameOut, MessageOut, OpcodeOut, Preview, Side, Stamp, ViolationOut,
 };
+use crate::log::Events;
 use crate::session::Time;
 
 /// How much of a payload to show.
@@ -35,8 +35,6 @@ impl PreviewLimit {
 /// What to log and how.
 #[derive(Debug, Clone, Copy)]
 pub struct InspectOptions {
-    /// Output format.
-    pub format: Format,
     /// Preview size.
     pub max_preview: PreviewLimit,
     /// Log messages and control frames, not each data frame.
@@ -232,14 +230,14 @@ impl DirectionInspector {
         self.decoder.at_frame_boundary()
     }
 
-    fn emit<B: EventBody>(&self, out: &mut Vec<u8>, body: &B) {
-        write_event(out, self.opts.format, &self.stamp, self.conn, body);
+    fn emit<B: EventBody>(&self, out: &mut Events, body: &B) {
+        out.emit(&self.stamp, self.conn, body);
     }
 
     /// Decodes `bytes` and appends the events to `out`. With
     /// [`InspectOptions::enforce`], returns the first violation (and stops
     /// decoding).
-    pub(crate) fn feed(&mut self, bytes: &[u8], t: &Time, shared: &mut Shared, out: &mut Vec<u8>) -> Option<Enforced> {
+    pub(crate) fn feed(&mut self, bytes: &[u8], t: &Time, shared: &mut Shared, out: &mut Events) -> Option<Enforced> {
         if self.stopped {
             return None;
         }
@@ -315,7 +313,7 @@ impl DirectionInspector {
     }
 
     /// Reports `v`; under `--enforce`, stops and returns it.
-    fn violation(&mut self, v: Violation, out: &mut Vec<u8>) -> Option<Enforced> {
+    fn violation(&mut self, v: Violation, out: &mut Events) -> Option<Enforced> {
         self.violations += 1;
         let body = ViolationOut {
             from: self.from,
@@ -338,7 +336,7 @@ impl DirectionInspector {
     /// end), keeping a preview of the inflated data and validating it as
     /// UTF-8 for a text message. Problems are reported at the offset of the
     /// frame that carries them.
-    fn inflate(&mut self, payload: Option<&wsproto::Payload<'_>>, out: &mut Vec<u8>) -> Option<Enforced> {
+    fn inflate(&mut self, payload: Option<&wsproto::Payload<'_>>, out: &mut Events) -> Option<Enforced> {
         let (Some(inf), Some(m)) = (self.inflation.as_deref_mut(), self.message.as_mut()) else { return None };
         let cap = self.opts.max_preview.cap();
         let text = m.kind == MessageKind::Text;
@@ -385,7 +383,7 @@ impl DirectionInspector {
         None
     }
 
-    fn frame_end(&mut self, end: wsproto::FrameEnd, shared: &mut Shared, out: &mut Vec<u8>) -> Option<Enforced> {
+    fn frame_end(&mut self, end: wsproto::FrameEnd, shared: &mut Shared, out: &mut Events) -> Option<Enforced> {
         self.frames += 1;
         let h = self.header?;
         let op = h.header.opcode;
@@ -443,7 +441,7 @@ impl DirectionInspector {
                 preview_truncated: preview.preview_truncated,
                 rtt_us,
             };
-            write_event(out, self.opts.format, &self.stamp, self.conn, &body);
+            out.emit(&self.stamp, self.conn, &body);
         }
         if op == OpCode::Close {
             self.close(h, shared, out);
@@ -477,13 +475,13 @@ impl DirectionInspector {
                 preview_encoding: preview.preview_encoding,
                 preview_truncated: preview.preview_truncated,
             };
-            write_event(out, self.opts.format, &self.stamp, self.conn, &body);
+            out.emit(&self.stamp, self.conn, &body);
         }
         self.header = None;
         enforced
     }
 
-    fn close(&mut self, h: wsproto::HeaderEvent, shared: &mut Shared, out: &mut Vec<u8>) {
+    fn close(&mut self, h: wsproto::HeaderEvent, shared: &mut Shared, out: &mut Events) {
         let initiated = !shared.closed[self.from.other().index()] && !shared.closed[self.from.index()];
         shared.closed[self.from.index()] = true;
         let complete = shared.close_handshake_complete();

@@ -48,8 +48,6 @@ pub use upstream::Upstream;
 pub struct Config {
     /// Where to connect.
     pub upstream: Upstream,
-    /// Output format.
-    pub format: Format,
     /// Payload preview size.
     pub max_preview: PreviewLimit,
     /// Log messages and control frames, not each data frame.
@@ -84,7 +82,6 @@ impl Config {
     pub fn new(upstream: Upstream) -> Config {
         Config {
             upstream,
-            format: Format::Json,
             max_preview: PreviewLimit::Bytes(256),
             messages_only: false,
             enforce: false,
@@ -102,7 +99,6 @@ impl Config {
 
     pub(crate) fn inspect_options(&self) -> InspectOptions {
         InspectOptions {
-            format: self.format,
             max_preview: self.max_preview,
             messages_only: self.messages_only,
             enforce: self.enforce,

@@ -1,5 +1,7 @@
 //! The event writer: relay tasks hand over buffers of formatted events
-//! through a bounded channel; one task writes them out. When the output
+//! through a bounded channel; one thread writes them out, to any number of
+//! outputs, each with its own format ([`Output`]): every output gets the
+//! same events in the same order. When the output
 //! cannot keep up, the relay waits (never drops an event) and the wait is
 //! counted as a stall. Emptied buffers go back to a pool, so a busy
 //! connection formats its events without allocating.
@@ -10,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
+use crate::event::{EventBody, Format, Stamp, write_event};
 use crate::pool::BufferPool;
 
 /// Buffers queued for the writer before relays wait.
@@ -19,43 +22,100 @@ const POOL: usize = 256;
 /// The size of event buffers (a batch is handed over near this size).
 const LOG_BUF: usize = 64 << 10;
 
+/// One destination of the events and the format it gets them in.
+pub struct Output {
+    /// How the events are written.
+    pub format: Format,
+    /// Where.
+    pub writer: Box<dyn Write + Send>,
+}
+
+/// A connection's events, formatted once per output, waiting to be handed
+/// to the writer. Producers call [`Events::emit`] with typed, borrowed
+/// event bodies; each output's renderer (JSON or pretty) writes them into
+/// its buffer. Nothing is allocated per event once the buffers are warm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Events {
+    formats: Arc<[Format]>,
+    bufs: Vec<Vec<u8>>,
+}
+
+impl Events {
+    /// Empty buffers for `formats`, one per output.
+    pub fn new(formats: &[Format]) -> Events {
+        Events { formats: formats.into(), bufs: formats.iter().map(|_| Vec::new()).collect() }
+    }
+
+    /// Renders one event into every output's buffer.
+    pub(crate) fn emit<B: EventBody>(&mut self, stamp: &Stamp, conn: u64, body: &B) {
+        for (buf, format) in self.bufs.iter_mut().zip(self.formats.iter()) {
+            write_event(buf, *format, stamp, conn, body);
+        }
+    }
+
+    /// Bytes waiting in the fullest buffer.
+    pub fn len(&self) -> usize {
+        self.bufs.iter().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What was written for output `i`.
+    pub fn output(&self, i: usize) -> &[u8] {
+        self.bufs.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    /// Drops what was written (keeping the buffers).
+    pub fn clear(&mut self) {
+        self.bufs.iter_mut().for_each(Vec::clear);
+    }
+}
+
 /// Where relays send their events.
 #[derive(Clone)]
 pub struct LogSink {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Vec<Vec<u8>>>,
+    formats: Arc<[Format]>,
     pool: BufferPool,
     stalls: Arc<AtomicU64>,
 }
 
 impl LogSink {
-    /// An empty buffer to format events into.
-    pub fn buffer(&self) -> Vec<u8> {
-        self.pool.take()
+    /// Empty buffers (from the pool) to format events into.
+    pub fn events(&self) -> Events {
+        Events { formats: self.formats.clone(), bufs: self.formats.iter().map(|_| self.pool.take()).collect() }
     }
 
-    /// Queues the events in `buf`; waits (and counts a stall) when the
-    /// writer is behind.
-    pub async fn send(&self, buf: Vec<u8>) {
-        if buf.is_empty() {
-            self.pool.give(buf);
+    /// Buffers that take no memory until something is written to them.
+    pub fn empty_events(&self) -> Events {
+        Events { formats: self.formats.clone(), bufs: self.formats.iter().map(|_| Vec::new()).collect() }
+    }
+
+    /// Queues `events`; waits (and counts a stall) when the writer is behind.
+    pub async fn send(&self, events: Events) {
+        if events.is_empty() {
+            events.bufs.into_iter().for_each(|b| self.pool.give(b));
             return;
         }
-        match self.tx.try_send(buf) {
+        match self.tx.try_send(events.bufs) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(buf)) => {
+            Err(mpsc::error::TrySendError::Full(bufs)) => {
                 self.stalls.fetch_add(1, Ordering::Relaxed);
-                let _ = self.tx.send(buf).await;
+                let _ = self.tx.send(bufs).await;
             }
-            // The writer is gone (its output closed): nothing to log to.
+            // The writer is gone (its outputs closed): nothing to log to.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
-    /// Queues what `events` holds (if anything) and leaves it an empty
-    /// buffer from the pool to go on formatting into.
-    pub async fn hand_over(&self, events: &mut Vec<u8>) {
+    /// Queues what `events` holds (if anything) and leaves it empty buffers
+    /// from the pool to go on formatting into.
+    pub async fn hand_over(&self, events: &mut Events) {
         if !events.is_empty() {
-            let batch = std::mem::replace(events, self.buffer());
+            let batch = std::mem::replace(events, self.events());
             self.send(batch).await;
         }
     }
@@ -73,38 +133,112 @@ const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Starts the writer on a thread of its own (output is blocking I/O) and
 /// returns the sink and a handle that finishes once every sink is dropped
-/// and all events are written.
-pub fn start(mut output: Box<dyn Write + Send>) -> (LogSink, std::thread::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+/// and all events are written. Each of `outputs` gets every event, in its
+/// own format; one whose writes fail (a closed pipe) is dropped, the others
+/// go on.
+pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Vec<Vec<u8>>>(QUEUE);
     let pool = BufferPool::new(LOG_BUF, POOL);
-    let sink = LogSink { tx, pool: pool.clone(), stalls: Arc::new(AtomicU64::new(0)) };
+    let formats: Arc<[Format]> = outputs.iter().map(|o| o.format).collect();
+    let sink = LogSink { tx, formats, pool: pool.clone(), stalls: Arc::new(AtomicU64::new(0)) };
+    let mut writers: Vec<Option<Box<dyn Write + Send>>> = outputs.into_iter().map(|o| Some(o.writer)).collect();
     let handle = std::thread::spawn(move || {
-        let mut broken = false;
         loop {
             let mut wrote = false;
             let done = loop {
                 match rx.try_recv() {
-                    Ok(buf) => {
-                        // A closed pipe (`wsproxy | head`) ends the output, not the proxy.
-                        if !broken && output.write_all(&buf).is_err() {
-                            broken = true;
+                    Ok(bufs) => {
+                        for (writer, buf) in writers.iter_mut().zip(bufs) {
+                            // A closed pipe (`wsproxy | head`) ends that output, not the proxy.
+                            if let Some(w) = writer
+                                && w.write_all(&buf).is_err()
+                            {
+                                *writer = None;
+                            }
+                            pool.give(buf);
                         }
                         wrote = true;
-                        pool.give(buf);
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break false,
                     Err(mpsc::error::TryRecvError::Disconnected) => break true,
                 }
             };
-            if wrote && !broken && output.flush().is_err() {
-                broken = true;
+            if wrote {
+                for writer in &mut writers {
+                    if let Some(w) = writer
+                        && w.flush().is_err()
+                    {
+                        *writer = None;
+                    }
+                }
             }
             if done {
                 break;
             }
             std::thread::sleep(WRITE_INTERVAL);
         }
-        let _ = output.flush();
+        for w in writers.iter_mut().flatten() {
+            let _ = w.flush();
+        }
     });
     (sink, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ErrorOut, Open};
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().map_err(|_| std::io::ErrorKind::Other)?.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A writer that fails, like a closed pipe.
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_output_gets_every_event_in_its_format_and_order() {
+        let (json, pretty) = (Shared::default(), Shared::default());
+        let outputs = vec![
+            Output { format: Format::Json, writer: Box::new(json.clone()) },
+            Output { format: Format::Pretty { color: false }, writer: Box::new(pretty.clone()) },
+            Output { format: Format::Json, writer: Box::new(Broken) },
+        ];
+        let (sink, writer) = start(outputs);
+        let stamp = Stamp::at(std::time::UNIX_EPOCH);
+        for conn in 1..=3u64 {
+            let mut events = sink.events();
+            let client = format!("127.0.0.{conn}:1000").parse().expect("addr");
+            events.emit(&stamp, conn, &Open { client, upstream: "u:1" });
+            events.emit(&stamp, conn, &ErrorOut { message: "m" });
+            sink.send(events).await;
+        }
+        drop(sink);
+        writer.join().expect("writer");
+        let json = String::from_utf8(json.0.lock().expect("lock").clone()).expect("utf-8");
+        let pretty = String::from_utf8(pretty.0.lock().expect("lock").clone()).expect("utf-8");
+        let conns: Vec<u64> = json.lines().map(|l| crate::schema::parse_strict(l).expect("strict").conn).collect();
+        assert_eq!(conns, [1, 1, 2, 2, 3, 3]);
+        let pretty_conns: Vec<&str> = pretty.lines().map(|l| l.split_whitespace().nth(1).unwrap_or("")).collect();
+        assert_eq!(pretty_conns, ["#1", "#1", "#2", "#2", "#3", "#3"]);
+    }
 }

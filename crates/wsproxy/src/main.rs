@@ -196,7 +196,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("wsproxy: note: --max-preview 0 shows no payloads");
     }
     let config = Config {
-        format,
         max_preview: args.max_preview,
         messages_only: args.messages_only,
         enforce: args.enforce,
@@ -214,7 +213,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if config.handshake_timeout.is_zero() {
         bail!("--handshake-timeout must be more than 0");
     }
-    let (sink, writer) = wsproxy::log::start(output);
+    let (sink, writer) = wsproxy::log::start(vec![wsproxy::log::Output { format, writer: output }]);
     eprintln!("listening on {scheme}://{addr}");
     match &embedded {
         Some(_) => {

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 
 use crate::event::Side;
-use crate::log::LogSink;
+use crate::log::{Events, LogSink};
 use crate::pool::BufferPool;
 use crate::session::{Chunk, Ending, Flow, Session, Time};
 use crate::stream::{Stream, StreamRead, StreamWrite};
@@ -41,7 +41,7 @@ pub(crate) struct Ctx {
 
 /// Serves one client connection to the end.
 pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Ctx) {
-    let mut events = ctx.log.buffer();
+    let mut events = ctx.log.events();
     let session = Mutex::new(Session::new(ctx.conn, ctx.config.clone(), peer, &Time::now(), &mut events));
     // `open` is written now, not when the connection ends.
     ctx.log.hand_over(&mut events).await;
@@ -85,7 +85,7 @@ fn ending_of(e: &io::Error) -> Ending {
     }
 }
 
-async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut Vec<u8>) -> Ending {
+async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut Events) -> Ending {
     let config = &ctx.config;
     let mut client = match accept_tls(tcp, ctx).await {
         Ok(c) => c,
@@ -304,7 +304,8 @@ struct Pump<'a> {
 
 impl Pump<'_> {
     async fn run(&self, src: &mut StreamRead<'_>, dst: &mut StreamWrite<'_>) -> Pumped {
-        let mut events = Vec::new();
+        // No buffer until something is logged: an idle direction holds none.
+        let mut events = self.ctx.log.empty_events();
         let mut buf = Vec::new();
         let result = self.relay(src, dst, &mut events, &mut buf).await;
         self.ctx.buffers.give(buf);
@@ -326,7 +327,7 @@ impl Pump<'_> {
         &self,
         src: &mut StreamRead<'_>,
         dst: &mut StreamWrite<'_>,
-        events: &mut Vec<u8>,
+        events: &mut Events,
         buf: &mut Vec<u8>,
     ) -> Pumped {
         let ctx = self.ctx;

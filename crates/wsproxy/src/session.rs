@@ -32,11 +32,12 @@ use wsproto::{CloseCode, FrameHeader, OpCode, Status};
 use crate::Config;
 use crate::event::{
     DisplayStr, EndOut, ErrorOut, EventBody, HandshakeRequest, HandshakeResponse, HeaderOut, HttpOut, InterimResponse,
-    Open, PerSide, Side, Stamp, Uninspected, ViolationOut, write_event,
+    Open, PerSide, Side, Stamp, Uninspected, ViolationOut,
 };
 use crate::head;
 use crate::http1::{BodyLength, BodyReader, request_body, response_body};
 use crate::inspect::{DirectionInspector, Enforced, Shared};
+use crate::log::Events;
 
 /// The time of a read: the monotonic instant (for round trips and
 /// durations) and the wall-clock stamp its events carry.
@@ -171,7 +172,7 @@ pub(crate) struct Session {
 impl Session {
     /// A session for a client that connected from `client` at `t`; writes
     /// the `open` event.
-    pub(crate) fn new(conn: u64, config: Arc<Config>, client: SocketAddr, t: &Time, events: &mut Vec<u8>) -> Session {
+    pub(crate) fn new(conn: u64, config: Arc<Config>, client: SocketAddr, t: &Time, events: &mut Events) -> Session {
         let upstream_addr = config.upstream.connect_addr();
         let s = Session {
             conn,
@@ -195,8 +196,8 @@ impl Session {
         s
     }
 
-    fn emit<B: EventBody>(&self, events: &mut Vec<u8>, t: &Time, body: &B) {
-        write_event(events, self.config.format, &t.stamp, self.conn, body);
+    fn emit<B: EventBody>(&self, events: &mut Events, t: &Time, body: &B) {
+        events.emit(&t.stamp, self.conn, body);
     }
 
     /// Whether the client's first request head is complete (or broken):
@@ -269,17 +270,17 @@ impl Session {
 
     /// Bytes `from` sent; what to forward is queued for the other side
     /// (take it with [`Session::take_queued`] before the next feed).
-    pub(crate) fn feed(&mut self, from: Side, data: &[u8], t: &Time, events: &mut Vec<u8>) -> Flow {
+    pub(crate) fn feed(&mut self, from: Side, data: &[u8], t: &Time, events: &mut Events) -> Flow {
         self.feed_inner(from, data, t, events, Forwarding::Queue)
     }
 
     /// Bytes `from` sent that the relay already forwarded (see
     /// [`Session::passthrough`]): decoded and logged only.
-    pub(crate) fn observe(&mut self, from: Side, data: &[u8], t: &Time, events: &mut Vec<u8>) {
+    pub(crate) fn observe(&mut self, from: Side, data: &[u8], t: &Time, events: &mut Events) {
         let _ = self.feed_inner(from, data, t, events, Forwarding::Done);
     }
 
-    fn feed_inner(&mut self, from: Side, data: &[u8], t: &Time, events: &mut Vec<u8>, fwd: Forwarding) -> Flow {
+    fn feed_inner(&mut self, from: Side, data: &[u8], t: &Time, events: &mut Events, fwd: Forwarding) -> Flow {
         if self.stopped.is_some() {
             return Flow::Stop;
         }
@@ -297,7 +298,7 @@ impl Session {
 
     /// `from` ended its stream (EOF). Bytes the session was holding for the
     /// other side are queued, and a head cut short is said.
-    pub(crate) fn eof(&mut self, from: Side, t: &Time, events: &mut Vec<u8>) {
+    pub(crate) fn eof(&mut self, from: Side, t: &Time, events: &mut Events) {
         if self.stopped.is_some() {
             return;
         }
@@ -355,7 +356,7 @@ impl Session {
     }
 
     /// The client's stream: `src` starts at `start_offset` in it.
-    fn client_bytes(&mut self, src: Src<'_>, start_offset: u64, t: &Time, events: &mut Vec<u8>) {
+    fn client_bytes(&mut self, src: Src<'_>, start_offset: u64, t: &Time, events: &mut Events) {
         let data = src.data;
         let mut pos = 0;
         while pos < data.len() && self.stopped.is_none() {
@@ -433,7 +434,7 @@ impl Session {
     }
 
     /// The upstream's stream: `src` starts at `start_offset` in it.
-    fn upstream_bytes(&mut self, src: Src<'_>, start_offset: u64, t: &Time, events: &mut Vec<u8>) {
+    fn upstream_bytes(&mut self, src: Src<'_>, start_offset: u64, t: &Time, events: &mut Events) {
         let data = src.data;
         let mut pos = 0;
         while pos < data.len() && self.stopped.is_none() {
@@ -494,7 +495,7 @@ impl Session {
 
     /// A complete request head: parse, check, rewrite, log, forward, and
     /// decide what the client's next bytes are.
-    fn request_head(&mut self, raw: &[u8], end_offset: u64, t: &Time, events: &mut Vec<u8>) {
+    fn request_head(&mut self, raw: &[u8], end_offset: u64, t: &Time, events: &mut Events) {
         let config = self.config.clone();
         let req = match handshake::parse_request(raw, &self.limits) {
             Ok(Status::Complete((req, _))) => req,
@@ -588,7 +589,7 @@ impl Session {
 
     /// A request head that breaks the syntax: reported; relayed as it came
     /// (then nothing more is followed), or refused under `--enforce`.
-    fn bad_request(&mut self, e: wsproto::Error, raw: Vec<u8>, t: &Time, events: &mut Vec<u8>) {
+    fn bad_request(&mut self, e: wsproto::Error, raw: Vec<u8>, t: &Time, events: &mut Events) {
         self.wants_upstream = true;
         self.violation(Side::Client, e, 0, t, events);
         if self.config.enforce {
@@ -608,7 +609,7 @@ impl Session {
     }
 
     /// A complete response head.
-    fn response_head(&mut self, raw: Vec<u8>, end_offset: u64, t: &Time, events: &mut Vec<u8>) {
+    fn response_head(&mut self, raw: Vec<u8>, end_offset: u64, t: &Time, events: &mut Events) {
         let config = self.config.clone();
         let res = match handshake::parse_response(&raw, &self.limits) {
             Ok(Status::Complete((res, _))) => res,
@@ -733,7 +734,7 @@ impl Session {
     }
 
     /// After a refused upgrade: the client's held bytes are requests again.
-    fn resume_client(&mut self, exchange: &Exchange, t: &Time, events: &mut Vec<u8>) {
+    fn resume_client(&mut self, exchange: &Exchange, t: &Time, events: &mut Events) {
         match &mut self.client {
             ClientState::WaitUpgrade(held) => {
                 let held = std::mem::take(held);
@@ -754,7 +755,7 @@ impl Session {
         upstream_offset: u64,
         deflate: Option<DeflateParams>,
         t: &Time,
-        events: &mut Vec<u8>,
+        events: &mut Events,
     ) {
         let opts = self.config.inspect_options();
         self.ws_base[1] = upstream_offset;
@@ -781,7 +782,7 @@ impl Session {
 
     /// An exchange is over: logged as `http` unless it was a WebSocket
     /// handshake (logged as `handshake_response`).
-    fn exchange_done(&self, exchange: &Exchange, response: Option<(u16, u64)>, t: &Time, events: &mut Vec<u8>) {
+    fn exchange_done(&self, exchange: &Exchange, response: Option<(u16, u64)>, t: &Time, events: &mut Events) {
         if exchange.websocket.is_some() {
             return;
         }
@@ -804,7 +805,7 @@ impl Session {
     /// decoded; the first time, an `uninspected` event says why. Bytes the
     /// session was holding (a partial head, bytes after an upgrade request)
     /// are queued first.
-    fn stop_inspecting(&mut self, from: Side, reason: &str, t: &Time, events: &mut Vec<u8>) {
+    fn stop_inspecting(&mut self, from: Side, reason: &str, t: &Time, events: &mut Events) {
         if !self.uninspected {
             self.uninspected = true;
             self.emit(events, t, &Uninspected { from, reason });
@@ -822,7 +823,7 @@ impl Session {
         }
     }
 
-    fn violation(&mut self, from: Side, e: wsproto::Error, offset: u64, t: &Time, events: &mut Vec<u8>) {
+    fn violation(&mut self, from: Side, e: wsproto::Error, offset: u64, t: &Time, events: &mut Events) {
         self.violations += 1;
         let enforced = self.config.enforce;
         self.emit(
@@ -865,7 +866,7 @@ impl Session {
 
     /// The upstream could not be reached (or its TLS handshake failed):
     /// the client gets a 502 naming `reason`, and the connection ends.
-    pub(crate) fn upstream_failed(&mut self, reason: &str, t: &Time, events: &mut Vec<u8>) {
+    pub(crate) fn upstream_failed(&mut self, reason: &str, t: &Time, events: &mut Events) {
         self.emit(events, t, &ErrorOut { message: reason });
         self.queued = [Vec::new(), Vec::new()];
         self.queue_owned(Side::Client, bad_gateway(reason));
@@ -873,14 +874,14 @@ impl Session {
     }
 
     /// Writes an `error` event (something that is not the protocol's fault).
-    pub(crate) fn error(&self, message: &str, t: &Time, events: &mut Vec<u8>) {
+    pub(crate) fn error(&self, message: &str, t: &Time, events: &mut Events) {
         self.emit(events, t, &ErrorOut { message });
     }
 
     /// The connection is over: logs what is left (exchanges without an
     /// answer, a body that ran to the close) and the `end` event; returns
     /// the counters for the proxy's totals.
-    pub(crate) fn finish(&mut self, ending: Ending, t: &Time, events: &mut Vec<u8>) -> Counters {
+    pub(crate) fn finish(&mut self, ending: Ending, t: &Time, events: &mut Events) -> Counters {
         if matches!(self.upstream, UpstreamState::Body { .. })
             && let UpstreamState::Body { reader, exchange, status } =
                 std::mem::replace(&mut self.upstream, UpstreamState::Tunnel)
@@ -1020,7 +1021,6 @@ mod tests {
 
     fn config(enforce: bool) -> Arc<Config> {
         let mut c = Config::new(Upstream::parse("ws://127.0.0.1:9").expect("upstream"));
-        c.format = Format::Json;
         c.enforce = enforce;
         Arc::new(c)
     }
@@ -1058,12 +1058,12 @@ mod tests {
     struct Driver {
         s: Session,
         to: [Vec<u8>; 2],
-        events: Vec<u8>,
+        events: Events,
     }
 
     impl Driver {
         fn new(enforce: bool, t: &Time) -> Driver {
-            let mut events = Vec::new();
+            let mut events = Events::new(&[Format::Json]);
             let s = Session::new(1, config(enforce), "127.0.0.1:5".parse().expect("addr"), t, &mut events);
             Driver { s, to: [Vec::new(), Vec::new()], events }
         }
@@ -1089,7 +1089,7 @@ mod tests {
         let _ = d.feed(Side::Upstream, RESPONSE, &at(t0, 50));
         let _ = d.feed(Side::Client, &frame(OpCode::Ping, Some([1, 2, 3, 4]), b"p"), &at(t0, 100));
         let _ = d.feed(Side::Upstream, &frame(OpCode::Pong, None, b"p"), &at(t0, 1_334));
-        let rtts: Vec<Option<u64>> = parse(&d.events)
+        let rtts: Vec<Option<u64>> = parse(d.events.output(0))
             .into_iter()
             .filter_map(|e| match e {
                 Ev::Frame { rtt_us, .. } => Some(rtt_us),
@@ -1099,7 +1099,7 @@ mod tests {
         assert_eq!(rtts, vec![None, Some(1_234)]);
         let counters = d.s.finish(Ending::Eof, &at(t0, 2_000), &mut d.events);
         assert_eq!(counters.frames, 2);
-        match parse(&d.events).last() {
+        match parse(d.events.output(0)).last() {
             Some(Ev::End { duration_us, unanswered_pings, .. }) => {
                 assert_eq!(*duration_us, 2_000);
                 assert_eq!((unanswered_pings.client, unanswered_pings.upstream), (0, 0));
@@ -1142,7 +1142,7 @@ mod tests {
             for piece in upstream[answer_len..].chunks(chunk) {
                 let _ = d.feed(Side::Upstream, piece, &t);
             }
-            (d.to, parse(&d.events))
+            (d.to, parse(d.events.output(0)))
         };
         let (whole_to, whole_events) = run(usize::MAX);
         let rewritten = String::from_utf8_lossy(&client).replace("client.example", "127.0.0.1:9");
@@ -1182,7 +1182,7 @@ mod tests {
         assert!(answer.ends_with(b"wsproxy: cannot connect to upstream 127.0.0.1:9: refused\n"));
         assert!(d.s.is_stopped());
         let _ = d.s.finish(Ending::Eof, &t, &mut d.events);
-        assert!(matches!(parse(&d.events).last(), Some(Ev::End { reason, .. }) if reason == "error"));
+        assert!(matches!(parse(d.events.output(0)).last(), Some(Ev::End { reason, .. }) if reason == "error"));
     }
 
     #[test]
@@ -1194,6 +1194,6 @@ mod tests {
         assert!(d.to[1].is_empty(), "nothing reaches the upstream");
         assert!(d.to[0].starts_with(b"HTTP/1.1 426 "), "{:?}", String::from_utf8_lossy(&d.to[0]));
         let _ = d.s.finish(Ending::Eof, &t, &mut d.events);
-        assert!(matches!(parse(&d.events).last(), Some(Ev::End { reason, .. }) if reason == "enforced"));
+        assert!(matches!(parse(d.events.output(0)).last(), Some(Ev::End { reason, .. }) if reason == "enforced"));
     }
 }

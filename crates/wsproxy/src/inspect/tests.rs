@@ -1,10 +1,12 @@
 use super::*;
+use crate::Format;
+use crate::log::Events;
 use crate::schema::Event as Ev;
 use wsproto::deflate::DeflateParams;
 use wsproto::{FrameHeader, encode_frame};
 
 fn opts(max_preview: PreviewLimit, messages_only: bool) -> InspectOptions {
-    InspectOptions { format: Format::Json, max_preview, messages_only, enforce: false, max_inflate: 1 << 20 }
+    InspectOptions { max_preview, messages_only, enforce: false, max_inflate: 1 << 20 }
 }
 
 fn frame(opcode: OpCode, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
@@ -21,11 +23,11 @@ fn run(from: Side, o: InspectOptions, bytes: &[u8], chunk: usize) -> Vec<Ev> {
 fn run_deflate(from: Side, o: InspectOptions, deflate: Option<DeflateParams>, bytes: &[u8], chunk: usize) -> Vec<Ev> {
     let mut shared = Shared::default();
     let mut insp = DirectionInspector::new(1, from, 100, deflate, o);
-    let mut out = Vec::new();
+    let mut out = Events::new(&[Format::Json]);
     for piece in bytes.chunks(chunk.max(1)) {
         insp.feed(piece, &Time::now(), &mut shared, &mut out);
     }
-    String::from_utf8(out)
+    String::from_utf8(out.output(0).to_vec())
         .expect("utf-8")
         .lines()
         .map(|l| crate::schema::parse_strict(l).expect("strict").event)
@@ -134,14 +136,14 @@ fn pongs_are_matched_to_pings_and_unanswered_ones_counted() {
         let mut shared = Shared::default();
         let mut client = DirectionInspector::new(1, Side::Client, 0, None, o);
         let mut upstream = DirectionInspector::new(1, Side::Upstream, 0, None, o);
-        let mut out = Vec::new();
+        let mut out = Events::new(&[Format::Json]);
         let sent: Vec<u8> = pings.iter().flat_map(|p| frame(OpCode::Ping, true, KEY, p)).collect();
         client.feed(&sent, &Time::now(), &mut shared, &mut out);
         out.clear();
         for p in *pongs {
             upstream.feed(&frame(OpCode::Pong, true, None, p), &Time::now(), &mut shared, &mut out);
         }
-        let text = String::from_utf8(out).expect("utf-8");
+        let text = String::from_utf8(out.output(0).to_vec()).expect("utf-8");
         let got: Vec<bool> = text
             .lines()
             .map(|l| match crate::schema::parse_strict(l).expect("strict").event {
@@ -160,7 +162,7 @@ fn a_burst_of_pings_answered_in_one_write_leaves_none_unanswered() {
     let mut shared = Shared::default();
     let mut client = DirectionInspector::new(1, Side::Client, 0, None, o);
     let mut upstream = DirectionInspector::new(1, Side::Upstream, 0, None, o);
-    let mut out = Vec::new();
+    let mut out = Events::new(&[Format::Json]);
     let payloads: Vec<Vec<u8>> = (0..300u32).map(|i| format!("ping {i}").into_bytes()).collect();
     let pings: Vec<u8> = payloads.iter().flat_map(|p| frame(OpCode::Ping, true, KEY, p)).collect();
     let pongs: Vec<u8> = payloads.iter().flat_map(|p| frame(OpCode::Pong, true, None, p)).collect();
@@ -175,7 +177,7 @@ fn pings_after_the_senders_close_need_no_answer() {
     let o = opts(PreviewLimit::Bytes(0), false);
     let mut shared = Shared::default();
     let mut client = DirectionInspector::new(1, Side::Client, 0, None, o);
-    let mut out = Vec::new();
+    let mut out = Events::new(&[Format::Json]);
     let bytes = [
         frame(OpCode::Ping, true, KEY, b"before"),
         frame(OpCode::Close, true, KEY, &[0x03, 0xe8]),
