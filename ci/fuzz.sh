@@ -16,7 +16,7 @@ failed=0
 report=()
 for target in $(cargo +stable fuzz list); do
     case $target in
-    handshake_*) dict=dicts/http.dict max_len=4096 ;;
+    handshake_*|proxy_session) dict=dicts/http.dict max_len=4096 ;;
     unmask) dict="" max_len=65536 ;;
     *) dict=dicts/frames.dict max_len=4096 ;;
     esac
