@@ -33,7 +33,7 @@ step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 step "release build"
-cargo build --release -p wsecho -p harness -p wsproxy
+cargo build --release -p wsecho -p wsharness -p wsproxy
 BIN=target/release
 
 step "Autobahn fuzzingclient, full suite, against wsecho"

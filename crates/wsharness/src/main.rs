@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use harness::autobahn;
+use wsharness::autobahn;
 
 /// The WebSocket conformance tool: runs the Autobahn|Testsuite's
 /// fuzzingclient against a server, judges the reports and compares runs.
@@ -281,7 +281,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<bool> {
-    use harness::bench;
+    use wsharness::bench;
     match args.command {
         None => {
             let a = args.run;

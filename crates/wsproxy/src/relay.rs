@@ -50,6 +50,13 @@ impl Ctx {
         write_event(out, self.config.format, &Stamp::now(), self.conn, body);
     }
 
+    /// Logs a per-connection error: an `error` event, counted in the
+    /// totals, and (rate-limited) a line on stderr, where people look.
+    fn error(&self, out: &mut Vec<u8>, message: &str) {
+        self.emit(out, &ErrorOut { message });
+        self.totals.error(self.conn, message, self.config.errors_to_stderr);
+    }
+
     async fn flush(&self, out: &mut Vec<u8>) {
         let buf = std::mem::replace(out, self.log.buffer());
         self.log.send(buf).await;
@@ -74,12 +81,19 @@ enum HeadRead {
     Eof,
     /// The head breaks a rule of the scanner (size, line ends).
     Broken(wsproto::Error),
+    /// The peer speaks TLS where plain HTTP was expected.
+    Tls,
 }
 
 /// Reads until `buf` holds a complete HTTP head (or the peer stops).
 async fn read_head(stream: &mut Stream, buf: &mut Vec<u8>, limits: &Limits) -> io::Result<HeadRead> {
     let mut scanner = HeadScanner::new();
     loop {
+        // No HTTP head starts with these bytes: say so rather than wait for
+        // a head that never comes.
+        if tls::looks_like_tls(buf) {
+            return Ok(HeadRead::Tls);
+        }
         match scanner.scan(buf, limits) {
             Ok(Status::Complete(n)) => return Ok(HeadRead::Complete(n)),
             Ok(Status::Partial) => {}
@@ -151,7 +165,7 @@ async fn accept_tls(tcp: TcpStream, ctx: &Ctx) -> Result<Stream, String> {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     match tokio::time::timeout(ctx.config.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => Ok(Stream::TlsFromClient(Box::new(tls))),
-        Ok(Err(e)) => Err(format!("TLS handshake with the client failed: {}", tls::describe_error(&e))),
+        Ok(Err(e)) => Err(format!("TLS handshake with the client failed: {}", tls::describe_client_error(&e))),
         Err(_) => Err(format!("the client did not finish its TLS handshake within {:?}", ctx.config.handshake_timeout)),
     }
 }
@@ -162,18 +176,20 @@ pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Ctx) {
     let mut out = ctx.log.buffer();
     let upstream_addr = ctx.config.upstream.connect_addr();
     ctx.emit(&mut out, &Open { client: peer, upstream: &upstream_addr });
+    // Written now, not with the connection's next events: a client that
+    // connects and sends nothing shows up as it happens.
+    ctx.flush(&mut out).await;
     let limits = Limits::default();
     let mut stats = Stats::default();
     let ending = match accept_tls(tcp, &ctx).await {
         Err(message) => {
-            ctx.emit(&mut out, &ErrorOut { message: &message });
+            ctx.error(&mut out, &message);
             Ending::Error
         }
         Ok(mut client) => match serve(&mut client, &ctx, &limits, &mut out, &mut stats).await {
             Ok(ending) => ending,
             Err(e) => {
-                let message = format!("{e:#}");
-                ctx.emit(&mut out, &ErrorOut { message: &message });
+                ctx.error(&mut out, &format!("{e:#}"));
                 Ending::Error
             }
         },
@@ -227,7 +243,7 @@ async fn serve(
                     "the client did not finish its request head within {:?}; dropped",
                     config.handshake_timeout
                 );
-                ctx.emit(out, &ErrorOut { message: &message });
+                ctx.error(out, &message);
                 stats.bytes.client = cbuf.len() as u64;
                 return Ok(Ending::Timeout);
             }
@@ -235,6 +251,17 @@ async fn serve(
             Ok(Ok(HeadRead::Eof)) => {
                 stats.bytes.client = cbuf.len() as u64;
                 return Ok(Ending::Eof);
+            }
+            Ok(Ok(HeadRead::Tls)) => {
+                let message = if config.listen_tls.is_some() {
+                    "the client sent TLS records inside TLS; dropped"
+                } else {
+                    "the client speaks TLS to a plain listener: connect with ws://, \
+                     or give the proxy --tls-cert and --tls-key; dropped"
+                };
+                ctx.error(out, message);
+                stats.bytes.client = cbuf.len() as u64;
+                return Ok(Ending::Error);
             }
             // The scanner's rules (size, line ends): relayed as it is unless
             // enforcing; the upstream decides.
@@ -343,6 +370,10 @@ async fn serve(
     let upstream_head =
         match tokio::time::timeout(config.handshake_timeout, read_head(&mut upstream, &mut ubuf, limits)).await {
             Ok(Ok(HeadRead::Complete(n))) => Some(n),
+            Ok(Ok(HeadRead::Tls)) => {
+                let reason = format!("upstream {} answered in TLS to a plain request: use wss://", config.upstream);
+                return bad_gateway_to(client, ctx, out, &reason).await;
+            }
             Ok(Ok(_)) | Ok(Err(_)) | Err(_) => None,
         };
     send(client, &ubuf).await?;
@@ -587,7 +618,7 @@ fn client_violation(ctx: &Ctx, out: &mut Vec<u8>, e: wsproto::Error, offset: u64
 }
 
 async fn bad_gateway_to(client: &mut Stream, ctx: &Ctx, out: &mut Vec<u8>, reason: &str) -> anyhow::Result<Ending> {
-    ctx.emit(out, &ErrorOut { message: reason });
+    ctx.error(out, reason);
     let _ = send(client, &bad_gateway(reason)).await;
     let _ = client.shutdown().await;
     Ok(Ending::Error)
