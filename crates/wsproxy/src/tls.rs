@@ -149,6 +149,11 @@ fn describe(e: &io::Error, peer: Peer) -> String {
             }
             CertificateError::Revoked => "certificate revoked",
             CertificateError::BadSignature => "bad certificate signature",
+            c if is_ca_used_as_end_entity(c) => {
+                "the server's certificate is a CA certificate (CA:TRUE, as `openssl req -x509` makes them) \
+                 and not the one given with --upstream-ca: give the server's own certificate with \
+                 --upstream-ca FILE to pin it"
+            }
             _ => "invalid certificate",
         },
         // Plain HTTP where a TLS record was expected.
@@ -167,6 +172,13 @@ fn describe(e: &io::Error, peer: Peer) -> String {
         _ => "handshake failed",
     };
     format!("{what}: {tls}")
+}
+
+/// webpki refuses a certificate marked `CA:TRUE` as a server's own; rustls
+/// passes that reason on as `Other`.
+fn is_ca_used_as_end_entity(c: &CertificateError) -> bool {
+    matches!(c, CertificateError::Other(other)
+        if matches!(other.0.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity)))
 }
 
 /// The first bytes of a TLS record (content type 20 to 23, version 3.x):
@@ -196,9 +208,9 @@ impl ServerCertVerifier for PinnedOrWebPki {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let verdict = self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
         match verdict {
-            // webpki's CaUsedAsEndEntity comes as `Other`.
-            Err(rustls::Error::InvalidCertificate(CertificateError::Other(_) | CertificateError::UnknownIssuer))
-                if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) =>
+            Err(rustls::Error::InvalidCertificate(ref c))
+                if (is_ca_used_as_end_entity(c) || *c == CertificateError::UnknownIssuer)
+                    && self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) =>
             {
                 let parsed = ParsedCertificate::try_from(end_entity)?;
                 rustls::client::verify_server_name(&parsed, server_name)?;
