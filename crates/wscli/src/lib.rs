@@ -32,6 +32,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(format!("{s:?}: {EXAMPLES}"));
+    }
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kib" | "kb" => 10,
@@ -39,9 +42,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gib" | "gb" => 30,
         _ => return Err(format!("{s:?}: unknown unit {:?}; {EXAMPLES}", unit.trim())),
     };
-    if digits.is_empty() {
-        return Err(format!("{s:?}: {EXAMPLES}"));
-    }
     let n: u64 = digits.parse().map_err(|_| format!("{s:?}: too large"))?;
     n.checked_mul(1 << shift).filter(|&n| n > 0).ok_or_else(|| format!("{s:?}: must be more than 0 and fit in 64 bits"))
 }
