@@ -40,14 +40,14 @@ step "Autobahn fuzzingclient, full suite, against wsecho"
 start_server wsecho "$BIN/wsecho" --listen 127.0.0.1:0 --quiet
 ECHO_PID=$SERVER_PID
 "$BIN/wsharness" autobahn run --url "$SERVER_URL" --agent wsecho --out target/autobahn/wsecho
-"$BIN/wsharness" autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json
+"$BIN/wsharness" autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json --require-all-cases
 
 step "Autobahn fuzzingclient, full suite, through wsproxy to wsecho"
 start_server wsproxy "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$SERVER_URL" --format json --log target/autobahn/wsproxy.jsonl
 PROXY_PID=$SERVER_PID
 "$BIN/wsharness" autobahn run --url "$SERVER_URL" --agent wsecho --out target/autobahn/wsproxy
 # Case for case the same results as the direct run…
-"$BIN/wsharness" autobahn diff target/autobahn/wsproxy target/autobahn/wsecho
+"$BIN/wsharness" autobahn diff target/autobahn/wsproxy target/autobahn/wsecho --require-all-cases
 stop_server "$PROXY_PID"
 # …and violations reported in exactly the cases that send bad frames on purpose.
 "$BIN/wsharness" autobahn proxy-log target/autobahn/wsproxy target/autobahn/wsproxy.jsonl \
@@ -66,7 +66,7 @@ PY_URL=$SERVER_URL
 start_server wsproxy-deflate "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$PY_URL" --format json --log target/autobahn/wsproxy-deflate.jsonl
 PROXY_PID=$SERVER_PID
 "$BIN/wsharness" autobahn run --url "$SERVER_URL" --agent python-websockets --cases "$DEFLATE_CASES" --out target/autobahn/wsproxy-deflate
-"$BIN/wsharness" autobahn diff target/autobahn/wsproxy-deflate target/autobahn/python
+"$BIN/wsharness" autobahn diff target/autobahn/wsproxy-deflate target/autobahn/python --require-all-cases
 stop_server "$PROXY_PID"
 # Every compressed message inflated, no violation in any case.
 "$BIN/wsharness" autobahn proxy-log target/autobahn/wsproxy-deflate target/autobahn/wsproxy-deflate.jsonl \

@@ -45,13 +45,46 @@ fn check_fails_and_explains_a_failing_report() {
 }
 
 #[test]
-fn diff_finds_changed_and_missing_cases() {
+fn diff_finds_changed_cases_and_counts_missing_ones_apart() {
     let out = wsharness(&["autobahn", "diff", path(&fixture("passing")), path(&fixture("changed"))]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains("2 of 5 cases differ"), "{text}");
+    assert!(text.starts_with("1 of 4 cases differ"), "{text}");
     assert!(text.lines().any(|l| l.contains("3.2") && l.contains("NON-STRICT") && l.contains("-> OK")), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("1 case of ")
+            && l.contains("not run in")
+            && l.ends_with("not compared: 12.1.2 (--require-all-cases counts them as differences)")),
+        "{text}"
+    );
+    // With --require-all-cases, a case one side did not run is a difference.
+    let out =
+        wsharness(&["autobahn", "diff", path(&fixture("passing")), path(&fixture("changed")), "--require-all-cases"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.starts_with("2 of 5 cases differ"), "{text}");
     assert!(text.lines().any(|l| l.contains("12.1.2") && l.contains("(not run)")), "{text}");
+}
+
+#[test]
+fn diff_of_a_partial_run_compares_the_cases_that_ran() {
+    // A run of two of the four cases, with the results of the full run.
+    let dir = std::env::temp_dir().join(format!("wsharness-partial-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let partial = r#"{"echo": {
+        "1.1.1": {"behavior": "OK", "behaviorClose": "OK", "duration": 5, "remoteCloseCode": 1000},
+        "7.1.1": {"behavior": "INFORMATIONAL", "behaviorClose": "INFORMATIONAL", "duration": 4, "remoteCloseCode": 1000}
+    }}"#;
+    std::fs::write(dir.join("index.json"), partial).expect("write");
+    let out = wsharness(&["autobahn", "diff", path(&dir), path(&fixture("passing"))]);
+    let strict = wsharness(&["autobahn", "diff", path(&dir), path(&fixture("passing")), "--require-all-cases"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("no differences: 2 cases with the same behavior"), "{text}");
+    assert!(text.contains("2 cases of ") && text.contains("not compared: 3.2 12.1.1"), "{text}");
+    assert_eq!(strict.status.code(), Some(1), "{}", stdout(&strict));
+    assert!(stdout(&strict).starts_with("2 of 4 cases differ"), "{}", stdout(&strict));
 }
 
 #[test]

@@ -1,4 +1,9 @@
 //! Case-by-case comparison of two runs (durations ignored).
+//!
+//! A partial run (`--cases '1.*,2.*'`) compared with a full one, or with an
+//! expected-results file, is compared on the cases both have; the cases
+//! only one side has are counted and named apart, and count as differences
+//! only when asked ([`Comparison::passes`] with `require_all`).
 
 use std::fmt::Write as _;
 
@@ -15,22 +20,46 @@ pub struct Difference {
     pub right: Option<CaseResult>,
 }
 
-/// The cases whose behavior or behaviorClose differ, or that only one side
-/// has.
-pub fn diff_results(left: &Results, right: &Results) -> Vec<Difference> {
-    let mut out = Vec::new();
+/// Two runs side by side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    /// Cases both sides ran.
+    pub compared: usize,
+    /// Of those, the ones whose behavior or behaviorClose differ.
+    pub differences: Vec<Difference>,
+    /// Cases only the left has (not run on the right).
+    pub only_left: Vec<Difference>,
+    /// Cases only the right has (not run on the left).
+    pub only_right: Vec<Difference>,
+}
+
+impl Comparison {
+    /// No case that both ran differs; with `require_all`, also no case is
+    /// missing from either side.
+    pub fn passes(&self, require_all: bool) -> bool {
+        self.differences.is_empty() && (!require_all || (self.only_left.is_empty() && self.only_right.is_empty()))
+    }
+}
+
+/// Compares `left` with `right` case by case.
+pub fn compare(left: &Results, right: &Results) -> Comparison {
+    let mut c = Comparison { compared: 0, differences: Vec::new(), only_left: Vec::new(), only_right: Vec::new() };
     let ids: std::collections::BTreeSet<&CaseId> = left.cases.keys().chain(right.cases.keys()).collect();
     for id in ids {
         let (l, r) = (left.cases.get(id), right.cases.get(id));
-        let same = match (l, r) {
-            (Some(l), Some(r)) => l.behavior == r.behavior && l.behavior_close == r.behavior_close,
-            _ => false,
-        };
-        if !same {
-            out.push(Difference { id: id.clone(), left: l.cloned(), right: r.cloned() });
+        let d = Difference { id: id.clone(), left: l.cloned(), right: r.cloned() };
+        match (l, r) {
+            (Some(l), Some(r)) => {
+                c.compared += 1;
+                if l.behavior != r.behavior || l.behavior_close != r.behavior_close {
+                    c.differences.push(d);
+                }
+            }
+            (Some(_), None) => c.only_left.push(d),
+            (None, _) => c.only_right.push(d),
         }
     }
-    out
+    c
 }
 
 fn show(r: &Option<CaseResult>) -> String {
@@ -40,21 +69,53 @@ fn show(r: &Option<CaseResult>) -> String {
     }
 }
 
-/// The differences, one per line, or a line saying there are none.
-pub fn render_diff(left_name: &str, right_name: &str, left: &Results, right: &Results, diffs: &[Difference]) -> String {
-    let mut out = String::new();
-    if diffs.is_empty() {
-        let _ = writeln!(out, "no differences: {} cases with the same behavior and close behavior", left.cases.len());
-        return out;
+fn cases(n: usize) -> String {
+    if n == 1 { "1 case".into() } else { format!("{n} cases") }
+}
+
+/// Up to this many case ids are listed for the cases only one side has.
+const LIST_MISSING: usize = 10;
+
+fn list(ds: &[Difference]) -> String {
+    let mut s: Vec<&str> = ds.iter().take(LIST_MISSING).map(|d| d.id.as_str()).collect();
+    if ds.len() > LIST_MISSING {
+        s.push("…");
     }
-    let _ = writeln!(
-        out,
-        "{} of {} cases differ (left: {left_name}, right: {right_name}):",
-        diffs.len(),
-        left.cases.len().max(right.cases.len())
-    );
-    for d in diffs {
-        let _ = writeln!(out, "  {:<10} {:<32} -> {}", d.id.as_str(), show(&d.left), show(&d.right));
+    s.join(" ")
+}
+
+/// The comparison as text: a verdict line and each difference; the cases
+/// only one side ran are differences with `require_all`, and otherwise
+/// counted on lines of their own.
+pub fn render_comparison(left_name: &str, right_name: &str, c: &Comparison, require_all: bool) -> String {
+    let mut out = String::new();
+    let mut differences: Vec<&Difference> = c.differences.iter().collect();
+    let mut total = c.compared;
+    if require_all {
+        differences.extend(c.only_left.iter().chain(&c.only_right));
+        differences.sort_by(|a, b| a.id.cmp(&b.id));
+        total += c.only_left.len() + c.only_right.len();
+    }
+    if differences.is_empty() {
+        let _ = writeln!(out, "no differences: {} with the same behavior and close behavior", cases(total));
+    } else {
+        let _ =
+            writeln!(out, "{} of {} differ (left: {left_name}, right: {right_name}):", differences.len(), cases(total));
+        for d in differences {
+            let _ = writeln!(out, "  {:<10} {:<32} -> {}", d.id.as_str(), show(&d.left), show(&d.right));
+        }
+    }
+    if !require_all {
+        for (only, side, other) in [(&c.only_right, right_name, left_name), (&c.only_left, left_name, right_name)] {
+            if !only.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{} of {side} not run in {other}, not compared: {} (--require-all-cases counts them as differences)",
+                    cases(only.len()),
+                    list(only)
+                );
+            }
+        }
     }
     out
 }
