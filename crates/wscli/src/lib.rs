@@ -186,7 +186,7 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(parse_size(s).ok(), want, "{s}");
         }
-        assert!(parse_size("12 parsecs").unwrap_err().contains("64KiB"));
+        assert!(parse_size("12 parsecs").expect_err("unit").contains("64KiB"));
     }
 
     #[test]
@@ -203,7 +203,7 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(parse_duration(s).ok(), want, "{s}");
         }
-        assert!(parse_duration("soon").unwrap_err().contains("number of seconds"));
+        assert!(parse_duration("soon").expect_err("no duration").contains("number of seconds"));
     }
 
     #[test]
@@ -224,7 +224,7 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(parse_listen(s, 9002).ok(), want.map(|w| w.parse().expect("addr")), "{s}");
         }
-        assert!(parse_listen("localhost:http", 9002).unwrap_err().contains("is not a port"));
+        assert!(parse_listen("localhost:http", 9002).expect_err("no port").contains("is not a port"));
     }
 
     #[test]
