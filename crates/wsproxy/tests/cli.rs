@@ -176,6 +176,12 @@ fn with_log_errors_reach_stderr_and_the_totals() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status}");
     lines.extend(rest);
+    let probe = lines.iter().find(|l| l.contains("does not accept connections")).expect("probe warning");
+    assert!(
+        probe.starts_with("wsproxy: warning: upstream 127.0.0.1:")
+            && probe.ends_with("running anyway: clients get 502 Bad Gateway until it does"),
+        "{probe}"
+    );
     let shown = lines.iter().filter(|l| l.starts_with("wsproxy: connection ")).count();
     assert!(lines.iter().any(|l| l.starts_with("wsproxy: connection 1: cannot connect to upstream")), "{lines:#?}");
     assert!((1..CLIENTS).contains(&shown), "rate-limited: {shown} of {CLIENTS} shown: {lines:#?}");
