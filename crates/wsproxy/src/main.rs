@@ -41,8 +41,8 @@ struct Args {
     /// stream: synced and dropped from the page cache every 16 MiB).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
-    /// Payload bytes to show per frame and message: a number (0: none) or `all`.
-    #[arg(long, default_value = "256", value_parser = parse_preview)]
+    /// Payload bytes to show per frame and message: a size (256, 4KiB; 0: none) or `all`.
+    #[arg(long, value_name = "SIZE|all", default_value = "256", value_parser = parse_preview)]
     max_preview: PreviewLimit,
     /// Log messages and control frames, but not each data frame.
     #[arg(long)]
@@ -119,11 +119,16 @@ enum FormatArg {
     Json,
 }
 
+/// `all`, 0 (no preview) or a size (`256`, `4KiB`).
 fn parse_preview(s: &str) -> Result<PreviewLimit, String> {
-    if s.eq_ignore_ascii_case("all") {
+    if s.trim().eq_ignore_ascii_case("all") {
         return Ok(PreviewLimit::All);
     }
-    s.parse().map(PreviewLimit::Bytes).map_err(|_| format!("{s:?} is not a number of bytes or `all`"))
+    if s.trim() == "0" {
+        return Ok(PreviewLimit::Bytes(0));
+    }
+    let n = wscli::parse_size_usize(s).map_err(|e| format!("{e}, or `all`, or 0 for none"))?;
+    Ok(PreviewLimit::Bytes(n))
 }
 
 fn main() -> ExitCode {
@@ -185,12 +190,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let scheme = if listen_tls.is_some() { "wss" } else { "ws" };
     let to_terminal = args.log.is_none() && std::io::stdout().is_terminal();
+    let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // Errors are events; on stderr too unless the events are on the terminal.
     let errors_to_stderr = !to_terminal;
     let format = match args.format {
         Some(FormatArg::Json) => Format::Json,
-        Some(FormatArg::Pretty) => Format::Pretty { color: to_terminal },
-        None if to_terminal => Format::Pretty { color: true },
+        Some(FormatArg::Pretty) => Format::Pretty { color },
+        None if to_terminal => Format::Pretty { color },
         None => Format::Json,
     };
     let output: Box<dyn std::io::Write + Send> = match &args.log {
@@ -300,6 +306,7 @@ mod tests {
     fn previews() {
         assert_eq!(parse_preview("all"), Ok(PreviewLimit::All));
         assert_eq!(parse_preview("0"), Ok(PreviewLimit::Bytes(0)));
+        assert_eq!(parse_preview("4KiB"), Ok(PreviewLimit::Bytes(4096)));
         assert!(parse_preview("lots").is_err());
     }
 
