@@ -136,7 +136,12 @@ fn bracketed(ip: IpAddr) -> String {
 
 /// `n` and the noun, plural unless `n` is 1 (`1 connection`, `2 connections`).
 pub fn count(n: u64, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+    count_with(n, noun, &format!("{noun}s"))
+}
+
+/// [`count`] for a noun whose plural is not `-s` (`1 echo`, `2 echoes`).
+pub fn count_with(n: u64, one: &str, many: &str) -> String {
+    if n == 1 { format!("1 {one}") } else { format!("{n} {many}") }
 }
 
 /// Whether to colour what goes to stderr: only on a terminal, and not when
@@ -241,5 +246,7 @@ mod tests {
         assert_eq!(count(0, "case"), "0 cases");
         assert_eq!(count(1, "case"), "1 case");
         assert_eq!(count(2, "case"), "2 cases");
+        assert_eq!(count_with(1, "echo", "echoes"), "1 echo");
+        assert_eq!(count_with(3, "echo", "echoes"), "3 echoes");
     }
 }
