@@ -150,9 +150,9 @@ fn describe(e: &io::Error, peer: Peer) -> String {
             CertificateError::Revoked => "certificate revoked",
             CertificateError::BadSignature => "bad certificate signature",
             c if is_ca_used_as_end_entity(c) => {
-                "the server's certificate is a CA certificate (CA:TRUE, as `openssl req -x509` makes them) \
-                 and not the one given with --upstream-ca: give the server's own certificate with \
-                 --upstream-ca FILE to pin it"
+                "the server's certificate is a CA certificate (CA:TRUE, as `openssl req -x509` makes them), \
+                 not one issued to a server: to trust it, give that very certificate with --upstream-ca FILE \
+                 (it is then pinned)"
             }
             _ => "invalid certificate",
         },

@@ -195,12 +195,16 @@ async fn a_self_signed_ca_true_certificate_is_pinned_with_upstream_ca() {
     let proxy = Proxy::start(&["--upstream", &upstream, "--upstream-ca", cert.to_str().expect("utf-8 path")]);
     let text = tokio::task::block_in_place(|| bad_gateway_text(&proxy));
     assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n") && text.contains("name mismatch"), "{text}");
-    // Another self-signed certificate is no pin; the reason says what to give.
+    // Another self-signed certificate is no pin, and none is no pin either;
+    // the reason says what to give.
     let (other, _) = self_signed_ca_true(&pki, "other", &["localhost"]);
     let upstream = format!("wss://localhost:{port}/");
     let proxy = Proxy::start(&["--upstream", &upstream, "--upstream-ca", other.to_str().expect("utf-8 path")]);
     let text = tokio::task::block_in_place(|| bad_gateway_text(&proxy));
-    assert!(text.contains("502") && text.contains("give the server's own certificate with --upstream-ca"), "{text}");
+    assert!(text.contains("502") && text.contains("give that very certificate with --upstream-ca FILE"), "{text}");
+    let proxy = Proxy::start(&["--upstream", &upstream]);
+    let text = tokio::task::block_in_place(|| bad_gateway_text(&proxy));
+    assert!(text.contains("502") && text.contains("CA:TRUE") && text.contains("--upstream-ca FILE"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
