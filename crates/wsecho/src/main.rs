@@ -36,7 +36,7 @@ Examples:
   wsecho                                   ws://127.0.0.1:9001
   wsecho --listen 0 --quiet                a free port, printed as `listening on ws://ADDR`
   wsecho --listen 9003 --max-message-size 64MiB
-  RUST_LOG=debug wsecho                    every connection and frame
+  RUST_LOG=debug wsecho                    also log each connection opening and closing
 ";
 
 fn listen_addr(s: &str) -> Result<SocketAddr, String> {
