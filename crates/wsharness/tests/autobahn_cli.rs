@@ -127,3 +127,33 @@ fn proxy_log_counts_a_compressed_message_left_uninflated_against_its_case() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).contains("12.1.2: reported"), "{}", stdout(&out));
 }
+
+/// The README's example: a run of `--cases '1.*,2.*'` diffed against the
+/// checked-in expected results prints what the README shows.
+#[test]
+fn the_readme_shows_the_diff_of_a_partial_run_as_it_is() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let expected_text = std::fs::read_to_string(root.join("autobahn/expected/wsecho.json")).expect("expected");
+    let expected: serde_json::Value = serde_json::from_str(&expected_text).expect("JSON");
+    let ran: serde_json::Map<String, serde_json::Value> = expected["cases"]
+        .as_object()
+        .expect("cases")
+        .iter()
+        .filter(|(id, _)| id.starts_with("1.") || id.starts_with("2."))
+        .map(|(id, r)| (id.clone(), r.clone()))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("wsharness-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("index.json"), serde_json::json!({ "wsecho": ran }).to_string()).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .current_dir(&root)
+        .args(["autobahn", "diff", path(&dir), "autobahn/expected/wsecho.json"])
+        .output()
+        .expect("runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let start = readme.find("no differences: 27 cases").expect("the example in the README");
+    let shown = &readme[start..start + readme[start..].find("```").expect("end of block")];
+    assert_eq!(stdout(&out), shown.replace("target/autobahn/wsecho", path(&dir)));
+}

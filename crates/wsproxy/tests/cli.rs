@@ -189,3 +189,16 @@ fn with_log_errors_reach_stderr_and_the_totals() {
     assert!(totals.starts_with(&format!("wsproxy: {CLIENTS} connections,")), "{totals}");
     assert!(totals.contains(&format!(", {CLIENTS} errors,")), "{totals}");
 }
+
+/// The bind error the README's Install section shows, word for word (the
+/// OS's wording of the errno is Linux's).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_readme_shows_the_bind_error_as_it_is() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+    let shown = readme.lines().find(|l| l.starts_with("wsproxy: error: --listen 127.0.0.1:9001: ")).expect("in README");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = wsproxy(&["--listen", &port]);
+    assert_eq!(stderr(&out).trim_end(), shown.replace("9001", &port));
+}
