@@ -139,3 +139,28 @@ fn usage_errors_have_the_binary_prefix_and_help_ends_with_examples() {
     let examples = help.split("Examples:\n").nth(1).expect("--help ends with examples");
     assert!(examples.lines().all(|l| l.trim_start().starts_with("wsharness ")), "{examples}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upgrade_is_reported_with_the_reason_the_body_gives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let body = "wsproxy: cannot connect to upstream 127.0.0.1:1\n";
+            let answer = format!("HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_wsharness")).args(["bench", "--url", &url, "-n", "1"]).output().expect("runs")
+    })
+    .await
+    .expect("join");
+    server.abort();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("refused the upgrade: 502 Bad Gateway: wsproxy: cannot connect to upstream"), "{text}");
+}

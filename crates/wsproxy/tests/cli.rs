@@ -164,7 +164,7 @@ fn with_log_errors_reach_stderr_and_the_totals() {
         lines.push(proxy.stderr.recv_timeout(left).unwrap_or_else(|_| panic!("no probe warning: {lines:?}")));
     }
     // A burst of clients, each answered 502.
-    const CLIENTS: usize = 12;
+    const CLIENTS: usize = 20;
     for _ in 0..CLIENTS {
         let mut c = connect(proxy.addr);
         write(&mut c, &upgrade_request("x", "/"));
