@@ -26,7 +26,7 @@ OUT=bench/results
 mkdir -p "$OUT"
 
 step "release build"
-cargo build --release -p wsecho -p wsproxy -p harness --example tt_echo
+cargo build --release -p wsecho -p wsproxy -p wsharness --example tt_echo
 BIN=target/release
 
 step "peers"

@@ -4,44 +4,58 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 /// A WebSocket echo server: every text and binary message comes back
 /// unchanged. `GET /` serves a demo page, `GET /healthz` answers 200.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, override_usage = "wsecho [OPTIONS]", after_help = EXAMPLES)]
 struct Args {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:9001")]
+    /// Address to listen on: PORT or :PORT (on 127.0.0.1), IP:PORT,
+    /// [IPv6]:PORT or localhost:PORT; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001", value_parser = listen_addr)]
     listen: SocketAddr,
-    /// Largest message accepted, in bytes (larger: close 1009).
-    #[arg(long, default_value_t = 16 << 20)]
+    /// Largest message accepted (larger: close 1009): 65536, 64KiB, 16MiB, 1GiB.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = wscli::parse_size_usize)]
     max_message_size: usize,
-    /// Largest frame accepted, in bytes.
-    #[arg(long, default_value_t = 16 << 20)]
+    /// Largest frame accepted: 65536, 64KiB, 16MiB, 1GiB.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = wscli::parse_size_usize)]
     max_frame_size: usize,
-    /// Receive buffer per connection, in bytes: allocated per connection, and
-    /// the most read from the socket at once.
-    #[arg(long, default_value_t = wsecho::Config::default().read_buffer_size)]
+    /// Receive buffer per connection: allocated per connection, and the most
+    /// read from the socket at once (65536, 16KiB).
+    #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = wscli::parse_size_usize)]
     read_buffer_size: usize,
     /// Log only warnings and errors (RUST_LOG overrides).
     #[arg(long, short)]
     quiet: bool,
 }
 
+const EXAMPLES: &str = "\
+Examples:
+  wsecho                                   ws://127.0.0.1:9001
+  wsecho --listen 0 --quiet                a free port, printed as `listening on ws://ADDR`
+  wsecho --listen 9003 --max-message-size 64MiB
+  RUST_LOG=debug wsecho                    also log each connection opening and closing
+";
+
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    wscli::parse_listen(s, 9001)
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = wscli::parse_args("wsecho");
     let default_level = if args.quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
         .with_writer(std::io::stderr)
+        // No escape codes in a file or a pipe.
+        .with_ansi(wscli::color_stderr())
         .init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wsecho: error: {e:#}");
+            wscli::report("wsecho", &e);
             ExitCode::FAILURE
         }
     }
@@ -50,7 +64,7 @@ fn main() -> ExitCode {
 #[tokio::main]
 async fn run(args: Args) -> anyhow::Result<()> {
     let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+        tokio::net::TcpListener::bind(args.listen).await.map_err(|e| wscli::bind_error("--listen", args.listen, e))?;
     let addr = listener.local_addr()?;
     let config = wsecho::Config {
         max_message_size: args.max_message_size,
@@ -71,5 +85,15 @@ mod tests {
     fn cli_definition_is_valid() {
         use clap::CommandFactory;
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_library() {
+        let args = Args::try_parse_from(["wsecho"]).expect("defaults");
+        let lib = wsecho::Config::default();
+        assert_eq!(
+            (args.max_message_size, args.max_frame_size, args.read_buffer_size),
+            (lib.max_message_size, lib.max_frame_size, lib.read_buffer_size)
+        );
     }
 }

@@ -228,3 +228,61 @@ fn binary_announces_its_address_and_sigterm_closes_with_1001() {
         assert!(status.success(), "{status}");
     });
 }
+
+/// Starts the wsecho binary with `args`, waits for its `listening on` line
+/// and returns it with the URL it announced.
+fn start_binary(args: &[&str]) -> (Running, BufReader<std::process::ChildStderr>, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_wsecho")).args(args).stderr(Stdio::piped()).spawn().expect("start");
+    let mut child = Running(child);
+    let mut stderr = BufReader::new(child.0.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("read");
+    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("not announced: {line}")).to_owned();
+    (child, stderr, url)
+}
+
+#[test]
+fn sizes_take_units_listen_takes_localhost_and_a_piped_stderr_gets_no_colour() {
+    let (child, mut stderr, url) = start_binary(&["--listen", "localhost:0", "--max-message-size", "64KiB"]);
+    assert!(url.starts_with("ws://127.0.0.1:") && !url.ends_with(":0"), "{url}");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+        ws.send(Message::binary(vec![7u8; 64 << 10])).await.expect("send at the limit");
+        assert_eq!(ws.next().await.expect("echo").expect("echo").len(), 64 << 10);
+        ws.send(Message::binary(vec![7u8; (64 << 10) + 1])).await.expect("send past the limit");
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Size),
+            other => panic!("expected close 1009, got {other:?}"),
+        }
+    });
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("read stderr");
+    assert!(rest.contains("shutting down"), "the info line is there: {rest}");
+    assert!(!rest.contains('\x1b'), "no escape codes when stderr is a pipe: {rest:?}");
+}
+
+#[test]
+fn cli_errors_have_one_prefix_and_name_the_flag() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_wsecho")).args(args).output().expect("runs");
+    let out = run(&["--max-message-size", "lots"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text.starts_with("wsecho: error: invalid value 'lots' for '--max-message-size <SIZE>'"), "{text}");
+    assert!(text.contains("16MiB"), "the message shows the form: {text}");
+    let out = run(&["--listen", "localhost:65536"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a port"));
+    // A port someone else holds: the error says what to do.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = run(&["--listen", &port]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.starts_with(&format!("wsecho: error: --listen 127.0.0.1:{port}: cannot listen")), "{text}");
+    assert!(text.contains("another port") && text.contains("--listen 127.0.0.1:0"), "{text}");
+    let help = run(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.trim_end().lines().rev().take(4).any(|l| l.trim_start().starts_with("wsecho --listen")), "{help}");
+}

@@ -33,9 +33,9 @@ pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
@@ -75,6 +75,9 @@ pub struct Config {
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// TLS for the listener (clients connect with `wss://`).
     pub listen_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Also print per-connection errors on stderr (rate-limited): when the
+    /// events go to a file or a pipe, stderr is where people look.
+    pub errors_to_stderr: bool,
 }
 
 impl Config {
@@ -94,6 +97,7 @@ impl Config {
             show_secrets: false,
             upstream_tls: None,
             listen_tls: None,
+            errors_to_stderr: false,
         }
     }
 
@@ -118,6 +122,48 @@ pub struct Totals {
     pub frames: AtomicU64,
     /// Violations reported.
     pub violations: AtomicU64,
+    /// Per-connection errors (upstream connect, TLS, handshake timeout…).
+    pub errors: AtomicU64,
+    stderr: Mutex<StderrLimit>,
+}
+
+/// At most this many error lines per [`STDERR_WINDOW`] on stderr; the rest
+/// are counted and summed up in the next line shown (all are in the log).
+const STDERR_BURST: u32 = 5;
+const STDERR_WINDOW: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+struct StderrLimit {
+    window_start: Option<Instant>,
+    shown: u32,
+    suppressed: u64,
+}
+
+impl Totals {
+    /// Counts an error of connection `conn` and, if `to_stderr`, prints it
+    /// there unless more than [`STDERR_BURST`] came within a second.
+    pub(crate) fn error(&self, conn: u64, message: &str, to_stderr: bool) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if !to_stderr {
+            return;
+        }
+        let Ok(mut limit) = self.stderr.lock() else { return };
+        let now = Instant::now();
+        if limit.window_start.is_none_or(|start| now.duration_since(start) >= STDERR_WINDOW) {
+            limit.window_start = Some(now);
+            limit.shown = 0;
+        }
+        if limit.shown >= STDERR_BURST {
+            limit.suppressed += 1;
+            return;
+        }
+        limit.shown += 1;
+        let skipped = std::mem::take(&mut limit.suppressed);
+        if skipped > 0 {
+            eprintln!("wsproxy: ({} not shown here; every error is in the log)", wscli::count(skipped, "more error"));
+        }
+        eprintln!("wsproxy: connection {conn}: {message}");
+    }
 }
 
 /// What [`serve`] reports when it returns.
@@ -131,6 +177,8 @@ pub struct Summary {
     pub frames: u64,
     /// Violations reported.
     pub violations: u64,
+    /// Per-connection errors (each also an `error` event).
+    pub errors: u64,
     /// Times a relay waited for the event writer.
     pub log_stalls: u64,
     /// Connections still open when the drain time ran out.
@@ -186,6 +234,7 @@ pub async fn serve(
         bytes: totals.bytes.load(Ordering::Relaxed),
         frames: totals.frames.load(Ordering::Relaxed),
         violations: totals.violations.load(Ordering::Relaxed),
+        errors: totals.errors.load(Ordering::Relaxed),
         log_stalls: log.stalls(),
         abandoned,
     })

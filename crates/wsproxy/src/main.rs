@@ -16,15 +16,23 @@ use wsproxy::{Config, Format, PreviewLimit, Upstream};
 ///
 /// Without --upstream it starts an echo server in-process and proxies to it:
 /// open the printed demo page in a browser to watch the traffic.
+///
+/// Events go to stdout (or --log FILE); status lines go to stderr: the
+/// `listening on ws://ADDR` line, per-connection errors (rate-limited, when
+/// the events do not go to the terminal) and, at exit, the totals:
+/// connections, bytes, frames, violations, errors, and log stalls (how often
+/// a relay had to wait for the event writer because the output was slower
+/// than the traffic: the proxy never drops an event, it slows down instead).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, override_usage = "wsproxy [OPTIONS]", after_help = EXAMPLES, after_long_help = EXAMPLES)]
 struct Args {
     /// The server to relay to: ws://HOST[:PORT][/PATH] or wss://… (TLS). If PATH is given it
     /// replaces the request path of clients that ask for `/`.
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:9002")]
+    /// Address to listen on: PORT or :PORT (on 127.0.0.1), IP:PORT,
+    /// [IPv6]:PORT or localhost:PORT; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9002", value_parser = listen_addr)]
     listen: SocketAddr,
     /// Output format (default: pretty on a terminal, json otherwise).
     #[arg(long, value_enum)]
@@ -33,8 +41,8 @@ struct Args {
     /// stream: synced and dropped from the page cache every 16 MiB).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
-    /// Payload bytes to show per frame and message: a number (0: none) or `all`.
-    #[arg(long, default_value = "256", value_parser = parse_preview)]
+    /// Payload bytes to show per frame and message: a size (256, 4KiB; 0: none) or `all`.
+    #[arg(long, value_name = "SIZE|all", default_value = "256", value_parser = parse_preview)]
     max_preview: PreviewLimit,
     /// Log messages and control frames, but not each data frame.
     #[arg(long)]
@@ -47,18 +55,18 @@ struct Args {
     /// Forward the client's Host header unchanged.
     #[arg(long)]
     preserve_host: bool,
-    /// How long a client has to send its request head (e.g. 10s, 500ms).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// How long a client has to send its request head (10s, 500ms, or seconds: 1).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = wscli::parse_duration)]
     handshake_timeout: Duration,
     /// End connections with no traffic either way for this long (default: never).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = wscli::parse_duration)]
     idle_timeout: Option<Duration>,
     /// On Ctrl-C/SIGTERM, how long open connections may take to finish.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = wscli::parse_duration)]
     drain: Duration,
     /// Most bytes one compressed (permessage-deflate) message may inflate to;
-    /// past it the message is reported as a decompression bomb (e.g. 64MiB, 1G).
-    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    /// past it the message is reported as a decompression bomb (65536, 64KiB, 64MiB, 1GiB).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = wscli::parse_size)]
     max_inflate: u64,
     /// Remove Sec-WebSocket-Extensions from the client's request so that the
     /// upstream does not negotiate compression and frames are readable on the
@@ -70,7 +78,9 @@ struct Args {
     #[arg(long)]
     show_secrets: bool,
     /// Trust the CA certificates in this PEM file for a wss:// upstream
-    /// (besides the platform's and the webpki roots).
+    /// (besides the platform's and the webpki roots). A certificate in it
+    /// that is the upstream's own (a self-signed test certificate) is
+    /// accepted as it is: pinned.
     #[arg(long, value_name = "FILE")]
     upstream_ca: Option<PathBuf>,
     /// Do not verify a wss:// upstream's certificate (for test servers only).
@@ -84,8 +94,21 @@ struct Args {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Relay threads (default: one per core).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     threads: Option<usize>,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  wsproxy                                          proxy to an embedded echo server; open the printed page
+  wsproxy --upstream ws://127.0.0.1:8080/socket    pretty output on a terminal
+  wsproxy --upstream ws://127.0.0.1:8080 --format json --log events.jsonl
+  wsproxy --listen 9003 --upstream wss://localhost:8443 --upstream-ca cert.pem
+  wsproxy --upstream ws://127.0.0.1:8080 --enforce --messages-only
+";
+
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    wscli::parse_listen(s, 9002)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -96,31 +119,20 @@ enum FormatArg {
     Json,
 }
 
+/// `all`, 0 (no preview) or a size (`256`, `4KiB`).
 fn parse_preview(s: &str) -> Result<PreviewLimit, String> {
-    if s.eq_ignore_ascii_case("all") {
+    if s.trim().eq_ignore_ascii_case("all") {
         return Ok(PreviewLimit::All);
     }
-    s.parse().map(PreviewLimit::Bytes).map_err(|_| format!("{s:?} is not a number of bytes or `all`"))
-}
-
-/// A byte count: a number with an optional KiB/MiB/GiB (or K/M/G) suffix.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" | "kb" => 10,
-        "m" | "mib" | "mb" => 20,
-        "g" | "gib" | "gb" => 30,
-        _ => return Err(format!("{s:?}: expected a size such as 65536, 64KiB, 64MiB or 1GiB")),
-    };
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?}: expected a size such as 64MiB"))?;
-    n.checked_mul(1 << shift).filter(|&n| n > 0).ok_or_else(|| format!("{s:?}: must be more than 0 and fit in 64 bits"))
+    if s.trim() == "0" {
+        return Ok(PreviewLimit::Bytes(0));
+    }
+    let n = wscli::parse_size_usize(s).map_err(|e| format!("{e}, or `all`, or 0 for none"))?;
+    Ok(PreviewLimit::Bytes(n))
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = wscli::parse_args("wsproxy");
     let runtime = match args.threads {
         Some(0) => Err(std::io::Error::other("--threads must be at least 1")),
         Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
@@ -131,7 +143,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wsproxy: error: {e:#}");
+            wscli::report("wsproxy", &e);
             ExitCode::FAILURE
         }
     }
@@ -139,7 +151,7 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+        tokio::net::TcpListener::bind(args.listen).await.map_err(|e| wscli::bind_error("--listen", args.listen, e))?;
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
         eprintln!("wsproxy: warning: listening on {addr}: anyone who can reach it can relay through this proxy");
@@ -178,10 +190,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let scheme = if listen_tls.is_some() { "wss" } else { "ws" };
     let to_terminal = args.log.is_none() && std::io::stdout().is_terminal();
+    let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // Errors are events; on stderr too unless the events are on the terminal.
+    let errors_to_stderr = !to_terminal;
     let format = match args.format {
         Some(FormatArg::Json) => Format::Json,
-        Some(FormatArg::Pretty) => Format::Pretty { color: to_terminal },
-        None if to_terminal => Format::Pretty { color: true },
+        Some(FormatArg::Pretty) => Format::Pretty { color },
+        None if to_terminal => Format::Pretty { color },
         None => Format::Json,
     };
     let output: Box<dyn std::io::Write + Send> = match &args.log {
@@ -208,6 +223,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         show_secrets: args.show_secrets,
         upstream_tls,
         listen_tls,
+        errors_to_stderr,
         ..Config::new(upstream.clone())
     };
     if config.handshake_timeout.is_zero() {
@@ -223,7 +239,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 if scheme == "wss" { "https" } else { "http" }
             );
         }
-        None => eprintln!("wsproxy: upstream: {upstream}"),
+        None => {
+            eprintln!("wsproxy: upstream: {upstream}");
+            // A word now about an upstream that is not there; it may come
+            // up later, so the proxy keeps running.
+            tokio::spawn(probe_upstream(upstream.clone()));
+        }
     }
     let summary = wsproxy::serve(listener, config, sink, wsecho::shutdown_signal()).await?;
     if let Some(server) = embedded {
@@ -231,20 +252,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The writer ends once every sink is gone and the queue is written.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    eprintln!(
-        "wsproxy: {} connections, {} bytes, {} frames, {} violations, {} log stalls{}",
-        summary.connections,
-        summary.bytes,
-        summary.frames,
-        summary.violations,
-        summary.log_stalls,
-        if summary.abandoned > 0 {
-            format!(", {} connections cut after the drain time", summary.abandoned)
-        } else {
-            String::new()
-        }
-    );
+    eprintln!("wsproxy: {}", totals_line(&summary));
     Ok(())
+}
+
+/// How long the start-up probe waits for the upstream's TCP connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Opens (and closes) one TCP connection to the upstream and warns on
+/// stderr if it is refused or does not come.
+async fn probe_upstream(upstream: Upstream) {
+    let addr = upstream.connect_addr();
+    let failure = match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+    };
+    eprintln!(
+        "wsproxy: warning: upstream {addr} does not accept connections ({failure}); \
+         running anyway: clients get 502 Bad Gateway until it does"
+    );
+}
+
+/// The totals printed at exit, with plurals.
+fn totals_line(s: &wsproxy::Summary) -> String {
+    let mut line = format!(
+        "{}, {}, {}, {}, {}, {}",
+        wscli::count(s.connections, "connection"),
+        wscli::count(s.bytes, "byte"),
+        wscli::count(s.frames, "frame"),
+        wscli::count(s.violations, "violation"),
+        wscli::count(s.errors, "error"),
+        wscli::count(s.log_stalls, "log stall"),
+    );
+    if s.abandoned > 0 {
+        line += &format!(", {} cut after the drain time", wscli::count(s.abandoned, "connection"));
+    }
+    line
 }
 
 #[cfg(test)]
@@ -261,16 +305,24 @@ mod tests {
     fn previews() {
         assert_eq!(parse_preview("all"), Ok(PreviewLimit::All));
         assert_eq!(parse_preview("0"), Ok(PreviewLimit::Bytes(0)));
+        assert_eq!(parse_preview("4KiB"), Ok(PreviewLimit::Bytes(4096)));
         assert!(parse_preview("lots").is_err());
     }
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
-        assert_eq!(parse_size("65536"), Ok(65536));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("12 parsecs").is_err());
-        assert!(parse_size("99999999999G").is_err());
+    fn totals_use_plurals() {
+        let summary = wsproxy::Summary {
+            connections: 1,
+            bytes: 2,
+            frames: 1,
+            violations: 0,
+            errors: 1,
+            log_stalls: 0,
+            abandoned: 1,
+        };
+        assert_eq!(
+            totals_line(&summary),
+            "1 connection, 2 bytes, 1 frame, 0 violations, 1 error, 0 log stalls, 1 connection cut after the drain time"
+        );
     }
 }

@@ -47,13 +47,24 @@ pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Ctx) {
     ctx.log.hand_over(&mut events).await;
     let ending = run(tcp, &ctx, &session, &mut events).await;
     let counters = match session.lock() {
-        Ok(mut s) => s.finish(ending, &Time::now(), &mut events),
+        Ok(mut s) => {
+            report_errors(&ctx, &mut s);
+            s.finish(ending, &Time::now(), &mut events)
+        }
         Err(_) => return,
     };
     ctx.totals.bytes.fetch_add(counters.bytes, Ordering::Relaxed);
     ctx.totals.frames.fetch_add(counters.frames, Ordering::Relaxed);
     ctx.totals.violations.fetch_add(counters.violations, Ordering::Relaxed);
     ctx.log.send(events).await;
+}
+
+/// Counts the errors the session wrote as events and, where the events are
+/// not on the terminal, puts them on stderr (rate-limited).
+fn report_errors(ctx: &Ctx, s: &mut Session) {
+    for message in s.take_errors() {
+        ctx.totals.error(ctx.conn, &message, ctx.config.errors_to_stderr);
+    }
 }
 
 fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
@@ -97,7 +108,10 @@ async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut E
     // 1. The client's first request head, within the handshake timeout.
     let deadline = tokio::time::Instant::now() + config.handshake_timeout;
     let mut buf = vec![0u8; 16 << 10];
-    while !lock(session).head_complete() {
+    while {
+        let s = lock(session);
+        !s.head_complete() && !s.is_stopped()
+    } {
         let n = match tokio::time::timeout_at(deadline, client.read(&mut buf)).await {
             Err(_) => {
                 let message = format!(
@@ -117,7 +131,8 @@ async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut E
     drop(buf);
     ctx.log.hand_over(events).await;
     if lock(session).is_stopped() {
-        // Refused under --enforce: the answer, then the end.
+        // Refused under --enforce (the answer, then the end), or a client
+        // that speaks TLS to a plain listener (nothing to answer).
         let answer = lock(session).take_queued(Side::Client);
         let _ = write_chunks(&mut client, &answer, &[]).await;
         let _ = client.shutdown().await;
@@ -181,7 +196,7 @@ async fn accept_tls(tcp: TcpStream, ctx: &Ctx) -> Result<Stream, String> {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     match tokio::time::timeout(ctx.config.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => Ok(Stream::TlsFromClient(Box::new(tls))),
-        Ok(Err(e)) => Err(format!("TLS handshake with the client failed: {}", tls::describe_error(&e))),
+        Ok(Err(e)) => Err(format!("TLS handshake with the client failed: {}", tls::describe_client_error(&e))),
         Err(_) => Err(format!("the client did not finish its TLS handshake within {:?}", ctx.config.handshake_timeout)),
     }
 }

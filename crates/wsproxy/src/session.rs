@@ -29,7 +29,6 @@ use wsproto::deflate::DeflateParams;
 use wsproto::handshake::{self, HeadScanner, Limits};
 use wsproto::{CloseCode, FrameHeader, OpCode, Status};
 
-use crate::Config;
 use crate::event::{
     DisplayStr, EndOut, ErrorOut, EventBody, HandshakeRequest, HandshakeResponse, HeaderOut, HttpOut, InterimResponse,
     Open, PerSide, Side, Stamp, Uninspected, ViolationOut,
@@ -38,6 +37,7 @@ use crate::head;
 use crate::http1::{BodyLength, BodyReader, request_body, response_body};
 use crate::inspect::{DirectionInspector, Enforced, Shared};
 use crate::log::Events;
+use crate::{Config, tls};
 
 /// The time of a read: the monotonic instant (for round trips and
 /// durations) and the wall-clock stamp its events carry.
@@ -167,6 +167,11 @@ pub(crate) struct Session {
     /// Set once the connection must end; with the violation when enforced.
     stopped: Option<Option<Enforced>>,
     uninspected: bool,
+    /// Errors written as events since the relay last took them (it counts
+    /// them and puts them on stderr).
+    errors: Vec<String>,
+    /// Whether a response head has come from the upstream yet.
+    answered: bool,
 }
 
 impl Session {
@@ -191,6 +196,8 @@ impl Session {
             connected: false,
             stopped: None,
             uninspected: false,
+            errors: Vec::new(),
+            answered: false,
         };
         s.emit(events, t, &Open { client, upstream: &upstream_addr });
         s
@@ -364,6 +371,19 @@ impl Session {
                 ClientState::Head(hb) => {
                     let before = hb.buf.len();
                     hb.buf.extend_from_slice(&data[pos..]);
+                    // No HTTP head starts like a TLS record: say so rather
+                    // than wait for a head that never comes.
+                    if !self.wants_upstream && tls::looks_like_tls(&hb.buf) {
+                        let message = if self.config.listen_tls.is_some() {
+                            "the client sent TLS records inside TLS; dropped"
+                        } else {
+                            "the client speaks TLS to a plain listener: connect with ws://, \
+                             or give the proxy --tls-cert and --tls-key; dropped"
+                        };
+                        self.error(message, t, events);
+                        self.stopped = Some(None);
+                        return;
+                    }
                     match hb.scanner.scan(&hb.buf, &self.limits) {
                         Ok(Status::Partial) => pos = data.len(),
                         Ok(Status::Complete(n)) => {
@@ -442,6 +462,11 @@ impl Session {
                 UpstreamState::Head(hb) => {
                     let before = hb.buf.len();
                     hb.buf.extend_from_slice(&data[pos..]);
+                    if !self.answered && tls::looks_like_tls(&hb.buf) {
+                        let reason =
+                            format!("upstream {} answered in TLS to a plain request: use wss://", self.config.upstream);
+                        return self.upstream_failed(&reason, t, events);
+                    }
                     match hb.scanner.scan(&hb.buf, &self.limits) {
                         Ok(Status::Partial) => pos = data.len(),
                         Ok(Status::Complete(n)) => {
@@ -610,6 +635,7 @@ impl Session {
 
     /// A complete response head.
     fn response_head(&mut self, raw: Vec<u8>, end_offset: u64, t: &Time, events: &mut Events) {
+        self.answered = true;
         let config = self.config.clone();
         let res = match handshake::parse_response(&raw, &self.limits) {
             Ok(Status::Complete((res, _))) => res,
@@ -864,18 +890,26 @@ impl Session {
         self.stopped = Some(Some(e));
     }
 
-    /// The upstream could not be reached (or its TLS handshake failed):
-    /// the client gets a 502 naming `reason`, and the connection ends.
+    /// The upstream could not be reached, its TLS handshake failed, or it
+    /// answered in TLS: the client gets a 502 naming `reason`, and the
+    /// connection ends.
     pub(crate) fn upstream_failed(&mut self, reason: &str, t: &Time, events: &mut Events) {
-        self.emit(events, t, &ErrorOut { message: reason });
+        self.error(reason, t, events);
         self.queued = [Vec::new(), Vec::new()];
         self.queue_owned(Side::Client, bad_gateway(reason));
         self.stopped = Some(None);
     }
 
-    /// Writes an `error` event (something that is not the protocol's fault).
-    pub(crate) fn error(&self, message: &str, t: &Time, events: &mut Events) {
+    /// Writes an `error` event (something that is not the protocol's fault)
+    /// and keeps it for [`Session::take_errors`].
+    pub(crate) fn error(&mut self, message: &str, t: &Time, events: &mut Events) {
         self.emit(events, t, &ErrorOut { message });
+        self.errors.push(message.to_owned());
+    }
+
+    /// The errors written since the last call.
+    pub(crate) fn take_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.errors)
     }
 
     /// The connection is over: logs what is left (exchanges without an

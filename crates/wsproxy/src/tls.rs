@@ -2,14 +2,23 @@
 //! upstream, verified against the platform's roots and the webpki roots (or
 //! a CA file, or not at all with `--insecure`), and a TLS listener for
 //! clients that connect with `wss://`.
+//!
+//! A certificate in the `--upstream-ca` file that is the upstream's own
+//! certificate is accepted as it is (pinned), even where webpki refuses it
+//! as an end entity: a self-signed test certificate made with `openssl req
+//! -x509` is marked `CA:TRUE`, and is exactly what people give here (curl's
+//! `--cacert` accepts it too). Its name is still checked, and so are the
+//! handshake's signatures.
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -42,14 +51,20 @@ pub fn client_config(trust: &UpstreamTrust) -> anyhow::Result<Arc<ClientConfig>>
         // unreadable ones are skipped, as every TLS client does.
         let native = rustls_native_certs::load_native_certs();
         roots.add_parsable_certificates(native.certs);
+        let mut pinned = Vec::new();
         if let Some(path) = &trust.ca_file {
-            let certs = read_certs(path)?;
-            let (added, _) = roots.add_parsable_certificates(certs);
+            let certs = read_certs("--upstream-ca", path)?;
+            let (added, _) = roots.add_parsable_certificates(certs.iter().cloned());
             if added == 0 {
                 bail!("--upstream-ca {}: no usable CA certificate in it", path.display());
             }
+            pinned = certs;
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .context("building the certificate verifier")?;
+        let verifier = Arc::new(PinnedOrWebPki { webpki, pinned });
+        builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
@@ -57,7 +72,8 @@ pub fn client_config(trust: &UpstreamTrust) -> anyhow::Result<Arc<ClientConfig>>
 
 /// The listener's configuration from a PEM certificate chain and key.
 pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
-    let chain = read_certs(cert)?;
+    let chain = read_certs("--tls-cert", cert)?;
+    std::fs::File::open(key).with_context(|| format!("--tls-key {}: cannot open it", key.display()))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| anyhow::anyhow!("--tls-key {}: no private key read: {e}", key.display()))?;
     let mut config = ServerConfig::builder_with_provider(provider())
@@ -70,13 +86,14 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig
     Ok(Arc::new(config))
 }
 
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+/// The PEM certificates in `path`, given with `flag`; errors name both.
+fn read_certs(flag: &str, path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let file = std::fs::File::open(path).with_context(|| format!("{flag} {}: cannot open it", path.display()))?;
+    let certs: Vec<_> = CertificateDer::pem_reader_iter(io::BufReader::new(file))
         .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{flag} {}: not a PEM certificate file: {e}", path.display()))?;
     if certs.is_empty() {
-        bail!("{}: no PEM certificate in it", path.display());
+        bail!("{flag} {}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)", path.display());
     }
     Ok(certs)
 }
@@ -87,26 +104,143 @@ pub fn server_name(host: &str) -> anyhow::Result<ServerName<'static>> {
     ServerName::try_from(bare.to_owned()).map_err(|e| anyhow::anyhow!("{host}: not a TLS server name: {e}"))
 }
 
-/// A one-line reason for a failed TLS handshake, naming the usual causes.
+/// A one-line reason for a failed TLS handshake with the upstream, naming
+/// the usual causes and what to do.
 pub fn describe_error(e: &io::Error) -> String {
+    describe(e, Peer::Upstream)
+}
+
+/// A one-line reason for a failed TLS handshake with a client of the
+/// `--tls-cert` listener.
+pub fn describe_client_error(e: &io::Error) -> String {
+    describe(e, Peer::Client)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Upstream,
+    Client,
+}
+
+fn describe(e: &io::Error, peer: Peer) -> String {
     let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            return match peer {
+                Peer::Upstream => format!(
+                    "the upstream closed the connection during the TLS handshake \
+                     (a plain ws:// server? then use ws://): {e}"
+                ),
+                Peer::Client => format!("the client closed the connection during the TLS handshake: {e}"),
+            };
+        }
         return e.to_string();
     };
     let what = match tls {
         rustls::Error::InvalidCertificate(c) => match c {
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => "certificate expired",
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "certificate not yet valid",
-            CertificateError::UnknownIssuer => "unknown issuer (not signed by a trusted CA; see --upstream-ca)",
+            CertificateError::UnknownIssuer => {
+                "unknown issuer (not signed by a trusted CA: give the CA's certificate, \
+                 or the server's own, with --upstream-ca FILE)"
+            }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                "name mismatch (the certificate is not valid for this host)"
+                "name mismatch (the certificate is not valid for this host: use a name it lists, \
+                 or a certificate that lists this one)"
             }
             CertificateError::Revoked => "certificate revoked",
+            CertificateError::BadSignature => "bad certificate signature",
+            c if is_ca_used_as_end_entity(c) => {
+                "the server's certificate is a CA certificate (CA:TRUE, as `openssl req -x509` makes them), \
+                 not one issued to a server: to trust it, give that very certificate with --upstream-ca FILE \
+                 (it is then pinned)"
+            }
             _ => "invalid certificate",
         },
-        rustls::Error::AlertReceived(_) => "the server refused the handshake",
+        // Plain HTTP where a TLS record was expected.
+        rustls::Error::InvalidMessage(_) => match peer {
+            Peer::Upstream => "the upstream answered a TLS handshake in plain text: use ws://",
+            Peer::Client => {
+                "the client sent plain text to a TLS listener: connect with wss://, \
+                 or run the proxy without --tls-cert"
+            }
+        },
+        rustls::Error::NoApplicationProtocol => "no common ALPN protocol (the server does not offer http/1.1)",
+        rustls::Error::AlertReceived(_) => match peer {
+            Peer::Upstream => "the server refused the handshake",
+            Peer::Client => "the client refused the handshake (does it trust the proxy's --tls-cert?)",
+        },
         _ => "handshake failed",
     };
     format!("{what}: {tls}")
+}
+
+/// webpki refuses a certificate marked `CA:TRUE` as a server's own; rustls
+/// passes that reason on as `Other`.
+fn is_ca_used_as_end_entity(c: &CertificateError) -> bool {
+    matches!(c, CertificateError::Other(other)
+        if matches!(other.0.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity)))
+}
+
+/// The first bytes of a TLS record (content type 20 to 23, version 3.x):
+/// what a TLS peer sends where plain HTTP was expected.
+pub fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [20..=23, 3, 0..=4, ..])
+}
+
+/// Verification against the roots (webpki), and besides it a certificate
+/// given with `--upstream-ca` that is exactly the server's own (pinned):
+/// accepted when webpki refuses it as an end entity (a self-signed `CA:TRUE`
+/// test certificate) or cannot find its issuer, once its name matches.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    webpki: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verdict = self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+        match verdict {
+            Err(rustls::Error::InvalidCertificate(ref c))
+                if (is_ca_used_as_end_entity(c) || *c == CertificateError::UnknownIssuer)
+                    && self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) =>
+            {
+                let parsed = ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// `--insecure`: any certificate is accepted; the handshake signatures are

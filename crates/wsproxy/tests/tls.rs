@@ -1,7 +1,9 @@
 //! TLS end to end, with certificates generated here (rcgen) and every peer
 //! on 127.0.0.1: a `wss://` upstream verified against a CA file, refused
 //! with a 502 that names the reason (unknown issuer, name mismatch,
-//! expired), accepted under `--insecure`; and the TLS listener.
+//! expired, plain HTTP where TLS was expected and the reverse), accepted
+//! under `--insecure`; a self-signed `CA:TRUE` certificate (as `openssl req
+//! -x509` makes them) pinned with `--upstream-ca`; and the TLS listener.
 
 mod common;
 
@@ -53,6 +55,22 @@ impl Pki {
         std::fs::write(&key_path, key.serialize_pem()).expect("write key");
         (cert_path, key_path)
     }
+}
+
+/// A self-signed certificate as `openssl req -x509 -newkey rsa:2048 -nodes
+/// -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost`
+/// makes it: marked `CA:TRUE`, for `names`. Returns the paths of the
+/// certificate and key, in `pki`'s directory.
+fn self_signed_ca_true(pki: &Pki, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("p");
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("self-signed");
+    let (cert_path, key_path) = (pki.dir.join(format!("{file}.pem")), pki.dir.join(format!("{file}.key")));
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    (cert_path, key_path)
 }
 
 impl Drop for Pki {
@@ -156,6 +174,81 @@ async fn tls_failures_give_502_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_ca_true_certificate_is_pinned_with_upstream_ca() {
+    let pki = Pki::new("pinned");
+    let (cert, key) = self_signed_ca_true(&pki, "self", &["localhost", "127.0.0.1"]);
+    let cert_arg = cert.to_str().expect("utf-8 path");
+    let port = tls_echo(server_config(&cert, &key)).await;
+    // By name and by address: both are in the certificate's SANs.
+    for host in ["localhost", "127.0.0.1"] {
+        let upstream = format!("wss://{host}:{port}/");
+        let mut proxy = Proxy::start(&["--upstream", &upstream, "--upstream-ca", cert_arg]);
+        echo_through(&proxy).await;
+        let events = tokio::task::block_in_place(|| proxy.connection(1));
+        assert!(events.iter().any(|e| matches!(e, Event::HandshakeResponse { status: 101, .. })), "{events:#?}");
+        assert!(!events.iter().any(|e| matches!(e, Event::Error { .. })), "{host}: {events:#?}");
+    }
+    // Pinning does not skip the name check.
+    let (cert, key) = self_signed_ca_true(&pki, "elsewhere", &["elsewhere.example"]);
+    let port = tls_echo(server_config(&cert, &key)).await;
+    let upstream = format!("wss://localhost:{port}/");
+    let proxy = Proxy::start(&["--upstream", &upstream, "--upstream-ca", cert.to_str().expect("utf-8 path")]);
+    let text = tokio::task::block_in_place(|| bad_gateway_text(&proxy));
+    assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n") && text.contains("name mismatch"), "{text}");
+    // Another self-signed certificate is no pin, and none is no pin either;
+    // the reason says what to give.
+    let (other, _) = self_signed_ca_true(&pki, "other", &["localhost"]);
+    let upstream = format!("wss://localhost:{port}/");
+    let proxy = Proxy::start(&["--upstream", &upstream, "--upstream-ca", other.to_str().expect("utf-8 path")]);
+    let text = tokio::task::block_in_place(|| bad_gateway_text(&proxy));
+    assert!(text.contains("502") && text.contains("give that very certificate with --upstream-ca FILE"), "{text}");
+    let proxy = Proxy::start(&["--upstream", &upstream]);
+    let text = tokio::task::block_in_place(|| bad_gateway_text(&proxy));
+    assert!(text.contains("502") && text.contains("CA:TRUE") && text.contains("--upstream-ca FILE"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_and_tls_mix_ups_are_named() {
+    let pki = Pki::new("mixup");
+    // wss:// to a plain server: the 502 says to use ws://.
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let echo = wsecho::spawn(plain, wsecho::Config::default()).expect("echo");
+    let upstream = format!("wss://127.0.0.1:{}/", echo.local_addr().port());
+    let mut proxy = Proxy::start(&["--upstream", &upstream, "--insecure"]);
+    let text = tokio::task::block_in_place(|| bad_gateway_text(&proxy));
+    assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n") && text.contains("use ws://"), "{text}");
+    let events = tokio::task::block_in_place(|| proxy.connection(1));
+    assert!(events.iter().any(|e| matches!(e, Event::Error { message } if message.contains("use ws://"))));
+    // ws:// to a TLS server: the 502 says to use wss://.
+    let (cert, key) = pki.leaf("localhost", &["localhost"], false);
+    let port = tls_echo(server_config(&cert, &key)).await;
+    let upstream = format!("ws://127.0.0.1:{port}/");
+    let mut proxy = Proxy::start(&["--upstream", &upstream]);
+    let text = tokio::task::block_in_place(|| bad_gateway_text(&proxy));
+    assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n") && text.contains("use wss://"), "{text}");
+    let events = tokio::task::block_in_place(|| proxy.connection(1));
+    assert!(events.iter().any(|e| matches!(e, Event::Error { message } if message.contains("use wss://"))));
+    // A TLS client at a plain listener: dropped at once, with the reason.
+    let mut proxy = Proxy::start(&[]);
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").expect("name");
+    let started = std::time::Instant::now();
+    let _ = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await.expect_err("no TLS there");
+    let events = tokio::task::block_in_place(|| proxy.connection(1));
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Error { message } if message.contains("connect with ws://"))),
+        "{events:#?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "not left to the handshake timeout");
+    echo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_accepts_an_unknown_issuer() {
     let pki = Pki::new("insecure");
     let (cert, key) = pki.leaf("localhost", &["localhost"], false);
@@ -202,5 +295,22 @@ async fn the_listener_speaks_tls() {
     tokio::task::block_in_place(|| read_to_end(&mut plain, &mut got));
     assert!(!got.starts_with(b"HTTP/1.1 101"));
     let events = tokio::task::block_in_place(|| proxy.connection(2));
-    assert!(events.iter().any(|e| matches!(e, Event::Error { message } if message.contains("TLS handshake"))));
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Error { message }
+            if message.contains("TLS handshake") && message.contains("connect with wss://"))),
+        "{events:#?}"
+    );
+}
+
+#[test]
+fn missing_certificate_files_name_their_flag() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsproxy")).args(args).output().expect("runs");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let text = run(&["--listen", "0", "--upstream", "wss://localhost", "--upstream-ca", "/nonexistent/ca.pem"]);
+    assert!(text.starts_with("wsproxy: error: --upstream-ca /nonexistent/ca.pem: cannot open it"), "{text}");
+    let text = run(&["--listen", "0", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"]);
+    assert!(text.starts_with("wsproxy: error: --tls-cert /nonexistent/c.pem: cannot open it"), "{text}");
 }

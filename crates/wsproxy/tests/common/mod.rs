@@ -156,8 +156,9 @@ pub fn read_to_end(s: &mut TcpStream, buf: &mut Vec<u8>) {
     }
 }
 
-/// A raw upstream: accepts one connection and runs `script` on it in a
-/// thread; `join` returns what the script returns.
+/// A raw upstream: accepts one connection (skipping any that closes before
+/// sending a byte, such as wsproxy's start-up probe) and runs `script` on it
+/// in a thread; `join` returns what the script returns.
 pub struct RawUpstream<T> {
     pub addr: SocketAddr,
     pub listener: TcpListener,
@@ -170,9 +171,16 @@ impl<T: Send + 'static> RawUpstream<T> {
         let addr = listener.local_addr().expect("addr");
         let accept = listener.try_clone().expect("clone");
         let handle = std::thread::spawn(move || {
-            let (stream, _) = accept.accept().expect("accept");
-            stream.set_read_timeout(Some(WAIT)).expect("timeout");
-            script(stream)
+            loop {
+                let (stream, _) = accept.accept().expect("accept");
+                stream.set_read_timeout(Some(WAIT)).expect("timeout");
+                // wsproxy's start-up probe connects and closes without a
+                // byte: not the connection the script is for.
+                if matches!(stream.peek(&mut [0u8; 1]), Ok(0)) {
+                    continue;
+                }
+                return script(stream);
+            }
         });
         RawUpstream { addr, listener, handle: Some(handle) }
     }

@@ -121,7 +121,11 @@ pub async fn connect(target: &Target) -> anyhow::Result<(TcpStream, Vec<u8>)> {
             Err(e) => bail!("{addr} sent a malformed handshake response: {e}"),
             Ok(Status::Complete((res, n))) => {
                 if res.status != 101 {
-                    bail!("{addr} refused the upgrade: {} {}", res.status, res.reason);
+                    // The body's first line often says why (a proxy's 502 does).
+                    let body = buf.get(n..).unwrap_or_default();
+                    let why = String::from_utf8_lossy(body).lines().next().unwrap_or_default().trim().to_owned();
+                    let why = if why.is_empty() { String::new() } else { format!(": {why}") };
+                    bail!("{addr} refused the upgrade: {} {}{why}", res.status, res.reason);
                 }
                 res.validate(key.as_bytes(), &[], &[]).with_context(|| format!("{addr}: invalid 101 response"))?;
                 let rest = buf.split_off(n);

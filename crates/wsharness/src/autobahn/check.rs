@@ -159,6 +159,6 @@ pub fn render_check(summary: &Summary) -> String {
             }
         }
     }
-    let _ = writeln!(out, "\nverdict: FAIL ({} failing cases)", summary.failures.len());
+    let _ = writeln!(out, "\nverdict: FAIL ({} failing)", wscli::count(summary.failures.len() as u64, "case"));
     out
 }

@@ -184,18 +184,18 @@ pub async fn run_async(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
 pub fn render_report(r: &BenchReport) -> String {
     let e = &r.errors;
     format!(
-        "{} — {} conns × {} in flight × {} B {}\n\
-         {:>12.0} msg/s   {:>9.2} MB/s   ({} echoes in {:.2} s)\n\
+        "{} — {} × {} in flight × {} B {}\n\
+         {:>12.0} msg/s   {:>9.2} MB/s   ({} in {:.2} s)\n\
          round trip µs: p50 {}  p90 {}  p99 {}  max {}\n\
          errors: {} (mismatched {}, wrong kind {}, lost {}, duplicated/reordered {}, protocol {})\n",
         r.url,
-        r.conns,
+        wscli::count(r.conns as u64, "connection"),
         r.window,
         r.size,
         if r.text { "text" } else { "binary" },
         r.messages_per_sec,
         r.mb_per_sec,
-        r.messages,
+        wscli::count_with(r.messages, "echo", "echoes"),
         r.seconds,
         r.rtt_us.p50,
         r.rtt_us.p90,

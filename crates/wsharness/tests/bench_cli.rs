@@ -108,3 +108,59 @@ async fn wrong_echoes_are_caught_and_fail_the_run() {
         assert!(lost <= 400, "{field}: lost {lost}: {report}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sizes_take_units_and_durations_bare_seconds() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = wsecho::spawn(listener, wsecho::Config::default()).expect("wsecho");
+    let url = format!("ws://{}", server.local_addr());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_wsharness"))
+            .args(["bench", "--url", &url, "--size", "1KiB", "--duration", "0.2", "--warmup", "0", "--json"])
+            .output()
+            .expect("run wsharness")
+    })
+    .await
+    .expect("join");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["size"], 1024, "{report}");
+    server.shutdown().await;
+}
+
+#[test]
+fn usage_errors_have_the_binary_prefix_and_help_ends_with_examples() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsharness")).args(["bench", "--size", "big"]).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text.starts_with("wsharness: error: invalid value 'big' for '--size <SIZE>'"), "{text}");
+    let help = Command::new(env!("CARGO_BIN_EXE_wsharness")).arg("--help").output().expect("runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let examples = help.split("Examples:\n").nth(1).expect("--help ends with examples");
+    assert!(examples.lines().all(|l| l.trim_start().starts_with("wsharness ")), "{examples}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upgrade_is_reported_with_the_reason_the_body_gives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let body = "wsproxy: cannot connect to upstream 127.0.0.1:1\n";
+            let answer = format!("HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_wsharness")).args(["bench", "--url", &url, "-n", "1"]).output().expect("runs")
+    })
+    .await
+    .expect("join");
+    server.abort();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("refused the upgrade: 502 Bad Gateway: wsproxy: cannot connect to upstream"), "{text}");
+}

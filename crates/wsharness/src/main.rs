@@ -4,17 +4,26 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use harness::autobahn;
+use clap::{Args, Subcommand};
+use wsharness::autobahn;
 
 /// The WebSocket conformance tool: runs the Autobahn|Testsuite's
 /// fuzzingclient against a server, judges the reports and compares runs.
-#[derive(Debug, Parser)]
-#[command(version, about)]
+#[derive(Debug, clap::Parser)]
+#[command(version, about, after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+const EXAMPLES: &str = "\
+Examples:
+  wsharness autobahn run --url ws://127.0.0.1:9001 --agent wsecho --out target/autobahn/wsecho
+  wsharness autobahn run --url ws://127.0.0.1:9001 --cases '1.*,2.*' --exclude 2.10
+  wsharness autobahn check target/autobahn/wsecho
+  wsharness autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json
+  wsharness bench --url ws://127.0.0.1:9001 -c 10 -w 4 -s 64KiB -d 5
+";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -45,20 +54,20 @@ struct BenchRunArgs {
     /// Messages in flight per connection (1: strict ping-pong).
     #[arg(long, short = 'w', default_value_t = 1)]
     window: usize,
-    /// Payload bytes per message.
-    #[arg(long, short = 's', default_value_t = 16)]
+    /// Payload per message: 16, 64KiB, 1MiB.
+    #[arg(long, short = 's', value_name = "SIZE", default_value = "16", value_parser = wscli::parse_size_usize)]
     size: usize,
     /// Send text messages instead of binary.
     #[arg(long)]
     text: bool,
     /// How long to measure (after the warm-up).
-    #[arg(long, short = 'd', default_value = "5s", value_parser = humantime::parse_duration, conflicts_with = "messages")]
+    #[arg(long, short = 'd', default_value = "5s", value_parser = wscli::parse_duration, conflicts_with = "messages")]
     duration: std::time::Duration,
     /// Send this many messages per connection instead of measuring for a duration.
     #[arg(long, short = 'n')]
     messages: Option<u64>,
     /// Warm-up before measuring (checked, not counted).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = wscli::parse_duration)]
     warmup: std::time::Duration,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -78,10 +87,10 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
         /// Measured time per run.
-        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "3s", value_parser = wscli::parse_duration)]
         duration: std::time::Duration,
         /// Warm-up per run.
-        #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "500ms", value_parser = wscli::parse_duration)]
         warmup: std::time::Duration,
         /// Do not keep the other core busy during latency runs.
         #[arg(long)]
@@ -102,7 +111,7 @@ enum BenchCommand {
         #[arg(long, short = 'c', default_value_t = 1000)]
         conns: usize,
         /// How long to let the server settle before measuring.
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "1s", value_parser = wscli::parse_duration)]
         settle: std::time::Duration,
     },
 }
@@ -121,7 +130,9 @@ enum AutobahnCommand {
         agent: Option<String>,
     },
     /// Compare two runs case by case (behavior and close behavior; durations
-    /// ignored); exits 1 on any difference.
+    /// ignored); exits 1 on any difference. Cases only one side ran (a
+    /// partial run with --cases) are counted, not compared, unless
+    /// --require-all-cases.
     Diff {
         /// A report directory, an index.json, or an expected-results file.
         left: PathBuf,
@@ -133,6 +144,10 @@ enum AutobahnCommand {
         /// The agent on the right, when it holds several.
         #[arg(long)]
         right_agent: Option<String>,
+        /// Count a case that only one side ran as a difference (for full
+        /// runs against expected results).
+        #[arg(long)]
+        require_all_cases: bool,
     },
     /// Attribute the violations in a `wsproxy --format json` log of a run to
     /// the run's cases; with --expected, exit 1 unless they are exactly the
@@ -193,12 +208,12 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = wscli::parse_args("wsharness");
     match run(cli.command) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("wsharness: error: {e:#}");
+            wscli::report("wsharness", &e);
             ExitCode::from(2)
         }
     }
@@ -232,12 +247,13 @@ fn run(command: Command) -> anyhow::Result<bool> {
             check(&dir, Some(&args.agent))
         }
         AutobahnCommand::Check { dir, agent } => check(&dir, agent.as_deref()),
-        AutobahnCommand::Diff { left, right, left_agent, right_agent } => {
+        AutobahnCommand::Diff { left, right, left_agent, right_agent, require_all_cases } => {
             let l = autobahn::load_results(&left, left_agent.as_deref())?;
             let r = autobahn::load_results(&right, right_agent.as_deref())?;
-            let diffs = autobahn::diff_results(&l, &r);
-            emit(&autobahn::render_diff(&left.display().to_string(), &right.display().to_string(), &l, &r, &diffs));
-            Ok(diffs.is_empty())
+            let comparison = autobahn::compare(&l, &r);
+            let (ln, rn) = (left.display().to_string(), right.display().to_string());
+            emit(&autobahn::render_comparison(&ln, &rn, &comparison, require_all_cases));
+            Ok(comparison.passes(require_all_cases))
         }
         AutobahnCommand::ProxyLog { reports, log, expected, agent } => {
             let results = autobahn::load_results(&reports, agent.as_deref())?;
@@ -281,7 +297,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<bool> {
-    use harness::bench;
+    use wsharness::bench;
     match args.command {
         None => {
             let a = args.run;

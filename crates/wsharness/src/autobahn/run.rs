@@ -213,7 +213,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<PathBuf> {
     if !status.success() || !out.join("index.json").is_file() {
         bail!("wstest failed ({status}) after {ran} cases; its last output:\n{}", tail.join("\n"));
     }
-    eprintln!("autobahn: {ran} cases run against {}, reports in {}", opts.url, out.display());
+    eprintln!("autobahn: {} run against {}, reports in {}", wscli::count(ran, "case"), opts.url, out.display());
     Ok(out)
 }
 

@@ -1,7 +1,7 @@
 //! The benchmarks' reference point: a minimal tokio-tungstenite echo loop
 //! with default settings, as most projects write one.
 //!
-//! `cargo run --release -p harness --example tt_echo -- [127.0.0.1:PORT]`
+//! `cargo run --release -p wsharness --example tt_echo -- [127.0.0.1:PORT]`
 //! prints `listening on ws://ADDR` on stderr.
 
 use futures_util::{SinkExt, StreamExt};

@@ -7,7 +7,7 @@ mod report;
 mod run;
 
 pub use check::{Summary, render_check, summarize};
-pub use diff::{Difference, diff_results, render_diff};
+pub use diff::{Comparison, Difference, compare, render_comparison};
 pub use proxylog::{CaseViolations, parse_expected_violations, render_violations, violations_by_case};
 pub use report::{CaseId, CaseResult, Results, load_results, read_case_details};
 pub use run::{DEFAULT_IMAGE, RunOptions, ensure_venv, expected_case_ids, run};

@@ -1,0 +1,204 @@
+//! The wsproxy binary's command line and status lines: the `--listen` forms
+//! and bind errors, durations and sizes, help and error texts the README
+//! promises, `open` written at accept, per-connection errors on stderr and
+//! in the totals, and the start-up probe of the upstream.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use common::{Proxy, WAIT, announced_url, connect, read_to_end, upgrade_request, write};
+use wsproxy::schema::Event;
+
+fn wsproxy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wsproxy")).args(args).output().expect("runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Starts wsproxy with exactly `args` (no `--listen` added) and returns the
+/// URL it announced; the process is killed when the guard drops.
+fn announce(args: &[&str]) -> (Guard, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsproxy"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsproxy");
+    let stderr = child.stderr.take().expect("stderr");
+    let guard = Guard(child);
+    let (url, _) = announced_url(stderr, "wsproxy");
+    (guard, url)
+}
+
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[test]
+fn listen_takes_a_bare_port_localhost_and_ipv6() {
+    for (listen, prefix) in [
+        ("0", "ws://127.0.0.1:"),
+        (":0", "ws://127.0.0.1:"),
+        ("localhost:0", "ws://127.0.0.1:"),
+        ("127.0.0.1:0", "ws://127.0.0.1:"),
+    ] {
+        let (_proxy, url) = announce(&["--listen", listen]);
+        assert!(url.starts_with(prefix) && !url.ends_with(":0"), "--listen {listen}: {url}");
+    }
+    // IPv6 where the machine has it.
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        let (_proxy, url) = announce(&["--listen", "[::1]:0"]);
+        assert!(url.starts_with("ws://[::1]:"), "{url}");
+    }
+}
+
+#[test]
+fn a_port_in_use_gets_advice() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = wsproxy(&["--listen", &port]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(text.starts_with(&format!("wsproxy: error: --listen 127.0.0.1:{port}: cannot listen")), "{text}");
+    assert!(text.contains("pick another port") && text.contains("--listen 127.0.0.1:0"), "{text}");
+}
+
+#[test]
+fn help_and_errors_as_the_readme_shows_them() {
+    let help = wsproxy(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("log stalls (how often a relay had to wait for the event writer"), "{help}");
+    let examples = help.split("Examples:\n").nth(1).expect("--help ends with examples");
+    assert!(examples.lines().all(|l| l.trim_start().starts_with("wsproxy")), "{examples}");
+    // Usage errors and our own errors: one prefix; the usage line does not
+    // make optional flags look required.
+    let out = wsproxy(&["--upstream", "ws://127.0.0.1:1", "--tls-cert", "c.pem"]);
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text.starts_with("wsproxy: error: ") && text.contains("Usage: wsproxy [OPTIONS]\n"), "{text}");
+    let out = wsproxy(&["--listen", "0", "--upstream", "http://127.0.0.1:8080/chat"]);
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.starts_with("wsproxy: error: --upstream http://127.0.0.1:8080/chat: "), "{text}");
+    assert!(text.contains("try --upstream ws://127.0.0.1:8080/chat"), "{text}");
+    assert_eq!(text.matches("expected").count(), 1, "{text}");
+    for (flag, bad, says) in [
+        ("--max-inflate", "lots", "expected a size such as 65536, 64KiB"),
+        ("--handshake-timeout", "soon", "a number of seconds"),
+        ("--listen", "localhost:http", "is not a port"),
+    ] {
+        let out = wsproxy(&[flag, bad]);
+        let text = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag} {bad}");
+        assert!(text.starts_with(&format!("wsproxy: error: invalid value '{bad}' for '{flag} ")), "{text}");
+        assert!(text.contains(says), "{flag} {bad}: {text}");
+    }
+}
+
+#[test]
+fn durations_take_bare_seconds_and_sizes_take_units() {
+    let (_proxy, url) = announce(&[
+        "--listen",
+        "0",
+        "--handshake-timeout",
+        "1",
+        "--idle-timeout",
+        "2.5",
+        "--drain",
+        "1",
+        "--max-inflate",
+        "1MiB",
+    ]);
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+}
+
+#[test]
+fn open_is_written_when_the_connection_is_accepted() {
+    let mut proxy = Proxy::start(&[]);
+    // A client that connects and sends nothing is shown at once…
+    let silent = connect(proxy.addr);
+    let open = proxy.wait_for("open", |r| r.conn == 1 && matches!(r.event, Event::Open { .. }));
+    assert_eq!(open.conn, 1);
+    // …and before anything a later connection logs.
+    let mut second = connect(proxy.addr);
+    write(&mut second, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut got = Vec::new();
+    read_to_end(&mut second, &mut got);
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    drop(second);
+    proxy.connection(2);
+    drop(silent);
+    proxy.connection(1);
+    let first_of = |conn: u64| proxy.seen.iter().position(|r| r.conn == conn).expect("seen");
+    let end_of_2 = proxy.seen.iter().position(|r| r.conn == 2 && matches!(r.event, Event::End { .. }));
+    assert!(first_of(1) < first_of(2) && Some(first_of(1)) < end_of_2);
+}
+
+#[test]
+fn with_log_errors_reach_stderr_and_the_totals() {
+    let dir = std::env::temp_dir().join(format!("wsproxy-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let log = dir.join("events.jsonl");
+    let upstream = format!("ws://127.0.0.1:{}", closed_port());
+    let proxy = Proxy::start(&["--upstream", &upstream, "--log", log.to_str().expect("utf-8 path")]);
+    // The start-up probe's warning.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains("does not accept connections")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        lines.push(proxy.stderr.recv_timeout(left).unwrap_or_else(|_| panic!("no probe warning: {lines:?}")));
+    }
+    // A burst of clients, each answered 502.
+    const CLIENTS: usize = 20;
+    for _ in 0..CLIENTS {
+        let mut c = connect(proxy.addr);
+        write(&mut c, &upgrade_request("x", "/"));
+        let mut got = Vec::new();
+        read_to_end(&mut c, &mut got);
+        assert!(got.starts_with(b"HTTP/1.1 502 Bad Gateway\r\n"));
+    }
+    let (status, rest) = proxy.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status}");
+    lines.extend(rest);
+    let probe = lines.iter().find(|l| l.contains("does not accept connections")).expect("probe warning");
+    assert!(
+        probe.starts_with("wsproxy: warning: upstream 127.0.0.1:")
+            && probe.ends_with("running anyway: clients get 502 Bad Gateway until it does"),
+        "{probe}"
+    );
+    let shown = lines.iter().filter(|l| l.starts_with("wsproxy: connection ")).count();
+    assert!(lines.iter().any(|l| l.starts_with("wsproxy: connection 1: cannot connect to upstream")), "{lines:#?}");
+    assert!((1..CLIENTS).contains(&shown), "rate-limited: {shown} of {CLIENTS} shown: {lines:#?}");
+    let totals = lines.last().expect("totals");
+    assert!(totals.starts_with(&format!("wsproxy: {CLIENTS} connections,")), "{totals}");
+    assert!(totals.contains(&format!(", {CLIENTS} errors,")), "{totals}");
+}
+
+/// The bind error the README's Install section shows, word for word (the
+/// OS's wording of the errno is Linux's).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_readme_shows_the_bind_error_as_it_is() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+    let shown = readme.lines().find(|l| l.starts_with("wsproxy: error: --listen 127.0.0.1:9001: ")).expect("in README");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = wsproxy(&["--listen", &port]);
+    assert_eq!(stderr(&out).trim_end(), shown.replace("9001", &port));
+}
