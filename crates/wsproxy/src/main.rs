@@ -41,6 +41,11 @@ struct Args {
     /// stream: synced and dropped from the page cache every 16 MiB).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    /// With --log: the same events on standard output too, in their own
+    /// format (default: pretty on a terminal, json otherwise). For example
+    /// JSON Lines to a file while watching pretty lines in the terminal.
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "log", num_args = 0..=1, default_missing_value = "auto")]
+    tee: Option<TeeArg>,
     /// Payload bytes to show per frame and message: a size (256, 4KiB; 0: none) or `all`.
     #[arg(long, value_name = "SIZE|all", default_value = "256", value_parser = parse_preview)]
     max_preview: PreviewLimit,
@@ -103,12 +108,24 @@ Examples:
   wsproxy                                          proxy to an embedded echo server; open the printed page
   wsproxy --upstream ws://127.0.0.1:8080/socket    pretty output on a terminal
   wsproxy --upstream ws://127.0.0.1:8080 --format json --log events.jsonl
+  wsproxy --upstream ws://127.0.0.1:8080 --log events.jsonl --tee   JSON to the file, pretty here too
   wsproxy --listen 9003 --upstream wss://localhost:8443 --upstream-ca cert.pem
   wsproxy --upstream ws://127.0.0.1:8080 --enforce --messages-only
 ";
 
 fn listen_addr(s: &str) -> Result<SocketAddr, String> {
     wscli::parse_listen(s, 9002)
+}
+
+/// `--tee`'s format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TeeArg {
+    /// Pretty on a terminal, json otherwise.
+    Auto,
+    /// One aligned, colored line per event.
+    Pretty,
+    /// JSON Lines: one object per event.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -192,21 +209,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let to_terminal = args.log.is_none() && std::io::stdout().is_terminal();
     let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // Errors are events; on stderr too unless the events are on the terminal.
-    let errors_to_stderr = !to_terminal;
+    let errors_to_stderr = !to_terminal && !(args.tee.is_some() && std::io::stdout().is_terminal());
     let format = match args.format {
         Some(FormatArg::Json) => Format::Json,
         Some(FormatArg::Pretty) => Format::Pretty { color },
         None if to_terminal => Format::Pretty { color },
         None => Format::Json,
     };
-    let output: Box<dyn std::io::Write + Send> = match &args.log {
-        Some(path) => Box::new(std::io::BufWriter::with_capacity(
-            1 << 20,
-            wsproxy::logfile::LogFile::create(path)
-                .with_context(|| format!("creating the log file {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())),
-    };
+    // Batches of events arrive in pieces of up to ~48 KiB: a buffer smaller
+    // than that joins the small ones and lets the large ones through
+    // without a copy.
+    const WRITE_BUF: usize = 32 << 10;
+    let stdout = || Box::new(std::io::BufWriter::with_capacity(WRITE_BUF, std::io::stdout()));
+    let mut outputs = vec![match &args.log {
+        Some(path) => wsproxy::log::Output {
+            format,
+            writer: Box::new(std::io::BufWriter::with_capacity(
+                WRITE_BUF,
+                wsproxy::logfile::LogFile::create(path)
+                    .with_context(|| format!("creating the log file {}", path.display()))?,
+            )),
+        },
+        None => wsproxy::log::Output { format, writer: stdout() },
+    }];
+    if let Some(tee) = args.tee {
+        let stdout_is_terminal = std::io::stdout().is_terminal();
+        let color = stdout_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let format = match tee {
+            TeeArg::Json => Format::Json,
+            TeeArg::Pretty => Format::Pretty { color },
+            TeeArg::Auto if stdout_is_terminal => Format::Pretty { color },
+            TeeArg::Auto => Format::Json,
+        };
+        outputs.push(wsproxy::log::Output { format, writer: stdout() });
+    }
     if args.messages_only && matches!(args.max_preview, PreviewLimit::Bytes(0)) {
         eprintln!("wsproxy: note: --max-preview 0 shows no payloads");
     }
@@ -229,7 +265,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if config.handshake_timeout.is_zero() {
         bail!("--handshake-timeout must be more than 0");
     }
-    let (sink, writer) = wsproxy::log::start(vec![wsproxy::log::Output { format, writer: output }]);
+    let (sink, writer) = wsproxy::log::start(outputs);
     eprintln!("listening on {scheme}://{addr}");
     match &embedded {
         Some(_) => {

@@ -202,3 +202,32 @@ fn the_readme_shows_the_bind_error_as_it_is() {
     let out = wsproxy(&["--listen", &port]);
     assert_eq!(stderr(&out).trim_end(), shown.replace("9001", &port));
 }
+
+/// `--log FILE --tee json`: the same events, in the same order, in the file
+/// and on stdout.
+#[test]
+fn tee_writes_the_same_events_to_the_file_and_stdout() {
+    let dir = std::env::temp_dir().join(format!("wsproxy-tee-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("events.jsonl");
+    let mut proxy = common::Proxy::start(&["--log", file.to_str().expect("utf-8"), "--tee", "json"]);
+    let mut c = common::connect(proxy.addr);
+    common::write(&mut c, &common::upgrade_request("x", "/"));
+    let mut got = Vec::new();
+    common::read_head(&mut c, &mut got);
+    common::write(&mut c, &common::frame(wsproto::OpCode::Text, true, Some([1, 2, 3, 4]), b"tee"));
+    common::write(&mut c, &common::frame(wsproto::OpCode::Close, true, Some([1, 2, 3, 4]), &[3, 232]));
+    common::read_to_end(&mut c, &mut got);
+    drop(c);
+    let on_stdout = proxy.connection(1);
+    let (status, _) = proxy.terminate();
+    assert!(status.success());
+    let in_file: Vec<wsproxy::schema::Event> = std::fs::read_to_string(&file)
+        .expect("the log file")
+        .lines()
+        .map(|l| wsproxy::schema::parse_strict(l).expect("strict").event)
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(on_stdout.iter().any(|e| matches!(e, wsproxy::schema::Event::Message { preview, .. } if preview == "tee")));
+    assert_eq!(in_file, on_stdout);
+}
