@@ -209,7 +209,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let to_terminal = args.log.is_none() && std::io::stdout().is_terminal();
     let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // Errors are events; on stderr too unless the events are on the terminal.
-    // Are the events on the terminal (as stdout, or teed there)?
     let events_on_terminal = to_terminal || (args.tee.is_some() && std::io::stdout().is_terminal());
     let errors_to_stderr = !events_on_terminal;
     let format = match args.format {
