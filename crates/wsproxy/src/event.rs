@@ -9,7 +9,7 @@
 use std::fmt::{self, Display};
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use serde::{Serialize, Serializer};
 
@@ -121,6 +121,21 @@ impl Stamp {
 impl Serialize for Stamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+/// The time of a read: the monotonic instant (for round trips and
+/// durations) and the wall-clock stamp its events carry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Time {
+    pub instant: Instant,
+    pub stamp: Stamp,
+}
+
+impl Time {
+    /// Now, from the system's clocks (the relay's job, not the session's).
+    pub(crate) fn now() -> Time {
+        Time { instant: Instant::now(), stamp: Stamp::now() }
     }
 }
 

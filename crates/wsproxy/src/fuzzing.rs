@@ -2,7 +2,7 @@
 //! fuzz crate and `cargo test` run the same code. Not an API.
 //!
 //! Arbitrary bytes from both sides, cut anywhere, go through the sans-IO
-//! [`Session`] exactly as the relay feeds it (the client's first head
+//! session exactly as the relay feeds it (the client's first head
 //! before the upstream is connected, then both directions interleaved):
 //! - it never panics;
 //! - what it holds stays bounded (heads, bytes after an upgrade request);
@@ -15,9 +15,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use crate::event::Time;
 use crate::event::{Format, Side, Stamp};
 use crate::log::Events;
-use crate::session::{Chunk, Ending, Flow, Session, Time};
+use crate::session::{Chunk, Ending, Flow, Session};
 use crate::{Config, Upstream};
 
 /// Most bytes the session may hold at once: a head at its limit, the

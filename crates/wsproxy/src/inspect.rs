@@ -8,11 +8,11 @@ use std::time::Instant;
 use wsproto::deflate::{DeflateParams, Inflater};
 use wsproto::{CloseCode, Decoder, DecoderConfig, Error, Event, MessageKind, OpCode, Role, Utf8Validator, Violation};
 
+use crate::event::Time;
 use crate::event::{
     CloseOut, DisplayStr, EventBody, FrameOut, MessageOut, OpcodeOut, Preview, Side, Stamp, ViolationOut,
 };
 use crate::log::Events;
-use crate::session::Time;
 
 /// How much of a payload to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,7 +31,7 @@ pub struct Output {
 }
 
 /// A connection's events, formatted once per output, waiting to be handed
-/// to the writer. Producers call [`Events::emit`] with typed, borrowed
+/// to the writer. Producers call `Events::emit` with typed, borrowed
 /// event bodies; each output's renderer (JSON or pretty) writes them into
 /// its buffer. Nothing is allocated per event once the buffers are warm.
 #[derive(Debug, Clone, PartialEq, Eq)]

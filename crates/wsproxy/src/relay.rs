@@ -16,12 +16,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 
+use crate::config::Config;
 use crate::event::Side;
+use crate::event::Time;
 use crate::log::{Events, LogSink};
 use crate::pool::BufferPool;
-use crate::session::{Chunk, Ending, Flow, Session, Time};
+use crate::session::{Chunk, Ending, Flow, Session};
 use crate::stream::{Stream, StreamRead, StreamWrite};
-use crate::{Config, Totals, tls};
+use crate::tls;
+use crate::totals::Totals;
 
 /// Read buffer per direction, lent from a pool while data flows: large
 /// enough that 64 KiB and 1 MiB messages move in few syscalls.

@@ -31,28 +31,13 @@ use wsproto::{CloseCode, FrameHeader, OpCode, Status};
 
 use crate::event::{
     DisplayStr, EndOut, ErrorOut, EventBody, HandshakeRequest, HandshakeResponse, HeaderOut, HttpOut, InterimResponse,
-    Open, PerSide, Side, Stamp, Uninspected, ViolationOut,
+    Open, PerSide, Side, Time, Uninspected, ViolationOut,
 };
 use crate::head;
 use crate::http1::{BodyLength, BodyReader, request_body, response_body};
 use crate::inspect::{DirectionInspector, Enforced, Shared};
 use crate::log::Events;
 use crate::{Config, tls};
-
-/// The time of a read: the monotonic instant (for round trips and
-/// durations) and the wall-clock stamp its events carry.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Time {
-    pub instant: Instant,
-    pub stamp: Stamp,
-}
-
-impl Time {
-    /// Now, from the system's clocks (the relay's job, not the session's).
-    pub(crate) fn now() -> Time {
-        Time { instant: Instant::now(), stamp: Stamp::now() }
-    }
-}
 
 /// A piece of what to write to a side, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1047,6 +1032,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::event::Stamp;
     use crate::schema::Event as Ev;
     use crate::{Format, Upstream};
 
