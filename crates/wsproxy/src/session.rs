@@ -70,6 +70,11 @@ pub(crate) enum Ending {
 /// comes; past this the connection is relayed without being decoded.
 const MAX_HELD: usize = 1 << 20;
 
+/// Requests that may wait for their answers at once (pipelining); past
+/// this the connection is relayed without being decoded, so what the
+/// session remembers stays bounded.
+const MAX_PENDING: usize = 256;
+
 /// A head being collected.
 #[derive(Debug, Default)]
 struct HeadBuf {
@@ -381,9 +386,10 @@ impl Session {
                         }
                         Err(e) => {
                             let held = std::mem::take(&mut hb.buf);
+                            let head_offset = (start_offset + pos as u64).saturating_sub(before as u64);
                             self.client = ClientState::Tunnel;
                             pos = data.len();
-                            self.bad_request(e, held, t, events);
+                            self.bad_request(e, held, head_offset, t, events);
                         }
                     }
                 }
@@ -507,10 +513,13 @@ impl Session {
     /// decide what the client's next bytes are.
     fn request_head(&mut self, raw: &[u8], end_offset: u64, t: &Time, events: &mut Events) {
         let config = self.config.clone();
+        let head_offset = end_offset - raw.len() as u64;
         let req = match handshake::parse_request(raw, &self.limits) {
             Ok(Status::Complete((req, _))) => req,
-            Ok(Status::Partial) => return self.bad_request(wsproto::Error::InvalidNewLine, raw.to_vec(), t, events),
-            Err(e) => return self.bad_request(e, raw.to_vec(), t, events),
+            Ok(Status::Partial) => {
+                return self.bad_request(wsproto::Error::InvalidNewLine, raw.to_vec(), head_offset, t, events);
+            }
+            Err(e) => return self.bad_request(e, raw.to_vec(), head_offset, t, events),
         };
         self.wants_upstream = true;
         let websocket = req.is_websocket_upgrade();
@@ -566,7 +575,7 @@ impl Session {
                     }
                 }
                 Err(e) => {
-                    self.violation(Side::Client, e, 0, t, events);
+                    self.violation(Side::Client, e, (head_offset, config.enforce), t, events);
                     if config.enforce {
                         return self.refuse(e);
                     }
@@ -585,6 +594,14 @@ impl Session {
         let wait = exchange.upgrade;
         self.queue_owned(Side::Upstream, forward);
         self.exchanges.push_back(exchange);
+        if self.exchanges.len() > MAX_PENDING {
+            return self.stop_inspecting(
+                Side::Client,
+                "more than 256 requests are waiting for their answers (pipelining)",
+                t,
+                events,
+            );
+        }
         self.client = match body {
             BodyLength::None => {
                 if wait {
@@ -599,9 +616,9 @@ impl Session {
 
     /// A request head that breaks the syntax: reported; relayed as it came
     /// (then nothing more is followed), or refused under `--enforce`.
-    fn bad_request(&mut self, e: wsproto::Error, raw: Vec<u8>, t: &Time, events: &mut Events) {
+    fn bad_request(&mut self, e: wsproto::Error, raw: Vec<u8>, head_offset: u64, t: &Time, events: &mut Events) {
         self.wants_upstream = true;
-        self.violation(Side::Client, e, 0, t, events);
+        self.violation(Side::Client, e, (head_offset, self.config.enforce), t, events);
         if self.config.enforce {
             return self.refuse(e);
         }
@@ -621,6 +638,7 @@ impl Session {
     /// A complete response head.
     fn response_head(&mut self, raw: Vec<u8>, end_offset: u64, t: &Time, events: &mut Events) {
         self.answered = true;
+        let raw_len = raw.len() as u64;
         let config = self.config.clone();
         let res = match handshake::parse_response(&raw, &self.limits) {
             Ok(Status::Complete((res, _))) => res,
@@ -703,7 +721,7 @@ impl Session {
                 let offered_ext: Vec<&str> = ask.extensions.iter().map(String::as_str).collect();
                 let checked = res.validate(ask.key.as_bytes(), &offered, &offered_ext).map(|_| ());
                 if let Err(e) = checked.and(deflate_error.map_or(Ok(()), Err)) {
-                    self.violation(Side::Upstream, e, 0, t, events);
+                    self.violation(Side::Upstream, e, (end_offset - raw_len, false), t, events);
                 }
             }
         }
@@ -834,9 +852,13 @@ impl Session {
         }
     }
 
-    fn violation(&mut self, from: Side, e: wsproto::Error, offset: u64, t: &Time, events: &mut Events) {
+    /// Reports a violation of a head; `enforced` when the proxy acts on it
+    /// (a request refused under `--enforce`; a 101's faults are reported
+    /// only, as before: the frames after it are what `--enforce` judges).
+    /// `offset` is where the head starts in the sender's stream.
+    fn violation(&mut self, from: Side, e: wsproto::Error, at: (u64, bool), t: &Time, events: &mut Events) {
+        let (offset, enforced) = at;
         self.violations += 1;
-        let enforced = self.config.enforce;
         self.emit(
             events,
             t,
@@ -1189,6 +1211,43 @@ mod tests {
         for chunk in [1, 2, 3, 7, 64] {
             assert_eq!(run(chunk), (whole_to.clone(), whole_events.clone()), "pieces of {chunk}");
         }
+    }
+
+    /// A violation in the second request on a connection is reported at
+    /// that head's offset, and is not `enforced` without `--enforce`.
+    #[test]
+    fn a_bad_second_request_is_reported_where_it_starts() {
+        let t = at(Instant::now(), 0);
+        let mut d = Driver::new(false, &t);
+        let first = b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n";
+        let _ = d.feed(Side::Client, first, &t);
+        let _ = d.feed(Side::Upstream, b"HTTP/1.1 204 No Content\r\n\r\n", &t);
+        let bad = String::from_utf8_lossy(REQUEST).replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
+        let _ = d.feed(Side::Client, bad.as_bytes(), &t);
+        let found: Vec<(String, u64, bool)> = parse(d.events.output(0))
+            .into_iter()
+            .filter_map(|e| match e {
+                Ev::Violation { rule, offset, enforced, .. } => Some((rule, offset, enforced)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(found, vec![("unsupported_version".to_owned(), first.len() as u64, false)]);
+    }
+
+    /// Pipelined requests past [`MAX_PENDING`] are relayed, not followed.
+    #[test]
+    fn pipelining_past_the_limit_is_relayed_uninspected() {
+        let t = at(Instant::now(), 0);
+        let mut d = Driver::new(false, &t);
+        let one = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let many: Vec<u8> = one.repeat(MAX_PENDING + 10);
+        let _ = d.feed(Side::Client, &many, &t);
+        assert_eq!(d.s.exchanges.len(), MAX_PENDING + 1);
+        // Everything reaches the upstream, rewritten while it was followed.
+        let rewritten = String::from_utf8_lossy(one).replace("Host: h", "Host: 127.0.0.1:9");
+        let expected = [rewritten.repeat(MAX_PENDING + 1).into_bytes(), one.repeat(9)].concat();
+        assert!(d.to[1] == expected);
+        assert!(parse(d.events.output(0)).iter().any(|e| matches!(e, Ev::Uninspected { .. })));
     }
 
     #[test]
