@@ -142,6 +142,9 @@ struct ClientAsk {
     key: Option<String>,
     protocols: Vec<String>,
     extensions: Vec<String>,
+    /// The `Sec-WebSocket-Extensions` values as offered upstream, for
+    /// checking the answer's parameters against them (RFC 7692 §7.1).
+    extension_offers: Vec<Vec<u8>>,
     valid: bool,
 }
 
@@ -258,6 +261,7 @@ async fn serve(
                 key: None,
                 protocols: Vec::new(),
                 extensions: Vec::new(),
+                extension_offers: Vec::new(),
                 valid: false,
             };
             let forwarded_target = head::forwarded_target(req.target, &config.upstream.path);
@@ -297,6 +301,8 @@ async fn serve(
                         // With --no-compression the upstream was offered none.
                         if !drop_extensions {
                             ask.extensions = hs.extensions.iter().map(|e| e.name.to_owned()).collect();
+                            ask.extension_offers =
+                                req.headers_named("sec-websocket-extensions").map(<[u8]>::to_vec).collect();
                         }
                     }
                     Err(e) => {
@@ -322,6 +328,7 @@ async fn serve(
                 key: None,
                 protocols: Vec::new(),
                 extensions: Vec::new(),
+                extension_offers: Vec::new(),
                 valid: false,
             };
             (ask, cbuf[..head_len].to_vec())
@@ -357,11 +364,14 @@ async fn serve(
     };
     let mut websocket = false;
     let mut deflate = None;
+    // A negotiated extension the proxy cannot decode.
+    let mut opaque = false;
     match handshake::parse_response(&ubuf[..uhead_len], limits) {
         Ok(Status::Complete((res, _))) => {
             if ask.websocket {
                 let mut deflate_error = None;
                 let mut protocol = None;
+                let mut undecoded: Vec<String> = Vec::new();
                 let mut extensions = Vec::new();
                 if res.status == 101 {
                     websocket = true;
@@ -385,6 +395,15 @@ async fn serve(
                             Some(DeflateParams::default())
                         }
                     };
+                    // RFC 6455 §5.2: an extension other than permessage-deflate
+                    // may define the reserved bits; the proxy cannot decode
+                    // it, so its frames are shown raw and not judged by them.
+                    for e in parsed.iter().filter(|e| !e.name.eq_ignore_ascii_case(handshake::PERMESSAGE_DEFLATE)) {
+                        undecoded.push(e.name.to_owned());
+                    }
+                    if !undecoded.is_empty() {
+                        deflate = None;
+                    }
                 }
                 ctx.emit(
                     out,
@@ -396,13 +415,21 @@ async fn serve(
                         protocol,
                         extensions,
                         upgraded: websocket,
+                        undecoded_extensions: undecoded.iter().map(String::as_str).collect(),
                     },
                 );
+                opaque = !undecoded.is_empty();
                 if websocket && ask.valid {
                     let offered: Vec<&str> = ask.protocols.iter().map(String::as_str).collect();
-                    let offered_ext: Vec<&str> = ask.extensions.iter().map(String::as_str).collect();
+                    let mut offers = Vec::new();
+                    for v in &ask.extension_offers {
+                        // Validated with the request: the syntax is right.
+                        let _ = handshake::parse_extensions(v, &mut offers);
+                    }
                     let key = ask.key.as_deref().unwrap_or_default();
-                    let checked = res.validate(key.as_bytes(), &offered, &offered_ext).map(|_| ());
+                    // RFC 6455 §4.1 and RFC 7692 §7.1: the answer against the
+                    // offers, parameters included.
+                    let checked = res.validate_offers(key.as_bytes(), &offered, &offers).map(|_| ());
                     if let Err(e) = checked.and(deflate_error.map_or(Ok(()), Err)) {
                         stats.violations += 1;
                         ctx.emit(
@@ -437,6 +464,10 @@ async fn serve(
     let opts = config.inspect_options();
     let mut insp_c = DirectionInspector::new(ctx.conn, Side::Client, head_len as u64, deflate, opts);
     let mut insp_u = DirectionInspector::new(ctx.conn, Side::Upstream, uhead_len as u64, deflate, opts);
+    if opaque {
+        insp_c.set_opaque_extension();
+        insp_u.set_opaque_extension();
+    }
     let shared = stats.shared.clone();
     // The side that broke a rule, the violation, and whether what was
     // forwarded of its stream ends at a frame boundary.
