@@ -533,4 +533,19 @@ mod tests {
             assert_eq!(inflate_all(&mut inflater, &far, 10), Err(Error::InflateFailed), "{bits} bits");
         }
     }
+
+    /// RFC 7692 §7.1.1.1, §7.1.1.2: a sender that agreed not to keep its
+    /// window, but refers back into its last message, cannot be read.
+    #[test]
+    fn a_sender_that_keeps_its_window_against_the_agreement_fails() {
+        let words: Vec<u8> = (0..3000u32).map(|i| b'a' + ((i.wrapping_mul(2_654_435_761) >> 16) % 26) as u8).collect();
+        let mut deflater = Deflater::new(6, false);
+        let mut inflater = Inflater::new(true, 1 << 20);
+        let mut first = Vec::new();
+        deflater.compress_message(&words, &mut first);
+        assert!(inflate_all(&mut inflater, &first, 100) == Ok(Some(words.clone())));
+        let mut second = Vec::new();
+        deflater.compress_message(&words, &mut second);
+        assert_eq!(inflate_all(&mut inflater, &second, 100), Err(Error::InflateFailed));
+    }
 }

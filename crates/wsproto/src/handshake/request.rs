@@ -73,7 +73,7 @@ impl<'b> Request<'b> {
         if self.version_minor < 1 {
             return Err(Error::HttpVersionTooOld);
         }
-        // §4.1 item 2: "The \"Request-URI\" part of the request MUST match
+        // §4.1 item 3: "The \"Request-URI\" part of the request MUST match
         // the /resource name/ defined in Section 3 (a relative URI) or be
         // an absolute http/https URI that, when parsed, has a /resource
         // name/, /host/, and /port/ that match the corresponding ws/wss URI."

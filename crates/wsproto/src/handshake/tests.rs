@@ -233,6 +233,7 @@ fn syntax_policy() {
         ("CR alone", edit("Origin", "Origin: a\rb\r\n"), Error::InvalidNewLine),
         ("space in name", edit("Origin", "Ori gin: a\r\n"), Error::InvalidHeaderName),
         ("HTTP/2.0", edit("GET /chat", "GET /chat HTTP/2.0\r\n"), Error::InvalidVersion),
+        ("bad byte in method", edit("GET /chat", "G(T /chat HTTP/1.1\r\n"), Error::InvalidToken),
     ];
     for (name, bytes, error) in cases {
         assert_eq!(parse_request(&bytes, &limits), Err(error), "{name}");
@@ -335,10 +336,19 @@ fn response_rules() {
             Error::UpgradeNotWebsocket,
         ),
         ("Upgrade h2c", response_with("Upgrade:", "Upgrade: h2c\r\n"), Error::MissingUpgradeWebsocket),
+        (
+            "two protocol lines",
+            response_with("Sec-WebSocket-Protocol", "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: chat\r\n"),
+            Error::DuplicateResponseHeader,
+        ),
     ];
     for (name, bytes, error) in cases {
         assert_eq!(check(&bytes), Err(error), "{name}");
     }
+    assert_eq!(
+        parse_response(&response_with("101", "HTTP/1.1 1x1 Switching Protocols\r\n"), &Limits::default()),
+        Err(Error::InvalidStatus)
+    );
     for ok in ["Upgrade: WebSocket\r\n", "Upgrade:  websocket ,\r\n"] {
         assert_eq!(check(&response_with("Upgrade:", ok)), Ok(()), "{ok:?}");
     }
@@ -426,7 +436,7 @@ proptest! {
         let hs = req.validate().expect("a built request validates");
         prop_assert_eq!((hs.host, hs.target), (host.as_str(), target.as_str()));
         prop_assert_eq!(hs.protocols, protocols);
-        prop_assert_eq!(req.headers.len(), 5 + usize::from(protocol.len() > 0) + usize::from(ext.is_some()));
+        prop_assert_eq!(req.headers.len(), 5 + usize::from(!protocol.is_empty()) + usize::from(ext.is_some()));
     }
 }
 
