@@ -106,7 +106,7 @@ impl WsUrl {
 /// RFC 3986 §3.3, §3.4: `pchar / "/" / "?"`, where `pchar = unreserved /
 /// pct-encoded / sub-delims / ":" / "@"` (the digits after `%` are bytes of
 /// this set too; `http::uri::PathAndQuery` checks nothing finer).
-fn is_path_or_query_byte(b: u8) -> bool {
+pub(crate) fn is_path_or_query_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?".contains(&b)
 }
 

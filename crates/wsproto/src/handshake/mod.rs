@@ -308,7 +308,8 @@ fn check_protocols(protocols: &[&str]) -> Result<(), Error> {
 /// Every argument is checked before it is written, so that none can end
 /// its line and add a header: `host` must be an authority
 /// ([`Error::UrlHost`]), `target` a request target
-/// ([`Error::InvalidRequestTarget`], see [`is_valid_request_target`]), `key`
+/// in RFC 3986 characters ([`Error::InvalidRequestTarget`], see
+/// [`is_valid_request_target`]), `key`
 /// the base64 of 16 bytes ([`Error::InvalidKey`]), each protocol a token and
 /// listed once ([`Error::InvalidProtocolHeader`], [`Error::DuplicateProtocol`]),
 /// `extensions` a non-empty §9.1 list ([`Error::InvalidExtensionHeader`]).
@@ -322,7 +323,10 @@ pub fn build_request(
     if !is_valid_host(host) {
         return Err(Error::UrlHost);
     }
-    if !is_valid_request_target(target) {
+    // What we write holds only RFC 3986 characters (brackets for an IPv6
+    // host), stricter than what we accept from a peer.
+    let rfc_3986 = |b: u8| crate::url::is_path_or_query_byte(b) || b == b'[' || b == b']';
+    if !is_valid_request_target(target) || !target.bytes().all(rfc_3986) {
         return Err(Error::InvalidRequestTarget);
     }
     if !is_valid_key(key.as_bytes()) {
