@@ -108,8 +108,13 @@ impl HeadScanner {
         let end = buf.len().min(limits.max_head_len);
         while self.pos < end {
             let i = self.pos;
-            // Rules below look one byte ahead; wait for it.
+            // Rules below look one byte ahead; wait for it, unless the
+            // block cannot end within the limit any more (it does not end
+            // here, and the limit is reached).
             if matches!(buf[i], b'\r' | b'\n') && i + 1 == buf.len() && !buf[..=i].ends_with(b"\r\n\r\n") {
+                if buf.len() >= limits.max_head_len {
+                    return Err(Error::HeaderBlockTooLarge);
+                }
                 return Ok(Status::Partial);
             }
             let Some(start) = self.start else {

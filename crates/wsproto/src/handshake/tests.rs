@@ -279,6 +279,27 @@ fn limits() {
     assert_eq!(Error::HeaderBlockTooLarge.http_status(), Some(431));
 }
 
+/// Found by the `handshake_response` fuzz target once its head limit came
+/// from the input: a buffer exactly as long as the limit, ending in a CRLF
+/// that does not end the block, was `Partial` (waiting for the byte after
+/// the line end) although no block could end within the limit any more.
+#[test]
+fn a_head_that_cannot_end_within_the_limit_is_too_large_at_the_limit() {
+    let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n";
+    for (cut_after, limit) in [(0, head.len()), (1, head.len() - 1)] {
+        let limits = Limits { max_head_len: limit, max_headers: 8 };
+        let bytes = &head[..head.len() - cut_after];
+        assert_eq!(parse_response(bytes, &limits), Err(Error::HeaderBlockTooLarge), "{limit}");
+    }
+    // One byte below the limit, the next line may still end the block.
+    let limits = Limits { max_head_len: head.len() + 1, max_headers: 8 };
+    assert_eq!(parse_response(head, &limits), Ok(Status::Partial));
+    // A block that ends exactly at the limit is complete.
+    let whole = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+    let limits = Limits { max_head_len: whole.len(), max_headers: 8 };
+    assert!(matches!(parse_response(whole, &limits), Ok(Status::Complete((_, n))) if n == whole.len()));
+}
+
 fn response_with(edit_line: &str, to: &str) -> Vec<u8> {
     let text = String::from_utf8(RESPONSE.to_vec()).expect("ascii");
     text.split_inclusive("\r\n")
