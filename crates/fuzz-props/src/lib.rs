@@ -84,8 +84,12 @@ enum Ev {
 
 fn decode_pieces(role: Role, config: DecoderConfig, pieces: &[&[u8]], in_place: bool) -> Vec<Ev> {
     let mut d = Decoder::new(role, config);
+    assert_eq!((*d.config(), role.peer().peer()), (config, role));
     let mut out: Vec<Ev> = Vec::new();
     let mut total = 0u64;
+    // The current frame's header and its unmasked payload so far.
+    let mut frame: Option<(wsproto::HeaderEvent, Vec<u8>)> = None;
+    let mut closes = 0;
     for piece in pieces {
         let mut owned = piece.to_vec();
         let mut pos = 0;
@@ -95,11 +99,25 @@ fn decode_pieces(role: Role, config: DecoderConfig, pieces: &[&[u8]], in_place: 
             pos += decoded.consumed;
             let Some(ev) = decoded.event else { break };
             match ev {
-                Event::Header(h) => out.push(Ev::Header(h)),
+                Event::Header(h) => {
+                    out.push(Ev::Header(h));
+                    frame = Some((h, Vec::new()));
+                    closes += usize::from(h.header.opcode == OpCode::Close);
+                }
                 Event::Payload(p) => {
                     assert!(!p.is_empty(), "empty payload event");
                     let mut v = Vec::new();
                     p.extend_unmasked(&mut v);
+                    let (h, so_far) = frame.as_mut().expect("payload inside a frame");
+                    // The accessors agree with each other and with the frame.
+                    assert_eq!(p.len(), p.data().len());
+                    assert_eq!(p.is_masked(), !in_place && h.header.mask.is_some(), "masked chunk");
+                    assert_eq!(p.frame_pos(), so_far.len() as u64, "frame position");
+                    assert_eq!(p.offset(), h.offset + u64::from(h.header_len) + p.frame_pos(), "chunk offset");
+                    let mut unmasked = vec![0; p.len()];
+                    p.unmask_into(&mut unmasked);
+                    assert_eq!(unmasked, v, "unmask_into and extend_unmasked differ");
+                    so_far.extend_from_slice(&v);
                     if let Some(Ev::Payload(prev)) = out.last_mut() {
                         prev.extend_from_slice(&v);
                     } else {
@@ -110,7 +128,19 @@ fn decode_pieces(role: Role, config: DecoderConfig, pieces: &[&[u8]], in_place: 
                     assert!(v.error.close_code().is_some(), "a frame violation maps to a close code: {v:?}");
                     out.push(Ev::Violation(v.error, v.offset));
                 }
-                Event::FrameEnd(e) => out.push(Ev::End(e)),
+                Event::FrameEnd(e) => {
+                    out.push(Ev::End(e));
+                    assert!(d.at_frame_boundary(), "a frame end is a frame boundary");
+                    if e.message_end {
+                        assert!(d.is_idle(), "the end of a message leaves the decoder idle");
+                    }
+                    let (h, payload) = frame.take().expect("a frame end ends a frame");
+                    if h.header.opcode.is_control() {
+                        let kept = payload.len().min(125);
+                        assert_eq!(d.control_payload(), &payload[..kept], "control payload");
+                    }
+                    assert_eq!(d.close_seen(), closes > 0, "close_seen");
+                }
             }
         }
         assert_eq!(pos, piece.len(), "a call without an event consumes everything");
@@ -339,6 +369,10 @@ fn check_offers(extensions: &[handshake::Extension<'_>]) {
         handshake::parse_extensions(text.as_bytes(), &mut answer).expect("an answer we write parses");
         assert_eq!(DeflateParams::from_response(&answer), Ok(Some(accepted)), "offer {i}: answer round trip");
         assert_eq!(offer.check_response(&accepted), Ok(()), "offer {i}: its own acceptance fails");
+        assert_eq!(accepted.no_context_takeover(Role::Client), offer.client_no_context_takeover);
+        assert_eq!(accepted.no_context_takeover(Role::Server), offer.server_no_context_takeover);
+        assert_eq!(accepted.max_window_bits(Role::Server), offer.server_max_window_bits.unwrap_or(15));
+        assert_eq!(accepted.max_window_bits(Role::Client), offer.client_max_window_bits.flatten().unwrap_or(15));
         let offered = extensions.iter().filter(|e| e.name.eq_ignore_ascii_case("permessage-deflate")).nth(i);
         let offered = offered.expect("the offer's element");
         assert_eq!(DeflateParams::from_response_to(std::slice::from_ref(offered), &answer), Ok(Some(accepted)));
@@ -393,6 +427,13 @@ pub fn check_handshake_request(data: &[u8]) {
     assert!(target.starts_with('/') || target.contains("://"), "validated target {target:?}");
     let mut unique = BTreeSet::new();
     assert!(hs.protocols.iter().all(|p| unique.insert(*p)), "validated a repeated subprotocol");
+    // A parameter lookup finds the first parameter of that name.
+    for e in &hs.extensions {
+        for p in &e.params {
+            let first = e.params.iter().find(|q| q.name.eq_ignore_ascii_case(p.name)).expect("itself");
+            assert_eq!(e.param(&p.name.to_ascii_uppercase()), Some(first.value.as_deref()));
+        }
+    }
     check_offers(&hs.extensions);
     let decoded = data_encoding::BASE64.decode(keys[0].as_bytes()).expect("a validated key is base64");
     assert_eq!(decoded.len(), 16, "a validated key is 16 bytes");
@@ -710,11 +751,17 @@ pub fn check_utf8_close(data: &[u8]) {
         Ok(None) => assert!(split.bytes.is_empty()),
         Ok(Some(c)) => {
             assert!(matches!(c.code.0, 1000..=1003 | 1007..=1014 | 3000..=4999), "code {}", c.code.0);
+            // Every code that may be sent has a name, and shows its number.
+            assert!(c.code.is_sendable() && c.code.name().is_some(), "code {}", c.code.0);
+            assert!(c.code.to_string().starts_with(&c.code.0.to_string()));
             assert_eq!(c.reason.as_bytes(), &split.bytes[2..]);
         }
         Err(Error::CloseLengthOne) => assert_eq!(split.bytes.len(), 1),
         Err(Error::InvalidCloseCode) => {
             let code = u16::from_be_bytes([split.bytes[0], split.bytes[1]]);
+            let close_code = wsproto::CloseCode(code);
+            assert!(!close_code.is_sendable());
+            assert!(close_code.to_string().starts_with(&code.to_string()));
             assert!(!matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999));
         }
         Err(Error::InvalidUtf8CloseReason) => assert!(std::str::from_utf8(&split.bytes[2..]).is_err()),
@@ -907,6 +954,7 @@ pub fn check_deflate_inspect(data: &[u8]) {
     let mut current: Option<Current> = None;
     let mut reads = Vec::new();
     let mut compressed_reads = Vec::new();
+    let mut window_gone = false;
     let mut unmasked = Vec::new();
     let mut fed = 0;
     let mut sizes = stream.chunks.iter().map(|c| usize::from(*c).max(1)).cycle();
@@ -934,9 +982,15 @@ pub fn check_deflate_inspect(data: &[u8]) {
                         unmasked.clear();
                         p.extend_unmasked(&mut unmasked);
                         let out = &mut c.out;
-                        if let Err(e) = inflater.inflate(&unmasked, &mut |b| out.extend_from_slice(b)) {
-                            assert!(c.error.is_none(), "an inflate error is returned once");
-                            c.error = Some(e);
+                        match inflater.inflate(&unmasked, &mut |b| out.extend_from_slice(b)) {
+                            Ok(()) if c.error.is_none() => {
+                                assert_eq!(inflater.message_len(), c.out.len() as u64, "message_len")
+                            }
+                            Ok(()) => {}
+                            Err(e) => {
+                                assert!(c.error.is_none(), "an inflate error is returned once");
+                                c.error = Some(e);
+                            }
                         }
                     }
                 }
@@ -963,6 +1017,9 @@ pub fn check_deflate_inspect(data: &[u8]) {
                     };
                     if c.compressed {
                         compressed_reads.push(reads.len());
+                        // With context takeover a failed message loses the window.
+                        window_gone |= !stream.no_context_takeover && matches!(read, Read::Failed(_) | Read::Capped(_));
+                        assert_eq!(inflater.context_lost(), window_gone, "context_lost");
                     }
                     reads.push(read);
                 }
