@@ -108,14 +108,18 @@ impl HeadScanner {
         let end = buf.len().min(limits.max_head_len);
         while self.pos < end {
             let i = self.pos;
-            // Rules below look one byte ahead; wait for it, unless the
-            // block cannot end within the limit any more (it does not end
-            // here, and the limit is reached).
-            if matches!(buf[i], b'\r' | b'\n') && i + 1 == buf.len() && !buf[..=i].ends_with(b"\r\n\r\n") {
-                if buf.len() >= limits.max_head_len {
+            // Rules below look one byte ahead. At the last byte the limit
+            // allows, a block that does not end here cannot end within the
+            // limit, whatever follows (so the verdict does not depend on
+            // whether the next byte has arrived); before it, wait for the
+            // next byte.
+            if matches!(buf[i], b'\r' | b'\n') && !buf[..=i].ends_with(b"\r\n\r\n") {
+                if i + 1 >= limits.max_head_len {
                     return Err(Error::HeaderBlockTooLarge);
                 }
-                return Ok(Status::Partial);
+                if i + 1 == buf.len() {
+                    return Ok(Status::Partial);
+                }
             }
             let Some(start) = self.start else {
                 // RFC 9112 §2.2: "a server that is expecting to receive and
