@@ -472,6 +472,25 @@ proptest! {
     }
 }
 
+proptest! {
+    /// RFC 6455 §4.1 item 10 over any list, on one line or several: a
+    /// request is refused with `DuplicateProtocol` exactly when a name
+    /// repeats (names compare exactly; `Chat` and `chat` are two).
+    #[test]
+    fn repeated_subprotocols_are_refused(names in prop::collection::vec("(a|b|c|A)", 0..5), lines in 1usize..3) {
+        let mut header = String::new();
+        for chunk in names.chunks(names.len().div_ceil(lines).max(1)) {
+            header.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", chunk.join(", ")));
+        }
+        let bytes = edit("Sec-WebSocket-Protocol", &header);
+        let mut unique = std::collections::BTreeSet::new();
+        let repeated = !names.iter().all(|n| unique.insert(n));
+        let result = validated(&bytes);
+        prop_assert_eq!(result == Err(Error::DuplicateProtocol), repeated, "{:?}: {:?}", names, result);
+        prop_assert_eq!(result.is_ok(), !repeated);
+    }
+}
+
 #[test]
 fn build_and_parse_round_trip() {
     let key = encode_key([7; 16]);
