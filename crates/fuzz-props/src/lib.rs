@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 
 use arbitrary::{Arbitrary, Unstructured};
-use wsproto::handshake::{self, HeadScanner, Limits};
+use wsproto::handshake::{self, DeflateOffer, DeflateParams, HeadScanner, Limits};
 use wsproto::{
     Assembler, Decoder, DecoderConfig, Error, Event, FrameHeader, Message, MessageKind, OpCode, Role, Status,
     Utf8Validator, apply_mask, apply_mask_bytewise, encode_frame, parse_close_payload,
@@ -20,13 +20,14 @@ use wsproto::{
 
 /// The fuzz targets, by name: what `fuzz/fuzz_targets/` and the seed
 /// directories are called.
-pub const TARGETS: [(&str, fn(&[u8])); 9] = [
+pub const TARGETS: [(&str, fn(&[u8])); 10] = [
     ("frame_split", check_frame_split),
     ("frame_roundtrip", check_frame_roundtrip),
     ("frame_differential", check_frame_differential),
     ("handshake_request", check_handshake_request),
     ("handshake_response", check_handshake_response),
     ("handshake_differential", check_handshake_differential),
+    ("handshake_build", check_handshake_build),
     ("unmask", check_unmask),
     ("utf8_close", check_utf8_close),
     ("deflate_inspect", check_deflate_inspect),
@@ -83,8 +84,12 @@ enum Ev {
 
 fn decode_pieces(role: Role, config: DecoderConfig, pieces: &[&[u8]], in_place: bool) -> Vec<Ev> {
     let mut d = Decoder::new(role, config);
+    assert_eq!((*d.config(), role.peer().peer()), (config, role));
     let mut out: Vec<Ev> = Vec::new();
     let mut total = 0u64;
+    // The current frame's header and its unmasked payload so far.
+    let mut frame: Option<(wsproto::HeaderEvent, Vec<u8>)> = None;
+    let mut closes = 0;
     for piece in pieces {
         let mut owned = piece.to_vec();
         let mut pos = 0;
@@ -94,11 +99,25 @@ fn decode_pieces(role: Role, config: DecoderConfig, pieces: &[&[u8]], in_place: 
             pos += decoded.consumed;
             let Some(ev) = decoded.event else { break };
             match ev {
-                Event::Header(h) => out.push(Ev::Header(h)),
+                Event::Header(h) => {
+                    out.push(Ev::Header(h));
+                    frame = Some((h, Vec::new()));
+                    closes += usize::from(h.header.opcode == OpCode::Close);
+                }
                 Event::Payload(p) => {
                     assert!(!p.is_empty(), "empty payload event");
                     let mut v = Vec::new();
                     p.extend_unmasked(&mut v);
+                    let (h, so_far) = frame.as_mut().expect("payload inside a frame");
+                    // The accessors agree with each other and with the frame.
+                    assert_eq!(p.len(), p.data().len());
+                    assert_eq!(p.is_masked(), !in_place && h.header.mask.is_some(), "masked chunk");
+                    assert_eq!(p.frame_pos(), so_far.len() as u64, "frame position");
+                    assert_eq!(p.offset(), h.offset + u64::from(h.header_len) + p.frame_pos(), "chunk offset");
+                    let mut unmasked = vec![0; p.len()];
+                    p.unmask_into(&mut unmasked);
+                    assert_eq!(unmasked, v, "unmask_into and extend_unmasked differ");
+                    so_far.extend_from_slice(&v);
                     if let Some(Ev::Payload(prev)) = out.last_mut() {
                         prev.extend_from_slice(&v);
                     } else {
@@ -109,7 +128,19 @@ fn decode_pieces(role: Role, config: DecoderConfig, pieces: &[&[u8]], in_place: 
                     assert!(v.error.close_code().is_some(), "a frame violation maps to a close code: {v:?}");
                     out.push(Ev::Violation(v.error, v.offset));
                 }
-                Event::FrameEnd(e) => out.push(Ev::End(e)),
+                Event::FrameEnd(e) => {
+                    out.push(Ev::End(e));
+                    assert!(d.at_frame_boundary(), "a frame end is a frame boundary");
+                    if e.message_end {
+                        assert!(d.is_idle(), "the end of a message leaves the decoder idle");
+                    }
+                    let (h, payload) = frame.take().expect("a frame end ends a frame");
+                    if h.header.opcode.is_control() {
+                        let kept = payload.len().min(125);
+                        assert_eq!(d.control_payload(), &payload[..kept], "control payload");
+                    }
+                    assert_eq!(d.close_seen(), closes > 0, "close_seen");
+                }
             }
         }
         assert_eq!(pos, piece.len(), "a call without an event consumes everything");
@@ -121,19 +152,42 @@ fn decode_pieces(role: Role, config: DecoderConfig, pieces: &[&[u8]], in_place: 
 
 /// 1. Arbitrary bytes, both roles, cut anywhere: the same events as in one
 ///    piece (headers, unmasked payload, violations and their offsets), in
-///    both the reading and the in-place mode.
+///    both the reading and the in-place mode. In stop-on-violation mode
+///    (what `wsproxy --enforce` uses), the same events up to and including
+///    the first violation, then none.
 pub fn check_frame_split(data: &[u8]) {
     let split = Split::parse(data);
     let role = if split.flags & 1 == 0 { Role::Client } else { Role::Server };
     let config = DecoderConfig {
         allow_rsv1: split.flags & 2 != 0,
         max_frame_len: if split.flags & 4 != 0 { 64 } else { u64::MAX },
+        opaque_extension: split.flags & 8 != 0,
         ..DecoderConfig::default()
     };
     let whole = decode_pieces(role, config, &[split.bytes], false);
     let pieces = split.pieces();
     assert_eq!(decode_pieces(role, config, &pieces, false), whole, "split changes the events");
     assert_eq!(decode_pieces(role, config, &pieces, true), whole, "in-place decoding changes the events");
+
+    let stopping = DecoderConfig { stop_on_violation: true, ..config };
+    let first = whole.iter().position(|e| matches!(e, Ev::Violation(..)));
+    let expected = match first {
+        Some(i) => &whole[..=i],
+        None => &whole[..],
+    };
+    let stopped = decode_pieces(role, stopping, &pieces, split.flags & 16 != 0);
+    assert_eq!(stopped, expected, "stop-on-violation differs from the normal run before its first violation");
+    let mut d = Decoder::new(role, stopping);
+    let mut input = split.bytes;
+    loop {
+        let decoded = d.decode(input);
+        input = &input[decoded.consumed..];
+        if decoded.event.is_none() {
+            break;
+        }
+    }
+    let failure = d.failure().map(|v| Ev::Violation(v.error, v.offset));
+    assert_eq!(failure.as_ref(), first.map(|i| &whole[i]), "the failure is the first violation");
 }
 
 /// A frame valid by construction.
@@ -284,14 +338,57 @@ fn tokens(value: &[u8]) -> BTreeSet<String> {
     String::from_utf8_lossy(value).split(',').map(|t| t.trim().to_ascii_lowercase()).collect()
 }
 
+/// The head limit an input asks for: flag bit 7 set draws a small one from
+/// the other bits (32 to 2064 bytes), so that [`Error::HeaderBlockTooLarge`]
+/// can fire on inputs of fuzzing size; otherwise 4 KiB.
+fn head_limits(flags: u8) -> Limits {
+    let max_head_len = if flags & 0x80 != 0 { 32 + 16 * usize::from(flags & 0x7f) } else { 4096 };
+    Limits { max_head_len, max_headers: 32 }
+}
+
+/// The head limit holds: a complete head fits in it, and a head too large
+/// is only reported when the input reached the limit without ending.
+fn check_head_limit<T>(result: &Result<Status<(T, usize)>, Error>, bytes: &[u8], limits: &Limits) {
+    match result {
+        Ok(Status::Complete((_, n))) => assert!(*n <= limits.max_head_len, "a head longer than the limit"),
+        Err(Error::HeaderBlockTooLarge) => assert!(bytes.len() >= limits.max_head_len, "too large below the limit"),
+        Ok(Status::Partial) => assert!(bytes.len() < limits.max_head_len, "partial past the limit"),
+        Err(_) => {}
+    }
+}
+
+/// The answer a server gives each valid permessage-deflate offer, built,
+/// written and read back, passes the client's checks (RFC 7692 §7.1); an
+/// invalid offer is one §7.1 makes the server decline.
+fn check_offers(extensions: &[handshake::Extension<'_>]) {
+    for (i, offer) in DeflateOffer::offers(extensions).enumerate() {
+        let Ok(offer) = offer else { continue };
+        let accepted = offer.accept();
+        let text = accepted.to_string();
+        let mut answer = Vec::new();
+        handshake::parse_extensions(text.as_bytes(), &mut answer).expect("an answer we write parses");
+        assert_eq!(DeflateParams::from_response(&answer), Ok(Some(accepted)), "offer {i}: answer round trip");
+        assert_eq!(offer.check_response(&accepted), Ok(()), "offer {i}: its own acceptance fails");
+        assert_eq!(accepted.no_context_takeover(Role::Client), offer.client_no_context_takeover);
+        assert_eq!(accepted.no_context_takeover(Role::Server), offer.server_no_context_takeover);
+        assert_eq!(accepted.max_window_bits(Role::Server), offer.server_max_window_bits.unwrap_or(15));
+        assert_eq!(accepted.max_window_bits(Role::Client), offer.client_max_window_bits.flatten().unwrap_or(15));
+        let offered = extensions.iter().filter(|e| e.name.eq_ignore_ascii_case("permessage-deflate")).nth(i);
+        let offered = offered.expect("the offer's element");
+        assert_eq!(DeflateParams::from_response_to(std::slice::from_ref(offered), &answer), Ok(Some(accepted)));
+    }
+}
+
 /// 4a. A request the parser accepts, re-checked by a second, naive reading
 ///     of the same bytes; consumed length within the input; every split of
-///     the input scans to the same result.
+///     the input scans to the same result; the head limit (drawn from the
+///     input) holds; each valid deflate offer's own answer passes.
 pub fn check_handshake_request(data: &[u8]) {
     let split = Split::parse(data);
-    let limits = Limits { max_head_len: 4096, max_headers: 32 };
+    let limits = head_limits(split.flags);
     let whole = handshake::parse_request(split.bytes, &limits);
     check_scan_split(&split, &limits);
+    check_head_limit(&whole, split.bytes, &limits);
     let Ok(Status::Complete((req, consumed))) = whole else { return };
     assert!(consumed <= split.bytes.len());
     assert!(split.bytes[..consumed].ends_with(b"\r\n\r\n"), "the head ends with an empty line");
@@ -325,6 +422,19 @@ pub fn check_handshake_request(data: &[u8]) {
     assert_eq!(versions, ["13"], "version 13, once");
     assert_eq!(keys.len(), 1, "one key");
     assert_eq!(keys[0], hs.key);
+    // RFC 6455 §4.1 items 3 and 10, checked by a second reading.
+    let target = request_line.split(' ').nth(1).unwrap_or_default();
+    assert!(target.starts_with('/') || target.contains("://"), "validated target {target:?}");
+    let mut unique = BTreeSet::new();
+    assert!(hs.protocols.iter().all(|p| unique.insert(*p)), "validated a repeated subprotocol");
+    // A parameter lookup finds the first parameter of that name.
+    for e in &hs.extensions {
+        for p in &e.params {
+            let first = e.params.iter().find(|q| q.name.eq_ignore_ascii_case(p.name)).expect("itself");
+            assert_eq!(e.param(&p.name.to_ascii_uppercase()), Some(first.value.as_deref()));
+        }
+    }
+    check_offers(&hs.extensions);
     let decoded = data_encoding::BASE64.decode(keys[0].as_bytes()).expect("a validated key is base64");
     assert_eq!(decoded.len(), 16, "a validated key is 16 bytes");
     // §1.3: the accept value, computed independently.
@@ -348,21 +458,220 @@ fn check_scan_split(split: &Split<'_>, limits: &Limits) {
     assert_eq!(result, whole, "split scanning differs");
 }
 
+/// The offers a response is checked against: flag bits 0–3 pick among
+/// these (none picked: all of them, in order).
+const RESPONSE_OFFERS: [&str; 4] = [
+    "permessage-deflate; client_max_window_bits",
+    "permessage-deflate; server_max_window_bits=10",
+    "permessage-deflate; server_no_context_takeover; client_max_window_bits=12",
+    "permessage-deflate",
+];
+
+/// RFC 7692 §7.1.1, §7.1.2 written out as plainly as possible: whether a
+/// response with `p` accepts the offer `o`.
+fn accepts(o: &DeflateOffer, p: &DeflateParams) -> bool {
+    let snct = !o.server_no_context_takeover || p.server_no_context_takeover;
+    let smwb = match (o.server_max_window_bits, p.server_max_window_bits) {
+        (Some(offered), Some(answered)) => answered <= offered,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let cmwb = match (o.client_max_window_bits, p.client_max_window_bits) {
+        (None, Some(_)) => false,
+        (Some(Some(offered)), Some(answered)) => answered <= offered,
+        _ => true,
+    };
+    snct && smwb && cmwb
+}
+
 /// 4b. Responses: no panic, consumed within the input, a validated 101
-///     carries the right accept value, split scanning agrees.
+///     carries the right accept value, split scanning agrees, the head
+///     limit holds; a response validated against deflate offers (RFC 7692
+///     §7.1) accepts one of them by the rules of §7.1.1 and §7.1.2.
 pub fn check_handshake_response(data: &[u8]) {
     let split = Split::parse(data);
-    let limits = Limits { max_head_len: 4096, max_headers: 32 };
+    let limits = head_limits(split.flags);
     check_scan_split(&split, &limits);
-    let Ok(Status::Complete((res, consumed))) = handshake::parse_response(split.bytes, &limits) else { return };
+    let parsed = handshake::parse_response(split.bytes, &limits);
+    check_head_limit(&parsed, split.bytes, &limits);
+    let Ok(Status::Complete((res, consumed))) = parsed else { return };
     assert!(consumed <= split.bytes.len());
     let key = b"dGhlIHNhbXBsZSBub25jZQ==";
-    if res.validate(key, &["chat"], &["permessage-deflate"]).is_ok() {
+    let by_name = res.validate(key, &["chat"], &["permessage-deflate"]);
+    if by_name.is_ok() {
         assert_eq!(res.status, 101);
         let accept: Vec<&[u8]> = res.headers_named("sec-websocket-accept").collect();
         assert_eq!(accept, [&b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="[..]]);
     }
+    let picked: Vec<&str> = match split.flags & 15 {
+        0 => RESPONSE_OFFERS.to_vec(),
+        bits => RESPONSE_OFFERS.iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, o)| *o).collect(),
+    };
+    let header = picked.join(", ");
+    let mut offered = Vec::new();
+    handshake::parse_extensions(header.as_bytes(), &mut offered).expect("our offers parse");
+    let with_offers = res.validate_offers(key, &["chat"], &offered);
+    if by_name.is_err() {
+        assert_eq!(with_offers.as_ref().err(), by_name.as_ref().err(), "offers change a name-level verdict");
+        return;
+    }
+    let Ok(selected) = by_name else { return };
+    let params = DeflateParams::from_response(&selected.extensions).expect("validate checked the parameters");
+    let offers: Vec<DeflateOffer> = DeflateOffer::offers(&offered).map(|o| o.expect("valid offers")).collect();
+    let expected = params.is_none_or(|p| offers.iter().any(|o| accepts(o, &p)));
+    assert_eq!(with_offers.is_ok(), expected, "{header} / {params:?}: {with_offers:?}");
 }
+
+/// Arguments for the handshake builders, as the fuzzer draws them: each
+/// string is spelled from a small alphabet (byte 0 is the commonest valid
+/// character), so that most inputs build and the rest probe the checks.
+#[derive(Debug, Arbitrary)]
+struct BuildInput {
+    host: Vec<u8>,
+    target: Vec<u8>,
+    nonce: [u8; 16],
+    /// A key of our own instead of the nonce's.
+    key: Option<Vec<u8>>,
+    protocols: Vec<Vec<u8>>,
+    /// The offer as pieces of text (see [`EXTENSION_PIECES`]); or built
+    /// from fields.
+    extensions: Option<Vec<u8>>,
+    offer: Option<(bool, bool, Option<u8>, Option<Option<u8>>)>,
+    /// The server's choice of parameters: its own acceptance, or these.
+    answer: Option<(bool, bool, Option<u8>, Option<u8>)>,
+    rejection: u8,
+}
+
+const HOST_CHARS: &[u8] = b"a0.-:[]@ \r\nz9";
+const TARGET_CHARS: &[u8] = b"/a?=&%#:[] \r\n~{";
+const KEY_CHARS: &[u8] = b"AQgw+/=\r\n ";
+const PROTOCOL_CHARS: &[u8] = b"ab,; \r\n\"{";
+const EXTENSION_PIECES: [&str; 18] = [
+    "permessage-deflate",
+    "; ",
+    "client_max_window_bits",
+    "server_max_window_bits",
+    "client_no_context_takeover",
+    "server_no_context_takeover",
+    "=",
+    "10",
+    "15",
+    "8",
+    "\"9\"",
+    ", ",
+    "x-webkit-deflate-frame",
+    "\r\n",
+    " ",
+    "x=1",
+    ";",
+    "16",
+];
+
+fn spell(bytes: &[u8], alphabet: &[u8]) -> String {
+    bytes.iter().take(64).map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()])).collect()
+}
+
+/// 4d. The builders: whatever the arguments, `build_request` either refuses
+///     them or writes one head that parses back to exactly them and
+///     validates (no argument can add a header line); the server's 101
+///     built for it validates against it (RFC 6455 §4.1), with the
+///     permessage-deflate answer checked against the offer (RFC 7692 §7.1);
+///     `build_rejection` gives the error's status.
+pub fn check_handshake_build(data: &[u8]) {
+    let _ = handshake_build(data);
+}
+
+/// [`check_handshake_build`], saying whether the input got as far as a
+/// built request (so that a test can tell the seeds reach the property).
+pub fn handshake_build(data: &[u8]) -> bool {
+    let mut u = Unstructured::new(data);
+    let Ok(input) = BuildInput::arbitrary(&mut u) else { return false };
+    let host = spell(&input.host, HOST_CHARS);
+    let target = spell(&input.target, TARGET_CHARS);
+    let key = match &input.key {
+        Some(k) => spell(k, KEY_CHARS),
+        None => handshake::encode_key(input.nonce),
+    };
+    let key = key.as_str();
+    let protocol_names: Vec<String> = input.protocols.iter().take(8).map(|p| spell(p, PROTOCOL_CHARS)).collect();
+    let protocols: Vec<&str> = protocol_names.iter().map(String::as_str).collect();
+    let extension_text: Option<String> = input.extensions.as_ref().map(|pieces| {
+        pieces.iter().take(16).map(|p| EXTENSION_PIECES[usize::from(*p) % EXTENSION_PIECES.len()]).collect()
+    });
+    let bits = |b: u8| 8 + b % 8;
+    let built_offer = input.offer.map(|(snct, cnct, smwb, cmwb)| DeflateOffer {
+        server_no_context_takeover: snct,
+        client_no_context_takeover: cnct,
+        server_max_window_bits: smwb.map(bits),
+        client_max_window_bits: cmwb.map(|c| c.map(bits)),
+    });
+    let offer_text = built_offer.map(|o| o.to_string());
+    let extensions = extension_text.as_deref().or(offer_text.as_deref());
+    let limits = Limits::default();
+
+    let status = handshake::build_rejection(ERRORS[usize::from(input.rejection) % ERRORS.len()]);
+    let Ok(Status::Complete((res, _))) = handshake::parse_response(&status, &limits) else {
+        panic!("a rejection does not parse")
+    };
+    let error = ERRORS[usize::from(input.rejection) % ERRORS.len()];
+    assert_eq!(res.status, error.http_status().unwrap_or(400));
+
+    let Ok(request) = handshake::build_request(&host, &target, key, &protocols, extensions) else { return false };
+    let Ok(Status::Complete((req, n))) = handshake::parse_request(&request, &limits) else {
+        panic!("a built request does not parse: {:?}", String::from_utf8_lossy(&request))
+    };
+    assert_eq!(n, request.len(), "one head, nothing after it");
+    let expected_lines = 5 + usize::from(!protocols.is_empty()) + usize::from(extensions.is_some());
+    assert_eq!(req.headers.len(), expected_lines, "an argument added a header line");
+    let hs = req.validate().expect("a built request validates");
+    assert_eq!((hs.host, hs.target, hs.key), (host.as_str(), target.as_str(), key));
+    assert_eq!(hs.protocols, protocols);
+    if let (Some(offer), None) = (built_offer, &extension_text) {
+        assert_eq!(DeflateOffer::first_valid(&hs.extensions), Some(offer), "offer round trip");
+    }
+    check_offers(&hs.extensions);
+
+    // The server: the first subprotocol, the first valid deflate offer,
+    // answered with its own acceptance or with the drawn parameters.
+    let chosen = DeflateOffer::first_valid(&hs.extensions);
+    let answer = match (chosen, input.answer) {
+        (Some(_), Some((snct, cnct, smwb, cmwb))) => Some(DeflateParams {
+            server_no_context_takeover: snct,
+            client_no_context_takeover: cnct,
+            server_max_window_bits: smwb.map(bits),
+            client_max_window_bits: cmwb.map(bits),
+        }),
+        (Some(offer), None) => Some(offer.accept()),
+        (None, _) => None,
+    };
+    let answer_text = answer.map(|a| a.to_string());
+    let response = handshake::build_response(&hs.accept_key(), protocols.first().copied(), answer_text.as_deref())
+        .expect("a 101 for a valid request builds");
+    let Ok(Status::Complete((res, n))) = handshake::parse_response(&response, &limits) else {
+        panic!("a built response does not parse")
+    };
+    assert_eq!(n, response.len());
+    let verdict = res.validate_for(&hs);
+    // Another offer may accept what the first one does not.
+    let offers: Vec<DeflateOffer> = DeflateOffer::offers(&hs.extensions).filter_map(Result::ok).collect();
+    let expected = answer.is_none_or(|a| offers.iter().any(|o| accepts(o, &a)));
+    assert_eq!(verdict.is_ok(), expected, "{answer_text:?} for {offers:?}: {verdict:?}");
+    if let Ok(selected) = verdict {
+        assert_eq!(selected.protocol, protocols.first().copied());
+        assert_eq!(DeflateParams::from_response_to(&hs.extensions, &selected.extensions), Ok(answer));
+    }
+    true
+}
+
+/// Errors whose rejection `check_handshake_build` builds.
+const ERRORS: [Error; 6] = [
+    Error::UnsupportedVersion,
+    Error::HeaderBlockTooLarge,
+    Error::MissingKey,
+    Error::InvalidRequestTarget,
+    Error::DuplicateProtocol,
+    Error::ReservedOpcode,
+];
 
 /// 5. Against httparse directly: where both accept, the same method,
 ///    target, version and headers; where only httparse accepts, our
@@ -442,11 +751,17 @@ pub fn check_utf8_close(data: &[u8]) {
         Ok(None) => assert!(split.bytes.is_empty()),
         Ok(Some(c)) => {
             assert!(matches!(c.code.0, 1000..=1003 | 1007..=1014 | 3000..=4999), "code {}", c.code.0);
+            // Every code that may be sent has a name, and shows its number.
+            assert!(c.code.is_sendable() && c.code.name().is_some(), "code {}", c.code.0);
+            assert!(c.code.to_string().starts_with(&c.code.0.to_string()));
             assert_eq!(c.reason.as_bytes(), &split.bytes[2..]);
         }
         Err(Error::CloseLengthOne) => assert_eq!(split.bytes.len(), 1),
         Err(Error::InvalidCloseCode) => {
             let code = u16::from_be_bytes([split.bytes[0], split.bytes[1]]);
+            let close_code = wsproto::CloseCode(code);
+            assert!(!close_code.is_sendable());
+            assert!(close_code.to_string().starts_with(&code.to_string()));
             assert!(!matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999));
         }
         Err(Error::InvalidUtf8CloseReason) => assert!(std::str::from_utf8(&split.bytes[2..]).is_err()),
@@ -467,6 +782,13 @@ struct DeflateMessage {
     run: Option<(u8, u16)>,
     /// Where the (compressed) payload is cut into frames.
     cuts: Vec<u16>,
+    /// How the sender ends the compressed data: 0 a sync flush with the
+    /// tail removed (RFC 7692 §7.2.1), 1 a final block (BFINAL, §7.2.3.4,
+    /// as `Z_FINISH` senders do), 2 a final block and one 0x00 octet (the
+    /// RFC's example).
+    ending: u8,
+    /// One compressed byte XORed with a value (0: left alone): corrupt data.
+    corrupt: Option<(u16, u8)>,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -490,31 +812,72 @@ enum Read {
     Message(Vec<u8>),
     /// Inflating stopped at the cap (a bomb): the bytes up to the cap.
     Capped(Vec<u8>),
-    /// Not inflated: the window was lost with an earlier capped message.
+    /// Not inflated: the window was lost with an earlier failed message.
     Skipped,
+    /// Inflating failed (corrupt data).
+    Failed(Error),
+}
+
+/// What one `deflate_inspect` input exercises, for tests that check the
+/// seeds reach every mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeflateModes {
+    /// The sender keeps its window between messages.
+    pub context_takeover: bool,
+    /// Compressed messages (of the first 8).
+    pub compressed: usize,
+    /// Compressed messages that end with a final block, without and with
+    /// the RFC's 0x00 octet.
+    pub final_blocks: usize,
+    /// Of those, with the 0x00 octet.
+    pub padded: usize,
+    /// Compressed messages with a corrupt byte.
+    pub corrupt: usize,
+}
+
+/// The modes a `deflate_inspect` input exercises (`None`: it does not
+/// decode to a stream).
+pub fn deflate_inspect_modes(data: &[u8]) -> Option<DeflateModes> {
+    let stream = DeflateStream::arbitrary(&mut Unstructured::new(data)).ok()?;
+    let mut modes = DeflateModes { context_takeover: !stream.no_context_takeover, ..DeflateModes::default() };
+    for m in stream.messages.iter().take(8).filter(|m| m.compressed) {
+        modes.compressed += 1;
+        modes.final_blocks += usize::from(m.ending % 3 != 0);
+        modes.padded += usize::from(m.ending % 3 == 2);
+        modes.corrupt += usize::from(m.corrupt.is_some_and(|(_, x)| x != 0));
+    }
+    Some(modes)
 }
 
 /// `deflate_inspect`: messages compressed as a permessage-deflate peer does
-/// (RFC 7692 §7.2.1; with or without context takeover, windows of 9–15
-/// bits, levels 0–9), fragmented and masked arbitrarily and fed to the
+/// (RFC 7692 §7.2.1; with or without context takeover, windows of 8–15
+/// bits, levels 0–9, ending with a sync flush or with a final block as
+/// §7.2.3.4 describes), fragmented and masked arbitrarily and fed to the
 /// decoder in arbitrary chunks, then inflated the way wsproxy's inspector
-/// does (`wsproto::Decoder` + `wsproto::deflate::Inflater`): every message
-/// comes back byte for byte, with no violation; one that inflates past the
-/// cap stops exactly at the cap (nothing past it is produced, and the
-/// allocator cap of the fuzz crate catches a buffer sized by the output),
-/// and with context takeover the messages after it are skipped, not misread.
+/// does (`wsproto::Decoder` + `wsproto::deflate::Inflater`, with the agreed
+/// window): every message comes back byte for byte, with no violation; one
+/// that inflates past the cap stops exactly at the cap (nothing past it is
+/// produced, and the allocator cap of the fuzz crate catches a buffer sized
+/// by the output), and with context takeover the messages after it are
+/// skipped, not misread. Corrupt compressed data fails or inflates to
+/// something within the cap; without context takeover every later intact
+/// message still reads back, with it every later one is skipped once one
+/// failed.
 pub fn check_deflate_inspect(data: &[u8]) {
     use wsproto::deflate::{Deflater, Inflater};
     let mut u = Unstructured::new(data);
     let Ok(stream) = DeflateStream::arbitrary(&mut u) else { return };
     let cap = 256 * (u64::from(stream.cap_units) + 1);
-    let window_bits = 9 + stream.window_bits % 7;
+    let window_bits = 8 + stream.window_bits % 8;
     let mut deflater =
         Deflater::with_window_bits(u32::from(stream.level % 10), stream.no_context_takeover, window_bits);
     let mask = stream.client.then_some(stream.mask);
     let mut wire = Vec::new();
-    let mut expected = Vec::new();
+    // `None`: not predictable (corrupt, or after corrupt data with context
+    // takeover).
+    let mut expected: Vec<Option<Read>> = Vec::new();
     let mut lost = false;
+    let mut unpredictable = false;
     let mut run_budget = 256usize << 10;
     for m in stream.messages.iter().take(8) {
         let mut plain = m.data.clone();
@@ -524,9 +887,18 @@ pub fn check_deflate_inspect(data: &[u8]) {
             plain.resize(plain.len() + run, byte);
         }
         let text = m.text && std::str::from_utf8(&plain).is_ok();
+        let mut corrupt = false;
         let payload = if m.compressed {
             let mut out = Vec::new();
-            deflater.compress_message(&plain, &mut out);
+            match m.ending % 3 {
+                0 => deflater.compress_message(&plain, &mut out),
+                ending => deflater.compress_message_final(&plain, ending == 2, &mut out),
+            }
+            if let Some((at, x)) = m.corrupt.filter(|(_, x)| *x != 0 && !out.is_empty()) {
+                let at = usize::from(at) % out.len();
+                out[at] ^= x;
+                corrupt = true;
+            }
             out
         } else {
             plain.clone()
@@ -552,23 +924,27 @@ pub fn check_deflate_inspect(data: &[u8]) {
             encode_frame(&header, &payload[start..*end], &mut wire);
             start = *end;
         }
+        if corrupt && !stream.no_context_takeover {
+            unpredictable = true;
+        }
         expected.push(match (m.compressed, lost) {
-            (false, _) => Read::Message(plain),
-            (true, true) => Read::Skipped,
+            (false, _) => Some(Read::Message(plain)),
+            _ if corrupt || (unpredictable && m.compressed) => None,
+            (true, true) => Some(Read::Skipped),
             (true, false) if plain.len() as u64 > cap => {
                 // Without context takeover the next message is readable.
                 lost = !stream.no_context_takeover;
                 plain.truncate(cap as usize);
-                Read::Capped(plain)
+                Some(Read::Capped(plain))
             }
-            (true, false) => Read::Message(plain),
+            (true, false) => Some(Read::Message(plain)),
         });
     }
 
     let role = if stream.client { Role::Client } else { Role::Server };
     let config = DecoderConfig { allow_rsv1: true, validate_utf8: false, ..DecoderConfig::default() };
     let mut decoder = Decoder::new(role, config);
-    let mut inflater = Inflater::new(stream.no_context_takeover, cap);
+    let mut inflater = Inflater::with_window_bits(stream.no_context_takeover, window_bits, cap);
     struct Current {
         compressed: bool,
         skipped: bool,
@@ -577,6 +953,8 @@ pub fn check_deflate_inspect(data: &[u8]) {
     }
     let mut current: Option<Current> = None;
     let mut reads = Vec::new();
+    let mut compressed_reads = Vec::new();
+    let mut window_gone = false;
     let mut unmasked = Vec::new();
     let mut fed = 0;
     let mut sizes = stream.chunks.iter().map(|c| usize::from(*c).max(1)).cycle();
@@ -604,9 +982,15 @@ pub fn check_deflate_inspect(data: &[u8]) {
                         unmasked.clear();
                         p.extend_unmasked(&mut unmasked);
                         let out = &mut c.out;
-                        if let Err(e) = inflater.inflate(&unmasked, &mut |b| out.extend_from_slice(b)) {
-                            assert!(c.error.is_none(), "an inflate error is returned once");
-                            c.error = Some(e);
+                        match inflater.inflate(&unmasked, &mut |b| out.extend_from_slice(b)) {
+                            Ok(()) if c.error.is_none() => {
+                                assert_eq!(inflater.message_len(), c.out.len() as u64, "message_len")
+                            }
+                            Ok(()) => {}
+                            Err(e) => {
+                                assert!(c.error.is_none(), "an inflate error is returned once");
+                                c.error = Some(e);
+                            }
                         }
                     }
                 }
@@ -618,19 +1002,50 @@ pub fn check_deflate_inspect(data: &[u8]) {
                         match inflater.end_message(&mut |b| out.extend_from_slice(b)) {
                             Ok(Some(n)) => assert_eq!(n, c.out.len() as u64, "inflated length"),
                             Ok(None) => assert!(c.error.is_some(), "a message skipped without a reason"),
-                            Err(e) => c.error = Some(e),
+                            Err(e) => {
+                                assert!(c.error.is_none(), "an inflate error is returned once");
+                                c.error = Some(e);
+                            }
                         }
                     }
-                    reads.push(match (c.skipped, c.error) {
+                    assert!(c.out.len() as u64 <= cap || !c.compressed, "inflated past the cap");
+                    let read = match (c.skipped, c.error) {
                         (true, _) => Read::Skipped,
                         (false, Some(Error::InflatedTooLarge)) => Read::Capped(c.out),
-                        (false, Some(e)) => panic!("inflating valid message {} failed: {e}", reads.len()),
+                        (false, Some(e)) => Read::Failed(e),
                         (false, None) => Read::Message(c.out),
-                    });
+                    };
+                    if c.compressed {
+                        compressed_reads.push(reads.len());
+                        // With context takeover a failed message loses the window.
+                        window_gone |= !stream.no_context_takeover && matches!(read, Read::Failed(_) | Read::Capped(_));
+                        assert_eq!(inflater.context_lost(), window_gone, "context_lost");
+                    }
+                    reads.push(read);
                 }
                 Event::FrameEnd(_) => {}
             }
         }
     }
-    assert_eq!(reads, expected, "the inspector's view differs from what was sent");
+    assert_eq!(reads.len(), expected.len(), "one read per message");
+    for (i, (read, expected)) in reads.iter().zip(&expected).enumerate() {
+        match (read, expected) {
+            (_, Some(e)) => assert_eq!(read, e, "message {i}: the inspector's view differs from what was sent"),
+            (Read::Failed(e), None) => assert_eq!(*e, Error::InflateFailed, "message {i}"),
+            (Read::Capped(out), None) => assert_eq!(out.len() as u64, cap, "message {i}"),
+            (Read::Message(_) | Read::Skipped, None) => {}
+        }
+    }
+    // With context takeover, a failed or capped message takes the window
+    // with it: every later compressed message is skipped; without it,
+    // none is.
+    let mut gone = false;
+    for &i in &compressed_reads {
+        if stream.no_context_takeover {
+            assert!(!matches!(reads[i], Read::Skipped), "message {i} skipped without context takeover");
+        } else {
+            assert_eq!(matches!(reads[i], Read::Skipped), gone, "message {i}");
+            gone |= matches!(reads[i], Read::Failed(_) | Read::Capped(_));
+        }
+    }
 }

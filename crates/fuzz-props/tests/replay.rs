@@ -46,3 +46,26 @@ fn short_property_runs() {
         eprintln!("{name}: ok");
     }
 }
+
+/// The builder target's seeds get past the builders, so a replay runs the
+/// parse → validate half of its property, not only the refusals.
+#[test]
+fn handshake_build_seeds_reach_a_built_request() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/handshake_build");
+    let built = inputs(&dir).iter().filter(|(_, data)| fuzz_props::handshake_build(data)).count();
+    assert!(built >= 3, "only {built} handshake_build seeds build a request");
+}
+
+/// The `deflate_inspect` seeds reach the modes that found, or would have
+/// found, real faults: final blocks (BFINAL) under context takeover, the
+/// RFC's padded final block, and corrupt data with and without takeover.
+#[test]
+fn deflate_inspect_seeds_reach_every_mode() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/deflate_inspect");
+    let modes: Vec<_> = inputs(&dir).iter().filter_map(|(_, data)| fuzz_props::deflate_inspect_modes(data)).collect();
+    let reached = |f: &dyn Fn(&fuzz_props::DeflateModes) -> bool| modes.iter().any(f);
+    assert!(reached(&|m| m.context_takeover && m.final_blocks >= 2), "final blocks with takeover");
+    assert!(reached(&|m| m.padded >= 1), "a padded final block");
+    assert!(reached(&|m| !m.context_takeover && m.corrupt >= 1), "corrupt data without takeover");
+    assert!(reached(&|m| m.context_takeover && m.corrupt >= 1), "corrupt data with takeover");
+}

@@ -49,7 +49,8 @@ fn close_code_for(addr: std::net::SocketAddr, frames: &[u8]) -> Option<u16> {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let key = handshake::encode_key([9; 16]);
-    s.write_all(&handshake::build_request(&addr.to_string(), "/", &key, &[], None)).expect("write");
+    let request = handshake::build_request(&addr.to_string(), "/", &key, &[], None).expect("valid arguments");
+    s.write_all(&request).expect("write");
     s.write_all(frames).expect("write");
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];

@@ -47,8 +47,8 @@ impl Role {
 pub struct DecoderConfig {
     /// RSV1 is defined by a negotiated extension (permessage-deflate,
     /// RFC 7692). It may then be set on the first frame of a data message
-    /// only: on a control or continuation frame it is still a violation
-    /// (RFC 7692 §6.1).
+    /// only: on a control or continuation frame it is
+    /// [`Error::MisplacedCompressedBit`] (RFC 7692 §6.1).
     pub allow_rsv1: bool,
     /// RSV2 is defined by a negotiated extension.
     pub allow_rsv2: bool,
@@ -59,6 +59,15 @@ pub struct DecoderConfig {
     /// Check that text messages are UTF-8 (§8.1). Compressed messages are
     /// never checked on the wire: their bytes are deflate output.
     pub validate_utf8: bool,
+    /// A negotiated extension this decoder cannot interpret (one other than
+    /// permessage-deflate, such as Safari's `x-webkit-deflate-frame`).
+    /// RFC 6455 §5.2 leaves the reserved bits to the extensions that define
+    /// them, and which bits an unknown extension defines, on which frames,
+    /// is not known here: RSV1–3 are allowed on every frame, and text
+    /// payloads are not checked for UTF-8 (§8.1 applies to the message's
+    /// data, and these bytes are the extension's encoding of it). The other
+    /// rules of §5 are checked as usual.
+    pub opaque_extension: bool,
     /// After the first violation, stop: the violation is the last event and
     /// later input is consumed without events (a server then closes with
     /// [`Error::close_code`]). Otherwise report every violation and keep
@@ -74,6 +83,7 @@ impl Default for DecoderConfig {
             allow_rsv3: false,
             max_frame_len: u64::MAX,
             validate_utf8: true,
+            opaque_extension: false,
             stop_on_violation: false,
         }
     }
@@ -291,6 +301,12 @@ impl Decoder {
         self.config.allow_rsv3 = rsv3;
     }
 
+    /// Marks a negotiated extension this decoder cannot interpret (see
+    /// [`DecoderConfig::opaque_extension`]).
+    pub fn set_opaque_extension(&mut self, opaque: bool) {
+        self.config.opaque_extension = opaque;
+    }
+
     /// Bytes consumed so far: the stream offset of the next byte.
     pub fn offset(&self) -> u64 {
         self.offset
@@ -447,11 +463,18 @@ impl Decoder {
             self.push(Error::ReservedOpcode, at);
         }
         // §5.2: "MUST be 0 unless an extension is negotiated that defines
-        // meanings for non-zero values." RFC 7692 §6.1: RSV1 marks the first
-        // frame of a compressed message, never a control or continuation frame.
-        let rsv1_ok = self.config.allow_rsv1 && !control && h.opcode != OpCode::Continuation;
-        if (h.rsv1 && !rsv1_ok) || (h.rsv2 && !self.config.allow_rsv2) || (h.rsv3 && !self.config.allow_rsv3) {
+        // meanings for non-zero values."
+        let opaque = self.config.opaque_extension;
+        let rsv1_ok = opaque || self.config.allow_rsv1;
+        let rsv2_ok = opaque || self.config.allow_rsv2;
+        let rsv3_ok = opaque || self.config.allow_rsv3;
+        if (h.rsv1 && !rsv1_ok) || (h.rsv2 && !rsv2_ok) || (h.rsv3 && !rsv3_ok) {
             self.push(Error::ReservedBitSet, at);
+        } else if h.rsv1 && !opaque && (control || h.opcode == OpCode::Continuation) {
+            // RFC 7692 §6.1: "An endpoint MUST NOT set the \"Per-Message
+            // Compressed\" bit of control frames and non-first fragments of
+            // a data message."
+            self.push(Error::MisplacedCompressedBit, at);
         }
         if control {
             // §5.5: "All control frames MUST have a payload length of 125
@@ -494,7 +517,7 @@ impl Decoder {
                 }
                 self.message = Some(MessageState {
                     text: h.opcode == OpCode::Text,
-                    compressed: h.rsv1 && self.config.allow_rsv1,
+                    compressed: h.rsv1 && self.config.allow_rsv1 && !opaque,
                     utf8_failed: false,
                 });
                 self.utf8.reset();
@@ -513,6 +536,7 @@ impl Decoder {
 
     fn validates_utf8(&self) -> bool {
         self.config.validate_utf8
+            && !self.config.opaque_extension
             && self.in_message
             && matches!(self.message, Some(MessageState { text: true, compressed: false, utf8_failed: false }))
     }

@@ -45,6 +45,10 @@ pub enum Error {
     /// The upgrade needs HTTP/1.1: HTTP/1.0 has no `Upgrade` mechanism and
     /// closes the connection after one response.
     HttpVersionTooOld,
+    /// RFC 6455 §4.1: the request target is neither origin-form (`/chat`)
+    /// nor an absolute `http`, `https`, `ws` or `wss` URI (§3: the
+    /// "/resource name/" of the WebSocket URI; RFC 9112 §3.2).
+    InvalidRequestTarget,
     /// No `Host` header.
     MissingHost,
     /// More than one `Host` header line (RFC 9112 §3.2: answer 400).
@@ -70,10 +74,17 @@ pub enum Error {
     InvalidExtensionHeader,
     /// `Sec-WebSocket-Protocol` is not a list of tokens.
     InvalidProtocolHeader,
+    /// RFC 6455 §4.1 item 10: the subprotocols of a request "MUST all be
+    /// unique strings"; one is listed twice.
+    DuplicateProtocol,
 
     // ---- Opening handshake, server side (RFC 6455 §4.1, §4.2.2) ----
     /// The response status is not 101 Switching Protocols.
     NotSwitchingProtocols,
+    /// RFC 6455 §4.1 (client's checks, item 2): the response's `Upgrade`
+    /// "contains a value that is not an ASCII case-insensitive match for
+    /// the value \"websocket\"" (a list such as `websocket, h2c`).
+    UpgradeNotWebsocket,
     /// No `Sec-WebSocket-Accept` header in a 101 response.
     MissingAccept,
     /// `Sec-WebSocket-Accept` appears more than once.
@@ -111,6 +122,11 @@ pub enum Error {
     ExpectedContinuation,
     /// A close frame with a one-byte payload.
     CloseLengthOne,
+    /// RFC 7692 §6.1: "An endpoint MUST NOT set the \"Per-Message
+    /// Compressed\" bit of control frames and non-first fragments of a data
+    /// message": RSV1 on a control or continuation frame under
+    /// permessage-deflate.
+    MisplacedCompressedBit,
     /// A close code that may not be sent on the wire (§7.4).
     InvalidCloseCode,
     /// A close reason that is not valid UTF-8.
@@ -128,6 +144,25 @@ pub enum Error {
     /// The server accepted permessage-deflate with parameters §7.1 does not
     /// allow (an unknown or repeated parameter, window bits outside 8–15).
     InvalidDeflateParams,
+    /// A client's permessage-deflate offer breaks §7.1: a parameter not
+    /// defined for an offer, an invalid value, or a parameter given twice.
+    /// "A server MUST decline an extension negotiation offer" like this
+    /// (§7.1); it answers without that offer, so this maps to no HTTP status.
+    InvalidDeflateOffer,
+    /// RFC 7692 §7.1.2.2: "If a received extension negotiation offer
+    /// doesn't have the \"client_max_window_bits\" extension parameter, the
+    /// corresponding extension negotiation response to the offer MUST NOT
+    /// include the \"client_max_window_bits\" extension parameter."
+    UnofferedClientMaxWindowBits,
+    /// RFC 7692 §7.1.2.1, §7.1.2.2: the response's `server_max_window_bits`
+    /// or `client_max_window_bits` is larger than the value offered (the
+    /// server answers "with the same or smaller value as the offer").
+    WindowBitsAboveOffer,
+    /// RFC 7692 §7.1.1.1, §7.1.2.1: the offer asked for
+    /// `server_no_context_takeover` or `server_max_window_bits`, and the
+    /// response does not include it: a server accepts such an offer only
+    /// "by including" the parameter, so the response accepts no offer.
+    OfferedParamMissing,
     /// A compressed message is not a valid DEFLATE stream.
     InflateFailed,
     /// A compressed message inflates past the configured cap (a
@@ -143,6 +178,10 @@ pub enum Error {
     UrlPort,
     /// The URI has a fragment, which §3 forbids.
     UrlFragment,
+    /// The URI's path or query holds a character RFC 3986 §3.3/§3.4 does
+    /// not allow (a space, CR, LF, a control character, non-ASCII): it
+    /// would reach the request line as it is.
+    UrlPath,
 }
 
 impl Error {
@@ -162,6 +201,7 @@ impl Error {
             InvalidStatus => "invalid_status",
             MethodNotGet => "method_not_get",
             HttpVersionTooOld => "http_version_too_old",
+            InvalidRequestTarget => "invalid_request_target",
             MissingHost => "missing_host",
             DuplicateHost => "duplicate_host",
             MissingUpgradeWebsocket => "missing_upgrade_websocket",
@@ -174,7 +214,9 @@ impl Error {
             DuplicateVersion => "duplicate_version",
             InvalidExtensionHeader => "invalid_extension_header",
             InvalidProtocolHeader => "invalid_protocol_header",
+            DuplicateProtocol => "duplicate_protocol",
             NotSwitchingProtocols => "not_switching_protocols",
+            UpgradeNotWebsocket => "upgrade_not_websocket",
             MissingAccept => "missing_accept",
             DuplicateAccept => "duplicate_accept",
             WrongAccept => "wrong_accept",
@@ -192,6 +234,7 @@ impl Error {
             UnexpectedContinuation => "unexpected_continuation",
             ExpectedContinuation => "expected_continuation",
             CloseLengthOne => "close_length_one",
+            MisplacedCompressedBit => "misplaced_compressed_bit",
             InvalidCloseCode => "invalid_close_code",
             InvalidUtf8CloseReason => "invalid_utf8_close_reason",
             InvalidUtf8 => "invalid_utf8",
@@ -199,12 +242,17 @@ impl Error {
             FrameTooLarge => "frame_too_large",
             MessageTooLarge => "message_too_large",
             InvalidDeflateParams => "invalid_deflate_params",
+            InvalidDeflateOffer => "invalid_deflate_offer",
+            UnofferedClientMaxWindowBits => "unoffered_client_max_window_bits",
+            WindowBitsAboveOffer => "window_bits_above_offer",
+            OfferedParamMissing => "offered_param_missing",
             InflateFailed => "inflate_failed",
             InflatedTooLarge => "inflated_too_large",
             UrlScheme => "url_scheme",
             UrlHost => "url_host",
             UrlPort => "url_port",
             UrlFragment => "url_fragment",
+            UrlPath => "url_path",
         }
     }
 
@@ -219,7 +267,7 @@ impl Error {
             InvalidHeaderName | InvalidHeaderValue => "RFC 9112 §5",
             InvalidNewLine => "RFC 9112 §2.1",
             InvalidStatus => "RFC 9112 §4",
-            MethodNotGet | HttpVersionTooOld => "RFC 6455 §4.1",
+            MethodNotGet | HttpVersionTooOld | InvalidRequestTarget | DuplicateProtocol => "RFC 6455 §4.1",
             MissingHost | DuplicateHost => "RFC 9112 §3.2",
             MissingUpgradeWebsocket | MissingConnectionUpgrade => "RFC 6455 §4.2.1",
             MissingKey | DuplicateKey | InvalidKey => "RFC 6455 §4.2.1",
@@ -227,7 +275,7 @@ impl Error {
             UnsupportedVersion => "RFC 6455 §4.4",
             InvalidExtensionHeader => "RFC 6455 §9.1",
             InvalidProtocolHeader => "RFC 6455 §4.1",
-            NotSwitchingProtocols | MissingAccept | WrongAccept => "RFC 6455 §4.1",
+            NotSwitchingProtocols | UpgradeNotWebsocket | MissingAccept | WrongAccept => "RFC 6455 §4.1",
             UnofferedProtocol | UnofferedExtension => "RFC 6455 §4.1",
             DuplicateAccept | DuplicateResponseHeader => "RFC 6455 §11.3",
             ReservedOpcode | ReservedBitSet | NonMinimalLength | LengthMsbSet => "RFC 6455 §5.2",
@@ -238,43 +286,26 @@ impl Error {
             InvalidCloseCode => "RFC 6455 §7.4",
             InvalidUtf8CloseReason | InvalidUtf8 => "RFC 6455 §8.1",
             FrameTooLarge | MessageTooLarge => "RFC 6455 §7.4.1",
-            InvalidDeflateParams => "RFC 7692 §7.1",
+            MisplacedCompressedBit => "RFC 7692 §6.1",
+            InvalidDeflateParams | InvalidDeflateOffer => "RFC 7692 §7.1",
+            UnofferedClientMaxWindowBits => "RFC 7692 §7.1.2.2",
+            WindowBitsAboveOffer => "RFC 7692 §7.1.2",
+            OfferedParamMissing => "RFC 7692 §7.1.1.1",
             InflateFailed => "RFC 7692 §7.2.2",
             InflatedTooLarge => "RFC 6455 §10.4",
-            UrlScheme | UrlHost | UrlPort | UrlFragment => "RFC 6455 §3",
+            UrlScheme | UrlHost | UrlPort | UrlFragment | UrlPath => "RFC 6455 §3",
         }
     }
 
-    /// Whether this is a rule of the opening handshake (as opposed to framing).
-    pub fn is_handshake(&self) -> bool {
-        self.http_status().is_some() || self.is_response_rule()
-    }
-
-    fn is_response_rule(&self) -> bool {
-        use Error::*;
-        matches!(
-            self,
-            NotSwitchingProtocols
-                | MissingAccept
-                | DuplicateAccept
-                | WrongAccept
-                | UnofferedProtocol
-                | UnofferedExtension
-                | DuplicateResponseHeader
-                | InvalidDeflateParams
-                | InvalidStatus
-        )
-    }
-
-    /// The HTTP status a server answers a request that breaks this rule
-    /// with: 426 for a wrong version (RFC 6455 §4.4), 431 for an oversized
-    /// header block (RFC 6585 §5), 400 for the rest. `None` for rules of the
-    /// response or of framing.
-    pub fn http_status(&self) -> Option<u16> {
+    /// What kind of rule this is, and what an endpoint answers it with.
+    ///
+    /// One exhaustive match: a new variant does not compile until it is
+    /// classified here, so it can never fall silently into a default.
+    fn class(&self) -> Class {
         use Error::*;
         match self {
-            UnsupportedVersion => Some(426),
-            HeaderBlockTooLarge | TooManyHeaders => Some(431),
+            UnsupportedVersion => Class::Request(426),
+            HeaderBlockTooLarge | TooManyHeaders => Class::Request(431),
             BareLf
             | ObsFold
             | InvalidToken
@@ -284,6 +315,7 @@ impl Error {
             | InvalidVersion
             | MethodNotGet
             | HttpVersionTooOld
+            | InvalidRequestTarget
             | MissingHost
             | DuplicateHost
             | MissingUpgradeWebsocket
@@ -294,23 +326,28 @@ impl Error {
             | MissingVersion
             | DuplicateVersion
             | InvalidExtensionHeader
-            | InvalidProtocolHeader => Some(400),
-            _ => None,
-        }
-    }
-
-    /// The close code an endpoint sends when its peer breaks this rule:
-    /// 1007 for invalid UTF-8 in a text message or close reason, 1009 for a
-    /// frame or message over the configured size, 1002 for every other
-    /// framing rule (§7.4.1). `None` for handshake rules.
-    pub fn close_code(&self) -> Option<CloseCode> {
-        use Error::*;
-        match self {
-            InvalidUtf8 | InvalidUtf8CloseReason => Some(CloseCode::INVALID_PAYLOAD),
-            FrameTooLarge | MessageTooLarge | InflatedTooLarge => Some(CloseCode::MESSAGE_TOO_BIG),
+            | InvalidProtocolHeader
+            | DuplicateProtocol => Class::Request(400),
+            InvalidStatus
+            | NotSwitchingProtocols
+            | UpgradeNotWebsocket
+            | MissingAccept
+            | DuplicateAccept
+            | WrongAccept
+            | UnofferedProtocol
+            | UnofferedExtension
+            | DuplicateResponseHeader
+            | InvalidDeflateParams
+            | UnofferedClientMaxWindowBits
+            | WindowBitsAboveOffer
+            | OfferedParamMissing => Class::Response,
+            InvalidDeflateOffer => Class::Offer,
+            InvalidUtf8 | InvalidUtf8CloseReason => Class::Frame(CloseCode::INVALID_PAYLOAD),
+            FrameTooLarge | MessageTooLarge | InflatedTooLarge => Class::Frame(CloseCode::MESSAGE_TOO_BIG),
             InflateFailed
             | ReservedOpcode
             | ReservedBitSet
+            | MisplacedCompressedBit
             | ControlFrameTooLong
             | ControlFrameFragmented
             | NonMinimalLength
@@ -321,8 +358,37 @@ impl Error {
             | ExpectedContinuation
             | CloseLengthOne
             | InvalidCloseCode
-            | FrameAfterClose => Some(CloseCode::PROTOCOL_ERROR),
-            _ => None,
+            | FrameAfterClose => Class::Frame(CloseCode::PROTOCOL_ERROR),
+            UrlScheme | UrlHost | UrlPort | UrlFragment | UrlPath => Class::Url,
+        }
+    }
+
+    /// Whether this is a rule of the opening handshake (as opposed to
+    /// framing or URIs).
+    pub fn is_handshake(&self) -> bool {
+        matches!(self.class(), Class::Request(_) | Class::Response | Class::Offer)
+    }
+
+    /// The HTTP status a server answers a request that breaks this rule
+    /// with: 426 for a wrong version (RFC 6455 §4.4), 431 for an oversized
+    /// header block (RFC 6585 §5), 400 for the rest. `None` for rules of the
+    /// response, of an extension offer (a server declines the offer and
+    /// goes on, RFC 7692 §7.1), of framing and of URIs.
+    pub fn http_status(&self) -> Option<u16> {
+        match self.class() {
+            Class::Request(status) => Some(status),
+            Class::Response | Class::Offer | Class::Frame(_) | Class::Url => None,
+        }
+    }
+
+    /// The close code an endpoint sends when its peer breaks this rule:
+    /// 1007 for invalid UTF-8 in a text message or close reason, 1009 for a
+    /// frame or message over the configured size, 1002 for every other
+    /// framing rule (§7.4.1). `None` for handshake and URI rules.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match self.class() {
+            Class::Frame(code) => Some(code),
+            Class::Request(_) | Class::Response | Class::Offer | Class::Url => None,
         }
     }
 
@@ -355,6 +421,7 @@ impl fmt::Display for Error {
             InvalidStatus => "invalid response status",
             MethodNotGet => "the opening handshake must be a GET request",
             HttpVersionTooOld => "the websocket upgrade needs HTTP/1.1 or later (HTTP/1.0 has no Upgrade mechanism)",
+            InvalidRequestTarget => "request target is neither a path nor an absolute http, https, ws or wss URI",
             MissingHost => "missing Host header",
             DuplicateHost => "more than one Host header",
             MissingUpgradeWebsocket => "Upgrade header does not list websocket",
@@ -367,7 +434,9 @@ impl fmt::Display for Error {
             DuplicateVersion => "more than one Sec-WebSocket-Version header",
             InvalidExtensionHeader => "malformed Sec-WebSocket-Extensions header",
             InvalidProtocolHeader => "malformed Sec-WebSocket-Protocol header",
+            DuplicateProtocol => "a subprotocol is offered twice",
             NotSwitchingProtocols => "response status is not 101 Switching Protocols",
+            UpgradeNotWebsocket => "the response's Upgrade header is not websocket alone",
             MissingAccept => "missing Sec-WebSocket-Accept header",
             DuplicateAccept => "more than one Sec-WebSocket-Accept header",
             WrongAccept => "Sec-WebSocket-Accept does not match the key",
@@ -385,6 +454,7 @@ impl fmt::Display for Error {
             UnexpectedContinuation => "continuation frame with no message started",
             ExpectedContinuation => "new data frame inside a fragmented message",
             CloseLengthOne => "close frame with a one-byte payload",
+            MisplacedCompressedBit => "RSV1 (per-message compressed) on a control or continuation frame",
             InvalidCloseCode => "close code that may not be sent",
             InvalidUtf8CloseReason => "close reason is not valid UTF-8",
             InvalidUtf8 => "text message is not valid UTF-8",
@@ -392,18 +462,38 @@ impl fmt::Display for Error {
             FrameTooLarge => "frame larger than the configured maximum",
             MessageTooLarge => "message larger than the configured maximum",
             InvalidDeflateParams => "permessage-deflate accepted with invalid parameters",
+            InvalidDeflateOffer => "permessage-deflate offered with invalid parameters",
+            UnofferedClientMaxWindowBits => "client_max_window_bits in a response to an offer without it",
+            WindowBitsAboveOffer => "window bits in the response larger than offered",
+            OfferedParamMissing => "the response leaves out a server parameter the offer asked for",
             InflateFailed => "compressed message is not a valid DEFLATE stream",
             InflatedTooLarge => "compressed message inflates past the configured cap",
             UrlScheme => "not a WebSocket URI: expected ws:// or wss://",
             UrlHost => "WebSocket URI without a valid host",
             UrlPort => "WebSocket URI with an invalid port",
             UrlFragment => "WebSocket URIs must not have a fragment",
+            UrlPath => "WebSocket URI path or query with a character a URI may not hold",
         };
         write!(f, "{msg} ({})", self.rfc())
     }
 }
 
 impl std::error::Error for Error {}
+
+/// How a rule is answered (see [`Error::http_status`], [`Error::close_code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// A rule of the client's request: the server refuses with this status.
+    Request(u16),
+    /// A rule of the server's response: the client fails the connection.
+    Response,
+    /// A rule of an extension offer: the server declines the offer.
+    Offer,
+    /// A framing rule: the endpoint closes with this code.
+    Frame(CloseCode),
+    /// A rule of WebSocket URIs (before any connection).
+    Url,
+}
 
 /// A rule broken at a given place in a stream of frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,5 +1,7 @@
 //! A sans-IO WebSocket protocol core: the RFC 6455 opening handshake (§4)
-//! and the frame codec (§5), with every rule of §5 and §7 checked.
+//! and the frame codec (§5), with the rules of RFC 6455 and RFC 7692 that
+//! can be decided from the bytes checked: see [What is checked](#what-is-checked)
+//! below for each MUST, the variant that checks it and its test.
 //!
 //! # Contract
 //!
@@ -63,6 +65,7 @@
 //! # Ok::<(), wsproto::Error>(())
 //! ```
 
+#![doc = include_str!("rules.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod assembler;
@@ -116,5 +119,73 @@ impl<T> Status<T> {
     /// Whether more input is needed.
     pub fn is_partial(&self) -> bool {
         matches!(self, Status::Partial)
+    }
+}
+
+#[cfg(test)]
+mod rules_table {
+    use std::collections::BTreeSet;
+
+    /// The table of `rules.md`, and the sources its tests live in.
+    const TABLE: &str = include_str!("rules.md");
+    const SOURCES: [(&str, &str); 10] = [
+        ("handshake::tests", include_str!("handshake/tests.rs")),
+        ("handshake::deflate_params::tests", include_str!("handshake/deflate_params.rs")),
+        ("decoder::tests", include_str!("decoder/tests.rs")),
+        ("deflate::tests", include_str!("deflate.rs")),
+        ("url::tests", include_str!("url.rs")),
+        ("error::tests", include_str!("error.rs")),
+        ("close::tests", include_str!("close.rs")),
+        ("assembler::tests", include_str!("assembler.rs")),
+        ("header::tests", include_str!("header.rs")),
+        ("utf8::tests", include_str!("utf8.rs")),
+    ];
+
+    /// The variants of `Error`, read from its definition.
+    fn variants() -> BTreeSet<String> {
+        let source = include_str!("error.rs");
+        let start = source.find("pub enum Error {").expect("the enum");
+        let body = &source[start..];
+        let body = &body[..body.find("\n}").expect("its end")];
+        body.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("//") && !l.starts_with('#') && l.ends_with(','))
+            .map(|l| l.trim_end_matches(',').to_owned())
+            .collect()
+    }
+
+    /// Every `Error::Name` the table's rows mention.
+    fn named_variants() -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for row in TABLE.lines().filter(|l| l.starts_with('|')) {
+            for (i, _) in row.match_indices("Error::") {
+                let name: String = row[i + 7..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+                // Methods of Error (close_code, http_status) are lowercase.
+                if name.starts_with(|c: char| c.is_ascii_uppercase()) {
+                    out.insert(name);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rules_table_names_every_variant() {
+        let variants = variants();
+        assert!(variants.len() > 50, "read the enum: {variants:?}");
+        let named = named_variants();
+        let missing: Vec<_> = variants.difference(&named).collect();
+        let unknown: Vec<_> = named.difference(&variants).collect();
+        assert!(missing.is_empty(), "variants not in the rules table (src/rules.md): {missing:?}");
+        assert!(unknown.is_empty(), "the rules table names variants that do not exist: {unknown:?}");
+        // Every test the table names exists where its path says.
+        for row in TABLE.lines().filter(|l| l.starts_with('|')) {
+            let Some(test) = row.trim_end_matches(['|', ' ']).rsplit('|').next().map(str::trim) else { continue };
+            let Some(path) = test.strip_prefix('`').and_then(|t| t.strip_suffix('`')) else { continue };
+            let (module, name) = path.rsplit_once("::").expect("module::test");
+            let (_, source) =
+                SOURCES.iter().find(|(m, _)| *m == module).unwrap_or_else(|| panic!("{path}: unknown module"));
+            assert!(source.contains(&format!("fn {name}(")), "the rules table names a missing test: {path}");
+        }
     }
 }

@@ -287,6 +287,10 @@ pub(crate) struct HandshakeResponse<'a> {
     pub extensions: Vec<String>,
     /// Whether the connection switched to WebSocket.
     pub upgraded: bool,
+    /// Negotiated extensions other than permessage-deflate: the proxy
+    /// cannot decode them, so their frames are shown raw (said once, here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undecoded_extensions: Vec<&'a str>,
 }
 
 impl EventBody for HandshakeResponse<'_> {
@@ -296,6 +300,10 @@ impl EventBody for HandshakeResponse<'_> {
         let code = if self.upgraded { "32" } else { "33" };
         paint(out, color, code, format_args!(" {} {} {}", self.version, self.status, self.reason));
         pretty_headers(out, &self.headers);
+        if !self.undecoded_extensions.is_empty() {
+            let names = self.undecoded_extensions.join(", ");
+            let _ = write!(out, "\n                         ({names}: not decoded; frames shown raw)");
+        }
     }
 }
 

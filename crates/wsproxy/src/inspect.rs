@@ -190,7 +190,12 @@ impl DirectionInspector {
         };
         let inflation = deflate.map(|params| {
             Box::new(Inflation {
-                inflater: Inflater::new(params.no_context_takeover(role), opts.max_inflate),
+                // RFC 7692 §7.1.2: the window this sender agreed to.
+                inflater: Inflater::with_window_bits(
+                    params.no_context_takeover(role),
+                    params.max_window_bits(role),
+                    opts.max_inflate,
+                ),
                 utf8: Utf8Validator::new(),
                 unmasked: Vec::new(),
             })
@@ -213,6 +218,14 @@ impl DirectionInspector {
             now: None,
             inflation,
         }
+    }
+
+    /// The handshake negotiated an extension this inspector cannot decode
+    /// (other than permessage-deflate): reserved bits are allowed on every
+    /// frame and text payloads are not checked for UTF-8
+    /// ([`wsproto::DecoderConfig::opaque_extension`]).
+    pub fn set_opaque_extension(&mut self) {
+        self.decoder.set_opaque_extension(true);
     }
 
     /// Frames seen so far.

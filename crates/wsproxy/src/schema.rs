@@ -104,6 +104,11 @@ pub enum Event {
         extensions: Vec<String>,
         /// Whether the connection switched to WebSocket.
         upgraded: bool,
+        /// Negotiated extensions the proxy cannot decode (other than
+        /// permessage-deflate): their frames are shown raw, and the
+        /// reserved bits and UTF-8 of text frames are not checked.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        undecoded_extensions: Vec<String>,
     },
     /// One frame.
     Frame {

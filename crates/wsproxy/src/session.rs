@@ -104,7 +104,9 @@ struct Ask {
     valid: bool,
     key: String,
     protocols: Vec<String>,
-    extensions: Vec<String>,
+    /// The `Sec-WebSocket-Extensions` values as offered upstream, for
+    /// checking the answer's parameters against them (RFC 7692 §7.1).
+    extension_offers: Vec<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -571,7 +573,8 @@ impl Session {
                     ask.protocols = hs.protocols.iter().map(|p| (*p).to_owned()).collect();
                     // With --no-compression the upstream was offered none.
                     if !drop_extensions {
-                        ask.extensions = hs.extensions.iter().map(|e| e.name.to_owned()).collect();
+                        ask.extension_offers =
+                            req.headers_named("sec-websocket-extensions").map(<[u8]>::to_vec).collect();
                     }
                 }
                 Err(e) => {
@@ -680,6 +683,8 @@ impl Session {
         let body = response_body(&exchange.method, res.status, &res.headers);
         let mut upgraded = false;
         let mut deflate = None;
+        // Negotiated extensions the proxy cannot decode.
+        let mut undecoded: Vec<String> = Vec::new();
         if let Some(ask) = &exchange.websocket {
             let mut deflate_error = None;
             let mut protocol = None;
@@ -702,6 +707,15 @@ impl Session {
                         Some(DeflateParams::default())
                     }
                 };
+                // RFC 6455 §5.2: an extension other than permessage-deflate
+                // may define the reserved bits; the proxy cannot decode it,
+                // so its frames are shown raw and not judged by them.
+                for e in parsed.iter().filter(|e| !e.name.eq_ignore_ascii_case(handshake::PERMESSAGE_DEFLATE)) {
+                    undecoded.push(e.name.to_owned());
+                }
+                if !undecoded.is_empty() {
+                    deflate = None;
+                }
             }
             self.emit(
                 events,
@@ -714,12 +728,19 @@ impl Session {
                     protocol,
                     extensions,
                     upgraded,
+                    undecoded_extensions: undecoded.iter().map(String::as_str).collect(),
                 },
             );
             if upgraded && ask.valid {
                 let offered: Vec<&str> = ask.protocols.iter().map(String::as_str).collect();
-                let offered_ext: Vec<&str> = ask.extensions.iter().map(String::as_str).collect();
-                let checked = res.validate(ask.key.as_bytes(), &offered, &offered_ext).map(|_| ());
+                let mut offers = Vec::new();
+                for v in &ask.extension_offers {
+                    // Validated with the request: the syntax is right.
+                    let _ = handshake::parse_extensions(v, &mut offers);
+                }
+                // RFC 6455 §4.1 and RFC 7692 §7.1: the answer against the
+                // offers, parameters included.
+                let checked = res.validate_offers(ask.key.as_bytes(), &offered, &offers).map(|_| ());
                 if let Err(e) = checked.and(deflate_error.map_or(Ok(()), Err)) {
                     self.violation(Side::Upstream, e, (end_offset - raw_len, false), t, events);
                 }
@@ -729,7 +750,7 @@ impl Session {
         drop(res);
         self.queue_owned(Side::Client, raw);
         if upgraded {
-            return self.start_websocket(&exchange, end_offset, deflate, t, events);
+            return self.start_websocket(&exchange, end_offset, deflate, !undecoded.is_empty(), t, events);
         }
         let connect = exchange.method == "CONNECT" && (200..300).contains(&status);
         if status == 101 || connect {
@@ -783,23 +804,24 @@ impl Session {
         exchange: &Exchange,
         upstream_offset: u64,
         deflate: Option<DeflateParams>,
+        opaque: bool,
         t: &Time,
         events: &mut Events,
     ) {
         let opts = self.config.inspect_options();
+        let inspector = |from, base| {
+            let mut insp = DirectionInspector::new(self.conn, from, base, deflate, opts);
+            if opaque {
+                insp.set_opaque_extension();
+            }
+            Box::new(insp)
+        };
         self.ws_base[1] = upstream_offset;
-        self.upstream = UpstreamState::WebSocket(Box::new(DirectionInspector::new(
-            self.conn,
-            Side::Upstream,
-            upstream_offset,
-            deflate,
-            opts,
-        )));
+        self.upstream = UpstreamState::WebSocket(inspector(Side::Upstream, upstream_offset));
         match std::mem::replace(&mut self.client, ClientState::Tunnel) {
             ClientState::WaitUpgrade(held) => {
                 self.ws_base[0] = exchange.end_offset;
-                let insp = DirectionInspector::new(self.conn, Side::Client, exchange.end_offset, deflate, opts);
-                self.client = ClientState::WebSocket(Box::new(insp));
+                self.client = ClientState::WebSocket(inspector(Side::Client, exchange.end_offset));
                 self.client_bytes(Src { data: &held, fwd: Forwarding::Copy }, exchange.end_offset, t, events);
             }
             other => {

@@ -510,3 +510,91 @@ fn no_compression_removes_the_offer_and_says_so() {
     });
     assert_eq!(removed, Some(vec!["Sec-WebSocket-Extensions".to_owned()]));
 }
+
+/// Runs one connection: the client offers `offer`, the upstream answers
+/// with `answer` and then `upstream_frames`; the client sends
+/// `client_frames`. Returns the proxy's events for it.
+fn negotiate(offer: &str, answer: &str, client_frames: Vec<u8>, upstream_frames: Vec<u8>) -> Vec<Event> {
+    let answer = format!("\r\nSec-WebSocket-Extensions: {answer}\r\n\r\n");
+    let response = replace_once(&upgrade_response(), b"\r\n\r\n", answer.as_bytes());
+    let upstream = RawUpstream::start(move |mut s| {
+        let mut got = Vec::new();
+        let head = read_head(&mut s, &mut got);
+        write(&mut s, &[response, upstream_frames].concat());
+        read_to_end(&mut s, &mut got);
+        got.split_off(head)
+    });
+    let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
+    let mut c = connect(proxy.addr);
+    let offer = format!("\r\nSec-WebSocket-Extensions: {offer}\r\n\r\n");
+    write(&mut c, &replace_once(&upgrade_request("x", "/"), b"\r\n\r\n", offer.as_bytes()));
+    let mut buf = Vec::new();
+    read_head(&mut c, &mut buf);
+    write(&mut c, &client_frames);
+    c.shutdown(Shutdown::Write).expect("shutdown");
+    read_to_end(&mut c, &mut buf);
+    upstream.join();
+    proxy.connection(1)
+}
+
+fn violations(events: &[Event]) -> Vec<(Side, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Violation { from, rule, rfc, .. } => Some((*from, rule.clone(), rfc.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// wsproto issue 13: Safari's `x-webkit-deflate-frame` sets RSV1 on each
+/// compressed frame, continuations included. Negotiated, it is said once
+/// (`undecoded_extensions`) and no frame is a violation.
+#[test]
+fn an_undecoded_extension_is_said_once_and_its_frames_pass() {
+    use wsproto::{FrameHeader, encode_frame};
+    let rsv1_frame = |opcode, fin, mask, payload: &[u8]| {
+        let mut out = Vec::new();
+        encode_frame(&FrameHeader { fin, rsv1: true, mask, ..FrameHeader::new(opcode, 0) }, payload, &mut out);
+        out
+    };
+    let client = [
+        rsv1_frame(OpCode::Text, false, Some([1, 2, 3, 4]), &[0xf2, 0x48, 0xcd]),
+        rsv1_frame(OpCode::Continuation, true, Some([1, 2, 3, 4]), &[0xc9, 0xc9, 0x07, 0x00]),
+    ]
+    .concat();
+    let upstream = rsv1_frame(OpCode::Text, true, None, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    let events = negotiate("x-webkit-deflate-frame", "x-webkit-deflate-frame", client, upstream);
+    let said: Vec<&Vec<String>> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::HandshakeResponse { undecoded_extensions, .. } => Some(undecoded_extensions),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(said, [&vec!["x-webkit-deflate-frame".to_string()]]);
+    assert_eq!(violations(&events), []);
+}
+
+/// wsproto issue 13: the answer's permessage-deflate parameters are checked
+/// against the offer (RFC 7692 §7.1.2.2, §7.1.2.1).
+#[test]
+fn deflate_answers_are_checked_against_the_offer() {
+    let events = negotiate("permessage-deflate", "permessage-deflate; client_max_window_bits=15", vec![], vec![]);
+    let expected = (Side::Upstream, "unoffered_client_max_window_bits".into(), "RFC 7692 §7.1.2.2".into());
+    assert_eq!(violations(&events), [expected]);
+    let events = negotiate(
+        "permessage-deflate; server_max_window_bits=10",
+        "permessage-deflate; server_max_window_bits=12",
+        vec![],
+        vec![],
+    );
+    assert_eq!(violations(&events), [(Side::Upstream, "window_bits_above_offer".into(), "RFC 7692 §7.1.2".into())]);
+    let events = negotiate(
+        "permessage-deflate; client_max_window_bits",
+        "permessage-deflate; client_max_window_bits=10",
+        vec![],
+        vec![],
+    );
+    assert_eq!(violations(&events), []);
+}

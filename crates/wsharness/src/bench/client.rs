@@ -109,7 +109,9 @@ pub async fn connect(target: &Target) -> anyhow::Result<(TcpStream, Vec<u8>)> {
     nonce[..8].copy_from_slice(&rng.next().to_le_bytes());
     nonce[8..].copy_from_slice(&rng.next().to_le_bytes());
     let key = handshake::encode_key(nonce);
-    stream.write_all(&handshake::build_request(&target.authority(), target.resource(), &key, &[], None)).await?;
+    let request = handshake::build_request(&target.authority(), target.resource(), &key, &[], None)
+        .with_context(|| format!("{addr}: cannot build the opening request"))?;
+    stream.write_all(&request).await?;
     let mut buf = Vec::with_capacity(1024);
     let limits = Limits::default();
     loop {

@@ -183,6 +183,7 @@ fn control_payload_is_kept_unmasked() {
 fn every_rule() {
     let cfg = DecoderConfig::default();
     let deflate = DecoderConfig { allow_rsv1: true, ..cfg };
+    let opaque = DecoderConfig { opaque_extension: true, ..cfg };
     let small = DecoderConfig { max_frame_len: 10, ..cfg };
     let text = |fin, payload: &[u8]| frame(hdr(OpCode::Text, fin, None), payload);
     let cont = |fin, payload: &[u8]| frame(hdr(OpCode::Continuation, fin, None), payload);
@@ -196,13 +197,26 @@ fn every_rule() {
         ("rsv2", Role::Server, deflate, vec![0xA2, 0x00], vec![(Error::ReservedBitSet, 0)]),
         ("rsv3", Role::Server, cfg, vec![0x92, 0x00], vec![(Error::ReservedBitSet, 0)]),
         ("rsv1 negotiated", Role::Server, deflate, vec![0xC1, 0x00], vec![]),
-        ("rsv1 on control", Role::Server, deflate, vec![0xC9, 0x00], vec![(Error::ReservedBitSet, 0)]),
+        // RFC 7692 §6.1, not RFC 6455 §5.2: the bit is defined, but not here.
+        ("rsv1 on ping", Role::Server, deflate, vec![0xC9, 0x00], vec![(Error::MisplacedCompressedBit, 0)]),
+        ("rsv1 on pong", Role::Server, deflate, vec![0xCA, 0x00], vec![(Error::MisplacedCompressedBit, 0)]),
+        ("rsv1 on close", Role::Server, deflate, vec![0xC8, 0x00], vec![(Error::MisplacedCompressedBit, 0)]),
         (
             "rsv1 on continuation",
             Role::Server,
             deflate,
             cat(&[text(false, b""), vec![0xC0, 0x00]]),
-            vec![(Error::ReservedBitSet, 2)],
+            vec![(Error::MisplacedCompressedBit, 2)],
+        ),
+        ("rsv1 on ping, no extension", Role::Server, cfg, vec![0xC9, 0x00], vec![(Error::ReservedBitSet, 0)]),
+        // An extension the decoder cannot interpret (x-webkit-deflate-frame):
+        // reserved bits on any frame, and its text bytes are not UTF-8.
+        (
+            "opaque extension: rsv1 on every fragment, compressed text",
+            Role::Server,
+            opaque,
+            cat(&[vec![0x41, 0x02, 0xff, 0xfe], vec![0xC0, 0x01, 0xff], vec![0xF1, 0x00], vec![0xC9, 0x00]]),
+            vec![],
         ),
         (
             "control too long",

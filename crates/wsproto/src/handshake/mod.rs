@@ -22,6 +22,7 @@
 //! | several `Upgrade`, `Connection`, `Sec-WebSocket-Protocol` or `Sec-WebSocket-Extensions` lines in a request | joined as one comma list | RFC 9110 §5.3 |
 //! | a header block over [`Limits::max_head_len`] (64 KiB) or with more than [`Limits::max_headers`] lines | [`Error::HeaderBlockTooLarge`], [`Error::TooManyHeaders`], detected before the block ends | bounded memory for a peer that never ends its head |
 
+mod deflate_params;
 mod request;
 mod response;
 mod tokens;
@@ -32,6 +33,7 @@ use sha1::{Digest, Sha1};
 use crate::Status;
 use crate::error::Error;
 
+pub use deflate_params::{DeflateOffer, DeflateParams, EXTENSION_NAME as PERMESSAGE_DEFLATE};
 pub use request::{ClientHandshake, Request};
 pub use response::{Response, ServerHandshake};
 pub use tokens::{Extension, ExtensionParam, parse_extensions, parse_token_list};
@@ -106,9 +108,18 @@ impl HeadScanner {
         let end = buf.len().min(limits.max_head_len);
         while self.pos < end {
             let i = self.pos;
-            // Rules below look one byte ahead; wait for it.
-            if matches!(buf[i], b'\r' | b'\n') && i + 1 == buf.len() && !buf[..=i].ends_with(b"\r\n\r\n") {
-                return Ok(Status::Partial);
+            // Rules below look one byte ahead. At the last byte the limit
+            // allows, a block that does not end here cannot end within the
+            // limit, whatever follows (so the verdict does not depend on
+            // whether the next byte has arrived); before it, wait for the
+            // next byte.
+            if matches!(buf[i], b'\r' | b'\n') && !buf[..=i].ends_with(b"\r\n\r\n") {
+                if i + 1 >= limits.max_head_len {
+                    return Err(Error::HeaderBlockTooLarge);
+                }
+                if i + 1 == buf.len() {
+                    return Ok(Status::Partial);
+                }
             }
             let Some(start) = self.start else {
                 // RFC 9112 §2.2: "a server that is expecting to receive and
@@ -252,8 +263,88 @@ pub fn is_valid_key(key: &[u8]) -> bool {
     key.len() == 24 && BASE64.decode(key).is_ok_and(|k| k.len() == 16)
 }
 
+/// Whether `target` may be the request target of an opening handshake.
+///
+/// RFC 6455 §4.1: the request target is the "/resource name/" of the
+/// WebSocket URI (origin-form, RFC 9112 §3.2.1), "or an absolute HTTP/HTTPS
+/// URI" (absolute-form, §3.2.2); we accept `ws`/`wss` absolute URIs too, as
+/// some clients send them through proxies. The syntax is `http::Uri`'s
+/// (RFC 3986); a fragment is never part of a request target.
+pub fn is_valid_request_target(target: &str) -> bool {
+    if target.contains('#') {
+        return false;
+    }
+    if target.starts_with('/') {
+        return target.parse::<http::uri::PathAndQuery>().is_ok();
+    }
+    let Ok(uri) = target.parse::<http::Uri>() else { return false };
+    let scheme_ok =
+        uri.scheme_str().is_some_and(|s| ["http", "https", "ws", "wss"].iter().any(|w| w.eq_ignore_ascii_case(s)));
+    scheme_ok && uri.authority().is_some_and(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+}
+
+/// Whether `host` may be the value of a `Host` header: an authority
+/// (RFC 3986 §3.2: host, optional port; no user information), which also
+/// rules out CR, LF and every other byte that could end the header line.
+fn is_valid_host(host: &str) -> bool {
+    !host.contains('@')
+        && host.parse::<http::uri::Authority>().is_ok_and(|a| !a.host().is_empty() && a.as_str() == host)
+}
+
+/// A header value a builder writes: a non-empty list of extensions in the
+/// grammar of §9.1 (which holds no CR or LF).
+fn is_valid_extension_list(value: &str) -> bool {
+    let mut out = Vec::new();
+    parse_extensions(value.as_bytes(), &mut out).is_ok() && !out.is_empty()
+}
+
+/// Subprotocol names: tokens (§4.1 item 10), each once.
+fn check_protocols(protocols: &[&str]) -> Result<(), Error> {
+    let mut seen = std::collections::BTreeSet::new();
+    for p in protocols {
+        if parse_token_list(p.as_bytes()).is_none_or(|l| l != [*p]) {
+            return Err(Error::InvalidProtocolHeader);
+        }
+        if !seen.insert(*p) {
+            return Err(Error::DuplicateProtocol);
+        }
+    }
+    Ok(())
+}
+
 /// Builds an opening request (§4.1).
-pub fn build_request(host: &str, target: &str, key: &str, protocols: &[&str], extensions: Option<&str>) -> Vec<u8> {
+///
+/// Every argument is checked before it is written, so that none can end
+/// its line and add a header: `host` must be an authority
+/// ([`Error::UrlHost`]), `target` a request target
+/// in RFC 3986 characters ([`Error::InvalidRequestTarget`], see
+/// [`is_valid_request_target`]), `key`
+/// the base64 of 16 bytes ([`Error::InvalidKey`]), each protocol a token and
+/// listed once ([`Error::InvalidProtocolHeader`], [`Error::DuplicateProtocol`]),
+/// `extensions` a non-empty §9.1 list ([`Error::InvalidExtensionHeader`]).
+pub fn build_request(
+    host: &str,
+    target: &str,
+    key: &str,
+    protocols: &[&str],
+    extensions: Option<&str>,
+) -> Result<Vec<u8>, Error> {
+    if !is_valid_host(host) {
+        return Err(Error::UrlHost);
+    }
+    // What we write holds only RFC 3986 characters (brackets for an IPv6
+    // host), stricter than what we accept from a peer.
+    let rfc_3986 = |b: u8| crate::url::is_path_or_query_byte(b) || b == b'[' || b == b']';
+    if !is_valid_request_target(target) || !target.bytes().all(rfc_3986) {
+        return Err(Error::InvalidRequestTarget);
+    }
+    if !is_valid_key(key.as_bytes()) {
+        return Err(Error::InvalidKey);
+    }
+    check_protocols(protocols)?;
+    if extensions.is_some_and(|e| !is_valid_extension_list(e)) {
+        return Err(Error::InvalidExtensionHeader);
+    }
     let mut out = format!(
         "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
@@ -265,11 +356,21 @@ pub fn build_request(host: &str, target: &str, key: &str, protocols: &[&str], ex
         out.push_str(&format!("Sec-WebSocket-Extensions: {ext}\r\n"));
     }
     out.push_str("\r\n");
-    out.into_bytes()
+    Ok(out.into_bytes())
 }
 
 /// Builds the 101 answer to a validated request (§4.2.2).
-pub fn build_response(accept: &AcceptKey, protocol: Option<&str>, extensions: Option<&str>) -> Vec<u8> {
+///
+/// `protocol` must be a token ([`Error::InvalidProtocolHeader`]) and
+/// `extensions` a non-empty §9.1 list ([`Error::InvalidExtensionHeader`]),
+/// so that neither can add a header.
+pub fn build_response(accept: &AcceptKey, protocol: Option<&str>, extensions: Option<&str>) -> Result<Vec<u8>, Error> {
+    if let Some(p) = protocol {
+        check_protocols(&[p])?;
+    }
+    if extensions.is_some_and(|e| !is_valid_extension_list(e)) {
+        return Err(Error::InvalidExtensionHeader);
+    }
     let mut out = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         accept.as_str()
@@ -281,7 +382,7 @@ pub fn build_response(accept: &AcceptKey, protocol: Option<&str>, extensions: Op
         out.push_str(&format!("Sec-WebSocket-Extensions: {ext}\r\n"));
     }
     out.push_str("\r\n");
-    out.into_bytes()
+    Ok(out.into_bytes())
 }
 
 /// Builds the answer a server gives a request that breaks `error`: 400 with
@@ -293,6 +394,8 @@ pub fn build_rejection(error: Error) -> Vec<u8> {
     let reason = match status {
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
+        // 400, and the statuses of rules that are not the request's (a
+        // caller that rejects for those gets a 400 too).
         _ => "Bad Request",
     };
     let body = format!("{error}\n");

@@ -1,7 +1,10 @@
 //! The client's opening request and the rules of RFC 6455 §4.1 / §4.2.1.
 
 use super::tokens::{Extension, lists_contain, parse_extensions, parse_token_list};
-use super::{AcceptKey, Header, WEBSOCKET_VERSION, accept_key, headers_named, is_valid_key, single_header};
+use super::{
+    AcceptKey, Header, WEBSOCKET_VERSION, accept_key, headers_named, is_valid_key, is_valid_request_target,
+    single_header,
+};
 use crate::error::Error;
 
 /// A parsed request head, every string borrowed from the input.
@@ -58,7 +61,7 @@ impl<'b> Request<'b> {
     }
 
     /// Checks the request against §4.1 and §4.2.1, in this order: method,
-    /// HTTP version, `Host`, `Upgrade`, `Connection`, `Sec-WebSocket-Version`
+    /// HTTP version, request target, `Host`, `Upgrade`, `Connection`, `Sec-WebSocket-Version`
     /// (so a wrong version gets its 426 whatever else is wrong),
     /// `Sec-WebSocket-Key`, then the subprotocol and extension offers.
     pub fn validate(&self) -> Result<ClientHandshake<'b>, Error> {
@@ -69,6 +72,13 @@ impl<'b> Request<'b> {
         }
         if self.version_minor < 1 {
             return Err(Error::HttpVersionTooOld);
+        }
+        // §4.1 item 3: "The \"Request-URI\" part of the request MUST match
+        // the /resource name/ defined in Section 3 (a relative URI) or be
+        // an absolute http/https URI that, when parsed, has a /resource
+        // name/, /host/, and /port/ that match the corresponding ws/wss URI."
+        if !is_valid_request_target(self.target) {
+            return Err(Error::InvalidRequestTarget);
         }
         let host = single_header(&self.headers, "host", Error::DuplicateHost)?.ok_or(Error::MissingHost)?;
         let host = core::str::from_utf8(host).map_err(|_| Error::InvalidHeaderValue)?;
@@ -94,6 +104,11 @@ impl<'b> Request<'b> {
         let mut protocols = Vec::new();
         for value in self.headers_named("sec-websocket-protocol") {
             protocols.extend(parse_token_list(value).ok_or(Error::InvalidProtocolHeader)?);
+        }
+        // §4.1 item 10: the subprotocols "MUST all be unique strings".
+        let mut seen = std::collections::BTreeSet::new();
+        if !protocols.iter().all(|p| seen.insert(*p)) {
+            return Err(Error::DuplicateProtocol);
         }
         let mut extensions = Vec::new();
         for value in self.headers_named("sec-websocket-extensions") {

@@ -1,5 +1,6 @@
 //! The server's answer and the rules a client checks (RFC 6455 §4.1).
 
+use super::deflate_params::DeflateParams;
 use super::tokens::{Extension, lists_contain, parse_extensions, parse_token_list};
 use super::{ClientHandshake, Header, accept_key, headers_named, single_header};
 use crate::error::Error;
@@ -37,15 +38,34 @@ impl<'b> Response<'b> {
         self.headers_named(name).next()
     }
 
-    /// Checks a response against the request it answers.
+    /// Checks a response against the request it answers: RFC 6455 §4.1, and
+    /// for permessage-deflate the parameters against the offers (RFC 7692
+    /// §7.1.1, §7.1.2; see [`DeflateParams::from_response_to`]).
     pub fn validate_for(&self, request: &ClientHandshake<'_>) -> Result<ServerHandshake<'b>, Error> {
-        let offered: Vec<&str> = request.extensions.iter().map(|e| e.name).collect();
-        self.validate(request.key.as_bytes(), &request.protocols, &offered)
+        self.validate_offers(request.key.as_bytes(), &request.protocols, &request.extensions)
+    }
+
+    /// As [`Response::validate_for`], given the key the client sent, the
+    /// subprotocols it offered and the extensions it offered (with their
+    /// parameters).
+    pub fn validate_offers(
+        &self,
+        key: &[u8],
+        offered_protocols: &[&str],
+        offered_extensions: &[Extension<'_>],
+    ) -> Result<ServerHandshake<'b>, Error> {
+        let names: Vec<&str> = offered_extensions.iter().map(|e| e.name).collect();
+        let selected = self.validate(key, offered_protocols, &names)?;
+        DeflateParams::from_response_to(offered_extensions, &selected.extensions)?;
+        Ok(selected)
     }
 
     /// Checks a response against §4.1 ("the client MUST validate the
     /// server's response as follows"), given the key the client sent and
-    /// the subprotocols and extension names it offered.
+    /// the subprotocols and extension names it offered. Without the offers'
+    /// parameters, permessage-deflate parameters are checked on their own
+    /// (RFC 7692 §7.1, [`DeflateParams::from_response`]); use
+    /// [`Response::validate_offers`] to check them against the offers.
     pub fn validate(
         &self,
         key: &[u8],
@@ -60,10 +80,22 @@ impl<'b> Response<'b> {
         if self.version_minor < 1 {
             return Err(Error::HttpVersionTooOld);
         }
-        // Items 2 and 3.
+        // Item 2: "If the response lacks an |Upgrade| header field or the
+        // |Upgrade| header field contains a value that is not an ASCII
+        // case-insensitive match for the value \"websocket\", the client
+        // MUST _Fail the WebSocket Connection_."
         if !lists_contain(self.headers_named("upgrade"), "websocket") {
             return Err(Error::MissingUpgradeWebsocket);
         }
+        let upgrade_values = self
+            .headers_named("upgrade")
+            .flat_map(|v| v.split(|b| *b == b','))
+            .filter(|v| !v.trim_ascii().is_empty())
+            .count();
+        if upgrade_values != 1 {
+            return Err(Error::UpgradeNotWebsocket);
+        }
+        // Item 3.
         if !lists_contain(self.headers_named("connection"), "upgrade") {
             return Err(Error::MissingConnectionUpgrade);
         }
@@ -84,6 +116,8 @@ impl<'b> Response<'b> {
         if extensions.iter().any(|e| !offered_extensions.iter().any(|o| o.eq_ignore_ascii_case(e.name))) {
             return Err(Error::UnofferedExtension);
         }
+        // RFC 7692 §7.1: the parameters of an accepted permessage-deflate.
+        DeflateParams::from_response(&extensions)?;
         // Item 6: the same for the subprotocol.
         let mut protocol = None;
         if let Some(value) = single_header(&self.headers, "sec-websocket-protocol", Error::DuplicateResponseHeader)? {

@@ -159,11 +159,58 @@ fn request_rules() {
             edit("Origin", "Sec-WebSocket-Extensions: permessage-deflate;\r\n"),
             Error::InvalidExtensionHeader,
         ),
+        // The issue's inputs.
+        ("target without a slash", edit("GET /chat", "GET chat HTTP/1.1\r\n"), Error::InvalidRequestTarget),
+        (
+            "repeated subprotocol",
+            edit("Sec-WebSocket-Protocol", "Sec-WebSocket-Protocol: chat, chat\r\n"),
+            Error::DuplicateProtocol,
+        ),
+        (
+            "subprotocol repeated across lines",
+            edit("Sec-WebSocket-Protocol", "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: x, chat\r\n"),
+            Error::DuplicateProtocol,
+        ),
     ];
     for (name, bytes, error) in cases {
         assert_eq!(validated(&bytes), Err(error), "{name}");
     }
     assert_eq!(Error::UnsupportedVersion.http_status(), Some(426));
+}
+
+/// RFC 6455 §4.1 item 2: origin-form, or an absolute http/https URI (and
+/// ws/wss, which clients behind proxies send).
+#[test]
+fn request_targets() {
+    let cases = [
+        ("/", true),
+        ("/chat?room=1&x", true),
+        ("//double", true),
+        ("/a%20b", true),
+        ("http://example.com/chat", true),
+        ("HTTPS://example.com", true),
+        ("ws://example.com:80/chat?x", true),
+        ("wss://[::1]:443/", true),
+        ("chat", false),
+        ("*", false),
+        ("example.com:80", false),
+        ("ftp://example.com/", false),
+        ("http://", false),
+        ("http://u@example.com/", false),
+        ("/chat#frag", false),
+        ("", false),
+    ];
+    for (target, ok) in cases {
+        assert_eq!(is_valid_request_target(target), ok, "{target:?}");
+        let bytes = edit("GET /chat", &format!("GET {target} HTTP/1.1\r\n"));
+        // httparse refuses some of these already; none may validate.
+        let result = match request(&bytes) {
+            Ok(Status::Complete((req, _))) => req.validate().map(|_| ()),
+            Ok(Status::Partial) => panic!("{target:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(result.is_ok(), ok, "{target:?}: {result:?}");
+    }
 }
 
 #[test]
@@ -186,6 +233,7 @@ fn syntax_policy() {
         ("CR alone", edit("Origin", "Origin: a\rb\r\n"), Error::InvalidNewLine),
         ("space in name", edit("Origin", "Ori gin: a\r\n"), Error::InvalidHeaderName),
         ("HTTP/2.0", edit("GET /chat", "GET /chat HTTP/2.0\r\n"), Error::InvalidVersion),
+        ("bad byte in method", edit("GET /chat", "G(T /chat HTTP/1.1\r\n"), Error::InvalidToken),
     ];
     for (name, bytes, error) in cases {
         assert_eq!(parse_request(&bytes, &limits), Err(error), "{name}");
@@ -229,6 +277,38 @@ fn limits() {
     let limits = Limits { max_head_len: 64 * 1024, max_headers: 8 };
     assert_eq!(parse_request(&many, &limits), Err(Error::TooManyHeaders));
     assert_eq!(Error::HeaderBlockTooLarge.http_status(), Some(431));
+}
+
+/// Found by the `handshake_response` fuzz target once its head limit came
+/// from the input: a buffer exactly as long as the limit, ending in a CRLF
+/// that does not end the block, was `Partial` (waiting for the byte after
+/// the line end) although no block could end within the limit any more.
+#[test]
+fn a_head_that_cannot_end_within_the_limit_is_too_large_at_the_limit() {
+    let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n";
+    for (cut_after, limit) in [(0, head.len()), (1, head.len() - 1)] {
+        let limits = Limits { max_head_len: limit, max_headers: 8 };
+        let bytes = &head[..head.len() - cut_after];
+        assert_eq!(parse_response(bytes, &limits), Err(Error::HeaderBlockTooLarge), "{limit}");
+    }
+    // The same whether the byte after the limit has arrived or not (found
+    // by handshake_response after the first fix: a CR at the limit followed
+    // by a byte that is not LF was InvalidNewLine in one piece).
+    // Here the line's CR is the last byte the limit allows.
+    let limits = Limits { max_head_len: head.len() - 1, max_headers: 8 };
+    for next in [&b"\n"[..], b"\x0e", b"X"] {
+        let mut bytes = head[..head.len() - 1].to_vec();
+        bytes.extend_from_slice(next);
+        bytes.extend_from_slice(b"\r\n");
+        assert_eq!(parse_response(&bytes, &limits), Err(Error::HeaderBlockTooLarge), "{next:?}");
+    }
+    // One byte below the limit, the next line may still end the block.
+    let limits = Limits { max_head_len: head.len() + 1, max_headers: 8 };
+    assert_eq!(parse_response(head, &limits), Ok(Status::Partial));
+    // A block that ends exactly at the limit is complete.
+    let whole = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+    let limits = Limits { max_head_len: whole.len(), max_headers: 8 };
+    assert!(matches!(parse_response(whole, &limits), Ok(Status::Complete((_, n))) if n == whole.len()));
 }
 
 fn response_with(edit_line: &str, to: &str) -> Vec<u8> {
@@ -280,9 +360,29 @@ fn response_rules() {
             response_with("Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions: permessage-deflate\r\n"),
             Error::UnofferedExtension,
         ),
+        // The issue's input: a list that contains websocket is not websocket.
+        ("Upgrade list", response_with("Upgrade:", "Upgrade: websocket, h2c\r\n"), Error::UpgradeNotWebsocket),
+        (
+            "Upgrade on two lines",
+            response_with("Upgrade:", "Upgrade: websocket\r\nUpgrade: h2c\r\n"),
+            Error::UpgradeNotWebsocket,
+        ),
+        ("Upgrade h2c", response_with("Upgrade:", "Upgrade: h2c\r\n"), Error::MissingUpgradeWebsocket),
+        (
+            "two protocol lines",
+            response_with("Sec-WebSocket-Protocol", "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: chat\r\n"),
+            Error::DuplicateResponseHeader,
+        ),
     ];
     for (name, bytes, error) in cases {
         assert_eq!(check(&bytes), Err(error), "{name}");
+    }
+    assert_eq!(
+        parse_response(&response_with("101", "HTTP/1.1 1x1 Switching Protocols\r\n"), &Limits::default()),
+        Err(Error::InvalidStatus)
+    );
+    for ok in ["Upgrade: WebSocket\r\n", "Upgrade:  websocket ,\r\n"] {
+        assert_eq!(check(&response_with("Upgrade:", ok)), Ok(()), "{ok:?}");
     }
     // A refusal is parsed so that it can be shown.
     let refused = b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n";
@@ -290,16 +390,118 @@ fn response_rules() {
     assert_eq!((res.status, res.reason, n), (426, "Upgrade Required", refused.len()));
 }
 
+/// RFC 7692 §7.1 through [`Response::validate_for`]: the issue's two
+/// examples, on the wire.
+#[test]
+fn deflate_responses_are_checked_against_the_offer() {
+    let cases = [
+        (
+            "permessage-deflate",
+            "permessage-deflate; client_max_window_bits=15",
+            Err(Error::UnofferedClientMaxWindowBits),
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=10",
+            "permessage-deflate; server_max_window_bits=12",
+            Err(Error::WindowBitsAboveOffer),
+        ),
+        ("permessage-deflate; server_max_window_bits=10", "permessage-deflate; server_max_window_bits=10", Ok(())),
+        ("permessage-deflate", "permessage-deflate; server_max_window_bits=16", Err(Error::InvalidDeflateParams)),
+    ];
+    let key = encode_key([1; 16]);
+    for (offer, answer, expected) in cases {
+        let bytes = build_request("h", "/", &key, &[], Some(offer)).expect("valid arguments");
+        let Ok(Status::Complete((req, _))) = request(&bytes) else { panic!() };
+        let hs = req.validate().expect("valid request");
+        let answer_bytes = build_response(&hs.accept_key(), None, Some(answer)).expect("valid arguments");
+        let Ok(Status::Complete((res, _))) = parse_response(&answer_bytes, &Limits::default()) else { panic!() };
+        assert_eq!(res.validate_for(&hs).map(|_| ()), expected, "{offer} / {answer}");
+        // Without the offer's parameters, only the response's own syntax.
+        let isolated = res.validate(key.as_bytes(), &[], &["permessage-deflate"]).map(|_| ());
+        assert_eq!(isolated.is_err(), expected == Err(Error::InvalidDeflateParams), "{offer} / {answer}");
+    }
+}
+
+/// The issue's input: a builder argument must not end its line and add a
+/// header; every argument is checked.
+#[test]
+fn builders_refuse_injected_headers() {
+    let key = encode_key([7; 16]);
+    let k = key.as_str();
+    let cases: [(&str, &str, &str, &[&str], Option<&str>, Error); 10] = [
+        ("h\r\nX-Injected: 1", "/", k, &[], None, Error::UrlHost),
+        ("h", "/\r\nX-Injected: 1", k, &[], None, Error::InvalidRequestTarget),
+        ("h", "/a b", k, &[], None, Error::InvalidRequestTarget),
+        ("h", "chat", k, &[], None, Error::InvalidRequestTarget),
+        ("h", "/", "x\r\nX-Injected: 1", &[], None, Error::InvalidKey),
+        ("h", "/", k, &["chat\r\nX-Injected: 1"], None, Error::InvalidProtocolHeader),
+        ("h", "/", k, &["a, b"], None, Error::InvalidProtocolHeader),
+        ("h", "/", k, &["chat", "chat"], None, Error::DuplicateProtocol),
+        ("h", "/", k, &[], Some("permessage-deflate\r\nX-Injected: 1"), Error::InvalidExtensionHeader),
+        ("h", "/", k, &[], Some(""), Error::InvalidExtensionHeader),
+    ];
+    for (host, target, key, protocols, extensions, error) in cases {
+        assert_eq!(build_request(host, target, key, protocols, extensions), Err(error), "{host:?} {target:?} {key:?}");
+    }
+    let accept = accept_key(k.as_bytes());
+    assert_eq!(build_response(&accept, Some("a\r\nX: 1"), None), Err(Error::InvalidProtocolHeader));
+    assert_eq!(build_response(&accept, None, Some("x\r\nX: 1")), Err(Error::InvalidExtensionHeader));
+}
+
+proptest! {
+    /// Whatever the arguments, a request built from them either is refused
+    /// or parses back to exactly one header block with the same values,
+    /// and validates.
+    #[test]
+    fn built_requests_parse_back_or_are_refused(
+        host in "[a-z0-9.:\\[\\]@\r\n -]{0,12}",
+        target in "[/a-z?=&%#\r\n :]{0,12}",
+        protocol in "[a-z,;\r\n ]{0,8}",
+        extension in "[a-z_=;,\r\n \"-]{0,24}",
+    ) {
+        let key = encode_key([3; 16]);
+        let protocols: Vec<&str> = if protocol.is_empty() { vec![] } else { vec![protocol.as_str()] };
+        let ext = (!extension.is_empty()).then_some(extension.as_str());
+        let Ok(bytes) = build_request(&host, &target, &key, &protocols, ext) else { return Ok(()) };
+        let Ok(Status::Complete((req, n))) = request(&bytes) else { panic!("built request does not parse") };
+        prop_assert_eq!(n, bytes.len());
+        let hs = req.validate().expect("a built request validates");
+        prop_assert_eq!((hs.host, hs.target), (host.as_str(), target.as_str()));
+        prop_assert_eq!(hs.protocols, protocols);
+        prop_assert_eq!(req.headers.len(), 5 + usize::from(!protocol.is_empty()) + usize::from(ext.is_some()));
+    }
+}
+
+proptest! {
+    /// RFC 6455 §4.1 item 10 over any list, on one line or several: a
+    /// request is refused with `DuplicateProtocol` exactly when a name
+    /// repeats (names compare exactly; `Chat` and `chat` are two).
+    #[test]
+    fn repeated_subprotocols_are_refused(names in prop::collection::vec("(a|b|c|A)", 0..5), lines in 1usize..3) {
+        let mut header = String::new();
+        for chunk in names.chunks(names.len().div_ceil(lines).max(1)) {
+            header.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", chunk.join(", ")));
+        }
+        let bytes = edit("Sec-WebSocket-Protocol", &header);
+        let mut unique = std::collections::BTreeSet::new();
+        let repeated = !names.iter().all(|n| unique.insert(n));
+        let result = validated(&bytes);
+        prop_assert_eq!(result == Err(Error::DuplicateProtocol), repeated, "{:?}: {:?}", names, result);
+        prop_assert_eq!(result.is_ok(), !repeated);
+    }
+}
+
 #[test]
 fn build_and_parse_round_trip() {
     let key = encode_key([7; 16]);
     let bytes =
-        build_request("example.com:80", "/a?b=c", &key, &["chat"], Some("permessage-deflate; client_max_window_bits"));
+        build_request("example.com:80", "/a?b=c", &key, &["chat"], Some("permessage-deflate; client_max_window_bits"))
+            .expect("valid arguments");
     let Ok(Status::Complete((req, n))) = request(&bytes) else { panic!() };
     assert_eq!(n, bytes.len());
     let hs = req.validate().expect("valid");
     assert_eq!((hs.host, hs.target, hs.key), ("example.com:80", "/a?b=c", key.as_str()));
-    let answer = build_response(&hs.accept_key(), Some("chat"), Some("permessage-deflate"));
+    let answer = build_response(&hs.accept_key(), Some("chat"), Some("permessage-deflate")).expect("valid arguments");
     let Ok(Status::Complete((res, _))) = parse_response(&answer, &Limits::default()) else { panic!() };
     let selected = res.validate_for(&hs).expect("valid");
     assert_eq!(selected.protocol, Some("chat"));

@@ -294,7 +294,13 @@ fn compression_problems_are_violations_and_the_stream_goes_on() {
     let events = run_deflate(Side::Client, o, Some(params), &bytes, 7);
     assert_eq!(
         rules(&events),
-        ["inflated_too_large", "inflate_failed", "invalid_utf8", "reserved_bit_set", "reserved_bit_set"]
+        [
+            "inflated_too_large",
+            "inflate_failed",
+            "invalid_utf8",
+            "misplaced_compressed_bit",
+            "misplaced_compressed_bit"
+        ]
     );
     let shown = messages(&events);
     assert_eq!(shown.len(), 5, "{shown:?}");
@@ -348,4 +354,61 @@ fn close_code_and_reason_are_shown_as_sent() {
             .collect();
         assert_eq!(rules, rule.iter().copied().collect::<Vec<_>>(), "payload {payload:?}");
     }
+}
+
+/// wsproto issue 13's input: from the server, with context takeover,
+/// "first" as a complete raw DEFLATE stream (BFINAL set, RFC 7692
+/// §7.2.3.4), then "second": both read, no violation.
+#[test]
+fn a_final_deflate_block_does_not_spoil_the_next_message() {
+    let bytes = [
+        0xc1, 0x07, 0x4b, 0xcb, 0x2c, 0x2a, 0x2e, 0x01, 0x00, 0xc1, 0x08, 0x2a, 0x4e, 0x4d, 0xce, 0xcf, 0x4b, 0x01,
+        0x00,
+    ];
+    for chunk in [1, 5, bytes.len()] {
+        let events = run_deflate(
+            Side::Upstream,
+            opts(PreviewLimit::Bytes(64), true),
+            Some(DeflateParams::default()),
+            &bytes,
+            chunk,
+        );
+        assert!(rules(&events).is_empty(), "{chunk}: {:?}", rules(&events));
+        let shown = messages(&events);
+        assert_eq!(
+            shown,
+            [(Some(5), "first".into(), "text".into()), (Some(6), "second".into(), "text".into())],
+            "{chunk}"
+        );
+    }
+}
+
+/// wsproto issue 13: Safari's `x-webkit-deflate-frame` sets RSV1 on every
+/// compressed frame; with the extension negotiated that is no violation
+/// (RFC 6455 §5.2), and the frames are shown raw.
+#[test]
+fn an_undecoded_extension_sets_reserved_bits_without_violations() {
+    let mut bytes = Vec::new();
+    let h = FrameHeader { fin: false, rsv1: true, mask: KEY, ..FrameHeader::new(OpCode::Text, 0) };
+    encode_frame(&h, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut bytes);
+    let h = FrameHeader { fin: true, rsv1: true, mask: KEY, ..FrameHeader::new(OpCode::Continuation, 0) };
+    encode_frame(&h, &[0xff, 0xfe], &mut bytes);
+    let h = FrameHeader { rsv1: true, mask: KEY, ..FrameHeader::new(OpCode::Ping, 0) };
+    encode_frame(&h, b"", &mut bytes);
+    let mut shared = Shared::default();
+    let mut insp = DirectionInspector::new(1, Side::Client, 100, None, opts(PreviewLimit::Bytes(8), false));
+    insp.set_opaque_extension();
+    let mut out = Events::new(&[Format::Json]);
+    assert_eq!(insp.feed(&bytes, &Time::now(), &mut shared, &mut out), None);
+    let events: Vec<Ev> = String::from_utf8(out.output(0).to_vec())
+        .expect("utf-8")
+        .lines()
+        .map(|l| crate::schema::parse_strict(l).expect("strict").event)
+        .collect();
+    assert!(rules(&events).is_empty(), "{:?}", rules(&events));
+    assert_eq!(messages(&events), [(None, "f248cdc9c90700ff".into(), "hex".into())]);
+    // Without it (what the proxy did before): every frame breaks RFC 6455
+    // §5.2, and the compressed text is not UTF-8.
+    let events = run(Side::Client, opts(PreviewLimit::Bytes(8), false), &bytes, 3);
+    assert_eq!(rules(&events), ["reserved_bit_set", "invalid_utf8", "reserved_bit_set", "reserved_bit_set"]);
 }

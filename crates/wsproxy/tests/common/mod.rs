@@ -204,11 +204,13 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 /// A minimal valid upgrade request for `host`.
 pub fn upgrade_request(host: &str, path: &str) -> Vec<u8> {
     wsproto::handshake::build_request(host, path, "dGhlIHNhbXBsZSBub25jZQ==", &[], None)
+        .expect("valid request arguments")
 }
 
 /// The 101 answer to [`upgrade_request`].
 pub fn upgrade_response() -> Vec<u8> {
     wsproto::handshake::build_response(&wsproto::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), None, None)
+        .expect("valid response arguments")
 }
 
 /// One frame.
