@@ -31,7 +31,7 @@ async fn wrong_server(fault: Fault, every: usize) -> (String, tokio::task::JoinH
                 while let Some(Ok(msg)) = ws.next().await {
                     let Message::Binary(data) = msg else { continue };
                     n += 1;
-                    let faulty = n % every == 0;
+                    let faulty = n.is_multiple_of(every);
                     let reply = match (fault, faulty) {
                         (_, false) => vec![Message::Binary(data)],
                         (Fault::FlipByte, true) => {

@@ -564,15 +564,16 @@ impl Decoder {
                         apply_mask(chunk, key, phase);
                     }
                 }
-                if check_utf8 && !ascii {
-                    if let Err(e) = self.utf8.feed(chunk) {
-                        bad_utf8 = Some(e.index);
-                        if let Some(key) = mask {
-                            // Give back, still masked, what we do not consume.
-                            apply_mask(&mut chunk[e.index + 1..], key, (phase + e.index + 1) % 4);
-                        }
-                        n = e.index + 1;
+                if check_utf8
+                    && !ascii
+                    && let Err(e) = self.utf8.feed(chunk)
+                {
+                    bad_utf8 = Some(e.index);
+                    if let Some(key) = mask {
+                        // Give back, still masked, what we do not consume.
+                        apply_mask(&mut chunk[e.index + 1..], key, (phase + e.index + 1) % 4);
                     }
+                    n = e.index + 1;
                 }
                 if keep_control {
                     self.keep_control(&chunk[..n], None);
@@ -645,18 +646,18 @@ impl Decoder {
         let h = self.current.header;
         let payload_start = self.current.offset + u64::from(self.current.header_len);
         if h.opcode == OpCode::Close {
-            if h.payload_len <= MAX_CONTROL_PAYLOAD {
-                if let Err(error) = parse_close_payload(&self.control[..self.control_len]) {
-                    let at = match error {
-                        Error::InvalidUtf8CloseReason => {
-                            let reason = &self.control[2..self.control_len];
-                            let valid = core::str::from_utf8(reason).err().map_or(0, |e| e.valid_up_to());
-                            payload_start + 2 + valid as u64
-                        }
-                        _ => payload_start,
-                    };
-                    self.push(error, at);
-                }
+            if h.payload_len <= MAX_CONTROL_PAYLOAD
+                && let Err(error) = parse_close_payload(&self.control[..self.control_len])
+            {
+                let at = match error {
+                    Error::InvalidUtf8CloseReason => {
+                        let reason = &self.control[2..self.control_len];
+                        let valid = core::str::from_utf8(reason).err().map_or(0, |e| e.valid_up_to());
+                        payload_start + 2 + valid as u64
+                    }
+                    _ => payload_start,
+                };
+                self.push(error, at);
             }
             self.close_seen = true;
         }
