@@ -105,10 +105,10 @@ struct Args {
 
 const EXAMPLES: &str = "\
 Examples:
-  wsproxy                                          proxy to an embedded echo server; open the printed page
-  wsproxy --upstream ws://127.0.0.1:8080/socket    pretty output on a terminal
+  wsproxy                                        an embedded echo server; open the printed page
+  wsproxy --upstream ws://127.0.0.1:8080/socket  pretty output on a terminal
   wsproxy --upstream ws://127.0.0.1:8080 --format json --log events.jsonl
-  wsproxy --upstream ws://127.0.0.1:8080 --log events.jsonl --tee   JSON to the file, pretty here too
+  wsproxy --upstream ws://127.0.0.1:8080 --log events.jsonl --tee   (JSON there, pretty here)
   wsproxy --listen 9003 --upstream wss://localhost:8443 --upstream-ca cert.pem
   wsproxy --upstream ws://127.0.0.1:8080 --enforce --messages-only
 ";
