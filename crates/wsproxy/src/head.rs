@@ -25,10 +25,13 @@ pub struct HeadLayout {
 
 /// Finds the target and the `Host` value in a complete, parsed head.
 pub fn layout(head: &[u8]) -> Option<HeadLayout> {
-    let line_end = head.iter().position(|&b| b == b'\r')?;
-    let line = &head[..line_end];
-    let first_space = line.iter().position(|&b| b == b' ')?;
-    let target_len = line[first_space + 1..].iter().position(|&b| b == b' ')?;
+    // RFC 9112 §2.2: empty lines before the request line are ignored (the
+    // scanner and httparse skip them too).
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let line_end = start + head[start..].iter().position(|&b| b == b'\r')?;
+    let line = &head[start..line_end];
+    let first_space = start + line.iter().position(|&b| b == b' ')?;
+    let target_len = head[first_space + 1..line_end].iter().position(|&b| b == b' ')?;
     let target = first_space + 1..first_space + 1 + target_len;
     let mut host_value = None;
     let mut extension_lines = Vec::new();
@@ -186,6 +189,16 @@ mod tests {
         assert_eq!(l.extension_lines.len(), 2);
         let out = rewrite(head, &l, Rewrite { drop_extensions: true, ..Rewrite::default() });
         assert_eq!(out, b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n");
+    }
+
+    #[test]
+    fn empty_lines_before_the_request_line_are_skipped() {
+        let head = b"\r\n\r\nGET /x HTTP/1.1\r\nHost: client\r\n\r\n";
+        let l = layout(head).expect("a layout");
+        assert_eq!(&head[l.target.clone()], b"/x");
+        assert_eq!(&head[l.host_value.clone().expect("host")], b"client");
+        let out = rewrite(head, &l, Rewrite { host: Some("up:1"), ..Rewrite::default() });
+        assert_eq!(out, b"\r\n\r\nGET /x HTTP/1.1\r\nHost: up:1\r\n\r\n");
     }
 
     #[test]

@@ -243,13 +243,16 @@ impl BodyReader {
                     if self.trailers > MAX_TRAILERS {
                         return Err(FramingError::TooLong);
                     }
-                    match (b, *cr) {
-                        (b'\n', true) if *line_start => self.state = State::Done,
-                        (b'\n', _) => {
+                    // A line ends with CRLF, or a bare LF (which the
+                    // chunk-size parser accepts too); an empty one ends the
+                    // trailer section.
+                    match b {
+                        b'\n' if *line_start => self.state = State::Done,
+                        b'\n' => {
                             *line_start = true;
                             *cr = false;
                         }
-                        (b'\r', _) => *cr = true,
+                        b'\r' if !*cr => *cr = true,
                         _ => {
                             *line_start = false;
                             *cr = false;
@@ -320,6 +323,10 @@ mod tests {
             (BodyLength::Length(5), b"hello", 5, 5),
             (BodyLength::Chunked, chunked, chunked.len(), 9),
             (BodyLength::Chunked, b"0\r\n\r\n", 5, 0),
+            // Trailer lines ending in a bare LF (the chunk-size parser
+            // refuses a bare LF after the size, see below).
+            (BodyLength::Chunked, b"0\r\n\n", 4, 0),
+            (BodyLength::Chunked, b"1\r\nx\r\n0\r\nX: y\n\n", 15, 1),
             (BodyLength::Chunked, b"A\r\n0123456789\r\n0\r\n\r\n", 20, 10),
         ];
         for (length, body, want_used, want_content) in cases {
@@ -344,6 +351,7 @@ mod tests {
     #[test]
     fn broken_chunked_framing_is_an_error() {
         assert_eq!(run(BodyLength::Chunked, b"zz\r\n", 1), Err(FramingError::BadChunkSize));
+        assert_eq!(run(BodyLength::Chunked, b"0\n\n", 1), Err(FramingError::BadChunkSize));
         assert_eq!(run(BodyLength::Chunked, b"2\r\nabX", 1), Err(FramingError::BadChunkEnd));
         assert_eq!(run(BodyLength::Chunked, &[b'1'; MAX_LINE + 1], 100), Err(FramingError::TooLong));
     }

@@ -8,9 +8,9 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::event::{EventBody, Format, Stamp, write_event};
 use crate::pool::BufferPool;
@@ -21,6 +21,9 @@ const QUEUE: usize = 1024;
 const POOL: usize = 256;
 /// The size of event buffers (a batch is handed over near this size).
 const LOG_BUF: usize = 64 << 10;
+/// Bytes of events queued for the writer before relays wait: the queue is
+/// bounded in bytes as well as in batches.
+const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// One destination of the events and the format it gets them in.
 pub struct Output {
@@ -81,6 +84,10 @@ pub struct LogSink {
     formats: Arc<[Format]>,
     pool: BufferPool,
     stalls: Arc<AtomicU64>,
+    /// Bytes queued and not yet written, and the writer's signal that it
+    /// wrote some.
+    queued_bytes: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
 }
 
 impl LogSink {
@@ -100,10 +107,31 @@ impl LogSink {
             events.bufs.into_iter().for_each(|b| self.pool.give(b));
             return;
         }
+        let bytes: usize = events.bufs.iter().map(Vec::len).sum();
+        let mut stalled = false;
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            let queued = self.queued_bytes.load(Ordering::Acquire);
+            // One batch always goes, however large: a queue that is empty
+            // has room.
+            if queued == 0 || queued + bytes <= MAX_QUEUED_BYTES || self.tx.is_closed() {
+                break;
+            }
+            if !stalled {
+                stalled = true;
+                self.stalls.fetch_add(1, Ordering::Relaxed);
+            }
+            drained.await;
+        }
+        self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
         match self.tx.try_send(events.bufs) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(bufs)) => {
-                self.stalls.fetch_add(1, Ordering::Relaxed);
+                if !stalled {
+                    self.stalls.fetch_add(1, Ordering::Relaxed);
+                }
                 let _ = self.tx.send(bufs).await;
             }
             // The writer is gone (its outputs closed): nothing to log to.
@@ -140,7 +168,16 @@ pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Vec<Vec<u8>>>(QUEUE);
     let pool = BufferPool::new(LOG_BUF, POOL);
     let formats: Arc<[Format]> = outputs.iter().map(|o| o.format).collect();
-    let sink = LogSink { tx, formats, pool: pool.clone(), stalls: Arc::new(AtomicU64::new(0)) };
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let drained = Arc::new(Notify::new());
+    let sink = LogSink {
+        tx,
+        formats,
+        pool: pool.clone(),
+        stalls: Arc::new(AtomicU64::new(0)),
+        queued_bytes: queued_bytes.clone(),
+        drained: drained.clone(),
+    };
     let mut writers: Vec<Option<Box<dyn Write + Send>>> = outputs.into_iter().map(|o| Some(o.writer)).collect();
     let handle = std::thread::spawn(move || {
         loop {
@@ -148,6 +185,7 @@ pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
             let done = loop {
                 match rx.try_recv() {
                     Ok(bufs) => {
+                        let bytes: usize = bufs.iter().map(Vec::len).sum();
                         for (writer, buf) in writers.iter_mut().zip(bufs) {
                             // A closed pipe (`wsproxy | head`) ends that output, not the proxy.
                             if let Some(w) = writer
@@ -157,6 +195,8 @@ pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
                             }
                             pool.give(buf);
                         }
+                        queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                        drained.notify_waiters();
                         wrote = true;
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break false,
@@ -213,6 +253,47 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A writer that takes nothing until the test lets it.
+    struct Gate(std::sync::mpsc::Receiver<()>);
+
+    impl Write for Gate {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The queue is bounded in bytes: with one large batch waiting for a
+    /// stuck output, the next waits too (and counts a stall) until the
+    /// writer has written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_queue_is_bounded_in_bytes() {
+        let (open, gate) = std::sync::mpsc::channel();
+        let (sink, writer) = start(vec![Output { format: Format::Json, writer: Box::new(Gate(gate)) }]);
+        let big = |sink: &LogSink| {
+            let mut events = sink.events();
+            events.bufs[0] = vec![b'x'; MAX_QUEUED_BYTES / 2 + 1];
+            events
+        };
+        // The first goes (an empty queue has room); the writer takes it and
+        // waits at the gate, so its bytes still count.
+        sink.send(big(&sink)).await;
+        let second = tokio::time::timeout(std::time::Duration::from_millis(300), sink.send(big(&sink))).await;
+        assert!(second.is_err(), "a second batch went past the byte bound");
+        assert_eq!(sink.stalls(), 1);
+        // Once the writer has written the first, the next one goes.
+        open.send(()).expect("gate");
+        tokio::time::timeout(std::time::Duration::from_secs(10), sink.send(big(&sink)))
+            .await
+            .expect("room once the first batch is written");
+        drop(open);
+        drop(sink);
+        writer.join().expect("writer");
     }
 
     #[tokio::test]

@@ -137,7 +137,10 @@ async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut E
         // Refused under --enforce (the answer, then the end), or a client
         // that speaks TLS to a plain listener (nothing to answer).
         let answer = lock(session).take_queued(Side::Client);
-        let _ = write_chunks(&mut client, &answer, &[]).await;
+        if !answer.is_empty() {
+            let _ = write_chunks(&mut client, &answer, &[]).await;
+            linger(&mut client).await;
+        }
         let _ = client.shutdown().await;
         return Ending::Eof;
     }
@@ -153,7 +156,7 @@ async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut E
             };
             ctx.log.hand_over(events).await;
             let _ = write_chunks(&mut client, &answer, &[]).await;
-            let _ = client.shutdown().await;
+            linger(&mut client).await;
             return Ending::Error;
         }
     };
@@ -182,6 +185,27 @@ async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut E
         let _ = upstream.shutdown().await;
     }
     combine(a, b)
+}
+
+/// After the proxy's own answer (a refusal, a 502): half-close, then read
+/// and drop what the client still sends for a moment, so that closing with
+/// unread bytes does not reset the connection before the client has read
+/// the answer (RFC 9112 §9.6).
+async fn linger(client: &mut Stream) {
+    const LINGER: Duration = Duration::from_secs(1);
+    const MAX_DISCARD: usize = 1 << 20;
+    let _ = client.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut discarded = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while discarded < MAX_DISCARD {
+            match client.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    })
+    .await;
 }
 
 fn combine(a: Ending, b: Ending) -> Ending {
@@ -305,6 +329,9 @@ impl Idle<'_> {
     }
 }
 
+/// How much of one read is decoded at a time (see the pump).
+const DECODE_SLICE: usize = 64 << 10;
+
 /// Events are handed to the writer in batches of about this size, or as
 /// soon as the direction goes quiet: one hand-over per burst, not per read.
 const LOG_BATCH: usize = 48 << 10;
@@ -410,6 +437,9 @@ impl Pump<'_> {
                     let queued = {
                         let mut s = lock(self.session);
                         s.eof(self.from, &Time::now(), events);
+                        // Bytes it held for this side's own peer go out
+                        // through the other direction.
+                        self.kick_other(&s);
                         s.take_queued(to)
                     };
                     let _ = write_chunks(dst, &queued, &[]).await;
@@ -423,21 +453,44 @@ impl Pump<'_> {
             self.idle.touch();
             let data = &buf[..n];
             let t = Time::now();
+            // Decoded in slices, handing the events over between them: one
+            // read full of tiny frames must not become one huge batch.
             let written = if passthrough {
                 let written = write_chunks(dst, &[Chunk::Input(0..n)], data).await;
-                let mut s = lock(self.session);
-                s.observe(self.from, data, &t, events);
-                self.kick_other(&s);
+                for slice in data.chunks(DECODE_SLICE) {
+                    {
+                        let mut s = lock(self.session);
+                        s.observe(self.from, slice, &t, events);
+                        self.kick_other(&s);
+                    }
+                    if events.len() >= LOG_BATCH {
+                        ctx.log.hand_over(events).await;
+                    }
+                }
                 written.map(|()| Flow::Continue)
             } else {
-                let (flow, queued) = {
-                    let mut s = lock(self.session);
-                    let flow = s.feed(self.from, data, &t, events);
-                    let queued = s.take_queued(to);
-                    passthrough = s.passthrough(self.from);
-                    self.kick_other(&s);
-                    (flow, queued)
-                };
+                let mut flow = Flow::Continue;
+                let mut queued = Vec::new();
+                for (i, slice) in data.chunks(DECODE_SLICE).enumerate() {
+                    {
+                        let mut s = lock(self.session);
+                        flow = s.feed(self.from, slice, &t, events);
+                        // Ranges of the slice, as ranges of the read.
+                        let at = i * DECODE_SLICE;
+                        queued.extend(s.take_queued(to).into_iter().map(|c| match c {
+                            Chunk::Input(r) => Chunk::Input(r.start + at..r.end + at),
+                            owned => owned,
+                        }));
+                        passthrough = s.passthrough(self.from);
+                        self.kick_other(&s);
+                    }
+                    if flow == Flow::Stop {
+                        break;
+                    }
+                    if events.len() >= LOG_BATCH {
+                        ctx.log.hand_over(events).await;
+                    }
+                }
                 write_chunks(dst, &queued, data).await.map(|()| flow)
             };
             match written {

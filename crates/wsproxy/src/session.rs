@@ -75,6 +75,9 @@ const MAX_HELD: usize = 1 << 20;
 /// session remembers stays bounded.
 const MAX_PENDING: usize = 256;
 
+/// Bytes of method and target that pending requests may hold at once.
+const MAX_PENDING_BYTES: usize = 1 << 20;
+
 /// A head being collected.
 #[derive(Debug, Default)]
 struct HeadBuf {
@@ -97,6 +100,16 @@ struct Exchange {
     request_body_len: u64,
     /// Where the bytes after this request start in the client's stream.
     end_offset: u64,
+}
+
+impl Exchange {
+    /// Bytes it holds (for the bound on pending exchanges).
+    fn size(&self) -> usize {
+        self.method.len()
+            + self.target.len()
+            + self.forwarded_target.as_ref().map_or(0, String::len)
+            + self.forwarded_host.as_ref().map_or(0, String::len)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -122,6 +135,8 @@ enum ClientState {
     WaitUpgrade(Vec<u8>),
     WebSocket(Box<DirectionInspector>),
     Tunnel,
+    /// A request refused under `--enforce`: nothing more goes upstream.
+    Refused,
 }
 
 #[derive(Debug)]
@@ -164,6 +179,10 @@ pub(crate) struct Session {
     errors: Vec<String>,
     /// Whether a response head has come from the upstream yet.
     answered: bool,
+    /// A refusal (`--enforce`) waiting for the answers to earlier requests.
+    refusal: Option<wsproto::Error>,
+    /// Bytes of the pending exchanges' method and targets.
+    pending_bytes: usize,
 }
 
 impl Session {
@@ -190,6 +209,8 @@ impl Session {
             uninspected: false,
             errors: Vec::new(),
             answered: false,
+            refusal: None,
+            pending_bytes: 0,
         };
         s.emit(events, t, &Open { client, upstream: &upstream_addr });
         s
@@ -442,6 +463,7 @@ impl Session {
                     self.forward(Side::Upstream, src, pos..data.len());
                     pos = data.len();
                 }
+                ClientState::Refused => pos = data.len(),
             }
         }
     }
@@ -487,6 +509,7 @@ impl Session {
                             if let UpstreamState::Body { reader, exchange, status } = state {
                                 self.exchange_done(&exchange, Some((status, reader.content_len())), t, events);
                             }
+                            self.response_complete();
                         }
                     }
                     Err(e) => self.stop_inspecting(Side::Upstream, e.describe(), t, events),
@@ -596,11 +619,12 @@ impl Session {
         };
         let wait = exchange.upgrade;
         self.queue_owned(Side::Upstream, forward);
+        self.pending_bytes += exchange.size();
         self.exchanges.push_back(exchange);
-        if self.exchanges.len() > MAX_PENDING {
+        if self.exchanges.len() > MAX_PENDING || self.pending_bytes > MAX_PENDING_BYTES {
             return self.stop_inspecting(
                 Side::Client,
-                "more than 256 requests are waiting for their answers (pipelining)",
+                "too many requests are waiting for their answers (pipelining: over 256, or over 1 MiB of targets)",
                 t,
                 events,
             );
@@ -631,11 +655,28 @@ impl Session {
 
     /// Under `--enforce`: answers the request with the error's status and
     /// ends the connection (nothing goes upstream).
+    ///
+    /// The refused request is never forwarded, nor anything the client sends
+    /// after it. If answers to earlier requests are still coming, the
+    /// refusal waits for them (it must not land inside another response).
     fn refuse(&mut self, e: wsproto::Error) {
-        self.queued[Side::Upstream.index()].clear();
-        self.queue_owned(Side::Client, handshake::build_rejection(e));
-        let violation = wsproto::Violation { error: e, offset: 0 };
-        self.stopped = Some(Some(Enforced { violation, frame_start: 0 }));
+        self.client = ClientState::Refused;
+        self.refusal = Some(e);
+        self.response_complete();
+    }
+
+    /// The upstream is between responses: a refusal waiting for the earlier
+    /// answers is sent now, if none is pending any more.
+    fn response_complete(&mut self) {
+        let idle = matches!(&self.upstream, UpstreamState::Head(hb) if hb.buf.is_empty());
+        if idle
+            && self.exchanges.is_empty()
+            && let Some(e) = self.refusal.take()
+        {
+            self.queue_owned(Side::Client, handshake::build_rejection(e));
+            let violation = wsproto::Violation { error: e, offset: 0 };
+            self.stopped = Some(Some(Enforced { violation, frame_start: 0 }));
+        }
     }
 
     /// A complete response head.
@@ -671,7 +712,7 @@ impl Session {
             self.upstream = UpstreamState::Head(HeadBuf::default());
             return self.queue_owned(Side::Client, raw);
         }
-        let Some(exchange) = self.exchanges.pop_front() else {
+        let Some(exchange) = self.pop_exchange() else {
             self.queue_owned(Side::Client, raw);
             return self.stop_inspecting(
                 Side::Upstream,
@@ -762,16 +803,14 @@ impl Session {
             };
             return self.stop_inspecting(Side::Upstream, why, t, events);
         }
-        // Not upgraded: what the client sent meanwhile is HTTP again.
-        if exchange.upgrade {
-            self.resume_client(&exchange, t, events);
-        }
+        let (resume, held_offset) = (exchange.upgrade, exchange.end_offset);
         match body {
             Ok(length) => {
                 let reader = BodyReader::new(length);
                 if reader.is_done() {
                     self.exchange_done(&exchange, Some((status, 0)), t, events);
                     self.upstream = UpstreamState::Head(HeadBuf::default());
+                    self.response_complete();
                 } else {
                     self.upstream = UpstreamState::Body { reader, exchange: Box::new(exchange), status };
                 }
@@ -781,16 +820,28 @@ impl Session {
                 self.stop_inspecting(Side::Upstream, e.describe(), t, events);
             }
         }
+        // Not upgraded: what the client sent meanwhile is HTTP again (read
+        // once the response's own state is set, which it may change).
+        if resume {
+            self.resume_client(held_offset, t, events);
+        }
     }
 
-    /// After a refused upgrade: the client's held bytes are requests again.
-    fn resume_client(&mut self, exchange: &Exchange, t: &Time, events: &mut Events) {
+    fn pop_exchange(&mut self) -> Option<Exchange> {
+        let exchange = self.exchanges.pop_front()?;
+        self.pending_bytes -= exchange.size();
+        Some(exchange)
+    }
+
+    /// After a refused upgrade: the client's held bytes, which start at
+    /// `held_offset` in its stream, are requests again.
+    fn resume_client(&mut self, held_offset: u64, t: &Time, events: &mut Events) {
         match &mut self.client {
             ClientState::WaitUpgrade(held) => {
                 let held = std::mem::take(held);
                 self.client = ClientState::Head(HeadBuf::default());
                 // Queued as copies: this runs in the upstream's feed.
-                self.client_bytes(Src { data: &held, fwd: Forwarding::Copy }, exchange.end_offset, t, events);
+                self.client_bytes(Src { data: &held, fwd: Forwarding::Copy }, held_offset, t, events);
             }
             ClientState::Body { then_wait, .. } => *then_wait = false,
             _ => {}
@@ -865,6 +916,7 @@ impl Session {
             ClientState::Head(hb) => self.queue_owned(Side::Upstream, hb.buf),
             ClientState::WaitUpgrade(held) => self.queue_owned(Side::Upstream, held),
             ClientState::WebSocket(insp) => self.client = ClientState::WebSocket(insp),
+            ClientState::Refused => self.client = ClientState::Refused,
             ClientState::Body { .. } | ClientState::Tunnel => {}
         }
         match std::mem::replace(&mut self.upstream, UpstreamState::Tunnel) {
@@ -1270,6 +1322,67 @@ mod tests {
         let expected = [rewritten.repeat(MAX_PENDING + 1).into_bytes(), one.repeat(9)].concat();
         assert!(d.to[1] == expected);
         assert!(parse(d.events.output(0)).iter().any(|e| matches!(e, Ev::Uninspected { .. })));
+    }
+
+    /// `--enforce`: a bad upgrade pipelined behind `GET /ok` in one read:
+    /// `GET /ok` goes up and its answer comes back whole; only then the
+    /// refusal; nothing of the bad request reaches the upstream.
+    #[test]
+    fn a_refusal_waits_for_the_answers_to_earlier_requests() {
+        let t = at(Instant::now(), 0);
+        let mut d = Driver::new(true, &t);
+        let ok = b"GET /ok HTTP/1.1\r\nHost: client.example\r\n\r\n";
+        let bad = String::from_utf8_lossy(REQUEST).replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
+        assert_eq!(d.feed(Side::Client, &[&ok[..], bad.as_bytes()].concat(), &t), Flow::Continue);
+        assert_eq!(String::from_utf8_lossy(&d.to[1]), "GET /ok HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n");
+        assert!(d.to[0].is_empty(), "no refusal before the answer to GET /ok");
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
+        assert_eq!(d.feed(Side::Upstream, &answer[..40], &t), Flow::Continue);
+        assert_eq!(d.feed(Side::Upstream, &answer[40..], &t), Flow::Stop);
+        assert!(d.to[0].starts_with(answer), "{:?}", String::from_utf8_lossy(&d.to[0]));
+        assert!(d.to[0][answer.len()..].starts_with(b"HTTP/1.1 426 "), "{:?}", String::from_utf8_lossy(&d.to[0]));
+        assert_eq!(d.to[1].len(), ok.len() + "127.0.0.1:9".len() - "client.example".len());
+    }
+
+    /// A refused upgrade with requests held behind it: the refusal's body
+    /// is relayed whole before the held requests are read, whatever they
+    /// turn out to be (here one whose framing cannot be followed).
+    #[test]
+    fn held_requests_are_read_after_the_refusal_is_set_up() {
+        let t = at(Instant::now(), 0);
+        let mut d = Driver::new(false, &t);
+        let held = b"POST /x HTTP/1.1\r\nHost: client.example\r\nTransfer-Encoding: gzip\r\n\r\nraw body";
+        let _ = d.feed(Side::Client, &[REQUEST, &held[..]].concat(), &t);
+        let refusal = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 5\r\n\r\nnope!";
+        let later = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        let _ = d.feed(Side::Upstream, refusal, &t);
+        let _ = d.feed(Side::Upstream, later, &t);
+        assert_eq!(d.to[0], [&refusal[..], &later[..]].concat(), "relayed whole and in order");
+        let up = String::from_utf8_lossy(&d.to[1]).into_owned();
+        assert!(up.ends_with("Transfer-Encoding: gzip\r\n\r\nraw body"), "{up}");
+        let events = parse(d.events.output(0));
+        assert!(events.iter().any(|e| matches!(e, Ev::HandshakeResponse { status: 401, .. })), "{events:#?}");
+        assert!(events.iter().any(|e| matches!(e, Ev::Uninspected { .. })), "{events:#?}");
+    }
+
+    /// Pipelined requests with long targets: what the pending exchanges hold
+    /// is bounded; past the bound the connection is relayed uninspected.
+    #[test]
+    fn pending_targets_are_bounded_in_bytes() {
+        let t = at(Instant::now(), 0);
+        let mut d = Driver::new(false, &t);
+        let long = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(60 << 10));
+        for _ in 0..20 {
+            let _ = d.feed(Side::Client, long.as_bytes(), &t);
+        }
+        assert!(d.s.pending_bytes <= MAX_PENDING_BYTES + long.len(), "{}", d.s.pending_bytes);
+        assert!(parse(d.events.output(0)).iter().any(|e| matches!(e, Ev::Uninspected { .. })));
+        // Everything forwarded: the first ones rewritten, the rest as sent.
+        let up = String::from_utf8_lossy(&d.to[1]).into_owned();
+        let rewritten = up.matches("Host: 127.0.0.1:9\r\n").count();
+        assert!((1..20).contains(&rewritten), "{rewritten}");
+        assert_eq!(up.matches("Host: h\r\n").count(), 20 - rewritten);
+        assert_eq!(d.to[1].len(), 20 * long.len() + rewritten * ("127.0.0.1:9".len() - 1));
     }
 
     #[test]

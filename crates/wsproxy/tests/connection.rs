@@ -410,3 +410,49 @@ fn bodies_pipelining_and_a_second_upgrade_after_a_refused_one() {
     assert_eq!(closes, 2, "{events:#?}");
     assert!(matches!(events.last(), Some(Event::End { reason, .. }) if reason == "close_handshake"));
 }
+
+/// The client's bytes held after its upgrade request reach the upstream as
+/// soon as the upstream ends its side without answering, not when the
+/// client happens to send more.
+#[test]
+fn held_bytes_go_on_when_the_upstream_ends_without_answering() {
+    let early = frame(OpCode::Text, true, KEY, b"sent before any answer");
+    let request = upgrade_request("x", "/");
+    let expected = request.len() + early.len();
+    let upstream = RawUpstream::start(move |mut s| {
+        let mut got = Vec::new();
+        read_head(&mut s, &mut got);
+        // No answer: end this side, keep reading.
+        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        read_at_least(&mut s, &mut got, expected);
+        got
+    });
+    let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
+    let mut c = connect(proxy.addr);
+    write(&mut c, &[request.clone(), early.clone()].concat());
+    // The client sends nothing more and keeps its side open until the
+    // upstream has what it was sent.
+    let got = upstream.join();
+    assert!(got.ends_with(&early), "the held frame arrived");
+    drop(c);
+    let events = proxy.connection(1);
+    assert!(events.iter().any(|e| matches!(e, Event::Uninspected { .. })), "{events:#?}");
+}
+
+/// Under --enforce a refused upgrade that came with more bytes than the
+/// proxy read still reaches the client whole (no reset before it is read).
+#[test]
+fn a_refusal_is_read_whole_even_with_unread_bytes_behind_the_request() {
+    let mut proxy = Proxy::start(&["--enforce"]);
+    let mut c = connect(proxy.addr);
+    let bad = String::from_utf8(upgrade_request("x", "/")).expect("ascii").replace("Version: 13", "Version: 8");
+    let junk = frame(OpCode::Binary, true, KEY, &[7u8; 60_000]);
+    write(&mut c, &[bad.as_bytes(), &junk].concat());
+    let mut got = Vec::new();
+    read_to_end(&mut c, &mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 426 "), "{text}");
+    drop(c);
+    let events = proxy.connection(1);
+    assert!(matches!(events.last(), Some(Event::End { reason, .. }) if reason == "enforced"));
+}

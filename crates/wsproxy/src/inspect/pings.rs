@@ -46,7 +46,12 @@ impl PingTracker {
     /// unsolicited heartbeat (§5.5.3) and answers nothing.
     pub(crate) fn pong(&mut self, payload: &[u8], now: Instant) -> Option<Duration> {
         // The most recent ping with this payload: a pong for it answers all
-        // that came before.
+        // that came before. With several unanswered pings of the same
+        // payload (empty keep-alive pings, say) a peer that answers each in
+        // turn gets its first round trip measured from the latest of them
+        // (too short) and its later pongs match nothing; matching the
+        // oldest instead would count a ping as unanswered when the peer
+        // answered only the latest, as §5.5.2 allows. Counting right wins.
         match self.remembered.iter().rposition(|(p, _)| p == payload) {
             Some(i) => {
                 let sent = self.remembered[i].1;
