@@ -449,14 +449,11 @@ impl Session {
                 }
                 ClientState::WebSocket(insp) => {
                     let fed = start_offset + pos as u64 - self.ws_base[0];
-                    let found = insp.feed(&data[pos..], t, &mut self.shared, events);
-                    let keep = found.map_or(data.len() - pos, |e| {
-                        e.frame_start.saturating_sub(fed).min((data.len() - pos) as u64) as usize
-                    });
+                    let (keep, found) = decode_frames(insp, &mut self.shared, &data[pos..], fed, t, events);
                     self.forward(Side::Upstream, src, pos..pos + keep);
                     pos = data.len();
-                    if let Some(e) = found {
-                        self.enforce(Side::Client, e, e.frame_start >= fed);
+                    if let Some((e, clean)) = found {
+                        self.enforce(Side::Client, e, clean);
                     }
                 }
                 ClientState::Tunnel => {
@@ -516,14 +513,11 @@ impl Session {
                 },
                 UpstreamState::WebSocket(insp) => {
                     let fed = start_offset + pos as u64 - self.ws_base[1];
-                    let found = insp.feed(&data[pos..], t, &mut self.shared, events);
-                    let keep = found.map_or(data.len() - pos, |e| {
-                        e.frame_start.saturating_sub(fed).min((data.len() - pos) as u64) as usize
-                    });
+                    let (keep, found) = decode_frames(insp, &mut self.shared, &data[pos..], fed, t, events);
                     self.forward(Side::Client, src, pos..pos + keep);
                     pos = data.len();
-                    if let Some(e) = found {
-                        self.enforce(Side::Upstream, e, e.frame_start >= fed);
+                    if let Some((e, clean)) = found {
+                        self.enforce(Side::Upstream, e, clean);
                     }
                 }
                 UpstreamState::Tunnel => {
@@ -1038,6 +1032,24 @@ impl Session {
         self.emit(events, t, &end);
         Counters { bytes: self.bytes[0] + self.bytes[1], frames: frames[0] + frames[1], violations }
     }
+}
+
+/// Decodes `data`, the next bytes of a WebSocket stream of which `fed`
+/// were decoded before, and says how many of them to forward: all, or under
+/// `--enforce` those before the frame that broke a rule, with that
+/// violation and whether the cut falls at the frame's start (so a close
+/// frame can follow what was forwarded).
+fn decode_frames(
+    insp: &mut DirectionInspector,
+    shared: &mut Shared,
+    data: &[u8],
+    fed: u64,
+    t: &Time,
+    events: &mut Events,
+) -> (usize, Option<(Enforced, bool)>) {
+    let found = insp.feed(data, t, shared, events);
+    let keep = found.map_or(data.len(), |e| e.frame_start.saturating_sub(fed).min(data.len() as u64) as usize);
+    (keep, found.map(|e| (e, e.frame_start >= fed)))
 }
 
 /// What a finished connection adds to the proxy's totals.

@@ -193,55 +193,13 @@ fn a_close_frame_that_breaks_the_rules_is_shown_as_sent() {
     }
 }
 
-/// An upstream whose answer is not an HTTP/1.x response head: the bytes
-/// reach the client unchanged and an event says why nothing is decoded.
-#[test]
-fn an_answer_that_is_not_http_1_is_relayed_and_said_so() {
-    let cases: [(&[u8], &str); 4] = [
-        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "not an HTTP/1.x response"),
-        (b"SSH-2.0-OpenSSH_9.6\r\n", "before its response head was complete"),
-        (b"", "before its response head was complete"),
-        (b"HTTP/1.1 101 Switching Protocols\r\nX: y\r\n", "before its response head was complete"),
-    ];
-    for (answer, why) in cases {
-        let to_send = answer.to_vec();
-        let upstream = RawUpstream::start(move |mut s| {
-            let mut got = Vec::new();
-            read_head(&mut s, &mut got);
-            write(&mut s, &to_send);
-        });
-        let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
-        let mut c = connect(proxy.addr);
-        write(&mut c, &upgrade_request("x", "/"));
-        let mut got = Vec::new();
-        read_to_end(&mut c, &mut got);
-        drop(c);
-        upstream.join();
-        assert_eq!(got, answer, "relayed unchanged");
-        let events = proxy.connection(1);
-        assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Uninspected { from: Side::Upstream, reason } if reason.contains(why))),
-            "{answer:?}: {events:#?}"
-        );
-    }
-}
-
-/// A response head over the head limit is relayed, and the event says so.
-#[test]
-fn an_over_long_response_head_is_relayed_and_said_so() {
-    let mut answer = b"HTTP/1.1 101 Switching Protocols\r\n".to_vec();
-    while answer.len() < 128 << 10 {
-        answer
-            .extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
-    }
-    answer.extend_from_slice(b"\r\n");
-    let to_send = answer.clone();
+/// An upgrade request whose upstream answers `answer` and hangs up: what
+/// the client received, and the connection's events.
+fn answered_with(answer: Vec<u8>) -> (Vec<u8>, Vec<Event>) {
     let upstream = RawUpstream::start(move |mut s| {
         let mut got = Vec::new();
         read_head(&mut s, &mut got);
-        write(&mut s, &to_send);
+        write(&mut s, &answer);
     });
     let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
     let mut c = connect(proxy.addr);
@@ -250,13 +208,37 @@ fn an_over_long_response_head_is_relayed_and_said_so() {
     read_to_end(&mut c, &mut got);
     drop(c);
     upstream.join();
-    assert_eq!(got.len(), answer.len());
-    assert!(got == answer, "relayed unchanged");
-    let events = proxy.connection(1);
-    assert!(
-        events.iter().any(|e| matches!(e, Event::Uninspected { reason, .. } if reason.contains("head limit"))),
-        "{events:#?}"
-    );
+    (got, proxy.connection(1))
+}
+
+/// An upstream whose answer is not an HTTP/1.x response head, is cut short,
+/// or is over the head limit: the bytes reach the client unchanged and an
+/// event says why nothing is decoded.
+#[test]
+fn an_answer_that_cannot_be_followed_is_relayed_and_said_so() {
+    let mut over_long = b"HTTP/1.1 101 Switching Protocols\r\n".to_vec();
+    while over_long.len() < 128 << 10 {
+        over_long.extend_from_slice(format!("X-Filler: {}\r\n", "a".repeat(70)).as_bytes());
+    }
+    over_long.extend_from_slice(b"\r\n");
+    let cases: [(&[u8], &str); 5] = [
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "not an HTTP/1.x response"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "before its response head was complete"),
+        (b"", "before its response head was complete"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nX: y\r\n", "before its response head was complete"),
+        (&over_long, "head limit"),
+    ];
+    for (answer, why) in cases {
+        let (got, events) = answered_with(answer.to_vec());
+        assert_eq!(got.len(), answer.len());
+        assert!(got == answer, "relayed unchanged");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Uninspected { from: Side::Upstream, reason } if reason.contains(why))),
+            "{why}: {events:#?}"
+        );
+    }
 }
 
 /// A raw upstream that answers `answers.len()` requests on one kept-alive
