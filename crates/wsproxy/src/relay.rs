@@ -49,12 +49,10 @@ pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Ctx) {
     // `open` is written now, not when the connection ends.
     ctx.log.hand_over(&mut events).await;
     let ending = run(tcp, &ctx, &session, &mut events).await;
-    let counters = match session.lock() {
-        Ok(mut s) => {
-            report_errors(&ctx, &mut s);
-            s.finish(ending, &Time::now(), &mut events)
-        }
-        Err(_) => return,
+    let counters = {
+        let mut s = lock(&session);
+        report_errors(&ctx, &mut s);
+        s.finish(ending, &Time::now(), &mut events)
     };
     ctx.totals.bytes.fetch_add(counters.bytes, Ordering::Relaxed);
     ctx.totals.frames.fetch_add(counters.frames, Ordering::Relaxed);
