@@ -270,7 +270,15 @@ impl EventBody for HandshakeRequest<'_> {
         if !self.removed_headers.is_empty() {
             let _ = write!(out, " (not forwarded: {})", self.removed_headers.join(", "));
         }
-        pretty_headers(out, &self.headers);
+        for h in &self.headers {
+            let _ = write!(out, "\n                         {}: {}", h.name, h.value);
+            // Where the proxy changed the value, say what the upstream got.
+            if let Some(host) = self.forwarded_host
+                && h.name.eq_ignore_ascii_case("host")
+            {
+                let _ = write!(out, " (forwarded as {host})");
+            }
+        }
     }
 }
 
@@ -721,6 +729,30 @@ mod tests {
         write_json(&mut by_hand, &stamp, 7, body, true);
         write_json(&mut by_serde, &stamp, 7, body, false);
         (String::from_utf8(by_hand).expect("utf-8"), String::from_utf8(by_serde).expect("utf-8"))
+    }
+
+    /// Pretty output says what the upstream got where the proxy changed it.
+    #[test]
+    fn pretty_handshake_request_shows_the_rewritten_host_and_target() {
+        let headers = vec![
+            HeaderOut { name: "Host", value: "client.example".into() },
+            HeaderOut { name: "Upgrade", value: "websocket".into() },
+        ];
+        let request = HandshakeRequest {
+            method: "GET",
+            target: "/",
+            version: "HTTP/1.1",
+            headers,
+            forwarded_target: Some("/chat"),
+            forwarded_host: Some("127.0.0.1:9001"),
+            removed_headers: Vec::new(),
+        };
+        let mut out = Vec::new();
+        request.pretty(&mut out, false);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains("GET / HTTP/1.1 (forwarded as /chat)"), "{text}");
+        assert!(text.contains("Host: client.example (forwarded as 127.0.0.1:9001)"), "{text}");
+        assert!(text.contains("Upgrade: websocket\n") || text.ends_with("Upgrade: websocket"), "{text}");
     }
 
     /// The hand-written writer against serde over arbitrary frame and
