@@ -193,24 +193,6 @@ fn a_close_frame_that_breaks_the_rules_is_shown_as_sent() {
     }
 }
 
-/// An upgrade request whose upstream answers `answer` and hangs up: what
-/// the client received, and the connection's events.
-fn answered_with(answer: Vec<u8>) -> (Vec<u8>, Vec<Event>) {
-    let upstream = RawUpstream::start(move |mut s| {
-        let mut got = Vec::new();
-        read_head(&mut s, &mut got);
-        write(&mut s, &answer);
-    });
-    let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
-    let mut c = connect(proxy.addr);
-    write(&mut c, &upgrade_request("x", "/"));
-    let mut got = Vec::new();
-    read_to_end(&mut c, &mut got);
-    drop(c);
-    upstream.join();
-    (got, proxy.connection(1))
-}
-
 /// An upstream whose answer is not an HTTP/1.x response head, is cut short,
 /// or is over the head limit: the bytes reach the client unchanged and an
 /// event says why nothing is decoded.

@@ -234,21 +234,8 @@ fn enforce_ends_the_connection_with_the_mapped_code() {
 #[test]
 fn a_refusal_is_relayed_as_it_came() {
     let answer = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nforbidden".to_vec();
-    let to_send = answer.clone();
-    let upstream = RawUpstream::start(move |mut s| {
-        let mut got = Vec::new();
-        read_head(&mut s, &mut got);
-        write(&mut s, &to_send);
-    });
-    let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
-    let mut c = connect(proxy.addr);
-    write(&mut c, &upgrade_request("x", "/"));
-    let mut got = Vec::new();
-    read_to_end(&mut c, &mut got);
-    drop(c);
-    upstream.join();
+    let (got, events) = answered_with(answer.clone());
     assert_eq!(got, answer);
-    let events = proxy.connection(1);
     assert!(events.iter().any(|e| matches!(e, Event::HandshakeResponse { status: 403, upgraded: false, .. })));
 }
 

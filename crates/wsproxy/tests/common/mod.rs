@@ -224,3 +224,21 @@ pub fn frame(opcode: wsproto::OpCode, fin: bool, mask: Option<[u8; 4]>, payload:
 pub fn write(s: &mut TcpStream, bytes: &[u8]) {
     s.write_all(bytes).expect("write");
 }
+
+/// An upgrade request whose upstream answers `answer` and hangs up: what
+/// the client received, and the connection's events.
+pub fn answered_with(answer: Vec<u8>) -> (Vec<u8>, Vec<Event>) {
+    let upstream = RawUpstream::start(move |mut s| {
+        let mut got = Vec::new();
+        read_head(&mut s, &mut got);
+        write(&mut s, &answer);
+    });
+    let mut proxy = Proxy::start(&["--upstream", &upstream.url()]);
+    let mut c = connect(proxy.addr);
+    write(&mut c, &upgrade_request("x", "/"));
+    let mut got = Vec::new();
+    read_to_end(&mut c, &mut got);
+    drop(c);
+    upstream.join();
+    (got, proxy.connection(1))
+}
