@@ -65,6 +65,9 @@ pub enum Format {
         /// Use ANSI colors.
         color: bool,
     },
+    /// No events: the bytes each side sent and the connections' lifecycle,
+    /// as binary records for a capture writer ([`crate::capture`]).
+    Capture,
 }
 
 /// Serializes a value through its `Display`, without an intermediate String.
@@ -83,11 +86,14 @@ impl<T: Display> Serialize for DisplayStr<T> {
 pub(crate) struct Stamp {
     bytes: [u8; 32],
     len: usize,
+    /// The same time in microseconds since the Unix epoch (0 when unset),
+    /// for outputs that write times as numbers (pcapng).
+    unix_us: u64,
 }
 
 impl Stamp {
     /// No time yet (an empty string).
-    pub(crate) const UNSET: Stamp = Stamp { bytes: [0; 32], len: 0 };
+    pub(crate) const UNSET: Stamp = Stamp { bytes: [0; 32], len: 0, unix_us: 0 };
 
     /// The current time.
     pub(crate) fn now() -> Stamp {
@@ -100,7 +106,13 @@ impl Stamp {
         let mut cursor = std::io::Cursor::new(&mut bytes[..]);
         let _ = write!(cursor, "{}", humantime::format_rfc3339_micros(t));
         let len = cursor.position() as usize;
-        Stamp { bytes, len }
+        let unix_us = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        Stamp { bytes, len, unix_us }
+    }
+
+    /// Microseconds since the Unix epoch (0 for [`Stamp::UNSET`]).
+    pub(crate) fn unix_us(&self) -> u64 {
+        self.unix_us
     }
 
     fn as_str(&self) -> &str {
@@ -163,6 +175,7 @@ pub(crate) fn write_event<B: EventBody>(out: &mut Vec<u8>, format: Format, stamp
             body.pretty(out, color);
             out.push(b'\n');
         }
+        Format::Capture => {}
     }
 }
 

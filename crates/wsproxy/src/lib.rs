@@ -31,6 +31,8 @@
 //! | `inspect` | the WebSocket inspector of one direction; ping round trips | |
 //! | `event`, `json` | the typed events and their two renderings | |
 //! | [`log`], [`logfile`] | the outputs: per-connection event buffers, the writer thread, the streamed log file | `event` |
+//! | [`capture`] | `--pcap` (the bytes each side sent as pcapng) and `wsproxy read` (a capture decoded into events) | `session`, `event`, `log`, `record` |
+//! | `record` | what the relay and the session record of a connection for a capture | `event` |
 //! | `totals` | counters over the proxy's life; errors echoed on stderr | |
 //! | [`schema`] | the JSON Lines format as types, and the strict reader the tests use | |
 //!
@@ -38,7 +40,8 @@
 //! below it take the time of each read as an argument and touch no socket.
 
 // The public interface: the settings, the accept loop, the event sinks and
-// the log's schema; TLS and upstream parsing for the binary.
+// the log's schema; TLS and upstream parsing for the binary; captures.
+pub mod capture;
 mod config;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -59,6 +62,7 @@ mod http1;
 mod inspect;
 mod json;
 mod pool;
+mod record;
 mod relay;
 mod session;
 mod stream;

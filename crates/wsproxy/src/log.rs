@@ -56,6 +56,16 @@ impl Events {
         }
     }
 
+    /// Appends a capture record of connection `conn` at `stamp` to every
+    /// output whose format is [`Format::Capture`] (none: nothing to do).
+    pub(crate) fn record(&mut self, stamp: &Stamp, conn: u64, record: &crate::record::Record<'_>) {
+        for (buf, format) in self.bufs.iter_mut().zip(self.formats.iter()) {
+            if *format == Format::Capture {
+                record.encode(conn, stamp.unix_us(), buf);
+            }
+        }
+    }
+
     /// Bytes waiting in the fullest buffer.
     pub fn len(&self) -> usize {
         self.bufs.iter().map(Vec::len).max().unwrap_or(0)

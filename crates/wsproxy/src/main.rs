@@ -46,6 +46,11 @@ struct Args {
     /// JSON Lines to a file while watching pretty lines in the terminal.
     #[arg(long, value_enum, value_name = "FORMAT", requires = "log", num_args = 0..=1, default_missing_value = "auto")]
     tee: Option<TeeArg>,
+    /// Also record every byte that passes as a pcapng capture in FILE, for
+    /// Wireshark or tshark: each connection a TCP conversation from the
+    /// client to the upstream, TLS legs as their decrypted plaintext.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
     /// Payload bytes to show per frame and message: a size (256, 4KiB; 0: none) or `all`.
     #[arg(long, value_name = "SIZE|all", default_value = "256", value_parser = parse_preview)]
     max_preview: PreviewLimit,
@@ -111,6 +116,7 @@ Examples:
   wsproxy --upstream ws://127.0.0.1:8080 --log events.jsonl --tee   (JSON there, pretty here)
   wsproxy --listen 9003 --upstream wss://localhost:8443 --upstream-ca cert.pem
   wsproxy --upstream ws://127.0.0.1:8080 --enforce --messages-only
+  wsproxy --upstream ws://127.0.0.1:8080 --pcap session.pcapng     (then: wireshark session.pcapng)
 ";
 
 fn listen_addr(s: &str) -> Result<SocketAddr, String> {
@@ -243,6 +249,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             TeeArg::Auto => Format::Json,
         };
         outputs.push(wsproxy::log::Output { format, writer: stdout() });
+    }
+    if let Some(path) = &args.pcap {
+        let file = std::fs::File::create(path).with_context(|| format!("--pcap: creating {}", path.display()))?;
+        let writer = wsproxy::capture::pcapng::PcapngWriter::new(file)
+            .with_context(|| format!("--pcap: writing to {}", path.display()))?;
+        outputs.push(wsproxy::log::Output { format: Format::Capture, writer: Box::new(writer) });
     }
     if args.messages_only && matches!(args.max_preview, PreviewLimit::Bytes(0)) {
         eprintln!("wsproxy: note: --max-preview 0 shows no payloads");

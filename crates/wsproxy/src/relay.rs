@@ -21,6 +21,7 @@ use crate::event::Side;
 use crate::event::Time;
 use crate::log::{Events, LogSink};
 use crate::pool::BufferPool;
+use crate::record::{Record, TlsLegs};
 use crate::session::{Chunk, Ending, Flow, Session};
 use crate::stream::{Stream, StreamRead, StreamWrite};
 use crate::tls;
@@ -45,6 +46,12 @@ pub(crate) struct Ctx {
 /// Serves one client connection to the end.
 pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Ctx) {
     let mut events = ctx.log.events();
+    let open = Record::Open {
+        client: peer,
+        proxy: tcp.local_addr().unwrap_or(peer),
+        tls: TlsLegs { client: ctx.config.listen_tls.is_some(), upstream: ctx.config.upstream.secure },
+    };
+    events.record(&Time::now().stamp, ctx.conn, &open);
     let session = Mutex::new(Session::new(ctx.conn, ctx.config.clone(), peer, &Time::now(), &mut events));
     // `open` is written now, not when the connection ends.
     ctx.log.hand_over(&mut events).await;
@@ -52,7 +59,10 @@ pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Ctx) {
     let counters = {
         let mut s = lock(&session);
         report_errors(&ctx, &mut s);
-        s.finish(ending, &Time::now(), &mut events)
+        let t = Time::now();
+        let counters = s.finish(ending, &t, &mut events);
+        events.record(&t.stamp, ctx.conn, &Record::End { reset: matches!(ending, Ending::Reset | Ending::Error) });
+        counters
     };
     ctx.totals.bytes.fetch_add(counters.bytes, Ordering::Relaxed);
     ctx.totals.frames.fetch_add(counters.frames, Ordering::Relaxed);
@@ -160,6 +170,9 @@ async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut E
     };
     let first = {
         let mut s = lock(session);
+        if let Some(addr) = upstream.peer_addr() {
+            events.record(&Time::now().stamp, ctx.conn, &Record::Connected { upstream: addr });
+        }
         s.set_connected();
         s.take_queued(Side::Upstream)
     };

@@ -37,6 +37,7 @@ use crate::head;
 use crate::http1::{BodyLength, BodyReader, request_body, response_body};
 use crate::inspect::{DirectionInspector, Enforced, Shared};
 use crate::log::Events;
+use crate::record::Record;
 use crate::{Config, tls};
 
 /// A piece of what to write to a side, in order.
@@ -304,6 +305,7 @@ impl Session {
         if self.stopped.is_some() {
             return Flow::Stop;
         }
+        events.record(&t.stamp, self.conn, &Record::Data { from, bytes: data });
         // Before the upstream is connected there is nothing to write input
         // to yet: what is forwarded is copied.
         let fwd = if fwd == Forwarding::Queue && !self.connected { Forwarding::Copy } else { fwd };
@@ -319,6 +321,7 @@ impl Session {
     /// `from` ended its stream (EOF). Bytes the session was holding for the
     /// other side are queued, and a head cut short is said.
     pub(crate) fn eof(&mut self, from: Side, t: &Time, events: &mut Events) {
+        events.record(&t.stamp, self.conn, &Record::Eof { from });
         if self.stopped.is_some() {
             return;
         }

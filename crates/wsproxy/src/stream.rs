@@ -23,6 +23,16 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// The address of the other end of the TCP connection.
+    pub(crate) fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Stream::Tcp(tcp) => tcp.peer_addr(),
+            Stream::TlsFromClient(tls) => tls.get_ref().0.peer_addr(),
+            Stream::TlsToUpstream(tls) => tls.get_ref().0.peer_addr(),
+        }
+        .ok()
+    }
+
     /// Read and write halves that can be used at the same time.
     pub(crate) fn split(&mut self) -> (StreamRead<'_>, StreamWrite<'_>) {
         match self {

@@ -1,0 +1,12 @@
+//! Keeping what passes: the bytes each side sent, recorded as a packet
+//! capture ([`pcapng`], for `--pcap FILE`).
+//!
+//! The relay and the session know, for each connection, its addresses,
+//! the bytes each side sent and when, and how each side ended. They write
+//! that as binary records (`record`) into the buffers of the outputs whose format
+//! is [`crate::Format::Capture`], next to the rendered events of the other
+//! outputs: the same batches, the same bounded queue, the same writer
+//! thread. The capture output's writer ([`pcapng::PcapngWriter`]) turns the
+//! records into packets. Nothing is parsed back from JSON.
+
+pub mod pcapng;

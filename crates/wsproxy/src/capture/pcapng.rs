@@ -1,0 +1,379 @@
+//! `--pcap FILE`: the bytes each side sent, written as pcapng while they
+//! pass.
+//!
+//! One section, one interface (link type `RAW`: IPv4 and IPv6 packets with
+//! no link header), nanosecond timestamp resolution (`if_tsresol` 9; the
+//! values are the proxy's microseconds). Each proxied connection becomes a
+//! synthesized TCP conversation from the client's real address and port to
+//! the upstream's real address and port (IPv4, or IPv6 when either is
+//! IPv6, an IPv4 address then written IPv4-mapped, `::ffff:a.b.c.d`):
+//!
+//! - a three-way handshake (SYN, SYN-ACK, ACK) at the time the client
+//!   connected, each SYN with MSS and window scale options (window 65535,
+//!   scale 8: a 16 MiB window, larger than any read the proxy makes, so no
+//!   analysis sees a full window). The SYN carries a pcapng comment: the
+//!   connection id and, where a leg was TLS, that the bytes are the
+//!   decrypted plaintext;
+//! - each read as data segments of at most [`MSS_V4`] (IPv4) or
+//!   [`MSS_V6`] (IPv6) bytes, PSH on the last, acknowledging all the other
+//!   side sent so far, then a pure ACK from the other side: sequence and
+//!   acknowledgment numbers are exact, so no analysis flags a lost,
+//!   unseen or retransmitted segment;
+//! - a FIN (and its ACK) where a side ended its stream; at the end a FIN
+//!   for each side that had not sent one, or a RST when the connection
+//!   ended by a reset or an error.
+//!
+//! The bytes are those each side sent, as the proxy read them: the client's
+//! request head as the client wrote it (the log's `forwarded_host` says
+//! what the upstream got), and none of the proxy's own answers (a 502, a
+//! refusal or close frames under `--enforce`). A client whose upstream was
+//! never reached is shown talking to the proxy's own address.
+//!
+//! Packets are written in batches: every time the log writer flushes, the
+//! records it was handed are sorted by time (the two directions of a
+//! connection reach the writer in separate batches) and written as whole
+//! pcapng blocks in one write, then flushed, so the file is a valid capture
+//! after every batch and after Ctrl-C. Memory stays bounded: per open
+//! connection a few counters (and, until its upstream is connected, the
+//! bytes of its first request head).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use etherparse::{PacketBuilder, TcpOptionElement};
+use pcap_file::DataLink;
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
+use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
+
+use crate::event::Side;
+use crate::record::{Record, TlsLegs, decode};
+
+/// Largest TCP payload per IPv4 packet: a 1500-byte Ethernet MTU less 20
+/// bytes of IPv4 header and 20 of TCP header.
+pub const MSS_V4: usize = 1460;
+/// Largest TCP payload per IPv6 packet: 1500 less 40 bytes of IPv6 header
+/// and 20 of TCP header.
+pub const MSS_V6: usize = 1440;
+/// The advertised window (with [`WINDOW_SCALE`]: 16 MiB).
+const WINDOW: u16 = 65535;
+/// The window scale shift both SYNs offer (RFC 7323 §2).
+const WINDOW_SCALE: u8 = 8;
+/// IPv4 TTL and IPv6 hop limit of the synthesized packets.
+const TTL: u8 = 64;
+/// Records kept before they are written even without a flush.
+const MAX_PENDING: usize = 16 << 20;
+/// Bytes of a connection's records kept while its upstream is not
+/// connected yet (its first request head, at most 64 KiB and a read).
+const MAX_HELD: usize = 1 << 20;
+
+/// One connection's synthesized TCP conversation.
+#[derive(Debug)]
+struct Conv {
+    client: SocketAddr,
+    proxy: SocketAddr,
+    tls: TlsLegs,
+    opened_us: u64,
+    /// The server's address once the conversation has begun.
+    server: Option<SocketAddr>,
+    /// Records (encoded) that came before the server's address was known.
+    held: Vec<u8>,
+    /// The next sequence number of each side ([`Side::index`]).
+    next: [u32; 2],
+    fin: [bool; 2],
+    ended: bool,
+}
+
+/// Writes the records of [`crate::Format::Capture`] as pcapng to `W`.
+///
+/// It is the writer of an [`crate::log::Output`]: `write` takes records
+/// (whole or cut anywhere), `flush` writes the packets of those it has.
+pub struct PcapngWriter<W: Write> {
+    out: W,
+    /// pcapng blocks, encoded here and written to `out` in one piece.
+    blocks: PcapNgWriter<Vec<u8>>,
+    pending: Vec<u8>,
+    convs: HashMap<u64, Conv>,
+}
+
+impl<W: Write> PcapngWriter<W> {
+    /// Starts a capture on `out`: writes the section header and the
+    /// interface description at once.
+    pub fn new(mut out: W) -> io::Result<PcapngWriter<W>> {
+        let section = SectionHeaderBlock {
+            options: vec![SectionHeaderOption::UserApplication(Cow::Borrowed(concat!(
+                "wsproxy ",
+                env!("CARGO_PKG_VERSION")
+            )))],
+            ..SectionHeaderBlock::default()
+        };
+        let mut blocks = PcapNgWriter::with_section_header(Vec::new(), section).map_err(io::Error::other)?;
+        let interface = InterfaceDescriptionBlock {
+            linktype: DataLink::RAW,
+            snaplen: 0,
+            options: vec![
+                InterfaceDescriptionOption::IfName(Cow::Borrowed("wsproxy")),
+                InterfaceDescriptionOption::IfDescription(Cow::Borrowed(
+                    "TCP conversations synthesized from the bytes wsproxy relayed (TLS legs as plaintext)",
+                )),
+                // pcap-file writes timestamps in nanoseconds.
+                InterfaceDescriptionOption::IfTsResol(9),
+            ],
+        };
+        blocks.write_pcapng_block(interface).map_err(io::Error::other)?;
+        out.write_all(blocks.get_ref())?;
+        out.flush()?;
+        blocks.get_mut().clear();
+        Ok(PcapngWriter { out, blocks, pending: Vec::new(), convs: HashMap::new() })
+    }
+
+    /// Writes the packets of the whole records pending, sorted by time.
+    fn drain(&mut self) -> io::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut records = Vec::new();
+        let mut at = 0;
+        while let Some((decoded, used)) =
+            decode(&pending[at..]).map_err(|()| io::Error::other("a capture record that cannot be decoded"))?
+        {
+            records.push((decoded, at..at + used));
+            at += used;
+        }
+        // Stable: records of the same time keep their order.
+        records.sort_by_key(|((_, us, _), _)| *us);
+        for ((conn, us, record), range) in records {
+            self.apply(conn, us, record, &pending[range]);
+        }
+        self.pending = pending[at..].to_vec();
+        let blocks = self.blocks.get_mut();
+        if !blocks.is_empty() {
+            self.out.write_all(blocks)?;
+            blocks.clear();
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, conn: u64, us: u64, record: Record<'_>, encoded: &[u8]) {
+        if let Record::Open { client, proxy, tls } = record {
+            let conv = Conv {
+                client,
+                proxy,
+                tls,
+                opened_us: us,
+                server: None,
+                held: Vec::new(),
+                next: [isn(conn, Side::Client), isn(conn, Side::Upstream)],
+                fin: [false; 2],
+                ended: false,
+            };
+            self.convs.insert(conn, conv);
+            return;
+        }
+        let Some(mut conv) = self.convs.remove(&conn) else { return };
+        if conv.server.is_none() {
+            match record {
+                Record::Connected { upstream } => {
+                    self.begin(conn, &mut conv, upstream);
+                    let held = std::mem::take(&mut conv.held);
+                    let mut at = 0;
+                    while let Ok(Some(((_, us, r), used))) = decode(&held[at..]) {
+                        self.packets(&mut conv, us, r);
+                        at += used;
+                    }
+                }
+                Record::End { .. } => {
+                    // Never connected: the client talked to the proxy.
+                    let proxy = conv.proxy;
+                    self.begin(conn, &mut conv, proxy);
+                    let held = std::mem::take(&mut conv.held);
+                    let mut at = 0;
+                    while let Ok(Some(((_, us, r), used))) = decode(&held[at..]) {
+                        self.packets(&mut conv, us, r);
+                        at += used;
+                    }
+                    self.packets(&mut conv, us, record);
+                }
+                _ if conv.held.len() + encoded.len() <= MAX_HELD => conv.held.extend_from_slice(encoded),
+                // More than a first head before the upstream: not shown.
+                _ => {}
+            }
+        } else {
+            self.packets(&mut conv, us, record);
+        }
+        if !conv.ended {
+            self.convs.insert(conn, conv);
+        }
+    }
+
+    /// The three-way handshake, at the time the client connected.
+    fn begin(&mut self, conn: u64, conv: &mut Conv, server: SocketAddr) {
+        conv.server = Some(server);
+        let mut comment = format!("wsproxy connection {conn}: client {} → upstream {server}", conv.client);
+        if server == conv.proxy {
+            comment += " (the upstream was not reached: the server side is the proxy itself)";
+        }
+        match (conv.tls.client, conv.tls.upstream) {
+            (false, false) => {}
+            (true, false) => comment += "; the client leg was TLS: these are its decrypted bytes",
+            (false, true) => comment += "; the upstream leg was TLS: these are its decrypted bytes",
+            (true, true) => comment += "; both legs were TLS: these are the decrypted bytes",
+        }
+        let us = conv.opened_us;
+        let syn = Flags { syn: true, ..Flags::default() };
+        self.packet(conv, us, Side::Client, syn, &[], Some(comment));
+        conv.next[0] = conv.next[0].wrapping_add(1);
+        self.packet(conv, us, Side::Upstream, Flags { ack: true, ..syn }, &[], None);
+        conv.next[1] = conv.next[1].wrapping_add(1);
+        self.packet(conv, us, Side::Client, Flags { ack: true, ..Flags::default() }, &[], None);
+    }
+
+    /// The packets of one record of a begun conversation.
+    fn packets(&mut self, conv: &mut Conv, us: u64, record: Record<'_>) {
+        let ack = Flags { ack: true, ..Flags::default() };
+        match record {
+            Record::Data { from, bytes } if !bytes.is_empty() && !conv.fin[from.index()] => {
+                let mss = if is_v6(conv) { MSS_V6 } else { MSS_V4 };
+                let mut segments = bytes.chunks(mss).peekable();
+                while let Some(segment) = segments.next() {
+                    let flags = Flags { psh: segments.peek().is_none(), ..ack };
+                    self.packet(conv, us, from, flags, segment, None);
+                    conv.next[from.index()] = conv.next[from.index()].wrapping_add(segment.len() as u32);
+                }
+                self.packet(conv, us, from.other(), ack, &[], None);
+            }
+            Record::Eof { from } => self.fin(conv, us, from),
+            Record::End { reset } => {
+                for side in [Side::Client, Side::Upstream] {
+                    if conv.fin[side.index()] {
+                        continue;
+                    }
+                    if reset {
+                        self.packet(conv, us, side, Flags { rst: true, ..ack }, &[], None);
+                        break;
+                    }
+                    self.fin(conv, us, side);
+                }
+                conv.ended = true;
+            }
+            Record::Data { .. } | Record::Open { .. } | Record::Connected { .. } => {}
+        }
+    }
+
+    fn fin(&mut self, conv: &mut Conv, us: u64, from: Side) {
+        if conv.fin[from.index()] {
+            return;
+        }
+        self.packet(conv, us, from, Flags { fin: true, ack: true, ..Flags::default() }, &[], None);
+        conv.next[from.index()] = conv.next[from.index()].wrapping_add(1);
+        conv.fin[from.index()] = true;
+        self.packet(conv, us, from.other(), Flags { ack: true, ..Flags::default() }, &[], None);
+    }
+
+    /// One packet from `from`, with the current sequence and
+    /// acknowledgment numbers.
+    fn packet(&mut self, conv: &Conv, us: u64, from: Side, flags: Flags, payload: &[u8], comment: Option<String>) {
+        let Some(server) = conv.server else { return };
+        let (src, dst) = match from {
+            Side::Client => (conv.client, server),
+            Side::Upstream => (server, conv.client),
+        };
+        let seq = conv.next[from.index()];
+        let ack = conv.next[from.other().index()];
+        let builder = if is_v6(conv) {
+            PacketBuilder::ipv6(v6(src.ip()), v6(dst.ip()), TTL)
+        } else {
+            PacketBuilder::ipv4(v4(src.ip()), v4(dst.ip()), TTL)
+        };
+        let mut tcp = builder.tcp(src.port(), dst.port(), seq, WINDOW);
+        if flags.ack {
+            tcp = tcp.ack(ack);
+        }
+        if flags.syn {
+            let mss = if is_v6(conv) { MSS_V6 } else { MSS_V4 } as u16;
+            tcp = tcp.syn();
+            tcp = match tcp.options(&[
+                TcpOptionElement::MaximumSegmentSize(mss),
+                TcpOptionElement::Noop,
+                TcpOptionElement::WindowScale(WINDOW_SCALE),
+            ]) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+        }
+        if flags.fin {
+            tcp = tcp.fin();
+        }
+        if flags.rst {
+            tcp = tcp.rst();
+        }
+        if flags.psh {
+            tcp = tcp.psh();
+        }
+        let mut data = Vec::with_capacity(tcp.size(payload.len()));
+        // The payload is at most an MSS: the packet is always valid.
+        if tcp.write(&mut data, payload).is_err() {
+            return;
+        }
+        let options = comment.map(|c| vec![EnhancedPacketOption::Comment(Cow::Owned(c))]).unwrap_or_default();
+        let block = EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::from_micros(us),
+            original_len: data.len() as u32,
+            data: Cow::Owned(data),
+            options,
+        };
+        // Into a Vec: cannot fail.
+        let _ = self.blocks.write_pcapng_block(block);
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Flags {
+    syn: bool,
+    ack: bool,
+    fin: bool,
+    rst: bool,
+    psh: bool,
+}
+
+/// A fixed initial sequence number per connection and side: captures of
+/// the same traffic are the same.
+fn isn(conn: u64, side: Side) -> u32 {
+    (conn as u32).wrapping_mul(0x9e37_79b9).wrapping_add(side.index() as u32 * 0x4000_0000)
+}
+
+fn is_v6(conv: &Conv) -> bool {
+    conv.client.is_ipv6() || conv.server.is_some_and(|s| s.is_ipv6())
+}
+
+fn v6(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn v4(ip: IpAddr) -> [u8; 4] {
+    match ip {
+        IpAddr::V4(v4) => v4.octets(),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or([0; 4], |v4| v4.octets()),
+    }
+}
+
+impl<W: Write> Write for PcapngWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() > MAX_PENDING {
+            self.drain()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain()?;
+        self.out.flush()
+    }
+}

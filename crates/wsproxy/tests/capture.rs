@@ -1,0 +1,403 @@
+//! `--pcap`: the capture holds exactly the bytes each side sent, as a TCP
+//! conversation whose sequence numbers add up; Wireshark's dissector (when
+//! `tshark` is on the PATH, as in `ci/test.sh`) reads the same frames as
+//! the proxy's log.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use wsproto::OpCode;
+use wsproxy::schema::{Event, Opcode, Record};
+
+/// "Hello" compressed (RFC 7692 §7.2.3.1).
+const HELLO_DEFLATED: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
+/// A frame with RSV1 set (a compressed message's first frame).
+fn compressed(mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let header = wsproto::FrameHeader { fin: true, rsv1: true, mask, ..wsproto::FrameHeader::new(OpCode::Text, 0) };
+    wsproto::encode_frame(&header, payload, &mut out);
+    out
+}
+
+/// What each side sent in [`session`].
+struct Sent {
+    client: Vec<u8>,
+    upstream: Vec<u8>,
+}
+
+/// A scripted WebSocket session through a proxy started with `args` (and
+/// `--max-preview all`): permessage-deflate negotiated; from the client
+/// text, binary, a fragmented text, a compressed text, a ping, a binary
+/// message larger than a segment, a close; from the upstream text, a
+/// compressed text, the pong, a fragmented binary, the close. Returns the
+/// log and what each side sent; the proxy has exited, so the capture is
+/// complete.
+fn session(args: &[&str]) -> (Vec<Record>, Sent) {
+    let mut upstream_sent = upstream_frames();
+    let expected_from_client = client_frames().len();
+    let upstream = RawUpstream::start(move |mut s| {
+        let mut got = Vec::new();
+        let head = read_head(&mut s, &mut got);
+        let mut sent = wsproto::handshake::build_response(
+            &wsproto::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            None,
+            Some("permessage-deflate"),
+        )
+        .expect("response");
+        write(&mut s, &sent);
+        read_at_least(&mut s, &mut got, head + expected_from_client);
+        write(&mut s, &upstream_sent);
+        sent.append(&mut upstream_sent);
+        read_to_end(&mut s, &mut got);
+        sent
+    });
+    let mut all = vec!["--upstream".to_string(), upstream.url(), "--max-preview".into(), "all".into()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let mut proxy = Proxy::start(&all);
+    let mut c = connect(proxy.addr);
+    let mut client_sent =
+        wsproto::handshake::build_request("x", "/", "dGhlIHNhbXBsZSBub25jZQ==", &[], Some("permessage-deflate"))
+            .expect("request");
+    write(&mut c, &client_sent);
+    let mut got = Vec::new();
+    let head = read_head(&mut c, &mut got);
+    let frames = client_frames();
+    // Frame by frame: separate reads, separate packets.
+    for f in split_frames(&frames) {
+        write(&mut c, f);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    client_sent.extend_from_slice(&frames);
+    // The upstream's frames, its close last; then the client closes too.
+    read_at_least(&mut c, &mut got, head + upstream_frames().len());
+    c.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    read_to_end(&mut c, &mut got);
+    drop(c);
+    let upstream_sent = upstream.join();
+    proxy.connection(1);
+    let seen = proxy.seen.clone();
+    let (status, _) = proxy.terminate();
+    assert!(status.success());
+    (seen, Sent { client: client_sent, upstream: upstream_sent })
+}
+
+fn client_frames() -> Vec<u8> {
+    let m = Some([1, 2, 3, 4]);
+    let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    [
+        frame(OpCode::Text, true, m, "héllo".as_bytes()),
+        frame(OpCode::Binary, true, m, &[0, 1, 2, 255]),
+        frame(OpCode::Text, false, m, b"frag"),
+        frame(OpCode::Continuation, true, m, b"mented"),
+        compressed(m, &HELLO_DEFLATED),
+        frame(OpCode::Ping, true, m, b"p1"),
+        frame(OpCode::Binary, true, m, &big),
+        frame(OpCode::Close, true, m, &[0x03, 0xe8, b'b', b'y', b'e']),
+    ]
+    .concat()
+}
+
+fn upstream_frames() -> Vec<u8> {
+    [
+        frame(OpCode::Text, true, None, b"hi"),
+        compressed(None, &HELLO_DEFLATED),
+        frame(OpCode::Pong, true, None, b"p1"),
+        frame(OpCode::Binary, false, None, &[9, 8]),
+        frame(OpCode::Continuation, true, None, &[7]),
+        frame(OpCode::Close, true, None, &[0x03, 0xe8]),
+    ]
+    .concat()
+}
+
+/// `bytes` cut at frame boundaries.
+fn split_frames(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let wsproto::Status::Complete(p) = wsproto::parse_header(bytes) else { panic!("a partial frame") };
+        let len = p.header_len + p.header.payload_len as usize;
+        out.push(&bytes[..len]);
+        bytes = &bytes[len..];
+    }
+    out
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wsproxy-capture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+/// One TCP packet of a capture.
+#[derive(Debug)]
+struct Packet {
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: u32,
+    ack: Option<u32>,
+    syn: bool,
+    fin: bool,
+    rst: bool,
+    payload: Vec<u8>,
+    comment: Option<String>,
+}
+
+/// The TCP packets of a pcapng file of link type RAW.
+fn packets(path: &Path) -> Vec<Packet> {
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let file = std::fs::File::open(path).expect("open capture");
+    let mut reader = PcapNgReader::new(file).expect("a pcapng file");
+    let mut out = Vec::new();
+    while let Some(block) = reader.next_block() {
+        let Block::EnhancedPacket(epb) = block.expect("a valid block") else { continue };
+        let sliced = etherparse::SlicedPacket::from_ip(&epb.data).expect("an IP packet");
+        let (src_ip, dst_ip): (std::net::IpAddr, std::net::IpAddr) = match sliced.net.expect("IP") {
+            etherparse::NetSlice::Ipv4(v4) => (v4.header().source_addr().into(), v4.header().destination_addr().into()),
+            etherparse::NetSlice::Ipv6(v6) => (v6.header().source_addr().into(), v6.header().destination_addr().into()),
+            _ => panic!("not IP"),
+        };
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = sliced.transport else { panic!("not TCP") };
+        let comment = epb.options.iter().find_map(|o| match o {
+            pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption::Comment(c) => Some(c.to_string()),
+            _ => None,
+        });
+        out.push(Packet {
+            src: SocketAddr::new(src_ip, tcp.source_port()),
+            dst: SocketAddr::new(dst_ip, tcp.destination_port()),
+            seq: tcp.sequence_number(),
+            ack: tcp.ack().then(|| tcp.acknowledgment_number()),
+            syn: tcp.syn(),
+            fin: tcp.fin(),
+            rst: tcp.rst(),
+            payload: tcp.payload().to_vec(),
+            comment,
+        });
+    }
+    out
+}
+
+#[test]
+fn the_capture_holds_each_sides_bytes_as_a_consistent_tcp_conversation() {
+    let pcap = temp("session.pcapng");
+    let (log, sent) = session(&["--pcap", pcap.to_str().expect("utf-8")]);
+    let Some(Event::Open { client, upstream }) = log.iter().map(|r| &r.event).find(|e| matches!(e, Event::Open { .. }))
+    else {
+        panic!("no open event")
+    };
+    let client: SocketAddr = client.parse().expect("client address");
+    let upstream: SocketAddr = upstream.parse().expect("upstream address");
+    let packets = packets(&pcap);
+    // The handshake, with the connection's comment on the SYN.
+    assert!(packets[0].syn && packets[0].ack.is_none() && packets[0].src == client && packets[0].dst == upstream);
+    let comment = packets[0].comment.as_deref().expect("a comment on the SYN");
+    assert!(comment.starts_with("wsproxy connection 1: client"), "{comment}");
+    assert!(packets[1].syn && packets[1].ack == Some(packets[0].seq.wrapping_add(1)));
+    // Every packet continues its side's sequence and acknowledges no more
+    // than the other side sent; the payloads are what each side sent.
+    let mut next: HashMap<SocketAddr, u32> = HashMap::new();
+    let mut streams: HashMap<SocketAddr, Vec<u8>> = HashMap::new();
+    let mut fins = Vec::new();
+    for p in &packets {
+        assert!(!p.rst, "no reset in a connection that closed cleanly");
+        assert!(p.payload.len() <= 1460, "a segment larger than the MSS");
+        if let Some(&n) = next.get(&p.src) {
+            assert_eq!(p.seq, n, "a gap or overlap in {:?}'s sequence", p.src);
+        }
+        if let (Some(ack), Some(&other)) = (p.ack, next.get(&p.dst)) {
+            assert_eq!(ack, other, "{:?} acknowledges what the other side sent so far", p.src);
+        }
+        let len = p.payload.len() as u32 + u32::from(p.syn) + u32::from(p.fin);
+        next.insert(p.src, p.seq.wrapping_add(len));
+        streams.entry(p.src).or_default().extend_from_slice(&p.payload);
+        if p.fin {
+            fins.push(p.src);
+        }
+    }
+    assert_eq!(streams[&client], sent.client, "the client's bytes as it sent them");
+    assert_eq!(streams[&upstream], sent.upstream, "the upstream's bytes as it sent them");
+    fins.sort();
+    let mut both = vec![client, upstream];
+    both.sort();
+    assert_eq!(fins, both, "a FIN from each side");
+}
+
+/// Hex bytes as tshark writes them (`aa:bb`) or as the log does (`aabb`).
+fn unhex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex")).collect()
+}
+
+fn opcode_number(op: &Opcode) -> u8 {
+    match op {
+        Opcode::Number(n) => *n,
+        Opcode::Name(n) => match n.as_str() {
+            "continuation" => 0,
+            "text" => 1,
+            "binary" => 2,
+            "close" => 8,
+            "ping" => 9,
+            "pong" => 10,
+            other => panic!("opcode {other}"),
+        },
+    }
+}
+
+/// What a reader of the traffic saw, per side ([`Side::index`] order:
+/// client, upstream): each frame's header, each whole message's payload
+/// (inflated, reassembled), each control frame's payload, the closes.
+#[derive(Debug, Default, PartialEq)]
+struct Seen {
+    /// (opcode, fin, rsv1, masking key in hex or empty, payload length).
+    frames: [Vec<(u8, bool, bool, String, u64)>; 2],
+    /// Text messages, binary messages (hex).
+    texts: [Vec<String>; 2],
+    binaries: [Vec<String>; 2],
+    /// Ping and pong payloads (hex).
+    controls: [Vec<String>; 2],
+    /// Close code and reason.
+    closes: [Vec<(Option<u16>, String)>; 2],
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn seen_in_log(log: &[Record]) -> Seen {
+    use wsproxy::schema::Side;
+    let mut seen = Seen::default();
+    let payload = |preview: &str, encoding: &str| {
+        if encoding == "hex" { unhex(preview) } else { preview.as_bytes().to_vec() }
+    };
+    for r in log {
+        match &r.event {
+            Event::Frame { from, fin, rsv1, opcode, mask, len, preview, preview_encoding, .. } => {
+                let i = usize::from(*from == Side::Upstream);
+                let op = opcode_number(opcode);
+                seen.frames[i].push((op, *fin, *rsv1, mask.clone().unwrap_or_default(), *len));
+                if op == 9 || op == 10 {
+                    seen.controls[i].push(hex(&payload(preview, preview_encoding)));
+                }
+            }
+            Event::Message { from, kind, preview, preview_encoding, preview_truncated, .. } => {
+                assert!(!preview_truncated, "--max-preview all");
+                let i = usize::from(*from == Side::Upstream);
+                let bytes = payload(preview, preview_encoding);
+                match kind.as_str() {
+                    "text" => seen.texts[i].push(String::from_utf8(bytes).expect("text")),
+                    _ => seen.binaries[i].push(hex(&bytes)),
+                }
+            }
+            Event::Close { from, code, reason, .. } => {
+                let i = usize::from(*from == Side::Upstream);
+                seen.closes[i].push((*code, reason.clone()));
+            }
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// What `tshark -T json` (Wireshark's dissectors) saw in `pcap`, whose
+/// server listens on `server_port`.
+fn seen_by_tshark(pcap: &Path, server_port: &str) -> Seen {
+    let out = Command::new("tshark")
+        .args(["-r", pcap.to_str().expect("utf-8"), "-d", &format!("tcp.port=={server_port},http")])
+        .args(["-Y", "websocket", "-T", "json", "--no-duplicate-keys", "-J", "tcp websocket data"])
+        .output()
+        .expect("run tshark");
+    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
+    let packets: serde_json::Value = serde_json::from_slice(&out.stdout).expect("tshark's JSON");
+    let list = |v: Option<&serde_json::Value>| -> Vec<serde_json::Value> {
+        match v {
+            Some(serde_json::Value::Array(a)) => a.clone(),
+            Some(v) => vec![v.clone()],
+            None => vec![],
+        }
+    };
+    let field = |v: &serde_json::Value, k: &str| v.get(k).and_then(|f| f.as_str()).unwrap_or("").to_owned();
+    let mut seen = Seen::default();
+    for p in packets.as_array().expect("a list of packets") {
+        let layers = &p["_source"]["layers"];
+        let i = usize::from(field(&layers["tcp"], "tcp.srcport") == server_port);
+        for ws in list(layers.get("websocket")) {
+            let op: u8 = field(&ws, "websocket.opcode").parse().expect("opcode");
+            let rsv = u8::from_str_radix(field(&ws, "websocket.rsv").trim_start_matches("0x"), 16).expect("rsv");
+            let len = match field(&ws, "websocket.payload_length").parse().expect("length") {
+                126 => field(&ws, "websocket.payload_length_ext_16").parse().expect("16-bit length"),
+                127 => field(&ws, "websocket.payload_length_ext_64").parse().expect("64-bit length"),
+                n => n,
+            };
+            let mask = field(&ws, "websocket.masking_key").replace(':', "");
+            seen.frames[i].push((op, field(&ws, "websocket.fin") == "1", rsv & 4 != 0, mask, len));
+            let payload = &ws["websocket.payload"];
+            if let Some(text) = payload.get("websocket.payload.text").and_then(|t| t.as_str()) {
+                seen.texts[i].push(text.to_owned());
+            }
+            for key in ["websocket.payload.ping", "websocket.payload.pong"] {
+                if let Some(p) = payload.get(key).and_then(|t| t.as_str()) {
+                    seen.controls[i].push(hex(&unhex(p)));
+                }
+            }
+            if (op == 9 || op == 10) && !payload.is_object() {
+                // An empty payload.
+                seen.controls[i].push(String::new());
+            }
+            if let Some(close) = payload.get("websocket.payload.close") {
+                let code = close.get("websocket.payload.close.status_code").and_then(|c| c.as_str());
+                let reason = close.get("websocket.payload.close.reason").and_then(|c| c.as_str());
+                seen.closes[i].push((code.map(|c| c.parse().expect("code")), reason.unwrap_or("").to_owned()));
+            }
+        }
+        for data in list(layers.get("data")) {
+            seen.binaries[i].push(hex(&unhex(&field(&data, "data.data"))));
+        }
+    }
+    seen
+}
+
+/// Wireshark reads the capture as the proxy read the traffic: the same
+/// frames (opcode, FIN, RSV1, masking key, length), the same messages
+/// (reassembled, inflated), ping and pong payloads and closes, each side's
+/// in the order it sent them; and its TCP analysis flags no packet.
+/// Skipped when `tshark` is not installed (`ci/test.sh` installs it).
+#[test]
+fn tshark_reads_the_same_frames_as_the_log() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("tshark is not installed: skipped (ci/test.sh installs it)");
+        return;
+    }
+    let pcap = temp("tshark.pcapng");
+    let (log, _) = session(&["--pcap", pcap.to_str().expect("utf-8")]);
+    let upstream_port = log
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::Open { upstream, .. } => upstream.rsplit_once(':').map(|(_, p)| p.to_owned()),
+            _ => None,
+        })
+        .expect("open");
+    let logged = seen_in_log(&log);
+    let dissected = seen_by_tshark(&pcap, &upstream_port);
+    println!(
+        "tshark saw {} + {} frames, texts {:?}, {} + {} binary messages, pings/pongs {:?}, closes {:?}",
+        dissected.frames[0].len(),
+        dissected.frames[1].len(),
+        dissected.texts,
+        dissected.binaries[0].len(),
+        dissected.binaries[1].len(),
+        dissected.controls,
+        dissected.closes
+    );
+    assert_eq!(dissected.frames[0].len() + dissected.frames[1].len(), 14);
+    assert_eq!(dissected, logged, "tshark (left) and the log (right) disagree");
+    let flagged = Command::new("tshark")
+        .args(["-r", pcap.to_str().expect("utf-8"), "-Y", "tcp.analysis.flags", "-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("run tshark");
+    assert_eq!(String::from_utf8_lossy(&flagged.stdout).trim(), "", "tshark's TCP analysis flags packets");
+}
