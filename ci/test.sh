@@ -6,8 +6,8 @@
 #
 # It needs: bash 4.4 or later, Rust (cargo), python3 with venv, node and
 # npm, network to crates.io, PyPI and npm, a CPython 2.7 for the Autobahn
-# testsuite, and Chromium (installed with apt-get when run as root on
-# Debian). It checks for them first and says what is missing; `cargo test
+# testsuite, and Chromium and tshark (installed with apt-get when run as
+# root on Debian). It checks for them first and says what is missing; `cargo test
 # --workspace` alone needs none of them.
 set -euo pipefail
 # {fd} redirections need bash 4.1, empty arrays under `set -u` 4.4.
@@ -48,6 +48,13 @@ if ! command -v chromium >/dev/null; then
         MISSING+=("chromium: no apt-get here (not Debian); install Chromium with your package manager so that 'chromium' is on the PATH")
     fi
 fi
+if ! command -v tshark >/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        echo "tshark: not installed; the capture step installs it with apt-get"
+    else
+        MISSING+=("tshark (Wireshark's command line, to check wsproxy --pcap captures: apt-get install tshark as root)")
+    fi
+fi
 if ((${#MISSING[@]} > 0)); then
     echo "ci/test.sh: cannot run everything; missing:" >&2
     printf '  - %s\n' "${MISSING[@]}" >&2
@@ -70,6 +77,16 @@ fi
 (cd "$INTEROP" && npm ci --no-audit --no-fund --silent)
 # A missing peer fails the interop tests here instead of skipping them.
 export WSTOOLKIT_REQUIRE_INTEROP=1
+
+step "tshark: Wireshark's dissectors judge wsproxy --pcap captures (in cargo test)"
+if ! command -v tshark >/dev/null; then
+    apt-get update -qq
+    # Noninteractive: the question about capturing as non-root is answered no.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null
+fi
+tshark --version | head -1
+# A missing tshark fails the capture tests here instead of skipping them.
+export WSTOOLKIT_REQUIRE_TSHARK=1
 
 step "cargo test --workspace"
 cargo test --workspace 2>&1

@@ -6,11 +6,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
-use common::*;
+use common::{Proxy, RawUpstream, connect, frame};
 use wsproto::OpCode;
 use wsproxy::schema::{Event, Opcode, Record};
 
@@ -31,54 +33,164 @@ struct Sent {
     upstream: Vec<u8>,
 }
 
+/// A connection the test writes and reads: plain TCP or TLS over it.
+trait Conn: Read + Write + Send {
+    /// Ends what this side sends (TLS: close_notify, then the TCP FIN).
+    fn finish(&mut self);
+}
+
+impl Conn for TcpStream {
+    fn finish(&mut self) {
+        self.shutdown(Shutdown::Write).expect("shutdown");
+    }
+}
+
+impl<C, D> Conn for rustls::StreamOwned<C, TcpStream>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>> + Send,
+    D: rustls::SideData,
+{
+    fn finish(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+        let _ = self.sock.shutdown(Shutdown::Write);
+    }
+}
+
+/// Reads until `buf` holds at least `len` bytes.
+fn read_at_least(s: &mut dyn Conn, buf: &mut Vec<u8>, len: usize) {
+    let mut chunk = vec![0u8; 65536];
+    while buf.len() < len {
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "peer closed after {} of {len} bytes", buf.len());
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads until `buf` ends a head; returns its length.
+fn read_head(s: &mut dyn Conn, buf: &mut Vec<u8>) -> usize {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return i + 4;
+        }
+        let len = buf.len() + 1;
+        read_at_least(s, buf, len);
+    }
+}
+
+/// Reads until the end of the stream (a TLS peer's TCP FIN counts).
+fn read_to_end(s: &mut dyn Conn) {
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// Certificates for `localhost` and 127.0.0.1, signed by a test CA: the
+/// CA file, the certificate and the key (PEM), in `dir`.
+fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("params");
+    let cert = leaf.signed_by(&key, &ca).expect("sign");
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca.pem()).expect("write");
+    std::fs::write(&paths.1, cert.pem()).expect("write");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write");
+    paths
+}
+
 /// A scripted WebSocket session through a proxy started with `args` (and
-/// `--max-preview all`): permessage-deflate negotiated; from the client
-/// text, binary, a fragmented text, a compressed text, a ping, a binary
-/// message larger than a segment, a close; from the upstream text, a
-/// compressed text, the pong, a fragmented binary, the close. Returns the
-/// log and what each side sent; the proxy has exited, so the capture is
-/// complete.
-fn session(args: &[&str]) -> (Vec<Record>, Sent) {
+/// `--max-preview all`), over TLS on both legs when `tls`:
+/// permessage-deflate negotiated; from the client text, binary, a
+/// fragmented text, a compressed text, a ping, a binary message larger
+/// than a segment, a close; from the upstream text, a compressed text, the
+/// pong, a fragmented binary, the close. Returns the log and what each
+/// side sent; the proxy has exited, so the capture is complete.
+fn session(args: &[&str], tls: bool) -> (Vec<Record>, Sent) {
+    static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = temp(&format!("pki-{}", SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (ca, cert, key) = pki(&dir);
+    let server_tls = tls.then(|| wsproxy::tls::server_config(&cert, &key).expect("server config"));
     let mut upstream_sent = upstream_frames();
     let expected_from_client = client_frames().len();
-    let upstream = RawUpstream::start(move |mut s| {
+    let upstream = RawUpstream::start(move |tcp| {
+        let mut s: Box<dyn Conn> = match server_tls {
+            Some(config) => {
+                Box::new(rustls::StreamOwned::new(rustls::ServerConnection::new(config).expect("TLS server"), tcp))
+            }
+            None => Box::new(tcp),
+        };
         let mut got = Vec::new();
-        let head = read_head(&mut s, &mut got);
+        let head = read_head(&mut *s, &mut got);
         let mut sent = wsproto::handshake::build_response(
             &wsproto::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
             None,
             Some("permessage-deflate"),
         )
         .expect("response");
-        write(&mut s, &sent);
-        read_at_least(&mut s, &mut got, head + expected_from_client);
-        write(&mut s, &upstream_sent);
+        s.write_all(&sent).expect("write");
+        read_at_least(&mut *s, &mut got, head + expected_from_client);
+        s.write_all(&upstream_sent).expect("write");
         sent.append(&mut upstream_sent);
-        read_to_end(&mut s, &mut got);
+        read_to_end(&mut *s);
+        s.finish();
         sent
     });
-    let mut all = vec!["--upstream".to_string(), upstream.url(), "--max-preview".into(), "all".into()];
+    let scheme = if tls { "wss" } else { "ws" };
+    let mut all = vec!["--upstream".to_string(), format!("{scheme}://{}", upstream.addr)];
+    all.extend(["--max-preview", "all"].map(String::from));
+    if tls {
+        for (flag, path) in [("--upstream-ca", &ca), ("--tls-cert", &cert), ("--tls-key", &key)] {
+            all.extend([flag.to_string(), path.to_str().expect("utf-8").to_string()]);
+        }
+    }
     all.extend(args.iter().map(|a| a.to_string()));
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     let mut proxy = Proxy::start(&all);
-    let mut c = connect(proxy.addr);
+    let tcp = connect(proxy.addr);
+    let mut c: Box<dyn Conn> = if tls {
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        roots.add(rustls::pki_types::CertificateDer::from_pem_file(&ca).expect("CA")).expect("add CA");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS client");
+        Box::new(rustls::StreamOwned::new(conn, tcp))
+    } else {
+        Box::new(tcp)
+    };
     let mut client_sent =
         wsproto::handshake::build_request("x", "/", "dGhlIHNhbXBsZSBub25jZQ==", &[], Some("permessage-deflate"))
             .expect("request");
-    write(&mut c, &client_sent);
+    c.write_all(&client_sent).expect("write");
     let mut got = Vec::new();
-    let head = read_head(&mut c, &mut got);
+    let head = read_head(&mut *c, &mut got);
     let frames = client_frames();
     // Frame by frame: separate reads, separate packets.
     for f in split_frames(&frames) {
-        write(&mut c, f);
+        c.write_all(f).expect("write");
+        c.flush().expect("flush");
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     client_sent.extend_from_slice(&frames);
     // The upstream's frames, its close last; then the client closes too.
-    read_at_least(&mut c, &mut got, head + upstream_frames().len());
-    c.shutdown(std::net::Shutdown::Write).expect("shutdown");
-    read_to_end(&mut c, &mut got);
+    read_at_least(&mut *c, &mut got, head + upstream_frames().len());
+    c.finish();
+    read_to_end(&mut *c);
     drop(c);
     let upstream_sent = upstream.join();
     proxy.connection(1);
@@ -184,8 +296,17 @@ fn packets(path: &Path) -> Vec<Packet> {
 
 #[test]
 fn the_capture_holds_each_sides_bytes_as_a_consistent_tcp_conversation() {
-    let pcap = temp("session.pcapng");
-    let (log, sent) = session(&["--pcap", pcap.to_str().expect("utf-8")]);
+    consistent_tcp_conversation(false);
+}
+
+#[test]
+fn over_tls_on_both_legs_the_capture_holds_the_plaintext() {
+    consistent_tcp_conversation(true);
+}
+
+fn consistent_tcp_conversation(tls: bool) {
+    let pcap = temp(if tls { "session-tls.pcapng" } else { "session.pcapng" });
+    let (log, sent) = session(&["--pcap", pcap.to_str().expect("utf-8")], tls);
     let Some(Event::Open { client, upstream }) = log.iter().map(|r| &r.event).find(|e| matches!(e, Event::Open { .. }))
     else {
         panic!("no open event")
@@ -197,6 +318,7 @@ fn the_capture_holds_each_sides_bytes_as_a_consistent_tcp_conversation() {
     assert!(packets[0].syn && packets[0].ack.is_none() && packets[0].src == client && packets[0].dst == upstream);
     let comment = packets[0].comment.as_deref().expect("a comment on the SYN");
     assert!(comment.starts_with("wsproxy connection 1: client"), "{comment}");
+    assert_eq!(comment.contains("both legs were TLS: these are the decrypted bytes"), tls, "{comment}");
     assert!(packets[1].syn && packets[1].ack == Some(packets[0].seq.wrapping_add(1)));
     // Every packet continues its side's sequence and acknowledges no more
     // than the other side sent; the payloads are what each side sent.
@@ -361,6 +483,17 @@ fn seen_by_tshark(pcap: &Path, server_port: &str) -> Seen {
     seen
 }
 
+/// Whether `tshark` can run; without it the test is skipped, unless
+/// `WSTOOLKIT_REQUIRE_TSHARK` is set (as `ci/test.sh` does).
+fn tshark_installed() -> bool {
+    if Command::new("tshark").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(std::env::var_os("WSTOOLKIT_REQUIRE_TSHARK").is_none(), "tshark is required but not installed");
+    eprintln!("tshark is not installed: skipped (ci/test.sh installs it)");
+    false
+}
+
 /// Wireshark reads the capture as the proxy read the traffic: the same
 /// frames (opcode, FIN, RSV1, masking key, length), the same messages
 /// (reassembled, inflated), ping and pong payloads and closes, each side's
@@ -368,12 +501,21 @@ fn seen_by_tshark(pcap: &Path, server_port: &str) -> Seen {
 /// Skipped when `tshark` is not installed (`ci/test.sh` installs it).
 #[test]
 fn tshark_reads_the_same_frames_as_the_log() {
-    if Command::new("tshark").arg("--version").output().is_err() {
-        eprintln!("tshark is not installed: skipped (ci/test.sh installs it)");
+    tshark_agrees(false);
+}
+
+/// The same over TLS on both legs: the capture holds the plaintext.
+#[test]
+fn tshark_reads_the_same_frames_as_the_log_over_tls() {
+    tshark_agrees(true);
+}
+
+fn tshark_agrees(tls: bool) {
+    if !tshark_installed() {
         return;
     }
-    let pcap = temp("tshark.pcapng");
-    let (log, _) = session(&["--pcap", pcap.to_str().expect("utf-8")]);
+    let pcap = temp(if tls { "tshark-tls.pcapng" } else { "tshark.pcapng" });
+    let (log, _) = session(&["--pcap", pcap.to_str().expect("utf-8")], tls);
     let upstream_port = log
         .iter()
         .find_map(|r| match &r.event {
