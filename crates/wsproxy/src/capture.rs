@@ -1,5 +1,6 @@
 //! Keeping what passes: the bytes each side sent, recorded as a packet
-//! capture ([`pcapng`], for `--pcap FILE`).
+//! capture ([`pcapng`], for `--pcap FILE`), and captures read back into
+//! the proxy's events ([`read`], for `wsproxy read FILE`).
 //!
 //! The relay and the session know, for each connection, its addresses,
 //! the bytes each side sent and when, and how each side ended. They write
@@ -10,3 +11,4 @@
 //! records into packets. Nothing is parsed back from JSON.
 
 pub mod pcapng;
+pub mod read;

@@ -732,6 +732,34 @@ impl EventBody for ErrorOut<'_> {
     }
 }
 
+/// `gap`: bytes of a side's stream that a capture does not have (`wsproxy
+/// read`): they are not guessed; that side is not decoded from here on.
+#[derive(Serialize)]
+pub(crate) struct Gap {
+    /// Whose bytes are missing.
+    pub from: Side,
+    /// Where they start in that side's stream.
+    pub offset: u64,
+    /// How many are missing (as far as the capture tells).
+    pub len: u64,
+}
+
+impl EventBody for Gap {
+    const NAME: &'static str = "gap";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, self.from);
+        paint(
+            out,
+            color,
+            "31",
+            format_args!(
+                " gap: {} B missing from the capture at offset {}; not decoded from here on",
+                self.len, self.offset
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use wsproxy::capture::read::{ReadError, ReadOptions, ServerHint};
 use wsproxy::{Config, Format, PreviewLimit, Upstream};
 
 /// A byte-transparent WebSocket proxy that shows every handshake, frame,
@@ -24,8 +25,18 @@ use wsproxy::{Config, Format, PreviewLimit, Upstream};
 /// a relay had to wait for the event writer because the output was slower
 /// than the traffic: the proxy never drops an event, it slows down instead).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about, override_usage = "wsproxy [OPTIONS]", after_help = EXAMPLES, after_long_help = EXAMPLES)]
+#[command(
+    version,
+    about,
+    long_about,
+    override_usage = "wsproxy [OPTIONS]\n       wsproxy read [OPTIONS] FILE",
+    after_help = EXAMPLES,
+    after_long_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The server to relay to: ws://HOST[:PORT][/PATH] or wss://… (TLS). If PATH is given it
     /// replaces the request path of clients that ask for `/`.
     #[arg(long, value_name = "URL")]
@@ -108,6 +119,65 @@ struct Args {
     threads: Option<usize>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Decode a packet capture into the events the proxy shows live.
+    Read(ReadArgs),
+}
+
+/// Decode a packet capture (pcap or pcapng: wsproxy's own --pcap, or
+/// tcpdump's and tshark's of unencrypted traffic) into the events the
+/// proxy shows live, with the capture's timestamps: every TCP conversation
+/// reassembled (retransmissions taken once, out-of-order segments put in
+/// order, missing bytes reported as a `gap` event, never guessed) and fed
+/// to the proxy's own decoder.
+///
+/// Link types: Ethernet, Linux cooked (SLL, SLL2: tcpdump -i any),
+/// loopback (NULL, LOOP) and raw IP. The client of a conversation is the
+/// side that sent the SYN; when the capture has no TCP handshake, say which
+/// side is the server with --port or --server, or it is told by who sent
+/// the HTTP request.
+#[derive(Debug, clap::Args)]
+#[command(after_help = READ_EXAMPLES, after_long_help = READ_EXAMPLES)]
+struct ReadArgs {
+    /// The capture (pcap or pcapng); - for standard input.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Output format (default: pretty on a terminal, json otherwise).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Write events to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Payload bytes to show per frame and message: a size (256, 4KiB; 0: none) or `all`.
+    #[arg(long, value_name = "SIZE|all", default_value = "256", value_parser = parse_preview)]
+    max_preview: PreviewLimit,
+    /// Log messages and control frames, but not each data frame.
+    #[arg(long)]
+    messages_only: bool,
+    /// Most bytes one compressed message may inflate to.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = wscli::parse_size)]
+    max_inflate: u64,
+    /// Show Authorization, Proxy-Authorization, Cookie and Set-Cookie values.
+    #[arg(long)]
+    show_secrets: bool,
+    /// The server's port, for conversations the capture has no handshake
+    /// of; only conversations with this port are decoded.
+    #[arg(long, value_name = "PORT", conflicts_with = "server")]
+    port: Option<u16>,
+    /// The server's address, as --port.
+    #[arg(long, value_name = "HOST:PORT")]
+    server: Option<SocketAddr>,
+}
+
+const READ_EXAMPLES: &str = "\
+Examples:
+  wsproxy read session.pcapng                    a capture written with wsproxy --pcap
+  tcpdump -i lo -w ws.pcap port 9001             (capture on a server, then:)
+  wsproxy read ws.pcap --format json --log events.jsonl
+  wsproxy read ws.pcap --port 9001 --messages-only   no handshake in the capture: the server's port
+";
+
 const EXAMPLES: &str = "\
 Examples:
   wsproxy                                        an embedded echo server; open the printed page
@@ -116,7 +186,8 @@ Examples:
   wsproxy --upstream ws://127.0.0.1:8080 --log events.jsonl --tee   (JSON there, pretty here)
   wsproxy --listen 9003 --upstream wss://localhost:8443 --upstream-ca cert.pem
   wsproxy --upstream ws://127.0.0.1:8080 --enforce --messages-only
-  wsproxy --upstream ws://127.0.0.1:8080 --pcap session.pcapng     (then: wireshark session.pcapng)
+  wsproxy --upstream ws://127.0.0.1:8080 --pcap session.pcapng   (open it in Wireshark)
+  wsproxy read session.pcapng                    a capture (wsproxy's, tcpdump's) as events
 ";
 
 fn listen_addr(s: &str) -> Result<SocketAddr, String> {
@@ -156,6 +227,15 @@ fn parse_preview(s: &str) -> Result<PreviewLimit, String> {
 
 fn main() -> ExitCode {
     let args: Args = wscli::parse_args("wsproxy");
+    if let Some(Command::Read(read)) = args.command {
+        return match run_read(read) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                wscli::report("wsproxy", &e);
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match args.threads {
         Some(0) => Err(std::io::Error::other("--threads must be at least 1")),
         Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
@@ -252,7 +332,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.pcap {
         let file = std::fs::File::create(path).with_context(|| format!("--pcap: creating {}", path.display()))?;
-        let writer = wsproxy::capture::pcapng::PcapngWriter::new(file)
+        let writer = wsproxy::capture::pcapng::PcapngWriter::new(file, Some((&upstream, args.preserve_host)))
             .with_context(|| format!("--pcap: writing to {}", path.display()))?;
         outputs.push(wsproxy::log::Output { format: Format::Capture, writer: Box::new(writer) });
     }
@@ -302,6 +382,84 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The writer ends once every sink is gone and the queue is written.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     eprintln!("wsproxy: {}", totals_line(&summary));
+    Ok(())
+}
+
+/// `wsproxy read`: the capture's events to stdout or `--log`.
+fn run_read(args: ReadArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let to_terminal = args.log.is_none() && std::io::stdout().is_terminal();
+    let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let format = match args.format {
+        Some(FormatArg::Json) => Format::Json,
+        Some(FormatArg::Pretty) => Format::Pretty { color },
+        None if to_terminal => Format::Pretty { color },
+        None => Format::Json,
+    };
+    let mut out: Box<dyn Write> = match &args.log {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating the log file {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let input: Box<dyn std::io::Read> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            std::fs::File::open(&args.file).with_context(|| format!("opening the capture {}", args.file.display()))?,
+        )
+    };
+    // The upstream is the capture's; this one is a placeholder.
+    let placeholder = Upstream { secure: false, host: "0.0.0.0".into(), port: 1, path: String::new() };
+    let config = Config {
+        max_preview: args.max_preview,
+        messages_only: args.messages_only,
+        max_inflate: args.max_inflate,
+        show_secrets: args.show_secrets,
+        ..Config::new(placeholder)
+    };
+    let server = match (args.port, args.server) {
+        (Some(p), _) => Some(ServerHint::Port(p)),
+        (None, Some(a)) => Some(ServerHint::Addr(a)),
+        (None, None) => None,
+    };
+    let options = ReadOptions { config, server };
+    let mut sink = |events: &wsproxy::log::Events| out.write_all(events.output(0));
+    let result = wsproxy::capture::read::read(input, &options, &[format], &mut sink);
+    // A closed pipe (`wsproxy read … | head`) is not an error.
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        r => r.context("writing the events")?,
+    }
+    let summary = match result {
+        Ok(s) => s,
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", args.file.display()))),
+    };
+    let mut line = format!(
+        "wsproxy: {}: {}, {}",
+        args.file.display(),
+        wscli::count(summary.packets, "packet"),
+        wscli::count(summary.connections, "connection")
+    );
+    if summary.not_tcp > 0 {
+        line += &format!(", {} not TCP (skipped)", wscli::count(summary.not_tcp, "packet"));
+    }
+    if summary.skipped_conversations > 0 {
+        line += &format!(
+            ", {} skipped ({})",
+            wscli::count(summary.skipped_conversations, "TCP conversation"),
+            if server.is_some() {
+                "not the --port/--server given"
+            } else {
+                "no handshake and no HTTP to tell the server: give --port or --server"
+            }
+        );
+    }
+    if summary.gaps > 0 {
+        line += &format!(", {} in the capture", wscli::count(summary.gaps, "gap"));
+    }
+    eprintln!("{line}");
     Ok(())
 }
 

@@ -254,6 +254,16 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Bytes a capture does not have (`wsproxy read`); that side is not
+    /// decoded from here on.
+    Gap {
+        /// Whose bytes are missing.
+        from: Side,
+        /// Where they start in that side's stream.
+        offset: u64,
+        /// How many.
+        len: u64,
+    },
     /// An error that is not a protocol violation.
     Error {
         /// What went wrong.

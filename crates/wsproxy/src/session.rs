@@ -256,6 +256,16 @@ impl Session {
         client + upstream + queued
     }
 
+    /// The side whose HTTP head has begun and is not complete (the client's
+    /// first), if any.
+    pub(crate) fn partial_head(&self) -> Option<Side> {
+        match (&self.client, &self.upstream) {
+            (ClientState::Head(hb), _) if !hb.buf.is_empty() => Some(Side::Client),
+            (_, UpstreamState::Head(hb)) if !hb.buf.is_empty() => Some(Side::Upstream),
+            _ => None,
+        }
+    }
+
     /// Whether bytes from `from` are forwarded whatever they hold, so that
     /// the relay may write them first and call [`Session::observe`] after
     /// (logging never delays the bytes).
@@ -904,7 +914,7 @@ impl Session {
     /// decoded; the first time, an `uninspected` event says why. Bytes the
     /// session was holding (a partial head, bytes after an upgrade request)
     /// are queued first.
-    fn stop_inspecting(&mut self, from: Side, reason: &str, t: &Time, events: &mut Events) {
+    pub(crate) fn stop_inspecting(&mut self, from: Side, reason: &str, t: &Time, events: &mut Events) {
         if !self.uninspected {
             self.uninspected = true;
             self.emit(events, t, &Uninspected { from, reason });

@@ -543,3 +543,246 @@ fn tshark_agrees(tls: bool) {
         .expect("run tshark");
     assert_eq!(String::from_utf8_lossy(&flagged.stdout).trim(), "", "tshark's TCP analysis flags packets");
 }
+
+/// Runs `wsproxy read` with `args`; returns its exit status, its events
+/// (parsed strictly) and its stderr.
+fn read_capture(args: &[&str]) -> (std::process::ExitStatus, Vec<Record>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsproxy"))
+        .arg("read")
+        .args(args)
+        .args(["--format", "json", "--max-preview", "all"])
+        .output()
+        .expect("run wsproxy read");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let records = stdout.lines().map(|l| wsproxy::schema::parse_strict(l).unwrap_or_else(|e| panic!("{e}"))).collect();
+    (out.status, records, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// An event as JSON without what depends on the clock it was read by:
+/// `ts`, `duration_us`, `rtt_us`.
+fn timeless(r: &Record) -> String {
+    let mut v = serde_json::to_value(r).expect("json");
+    if let Some(o) = v.as_object_mut() {
+        for k in ["ts", "duration_us", "rtt_us"] {
+            o.remove(k);
+        }
+    }
+    v.to_string()
+}
+
+/// Each side's events in order, and the connection's own (open, end).
+fn by_side(records: &[Record]) -> [Vec<String>; 3] {
+    let mut out: [Vec<String>; 3] = Default::default();
+    for r in records {
+        let v = serde_json::to_value(r).expect("json");
+        let i = match v.get("from").and_then(|f| f.as_str()) {
+            Some("client") => 0,
+            Some("upstream") => 1,
+            _ => 2,
+        };
+        out[i].push(timeless(r));
+    }
+    out
+}
+
+/// Round trip: `wsproxy read` of the proxy's own capture gives the live
+/// log's events, the capture's timestamps aside (each side's in the order
+/// it sent them; the live log interleaves the two directions by batch).
+#[test]
+fn reading_the_capture_gives_the_live_events() {
+    for tls in [false, true] {
+        let pcap = temp(if tls { "round-trip-tls.pcapng" } else { "round-trip.pcapng" });
+        let (live, _) = session(&["--pcap", pcap.to_str().expect("utf-8")], tls);
+        let (status, read, stderr) = read_capture(&[pcap.to_str().expect("utf-8")]);
+        assert!(status.success(), "{stderr}");
+        assert!(stderr.contains("1 connection"), "{stderr}");
+        assert_eq!(by_side(&read), by_side(&live), "tls: {tls}");
+        // The capture's timestamps are the live ones.
+        let stamps = |rs: &[Record]| {
+            let mut s: Vec<(String, String)> = rs
+                .iter()
+                .filter(|r| !matches!(r.event, Event::End { .. } | Event::Open { .. }))
+                .map(|r| (r.ts.clone(), timeless(r)))
+                .collect();
+            s.sort();
+            s
+        };
+        assert_eq!(stamps(&read), stamps(&live));
+    }
+}
+
+/// The packets of a pcapng file written by wsproxy (RAW link type), as
+/// (timestamp, IP packet).
+fn raw_packets(path: &Path) -> Vec<(std::time::Duration, Vec<u8>)> {
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let mut reader = PcapNgReader::new(std::fs::File::open(path).expect("open")).expect("pcapng");
+    let mut out = Vec::new();
+    while let Some(block) = reader.next_block() {
+        if let Block::EnhancedPacket(epb) = block.expect("block") {
+            // wsproxy writes nanosecond ticks, which pcap-file reads as such.
+            out.push((epb.timestamp, epb.data.to_vec()));
+        }
+    }
+    out
+}
+
+/// Writes `packets` (IP packets) as a classic pcap file with Ethernet
+/// headers, as tcpdump writes them.
+fn write_ethernet_pcap(path: &Path, packets: &[(std::time::Duration, Vec<u8>)]) {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let header = PcapHeader { datalink: pcap_file::DataLink::ETHERNET, ..PcapHeader::default() };
+    let mut w = PcapWriter::with_header(std::fs::File::create(path).expect("create"), header).expect("pcap");
+    for (ts, ip) in packets {
+        let ethertype: [u8; 2] = if ip[0] >> 4 == 6 { [0x86, 0xdd] } else { [0x08, 0x00] };
+        let frame = [&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2][..], &ethertype, ip].concat();
+        w.write_packet(&PcapPacket::new(*ts, frame.len() as u32, &frame)).expect("write");
+    }
+}
+
+fn tcp_payload_len(ip: &[u8]) -> usize {
+    let sliced = etherparse::SlicedPacket::from_ip(ip).expect("IP");
+    match sliced.transport {
+        Some(etherparse::TransportSlice::Tcp(t)) => t.payload().len(),
+        _ => 0,
+    }
+}
+
+/// A tcpdump-like capture of the same traffic (Ethernet, classic pcap)
+/// where segments come twice and out of order reads the same; one where a
+/// segment is missing says so with a `gap` event and guesses nothing.
+#[test]
+fn retransmitted_and_reordered_segments_read_the_same_and_missing_ones_are_a_gap() {
+    let pcap = temp("reorder.pcapng");
+    session(&["--pcap", pcap.to_str().expect("utf-8")], false);
+    let packets = raw_packets(&pcap);
+    let (status, expected, stderr) = read_capture(&[pcap.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    let data: Vec<usize> = (0..packets.len()).filter(|&i| tcp_payload_len(&packets[i].1) > 0).collect();
+    assert!(data.len() >= 6, "enough data segments to shuffle");
+
+    // Every data segment twice, and the 2nd and 3rd data segments swapped
+    // (the 5000-byte message spans several).
+    let mut messy = Vec::new();
+    for (i, p) in packets.iter().enumerate() {
+        messy.push(p.clone());
+        if data.contains(&i) {
+            messy.push(p.clone());
+        }
+    }
+    let (a, b) = (messy.iter().position(|p| *p == packets[data[2]]), messy.iter().position(|p| *p == packets[data[3]]));
+    messy.swap(a.expect("a"), b.expect("b"));
+    let messy_path = temp("messy.pcap");
+    write_ethernet_pcap(&messy_path, &messy);
+    let (status, read, stderr) = read_capture(&["--port", "1", messy_path.to_str().expect("utf-8")]);
+    // --port names no side here: every conversation is skipped.
+    assert!(status.success(), "{stderr}");
+    assert!(read.is_empty() && stderr.contains("1 TCP conversation skipped"), "{stderr}");
+    let (status, read, stderr) = read_capture(&[messy_path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    // Without wsproxy's note the Host is not rewritten: compare the rest.
+    let strip = |rs: &[Record]| -> Vec<String> {
+        rs.iter()
+            .map(|r| {
+                let mut v: serde_json::Value = serde_json::from_str(&timeless(r)).expect("json");
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("forwarded_host");
+                }
+                v.to_string()
+            })
+            .collect()
+    };
+    assert_eq!(strip(&read), strip(&expected));
+
+    // Without the 3rd data segment: the side it belongs to stops at a gap.
+    let gappy: Vec<_> = packets.iter().enumerate().filter(|(i, _)| *i != data[2]).map(|(_, p)| p.clone()).collect();
+    let gappy_path = temp("gappy.pcap");
+    write_ethernet_pcap(&gappy_path, &gappy);
+    let (status, read, stderr) = read_capture(&[gappy_path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("1 gap"), "{stderr}");
+    let missing = tcp_payload_len(&packets[data[2]].1) as u64;
+    let gaps: Vec<_> = read
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Gap { len, .. } => Some(*len),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gaps, [missing]);
+    assert!(matches!(read.last().map(|r| &r.event), Some(Event::End { .. })));
+}
+
+/// What is not a capture, is cut short, holds no TCP, or TCP that is not
+/// HTTP: a clear error or an event, never a panic.
+#[test]
+fn bad_input_gets_a_clear_error_or_an_event() {
+    let not_capture = temp("not-a-capture.txt");
+    std::fs::write(&not_capture, "GET / HTTP/1.1\r\n\r\n").expect("write");
+    let (status, read, stderr) = read_capture(&[not_capture.to_str().expect("utf-8")]);
+    assert!(!status.success() && read.is_empty());
+    assert!(stderr.contains("not a pcap or pcapng capture"), "{stderr}");
+
+    let pcap = temp("truncated.pcapng");
+    session(&["--pcap", pcap.to_str().expect("utf-8")], false);
+    let bytes = std::fs::read(&pcap).expect("read");
+    let cut = temp("cut.pcapng");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).expect("write");
+    let (status, read, stderr) = read_capture(&[cut.to_str().expect("utf-8")]);
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("cut short or malformed after"), "{stderr}");
+    // What came before is decoded, and the connection ends.
+    assert!(read.iter().any(|r| matches!(r.event, Event::HandshakeResponse { .. })));
+    assert!(matches!(read.last().map(|r| &r.event), Some(Event::End { .. })));
+
+    // UDP only, and a TCP conversation that is not HTTP.
+    let udp = etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64).udp(5353, 5353);
+    let mut udp_packet = Vec::new();
+    udp.write(&mut udp_packet, b"not tcp").expect("udp");
+    let tcp = |from_server: bool, seq: u32, ack: u32, syn: bool, payload: &[u8]| {
+        let (src, dst, sp, dp) = if from_server {
+            ([127, 0, 0, 2], [127, 0, 0, 1], 22, 40000)
+        } else {
+            ([127, 0, 0, 1], [127, 0, 0, 2], 40000, 22)
+        };
+        let mut b = etherparse::PacketBuilder::ipv4(src, dst, 64).tcp(sp, dp, seq, 65535);
+        if syn {
+            b = b.syn();
+        }
+        if ack != 0 {
+            b = b.ack(ack);
+        }
+        let mut out = Vec::new();
+        b.write(&mut out, payload).expect("tcp");
+        out
+    };
+    let banner = b"SSH-2.0-OpenSSH_9.2\r\n";
+    let ms = std::time::Duration::from_millis;
+    let packets = vec![
+        (ms(1), udp_packet.clone()),
+        (ms(2), tcp(false, 100, 0, true, b"")),
+        (ms(3), tcp(true, 500, 101, true, b"")),
+        (ms(4), tcp(false, 101, 501, false, b"")),
+        (ms(5), tcp(true, 501, 101, false, banner)),
+        (ms(6), tcp(false, 101, 501 + banner.len() as u32, false, b"SSH-2.0-client\r\n")),
+    ];
+    let path = temp("no-http.pcap");
+    write_ethernet_pcap(&path, &packets);
+    let (status, read, stderr) = read_capture(&[path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("1 packet not TCP (skipped)"), "{stderr}");
+    let kinds: Vec<&str> = read
+        .iter()
+        .map(|r| match &r.event {
+            Event::Open { .. } => "open",
+            Event::Uninspected { .. } => "uninspected",
+            Event::End { .. } => "end",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["open", "uninspected", "end"], "{read:#?}");
+    let only_udp = temp("udp.pcap");
+    write_ethernet_pcap(&only_udp, &packets[..1]);
+    let (status, read, stderr) = read_capture(&[only_udp.to_str().expect("utf-8")]);
+    assert!(status.success() && read.is_empty(), "{stderr}");
+    assert!(stderr.contains("0 connections, 1 packet not TCP"), "{stderr}");
+}

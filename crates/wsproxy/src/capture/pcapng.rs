@@ -50,8 +50,10 @@ use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPa
 use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
 
+use super::read::UPSTREAM_NOTE;
 use crate::event::Side;
 use crate::record::{Record, TlsLegs, decode};
+use crate::upstream::Upstream;
 
 /// Largest TCP payload per IPv4 packet: a 1500-byte Ethernet MTU less 20
 /// bytes of IPv4 header and 20 of TCP header.
@@ -102,8 +104,11 @@ pub struct PcapngWriter<W: Write> {
 
 impl<W: Write> PcapngWriter<W> {
     /// Starts a capture on `out`: writes the section header and the
-    /// interface description at once.
-    pub fn new(mut out: W) -> io::Result<PcapngWriter<W>> {
+    /// interface description at once. `upstream`, the proxy's upstream and
+    /// whether it keeps the client's `Host` (`--preserve-host`), is noted
+    /// in the interface's comment, so that `wsproxy read` rewrites requests
+    /// as the proxy did.
+    pub fn new(mut out: W, upstream: Option<(&Upstream, bool)>) -> io::Result<PcapngWriter<W>> {
         let section = SectionHeaderBlock {
             options: vec![SectionHeaderOption::UserApplication(Cow::Borrowed(concat!(
                 "wsproxy ",
@@ -112,6 +117,13 @@ impl<W: Write> PcapngWriter<W> {
             ..SectionHeaderBlock::default()
         };
         let mut blocks = PcapNgWriter::with_section_header(Vec::new(), section).map_err(io::Error::other)?;
+        let mut options = Vec::new();
+        if let Some((upstream, preserve_host)) = upstream {
+            let host = if preserve_host { "preserved" } else { "rewritten" };
+            options.push(InterfaceDescriptionOption::Comment(Cow::Owned(format!(
+                "{UPSTREAM_NOTE}{upstream}; host: {host}"
+            ))));
+        }
         let interface = InterfaceDescriptionBlock {
             linktype: DataLink::RAW,
             snaplen: 0,
@@ -122,7 +134,10 @@ impl<W: Write> PcapngWriter<W> {
                 )),
                 // pcap-file writes timestamps in nanoseconds.
                 InterfaceDescriptionOption::IfTsResol(9),
-            ],
+            ]
+            .into_iter()
+            .chain(options)
+            .collect(),
         };
         blocks.write_pcapng_block(interface).map_err(io::Error::other)?;
         out.write_all(blocks.get_ref())?;
