@@ -18,6 +18,7 @@ for target in $(cargo +stable fuzz list); do
     case $target in
     handshake_*|proxy_session) dict=dicts/http.dict max_len=4096 ;;
     unmask) dict="" max_len=65536 ;;
+    capture_read) dict="" max_len=16384 ;;
     *) dict=dicts/frames.dict max_len=4096 ;;
     esac
     corpus="target/corpus/$target"

@@ -1,6 +1,8 @@
-//! The property the `proxy_session` fuzz target checks, public so that the
-//! fuzz crate and `cargo test` run the same code. Not an API.
+//! The properties the `proxy_session` and `capture_read` fuzz targets
+//! check, public so that the fuzz crate and `cargo test` run the same code,
+//! and the captures the latter starts from. Not an API.
 //!
+//! `proxy_session`:
 //! Arbitrary bytes from both sides, cut anywhere, go through the sans-IO
 //! session exactly as the relay feeds it (the client's first head
 //! before the upstream is connected, then both directions interleaved):
@@ -142,4 +144,181 @@ pub fn check_session(data: &[u8]) {
     if d.connected && !d.fed[client].windows(3).any(|w| w == b"://") {
         assert!(d.forwarded[upstream] == d.fed[client], "the upstream gets exactly what the client sent");
     }
+}
+
+/// The `capture_read` property: any bytes given to `wsproxy read`'s reader
+/// ([`crate::capture::read::read`]):
+/// - never panic, and end in a summary or an error;
+/// - give the same events and the same end when the input arrives a few
+///   bytes at a time (the count from the input's first byte) as when it
+///   arrives whole;
+/// - give JSON lines that each read back strictly ([`crate::schema`]).
+pub fn check_capture(data: &[u8]) {
+    let chunk = usize::from(data.first().copied().unwrap_or(1) % 7) + 1;
+    let whole = read_capture(data, usize::MAX);
+    let pieces = read_capture(data, chunk);
+    assert!(whole == pieces, "read in pieces of {chunk} bytes, the capture gives other events");
+    for line in String::from_utf8_lossy(&whole.0).lines() {
+        if let Err(e) = crate::schema::parse_strict(line) {
+            panic!("{e}");
+        }
+    }
+}
+
+/// A reader that hands over at most `chunk` bytes per read.
+struct Trickle<'a> {
+    data: &'a [u8],
+    chunk: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.data.len().min(self.chunk).min(buf.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// The events (JSON, previews of at most 64 bytes) `wsproxy read` writes
+/// for `data` read `chunk` bytes at a time, and how the read ended.
+fn read_capture(data: &[u8], chunk: usize) -> (Vec<u8>, String) {
+    use crate::capture::read::{ReadOptions, read};
+    let config = Config {
+        max_preview: crate::PreviewLimit::Bytes(64),
+        max_inflate: 1 << 16,
+        ..Config::new(Upstream::parse("ws://127.0.0.1:9").expect("a valid upstream"))
+    };
+    let options = ReadOptions { config, server: None };
+    let mut out = Vec::new();
+    let mut sink = |events: &Events| {
+        out.extend_from_slice(events.output(0));
+        Ok(())
+    };
+    let end = match read(Trickle { data, chunk }, &options, &[Format::Json], &mut sink) {
+        Ok(summary) => format!("{summary:?}"),
+        Err(e) => e.to_string(),
+    };
+    (out, end)
+}
+
+/// The captures the `capture_read` target starts from, by file name: a
+/// WebSocket session with compression, pings and closes, then a keep-alive
+/// exchange cut by a reset, as wsproxy's `--pcap` writes them (IPv4 and
+/// IPv6), and the IPv4 one as tcpdump writes classic pcap files on
+/// Ethernet, on Linux's `any` device (SLL2) and on BSD loopback (NULL).
+/// Made here from fixed records and times, so they are the same on every
+/// run.
+pub fn capture_seeds() -> Vec<(String, Vec<u8>)> {
+    let v4 = seed_pcapng(false);
+    let mut seeds =
+        vec![("session_v4.pcapng".to_owned(), v4.clone()), ("session_v6.pcapng".to_owned(), seed_pcapng(true))];
+    for (name, link) in [
+        ("session_ethernet.pcap", pcap_file::DataLink::ETHERNET),
+        ("session_sll2.pcap", pcap_file::DataLink::LINUX_SLL2),
+        ("session_null.pcap", pcap_file::DataLink::NULL),
+    ] {
+        seeds.push((name.to_owned(), as_classic_pcap(&v4, link)));
+    }
+    seeds
+}
+
+fn seed_pcapng(v6: bool) -> Vec<u8> {
+    use crate::record::{Record, TlsLegs};
+    use std::io::Write as _;
+    let (client, proxy, upstream, client2): (
+        std::net::SocketAddr,
+        std::net::SocketAddr,
+        std::net::SocketAddr,
+        std::net::SocketAddr,
+    ) = if v6 {
+        (
+            "[::1]:40000".parse().expect("addr"),
+            "[::1]:9002".parse().expect("addr"),
+            "[::1]:9001".parse().expect("addr"),
+            "[::1]:40002".parse().expect("addr"),
+        )
+    } else {
+        (
+            "127.0.0.1:40000".parse().expect("addr"),
+            "127.0.0.1:9002".parse().expect("addr"),
+            "127.0.0.1:9001".parse().expect("addr"),
+            "127.0.0.1:40002".parse().expect("addr"),
+        )
+    };
+    let frame = |op: wsproto::OpCode, fin: bool, rsv1: bool, mask: Option<[u8; 4]>, payload: &[u8]| {
+        let mut out = Vec::new();
+        let header = wsproto::FrameHeader { fin, rsv1, mask, ..wsproto::FrameHeader::new(op, 0) };
+        wsproto::encode_frame(&header, payload, &mut out);
+        out
+    };
+    let m = Some([0x37, 0xfa, 0x21, 0x3d]);
+    let hello_deflated = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let client_frames = [
+        frame(wsproto::OpCode::Text, true, false, m, "héllo".as_bytes()),
+        frame(wsproto::OpCode::Binary, false, false, m, &[0, 1, 2]),
+        frame(wsproto::OpCode::Continuation, true, false, m, &[255]),
+        frame(wsproto::OpCode::Text, true, true, m, &hello_deflated),
+        frame(wsproto::OpCode::Ping, true, false, m, b"p1"),
+        frame(wsproto::OpCode::Close, true, false, m, &[0x03, 0xe8, b'b', b'y', b'e']),
+    ]
+    .concat();
+    let upstream_frames = [
+        frame(wsproto::OpCode::Text, true, true, None, &hello_deflated),
+        frame(wsproto::OpCode::Pong, true, false, None, b"p1"),
+        frame(wsproto::OpCode::Close, true, false, None, &[0x03, 0xe8]),
+    ]
+    .concat();
+    let response = [RESPONSE, DEFLATE, b"\r\n"].concat();
+    let t = |ms: u64| 1_764_460_800_000_000 + ms * 1000;
+    let mut records = Vec::new();
+    let mut put = |conn: u64, ms: u64, r: Record<'_>| r.encode(conn, t(ms), &mut records);
+    put(1, 0, Record::Open { client, proxy, tls: TlsLegs::default() });
+    put(1, 1, Record::Connected { upstream });
+    put(1, 2, Record::Data { from: Side::Client, bytes: REQUEST });
+    put(1, 3, Record::Data { from: Side::Upstream, bytes: &response });
+    put(1, 4, Record::Data { from: Side::Client, bytes: &client_frames });
+    put(1, 5, Record::Data { from: Side::Upstream, bytes: &upstream_frames });
+    put(1, 6, Record::Eof { from: Side::Upstream });
+    put(1, 7, Record::Eof { from: Side::Client });
+    put(1, 8, Record::End { reset: false });
+    put(2, 10, Record::Open { client: client2, proxy, tls: TlsLegs::default() });
+    put(2, 11, Record::Connected { upstream });
+    put(2, 12, Record::Data { from: Side::Client, bytes: b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n" });
+    put(2, 13, Record::Data { from: Side::Upstream, bytes: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" });
+    put(2, 14, Record::Data { from: Side::Client, bytes: b"GET /next HTTP/1.1\r\nHo" });
+    put(2, 15, Record::End { reset: true });
+    let mut w = crate::capture::pcapng::PcapngWriter::new(Vec::new(), None).expect("into memory");
+    w.write_all(&records).expect("into memory");
+    w.into_inner().expect("into memory")
+}
+
+/// The packets of a pcapng file of link type RAW, as a classic pcap file
+/// of link type `link`.
+fn as_classic_pcap(pcapng: &[u8], link: pcap_file::DataLink) -> Vec<u8> {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let mut reader = PcapNgReader::new(pcapng).expect("a pcapng file");
+    let header = PcapHeader { datalink: link, ..PcapHeader::default() };
+    let mut w = PcapWriter::with_header(Vec::new(), header).expect("into memory");
+    while let Some(Ok(block)) = reader.next_block() {
+        let Block::EnhancedPacket(epb) = block else { continue };
+        let ip = &epb.data[..];
+        let v6 = ip.first().is_some_and(|b| b >> 4 == 6);
+        let ethertype: [u8; 2] = if v6 { [0x86, 0xdd] } else { [0x08, 0x00] };
+        let link_header: Vec<u8> = match link {
+            pcap_file::DataLink::ETHERNET => [&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2][..], &ethertype].concat(),
+            // Protocol, reserved, interface index, ARPHRD_LOOPBACK,
+            // packet type (host), address length, address.
+            pcap_file::DataLink::LINUX_SLL2 => {
+                [&ethertype[..], &[0, 0], &[0, 0, 0, 1], &[3, 4], &[0, 6], &[0; 8]].concat()
+            }
+            // The address family in the capturing host's order (Linux's
+            // AF_INET 2, AF_INET6 10, little-endian).
+            _ => vec![if v6 { 10 } else { 2 }, 0, 0, 0],
+        };
+        let frame = [&link_header[..], ip].concat();
+        let _ = w.write_packet(&PcapPacket::new(epb.timestamp, frame.len() as u32, &frame));
+    }
+    w.into_writer()
 }

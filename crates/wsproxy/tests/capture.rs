@@ -786,3 +786,86 @@ fn bad_input_gets_a_clear_error_or_an_event() {
     assert!(status.success() && read.is_empty(), "{stderr}");
     assert!(stderr.contains("0 connections, 1 packet not TCP"), "{stderr}");
 }
+
+/// The `capture_read` fuzz target's seeds are the captures
+/// `wsproxy::fuzzing::capture_seeds` makes (`WSPROXY_BLESS=1` rewrites
+/// them), and every link type reads into the same events.
+#[test]
+fn fuzz_seeds_are_current_and_every_link_type_reads_the_same() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/capture_read");
+    let bless = std::env::var_os("WSPROXY_BLESS").is_some();
+    let read = |data: &[u8]| {
+        let options = wsproxy::capture::read::ReadOptions {
+            config: wsproxy::Config::new(wsproxy::upstream::parse("ws://127.0.0.1:1").expect("url")),
+            server: None,
+        };
+        let mut out = Vec::new();
+        let mut sink = |e: &wsproxy::log::Events| {
+            out.extend_from_slice(e.output(0));
+            Ok(())
+        };
+        wsproxy::capture::read::read(data, &options, &[wsproxy::Format::Json], &mut sink).expect("a valid capture");
+        String::from_utf8(out).expect("utf-8")
+    };
+    let mut reference = None;
+    for (name, bytes) in wsproxy::fuzzing::capture_seeds() {
+        let path = dir.join(&name);
+        if bless {
+            std::fs::create_dir_all(&dir).expect("seed dir");
+            std::fs::write(&path, &bytes).expect("write seed");
+        } else {
+            let on_disk =
+                std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (WSPROXY_BLESS=1 writes it)", path.display()));
+            assert!(on_disk == bytes, "{name} is not what capture_seeds makes (WSPROXY_BLESS=1 rewrites it)");
+        }
+        assert!(bytes.len() < 8 << 10, "{name}: a seed of {} bytes", bytes.len());
+        let events = read(&bytes);
+        for line in events.lines() {
+            wsproxy::schema::parse_strict(line).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert!(events.lines().count() > 20, "{name}: {events}");
+        if name.contains("_v6") {
+            assert!(events.contains("\"client\":\"[::1]:40000\""), "{events}");
+            continue;
+        }
+        match &reference {
+            None => reference = Some(events),
+            Some(r) => assert_eq!(&events, r, "{name} reads differently from session_v4.pcapng"),
+        }
+    }
+    let events = reference.expect("the IPv4 seed");
+    // The second connection ends in a reset in the middle of a head.
+    assert!(events.contains("\"reason\":\"reset\""), "{events}");
+    assert!(events.contains("\"event\":\"http\",\"method\":\"GET\",\"target\":\"/healthz\""), "{events}");
+}
+
+/// The fuzz property over the seeds, saved crashes, and the seeds cut and
+/// with bytes changed: what a short fuzzing run would try first.
+#[test]
+fn capture_inputs_hold_the_fuzz_property() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut inputs: Vec<Vec<u8>> = wsproxy::fuzzing::capture_seeds().into_iter().map(|(_, b)| b).collect();
+    if let Ok(entries) = std::fs::read_dir(fuzz.join("regressions/capture_read")) {
+        inputs.extend(entries.filter_map(Result::ok).map(|e| std::fs::read(e.path()).expect("readable")));
+    }
+    let seeds = inputs.clone();
+    for seed in &seeds {
+        for cut in (0..seed.len()).step_by(97) {
+            inputs.push(seed[..cut].to_vec());
+        }
+    }
+    for input in &inputs {
+        wsproxy::fuzzing::check_capture(input);
+    }
+    arbtest::arbtest(|u| {
+        let seed = u.choose(&seeds)?;
+        let mut data = seed.clone();
+        for _ in 0..u.int_in_range(1..=8)? {
+            let at = u.choose_index(data.len())?;
+            data[at] = u.arbitrary()?;
+        }
+        wsproxy::fuzzing::check_capture(&data);
+        Ok(())
+    })
+    .budget_ms(1_500);
+}

@@ -146,6 +146,12 @@ impl<W: Write> PcapngWriter<W> {
         Ok(PcapngWriter { out, blocks, pending: Vec::new(), convs: HashMap::new() })
     }
 
+    /// Writes out what is pending and returns the underlying writer.
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.flush()?;
+        Ok(self.out)
+    }
+
     /// Writes the packets of the whole records pending, sorted by time.
     fn drain(&mut self) -> io::Result<()> {
         let pending = std::mem::take(&mut self.pending);

@@ -27,7 +27,7 @@
 //! other captures nothing is rewritten.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -154,10 +154,18 @@ pub fn read(
     sink: &mut dyn FnMut(&Events) -> io::Result<()>,
 ) -> Result<ReadSummary, ReadError> {
     let mut input = BufReader::with_capacity(1 << 16, input);
-    let magic: [u8; 4] = match input.fill_buf()?.get(..4) {
-        Some(m) => m.try_into().map_err(|_| ReadError::NotACapture)?,
-        None => return Err(ReadError::NotACapture),
-    };
+    // The first four bytes, however the input hands them over.
+    let mut magic = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match input.read(&mut magic[got..]) {
+            Ok(0) => return Err(ReadError::NotACapture),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let input = io::Cursor::new(magic).chain(input);
     let mut decoder = Decoder::new(options, formats);
     let result = match magic {
         [0x0a, 0x0d, 0x0d, 0x0a] => read_pcapng(input, &mut decoder, sink),
