@@ -62,6 +62,14 @@ struct Args {
     /// client to the upstream, TLS legs as their decrypted plaintext.
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+    /// Also write the HTTP exchanges and WebSocket messages as HAR 1.2 in
+    /// FILE (DevTools' format, messages in `_webSocketMessages`), valid
+    /// JSON after every entry.
+    #[arg(long, value_name = "FILE")]
+    har: Option<PathBuf>,
+    /// With --har: the most bytes of one message kept (1MiB, 64KiB).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = wscli::parse_size_usize)]
+    har_max_message: usize,
     /// Payload bytes to show per frame and message: a size (256, 4KiB; 0: none) or `all`.
     #[arg(long, value_name = "SIZE|all", default_value = "256", value_parser = parse_preview)]
     max_preview: PreviewLimit,
@@ -168,6 +176,12 @@ struct ReadArgs {
     /// The server's address, as --port.
     #[arg(long, value_name = "HOST:PORT")]
     server: Option<SocketAddr>,
+    /// Also write the HTTP exchanges and WebSocket messages as HAR 1.2 in FILE.
+    #[arg(long, value_name = "FILE")]
+    har: Option<PathBuf>,
+    /// With --har: the most bytes of one message kept (1MiB, 64KiB).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = wscli::parse_size_usize)]
+    har_max_message: usize,
 }
 
 const READ_EXAMPLES: &str = "\
@@ -176,6 +190,7 @@ Examples:
   tcpdump -i lo -w ws.pcap port 9001             (capture on a server, then:)
   wsproxy read ws.pcap --format json --log events.jsonl
   wsproxy read ws.pcap --port 9001 --messages-only   no handshake in the capture: the server's port
+  wsproxy read session.pcapng --har session.har  the same as HAR, for DevTools
 ";
 
 const EXAMPLES: &str = "\
@@ -187,6 +202,7 @@ Examples:
   wsproxy --listen 9003 --upstream wss://localhost:8443 --upstream-ca cert.pem
   wsproxy --upstream ws://127.0.0.1:8080 --enforce --messages-only
   wsproxy --upstream ws://127.0.0.1:8080 --pcap session.pcapng   (open it in Wireshark)
+  wsproxy --upstream ws://127.0.0.1:8080 --har session.har       (load it in DevTools)
   wsproxy read session.pcapng                    a capture (wsproxy's, tcpdump's) as events
 ";
 
@@ -336,6 +352,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("--pcap: writing to {}", path.display()))?;
         outputs.push(wsproxy::log::Output { format: Format::Capture, writer: Box::new(writer) });
     }
+    let har_config =
+        Config { max_inflate: args.max_inflate, show_secrets: args.show_secrets, ..Config::new(upstream.clone()) };
+    if let Some(path) = &args.har {
+        let writer = har_writer(path, &har_config, args.har_max_message)?;
+        outputs.push(wsproxy::log::Output { format: Format::Capture, writer: Box::new(writer) });
+    }
     if args.messages_only && matches!(args.max_preview, PreviewLimit::Bytes(0)) {
         eprintln!("wsproxy: note: --max-preview 0 shows no payloads");
     }
@@ -385,6 +407,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A HAR file at `path`.
+fn har_writer(
+    path: &std::path::Path,
+    config: &Config,
+    max_message: usize,
+) -> anyhow::Result<wsproxy::capture::har::HarWriter<std::fs::File>> {
+    let file = std::fs::File::create(path).with_context(|| format!("--har: creating {}", path.display()))?;
+    wsproxy::capture::har::HarWriter::new(file, config, max_message)
+        .with_context(|| format!("--har: writing to {}", path.display()))
+}
+
 /// `wsproxy read`: the capture's events to stdout or `--log`.
 fn run_read(args: ReadArgs) -> anyhow::Result<()> {
     use std::io::Write;
@@ -423,9 +456,22 @@ fn run_read(args: ReadArgs) -> anyhow::Result<()> {
         (None, Some(a)) => Some(ServerHint::Addr(a)),
         (None, None) => None,
     };
+    let mut har = match &args.har {
+        Some(path) => Some(har_writer(path, &config, args.har_max_message)?.upstream_from_records()),
+        None => None,
+    };
     let options = ReadOptions { config, server };
-    let mut sink = |events: &wsproxy::log::Events| out.write_all(events.output(0));
-    let result = wsproxy::capture::read::read(input, &options, &[format], &mut sink);
+    let formats: &[Format] = if har.is_some() { &[format, Format::Capture] } else { &[format] };
+    let mut sink = |events: &wsproxy::log::Events| {
+        if let Some(har) = &mut har {
+            har.write_all(events.output(1))?;
+        }
+        out.write_all(events.output(0))
+    };
+    let result = wsproxy::capture::read::read(input, &options, formats, &mut sink);
+    if let (Some(har), Some(path)) = (&mut har, &args.har) {
+        har.finish().with_context(|| format!("--har: writing {}", path.display()))?;
+    }
     // A closed pipe (`wsproxy read … | head`) is not an error.
     match out.flush() {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),

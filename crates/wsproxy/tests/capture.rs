@@ -869,3 +869,99 @@ fn capture_inputs_hold_the_fuzz_property() {
     })
     .budget_ms(1_500);
 }
+
+/// The `_webSocketMessages` of a HAR entry as (type, opcode, data).
+fn har_messages(entry: &serde_json::Value) -> Vec<(String, u64, String)> {
+    entry["_webSocketMessages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["type"].as_str().expect("type").to_owned(),
+                m["opcode"].as_u64().expect("opcode"),
+                m["data"].as_str().expect("data").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    data_encoding::BASE64.encode(bytes)
+}
+
+/// `--har`: one entry for the upgrade with the whole messages each peer
+/// sent (reassembled, inflated, binary in base64) as Chrome writes
+/// `_webSocketMessages`, and the closes; `wsproxy read --har` of the
+/// capture gives the same; `--har-max-message` cuts long messages.
+#[test]
+fn har_holds_the_messages_the_peers_sent() {
+    let (har, pcap) = (temp("session.har"), temp("har.pcapng"));
+    let args = ["--har", har.to_str().expect("utf-8"), "--pcap", pcap.to_str().expect("utf-8")];
+    session(&args, false);
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).expect("har")).expect("valid JSON");
+    assert_eq!(doc["log"]["version"], "1.2");
+    let entries = doc["log"]["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{doc:#}");
+    let entry = &entries[0];
+    assert_eq!(entry["_resourceType"], "websocket");
+    assert_eq!(entry["request"]["url"], "ws://x/");
+    assert_eq!(entry["response"]["status"], 101);
+    let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let s = |t: &str, op: u64, d: &str| (t.to_owned(), op, d.to_owned());
+    let want_sent = vec![
+        s("send", 1, "héllo"),
+        s("send", 2, &b64(&[0, 1, 2, 255])),
+        s("send", 1, "fragmented"),
+        s("send", 1, "Hello"),
+        s("send", 2, &b64(&big)),
+    ];
+    let want_received = vec![s("receive", 1, "hi"), s("receive", 1, "Hello"), s("receive", 2, &b64(&[9, 8, 7]))];
+    let got = har_messages(entry);
+    assert_eq!(got.iter().filter(|m| m.0 == "send").cloned().collect::<Vec<_>>(), want_sent);
+    assert_eq!(got.iter().filter(|m| m.0 == "receive").cloned().collect::<Vec<_>>(), want_received);
+    let closes: Vec<(String, u64, String)> = entry["_webSocketClose"]
+        .as_array()
+        .expect("closes")
+        .iter()
+        .map(|c| {
+            (
+                c["from"].as_str().expect("from").into(),
+                c["code"].as_u64().expect("code"),
+                c["reason"].as_str().expect("r").into(),
+            )
+        })
+        .collect();
+    assert_eq!(closes, [s("client", 1000, "bye"), s("upstream", 1000, "")]);
+
+    // The capture read back gives the same HAR messages, at the same times.
+    let har2 = temp("read.har");
+    let out = Command::new(env!("CARGO_BIN_EXE_wsproxy"))
+        .args(["read", pcap.to_str().expect("utf-8"), "--har", har2.to_str().expect("utf-8"), "--log", "/dev/null"])
+        .output()
+        .expect("wsproxy read");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc2: serde_json::Value = serde_json::from_slice(&std::fs::read(&har2).expect("har")).expect("valid JSON");
+    assert_eq!(doc2["log"]["entries"][0]["_webSocketMessages"], entry["_webSocketMessages"]);
+
+    // Cut at 100 bytes.
+    let out = Command::new(env!("CARGO_BIN_EXE_wsproxy"))
+        .args(["read", pcap.to_str().expect("utf-8"), "--har", har2.to_str().expect("utf-8"), "--log", "/dev/null"])
+        .args(["--har-max-message", "100"])
+        .output()
+        .expect("wsproxy read");
+    assert!(out.status.success());
+    let doc3: serde_json::Value = serde_json::from_slice(&std::fs::read(&har2).expect("har")).expect("valid JSON");
+    let cut = &doc3["log"]["entries"][0]["_webSocketMessages"][4];
+    assert_eq!((cut["data"].as_str(), cut["_truncated"].as_bool()), (Some(b64(&big[..100]).as_str()), Some(true)));
+}
+
+/// The HAR file is valid JSON from the start, before any entry.
+#[test]
+fn har_is_valid_json_while_the_proxy_runs() {
+    let har = temp("empty.har");
+    let proxy = Proxy::start(&["--har", har.to_str().expect("utf-8")]);
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).expect("har")).expect("valid JSON");
+    assert_eq!(doc["log"]["entries"], serde_json::json!([]));
+    drop(proxy);
+}

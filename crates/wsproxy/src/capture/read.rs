@@ -41,6 +41,7 @@ use pcap_file::pcapng::{Block, PcapNgReader};
 use crate::Config;
 use crate::event::{Format, Gap, Side, Stamp, Time};
 use crate::log::Events;
+use crate::record::{Record, TlsLegs};
 use crate::session::{Ending, Session};
 use crate::upstream::Upstream;
 
@@ -565,6 +566,10 @@ impl Decoder {
         c.conn = self.next_conn;
         self.next_conn += 1;
         self.summary.connections += 1;
+        // For the outputs that take records (`--har`).
+        let open = Record::Open { client, proxy: server, tls: TlsLegs::default() };
+        self.events.record(&t.stamp, c.conn, &open);
+        self.events.record(&t.stamp, c.conn, &Record::Connected { upstream: server });
         let mut session = Session::new(c.conn, Arc::new(config), client, t, &mut self.events);
         session.set_connected();
         c.session = Some(session);
@@ -665,6 +670,7 @@ impl Decoder {
         c.done = true;
         if let Some(mut s) = c.session.take() {
             let _ = s.finish(ending, t, &mut self.events);
+            self.events.record(&t.stamp, c.conn, &Record::End { reset: ending == Ending::Reset });
         }
     }
 

@@ -1,0 +1,420 @@
+//! `--har FILE`: the HTTP exchanges and WebSocket messages that passed, as
+//! HAR 1.2 (the format of browsers' DevTools "Save all as HAR").
+//!
+//! One entry per HTTP exchange. A WebSocket connection's entry is its
+//! upgrade (request and `101` answer, headers as sent), with
+//! `_resourceType: "websocket"` and `_webSocketMessages` as Chrome DevTools
+//! writes them: one object per message, `type` `send` (from the client) or
+//! `receive`, `time` in seconds since the Unix epoch, `opcode` 1 (text, the
+//! data as text) or 2 (binary, the data in base64). Messages are whole
+//! (reassembled and, when compressed, inflated) up to `--har-max-message`
+//! bytes (cut there, with `_truncated: true`). Each side's close frame, which
+//! Chrome leaves out, is in `_webSocketClose` (`from`, `code`, `reason`).
+//! A plain exchange's entry has the method, URL, status and body sizes;
+//! the proxy does not keep their headers.
+//!
+//! It is fed the same records as the pcapng output and decodes them with
+//! its own sessions (messages only, previews as large as the cap), so the
+//! rest of the proxy is not slowed by whole messages: the cost is paid only
+//! with `--har`.
+//!
+//! The file is written incrementally and is valid JSON after every write:
+//! each entry is appended when it is complete (a WebSocket connection's
+//! when it ends; its messages are held until then), then the closing
+//! brackets are written again after it. At exit, connections still open
+//! are written as they are.
+
+use std::collections::HashMap;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::Config;
+use crate::event::{Format, Side, Stamp, Time};
+use crate::inspect::PreviewLimit;
+use crate::log::Events;
+use crate::record::{Record, decode};
+use crate::schema::{self, Event, Header};
+use crate::session::{Ending, Session};
+
+/// The closing brackets after the last entry.
+const FOOTER: &[u8] = b"\n]}}\n";
+
+/// One connection being followed.
+struct Conn {
+    session: Session,
+    events: Events,
+    /// Whether the client leg was TLS (the URL's scheme).
+    secure: bool,
+    /// What the HAR entries are built from.
+    state: ConnState,
+}
+
+/// A connection's HAR state: the upgrade and its messages.
+#[derive(Default)]
+struct ConnState {
+    upstream: String,
+    request: Option<(String, Vec<Header>, String, String, String)>,
+    response: Option<(String, u16, String, String, Vec<Header>)>,
+    messages: Vec<Value>,
+    closes: Vec<Value>,
+}
+
+/// Writes the records of [`crate::Format::Capture`] as a HAR file.
+pub struct HarWriter<W: Write + Seek> {
+    out: W,
+    config: Arc<Config>,
+    max_message: usize,
+    conns: HashMap<u64, Conn>,
+    pending: Vec<u8>,
+    entries: u64,
+    base: Instant,
+    /// Name each connection's server by the address it was reached at
+    /// (captures read back), not by the proxy's upstream.
+    addresses: bool,
+}
+
+impl<W: Write + Seek> HarWriter<W> {
+    /// Starts a HAR file on `out`: `config` as the proxy's (its upstream,
+    /// `--max-inflate`, `--show-secrets`), messages cut at `max_message`
+    /// bytes.
+    pub fn new(mut out: W, config: &Config, max_message: usize) -> io::Result<HarWriter<W>> {
+        let creator = json!({"name": "wsproxy", "version": env!("CARGO_PKG_VERSION")});
+        let head = format!("{{\"log\":{{\"version\":\"1.2\",\"creator\":{creator},\"pages\":[],\"entries\":[");
+        out.write_all(head.as_bytes())?;
+        out.write_all(FOOTER)?;
+        out.flush()?;
+        let mut config = config.clone();
+        config.max_preview = PreviewLimit::Bytes(max_message);
+        config.messages_only = true;
+        config.enforce = false;
+        // The requests as the clients sent them.
+        config.preserve_host = true;
+        Ok(HarWriter {
+            out,
+            config: Arc::new(config),
+            max_message,
+            conns: HashMap::new(),
+            pending: Vec::new(),
+            entries: 0,
+            base: Instant::now(),
+            addresses: false,
+        })
+    }
+
+    /// Names each connection's server by its address in the records (for
+    /// `wsproxy read`, where there is no upstream URL).
+    pub fn upstream_from_records(mut self) -> Self {
+        self.addresses = true;
+        self
+    }
+
+    /// Appends `entry` and the footer after it.
+    fn append(&mut self, entry: &Value) -> io::Result<()> {
+        self.out.seek(SeekFrom::End(-(FOOTER.len() as i64)))?;
+        let mut bytes = Vec::new();
+        if self.entries > 0 {
+            bytes.push(b',');
+        }
+        bytes.push(b'\n');
+        serde_json::to_writer(&mut bytes, entry)?;
+        bytes.extend_from_slice(FOOTER);
+        self.out.write_all(&bytes)?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    fn apply(&mut self, conn: u64, us: u64, record: Record<'_>) -> io::Result<()> {
+        let t = Time {
+            instant: self.base + Duration::from_micros(us),
+            stamp: Stamp::at(UNIX_EPOCH + Duration::from_micros(us)),
+        };
+        let mut done = Vec::new();
+        match record {
+            Record::Open { client, tls, .. } => {
+                let mut events = Events::new(&[Format::Json]);
+                let mut session = Session::new(conn, self.config.clone(), client, &t, &mut events);
+                session.set_connected();
+                let state = ConnState { upstream: self.config.upstream.authority(), ..ConnState::default() };
+                self.conns.insert(conn, Conn { session, events, secure: tls.client, state });
+            }
+            Record::Connected { upstream } => {
+                if self.addresses
+                    && let Some(c) = self.conns.get_mut(&conn)
+                {
+                    c.state.upstream = upstream.to_string();
+                }
+            }
+            Record::Data { from, bytes } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    let _ = c.session.feed(from, bytes, &t, &mut c.events);
+                    let _ = c.session.take_queued(Side::Client);
+                    let _ = c.session.take_queued(Side::Upstream);
+                    let _ = c.session.take_errors();
+                }
+            }
+            Record::Eof { from } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session.eof(from, &t, &mut c.events);
+                }
+            }
+            Record::End { reset } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    let ending = if reset { Ending::Reset } else { Ending::Eof };
+                    let _ = c.session.finish(ending, &t, &mut c.events);
+                }
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            let ended = take_events(c, self.max_message, &mut done);
+            if ended {
+                self.conns.remove(&conn);
+            }
+        }
+        for entry in done {
+            self.append(&entry)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the entries of the connections still open (at exit).
+    pub fn finish(&mut self) -> io::Result<()> {
+        self.drain()?;
+        let mut ids: Vec<u64> = self.conns.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(c) = self.conns.remove(&id)
+                && let Some(entry) = websocket_entry(&c.state, c.secure)
+            {
+                self.append(&entry)?;
+            }
+        }
+        self.out.flush()
+    }
+
+    fn drain(&mut self) -> io::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut at = 0;
+        while let Some(((conn, us, record), used)) =
+            decode(&pending[at..]).map_err(|()| io::Error::other("a capture record that cannot be decoded"))?
+        {
+            self.apply(conn, us, record)?;
+            at += used;
+        }
+        self.pending = pending[at..].to_vec();
+        Ok(())
+    }
+}
+
+/// Reads the events the connection's session wrote into its HAR state;
+/// appends finished entries to `done`; returns whether the connection
+/// ended.
+fn take_events(c: &mut Conn, max_message: usize, done: &mut Vec<Value>) -> bool {
+    let mut ended = false;
+    let text = String::from_utf8_lossy(c.events.output(0)).into_owned();
+    c.events.clear();
+    for line in text.lines() {
+        let Ok(record) = serde_json::from_str::<schema::Record>(line) else { continue };
+        let secs = seconds(&record.ts);
+        let s = &mut c.state;
+        match record.event {
+            Event::HandshakeRequest { method, target, version, headers, .. } => {
+                s.request = Some((record.ts, headers, method, target, version));
+            }
+            Event::HandshakeResponse { status, reason, version, headers, .. } => {
+                s.response = Some((record.ts, status, reason, version, headers));
+            }
+            Event::Http { method, target, status, request_body_len, response_body_len, .. } => {
+                done.push(http_entry(
+                    &record.ts,
+                    &s.upstream,
+                    c.secure,
+                    &method,
+                    &target,
+                    status,
+                    request_body_len,
+                    response_body_len,
+                ));
+            }
+            Event::Message { from, kind, len: _, preview, preview_encoding, preview_truncated, .. } => {
+                let bytes = if preview_encoding == "hex" { unhex(&preview) } else { preview.into_bytes() };
+                let (opcode, data) = match (kind.as_str(), String::from_utf8(bytes)) {
+                    ("text", Ok(text)) => (1, text),
+                    (_, Ok(text)) => (2, data_encoding::BASE64.encode(text.as_bytes())),
+                    (_, Err(e)) => (if kind == "text" { 1 } else { 2 }, data_encoding::BASE64.encode(e.as_bytes())),
+                };
+                let mut m = json!({
+                    "type": if from == schema::Side::Client { "send" } else { "receive" },
+                    "time": secs,
+                    "opcode": opcode,
+                    "data": data,
+                });
+                if preview_truncated {
+                    m["_truncated"] = json!(true);
+                    m["_maxMessage"] = json!(max_message);
+                }
+                s.messages.push(m);
+            }
+            Event::Close { from, code, reason, .. } => {
+                s.closes.push(json!({"from": from, "time": secs, "code": code, "reason": reason}));
+            }
+            Event::End { .. } => {
+                ended = true;
+                if let Some(entry) = websocket_entry(s, c.secure) {
+                    done.push(entry);
+                }
+            }
+            _ => {}
+        }
+    }
+    ended
+}
+
+/// RFC 3339 to seconds since the Unix epoch (0 if it does not parse).
+fn seconds(ts: &str) -> f64 {
+    humantime::parse_rfc3339(ts).ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    (0..b.len() / 2)
+        .filter_map(|i| std::str::from_utf8(&b[2 * i..2 * i + 2]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+fn headers_json(headers: &[Header]) -> Value {
+    Value::Array(headers.iter().map(|h| json!({"name": h.name, "value": h.value})).collect())
+}
+
+fn query_string(target: &str) -> Value {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    Value::Array(
+        query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (name, value) = p.split_once('=').unwrap_or((p, ""));
+                json!({"name": name, "value": value})
+            })
+            .collect(),
+    )
+}
+
+/// `target` as a URL with `scheme`: as it is when absolute, else on the
+/// `Host` the client sent (or the upstream).
+fn url(scheme: &str, host: Option<&str>, upstream: &str, target: &str) -> String {
+    if target.contains("://") {
+        return target.to_owned();
+    }
+    format!("{scheme}://{}{target}", host.unwrap_or(upstream))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn http_entry(
+    ts: &str,
+    upstream: &str,
+    secure: bool,
+    method: &str,
+    target: &str,
+    status: Option<u16>,
+    request_body_len: u64,
+    response_body_len: Option<u64>,
+) -> Value {
+    let scheme = if secure { "https" } else { "http" };
+    json!({
+        "startedDateTime": ts,
+        "time": 0,
+        "request": {
+            "method": method,
+            "url": url(scheme, None, upstream, target),
+            "httpVersion": "HTTP/1.1",
+            "cookies": [],
+            "headers": [],
+            "queryString": query_string(target),
+            "headersSize": -1,
+            "bodySize": request_body_len,
+        },
+        "response": {
+            "status": status.unwrap_or(0),
+            "statusText": "",
+            "httpVersion": "HTTP/1.1",
+            "cookies": [],
+            "headers": [],
+            "content": {"size": response_body_len.unwrap_or(0), "mimeType": "x-unknown"},
+            "redirectURL": "",
+            "headersSize": -1,
+            "bodySize": response_body_len.map_or(-1, |n| n as i64),
+        },
+        "cache": {},
+        "timings": {"send": 0, "wait": 0, "receive": 0},
+        "_wsproxy": "a plain exchange: the proxy keeps no headers of it",
+    })
+}
+
+/// The entry of a connection's upgrade, with its messages; `None` when no
+/// upgrade request was seen.
+fn websocket_entry(s: &ConnState, secure: bool) -> Option<Value> {
+    let (ts, req_headers, method, target, version) = s.request.as_ref()?;
+    let host = req_headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value.as_str());
+    let scheme = if secure { "wss" } else { "ws" };
+    let wait_ms = s.response.as_ref().map_or(0.0, |(rts, ..)| ((seconds(rts) - seconds(ts)) * 1000.0).max(0.0));
+    let response = match &s.response {
+        Some((_, status, reason, version, headers)) => json!({
+            "status": status,
+            "statusText": reason,
+            "httpVersion": version,
+            "cookies": [],
+            "headers": headers_json(headers),
+            "content": {"size": 0, "mimeType": "x-unknown"},
+            "redirectURL": "",
+            "headersSize": -1,
+            "bodySize": 0,
+        }),
+        None => json!({
+            "status": 0, "statusText": "", "httpVersion": "", "cookies": [], "headers": [],
+            "content": {"size": 0, "mimeType": "x-unknown"}, "redirectURL": "", "headersSize": -1, "bodySize": -1,
+        }),
+    };
+    Some(json!({
+        "startedDateTime": ts,
+        "time": wait_ms,
+        "request": {
+            "method": method,
+            "url": url(scheme, host, &s.upstream, target),
+            "httpVersion": version,
+            "cookies": [],
+            "headers": headers_json(req_headers),
+            "queryString": query_string(target),
+            "headersSize": -1,
+            "bodySize": 0,
+        },
+        "response": response,
+        "cache": {},
+        "timings": {"send": 0, "wait": wait_ms, "receive": 0},
+        "_resourceType": "websocket",
+        "_webSocketMessages": s.messages,
+        "_webSocketClose": s.closes,
+    }))
+}
+
+impl<W: Write + Seek> Write for HarWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        self.drain()?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain()?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write + Seek> Drop for HarWriter<W> {
+    fn drop(&mut self) {
+        // Connections still open at exit are written as they are.
+        let _ = self.finish();
+    }
+}
