@@ -48,11 +48,11 @@ if ! command -v chromium >/dev/null; then
         MISSING+=("chromium: no apt-get here (not Debian); install Chromium with your package manager so that 'chromium' is on the PATH")
     fi
 fi
-if ! command -v tshark >/dev/null; then
+if ! command -v tshark >/dev/null || ! command -v tcpdump >/dev/null; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-        echo "tshark: not installed; the capture step installs it with apt-get"
+        echo "tshark, tcpdump: not installed; the capture step installs them with apt-get"
     else
-        MISSING+=("tshark (Wireshark's command line, to check wsproxy --pcap captures: apt-get install tshark as root)")
+        MISSING+=("tshark and tcpdump (to check wsproxy --pcap captures and read tcpdump's; apt-get install tshark tcpdump as root)")
     fi
 fi
 if ((${#MISSING[@]} > 0)); then
@@ -78,14 +78,16 @@ fi
 # A missing peer fails the interop tests here instead of skipping them.
 export WSTOOLKIT_REQUIRE_INTEROP=1
 
-step "tshark: Wireshark's dissectors judge wsproxy --pcap captures (in cargo test)"
-if ! command -v tshark >/dev/null; then
+step "tshark and tcpdump: Wireshark's dissectors judge wsproxy --pcap captures, tcpdump's are read back (in cargo test)"
+if ! command -v tshark >/dev/null || ! command -v tcpdump >/dev/null; then
     apt-get update -qq
     # Noninteractive: the question about capturing as non-root is answered no.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump >/dev/null
 fi
 tshark --version | head -1
-# A missing tshark fails the capture tests here instead of skipping them.
+tcpdump --version | head -1
+# A missing tshark or tcpdump fails the capture tests here instead of
+# skipping them.
 export WSTOOLKIT_REQUIRE_TSHARK=1
 
 step "cargo test --workspace"

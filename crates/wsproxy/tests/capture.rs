@@ -108,22 +108,13 @@ fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     paths
 }
 
-/// A scripted WebSocket session through a proxy started with `args` (and
-/// `--max-preview all`), over TLS on both legs when `tls`:
-/// permessage-deflate negotiated; from the client text, binary, a
-/// fragmented text, a compressed text, a ping, a binary message larger
-/// than a segment, a close; from the upstream text, a compressed text, the
-/// pong, a fragmented binary, the close. Returns the log and what each
-/// side sent; the proxy has exited, so the capture is complete.
-fn session(args: &[&str], tls: bool) -> (Vec<Record>, Sent) {
-    static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = temp(&format!("pki-{}", SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (ca, cert, key) = pki(&dir);
-    let server_tls = tls.then(|| wsproxy::tls::server_config(&cert, &key).expect("server config"));
+/// The upstream of the scripted session: answers the upgrade with
+/// permessage-deflate, waits for the client's frames, sends its own, reads
+/// to the end; returns what it sent.
+fn scripted_upstream(server_tls: Option<Arc<rustls::ServerConfig>>) -> RawUpstream<Vec<u8>> {
     let mut upstream_sent = upstream_frames();
     let expected_from_client = client_frames().len();
-    let upstream = RawUpstream::start(move |tcp| {
+    RawUpstream::start(move |tcp| {
         let mut s: Box<dyn Conn> = match server_tls {
             Some(config) => {
                 Box::new(rustls::StreamOwned::new(rustls::ServerConnection::new(config).expect("TLS server"), tcp))
@@ -145,7 +136,48 @@ fn session(args: &[&str], tls: bool) -> (Vec<Record>, Sent) {
         read_to_end(&mut *s);
         s.finish();
         sent
-    });
+    })
+}
+
+/// The client of the scripted session on `c`: the upgrade, its frames one
+/// write each, then, once the upstream's frames are in, its own end;
+/// returns what it sent.
+fn scripted_client(c: &mut dyn Conn) -> Vec<u8> {
+    let mut client_sent =
+        wsproto::handshake::build_request("x", "/", "dGhlIHNhbXBsZSBub25jZQ==", &[], Some("permessage-deflate"))
+            .expect("request");
+    c.write_all(&client_sent).expect("write");
+    let mut got = Vec::new();
+    let head = read_head(c, &mut got);
+    let frames = client_frames();
+    // Frame by frame: separate reads, separate packets.
+    for f in split_frames(&frames) {
+        c.write_all(f).expect("write");
+        c.flush().expect("flush");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    client_sent.extend_from_slice(&frames);
+    // The upstream's frames, its close last; then the client closes too.
+    read_at_least(c, &mut got, head + upstream_frames().len());
+    c.finish();
+    read_to_end(c);
+    client_sent
+}
+
+/// A scripted WebSocket session through a proxy started with `args` (and
+/// `--max-preview all`), over TLS on both legs when `tls`:
+/// permessage-deflate negotiated; from the client text, binary, a
+/// fragmented text, a compressed text, a ping, a binary message larger
+/// than a segment, a close; from the upstream text, a compressed text, the
+/// pong, a fragmented binary, the close. Returns the log and what each
+/// side sent; the proxy has exited, so the capture is complete.
+fn session(args: &[&str], tls: bool) -> (Vec<Record>, Sent) {
+    static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = temp(&format!("pki-{}", SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (ca, cert, key) = pki(&dir);
+    let server_tls = tls.then(|| wsproxy::tls::server_config(&cert, &key).expect("server config"));
+    let upstream = scripted_upstream(server_tls);
     let scheme = if tls { "wss" } else { "ws" };
     let mut all = vec!["--upstream".to_string(), format!("{scheme}://{}", upstream.addr)];
     all.extend(["--max-preview", "all"].map(String::from));
@@ -173,24 +205,7 @@ fn session(args: &[&str], tls: bool) -> (Vec<Record>, Sent) {
     } else {
         Box::new(tcp)
     };
-    let mut client_sent =
-        wsproto::handshake::build_request("x", "/", "dGhlIHNhbXBsZSBub25jZQ==", &[], Some("permessage-deflate"))
-            .expect("request");
-    c.write_all(&client_sent).expect("write");
-    let mut got = Vec::new();
-    let head = read_head(&mut *c, &mut got);
-    let frames = client_frames();
-    // Frame by frame: separate reads, separate packets.
-    for f in split_frames(&frames) {
-        c.write_all(f).expect("write");
-        c.flush().expect("flush");
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    client_sent.extend_from_slice(&frames);
-    // The upstream's frames, its close last; then the client closes too.
-    read_at_least(&mut *c, &mut got, head + upstream_frames().len());
-    c.finish();
-    read_to_end(&mut *c);
+    let client_sent = scripted_client(&mut *c);
     drop(c);
     let upstream_sent = upstream.join();
     proxy.connection(1);
@@ -964,4 +979,58 @@ fn har_is_valid_json_while_the_proxy_runs() {
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).expect("har")).expect("valid JSON");
     assert_eq!(doc["log"]["entries"], serde_json::json!([]));
     drop(proxy);
+}
+
+/// A capture taken with `tcpdump -i lo` of the same traffic without the
+/// proxy reads into the same frames, messages, pings, pongs and closes as
+/// the proxy's live log. Runs where tcpdump is installed and may capture
+/// (root); `ci/test.sh` installs it.
+#[test]
+fn a_tcpdump_capture_of_direct_traffic_reads_as_the_proxy_saw_it() {
+    let can = Command::new("tcpdump").arg("--version").output().is_ok_and(|o| o.status.success())
+        && Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !can {
+        assert!(std::env::var_os("WSTOOLKIT_REQUIRE_TSHARK").is_none(), "tcpdump (as root) is required");
+        eprintln!("tcpdump is not installed or not root: skipped");
+        return;
+    }
+    let (live, _) = session(&[], false);
+    let upstream = scripted_upstream(None);
+    let path = temp("tcpdump.pcap");
+    let mut tcpdump = Command::new("tcpdump")
+        // Immediate mode: packets reach the file as they come, not when a
+        // kernel buffer block fills. -Z root: write the file as root, into
+        // the test's own directory.
+        .args(["-i", "lo", "--immediate-mode", "-U", "-n", "-Z", "root", "-w", path.to_str().expect("utf-8")])
+        .args(["tcp", "port", &upstream.addr.port().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tcpdump");
+    let stderr = tcpdump.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // tcpdump says "listening on lo" once it captures.
+    loop {
+        let line = rx.recv_timeout(common::WAIT).expect("tcpdump's listening line");
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let mut c: Box<dyn Conn> = Box::new(connect(upstream.addr));
+    scripted_client(&mut *c);
+    drop(c);
+    upstream.join();
+    // Its last packets, then SIGINT: it writes what it has and exits.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = Command::new("kill").args(["-INT", &tcpdump.id().to_string()]).status();
+    let _ = tcpdump.wait();
+    let (status, read, stderr) = read_capture(&[path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("1 connection"), "{stderr}");
+    assert_eq!(seen_in_log(&read), seen_in_log(&live), "read from tcpdump's capture (left), the live log (right)");
 }
