@@ -137,14 +137,18 @@ stop_server "$PROXY_PID"
     --expected autobahn/expected/wsproxy-deflate-violations.txt
 stop_server "$PY_PID"
 
-step "browser end to end: headless Chromium through wsproxy to its embedded echo server"
+step "browser end to end: headless Chromium through wsproxy to its embedded echo server (and its --har)"
 if ! command -v chromium >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 (cd crates/wsproxy/tests/browser && npm ci --no-audit --no-fund --silent)
-start_server wsproxy-e2e "$BIN/wsproxy" --listen 127.0.0.1:0 --format json --log "$ROOT/target/e2e-events.jsonl"
-(cd crates/wsproxy/tests/browser && node demo.mjs "http://${SERVER_URL#ws://}/" "$ROOT/target/e2e-events.jsonl")
+rm -f "$ROOT/target/e2e.har"
+start_server wsproxy-e2e "$BIN/wsproxy" --listen 127.0.0.1:0 --format json --log "$ROOT/target/e2e-events.jsonl" \
+    --har "$ROOT/target/e2e.har"
+# Also: the HAR validates (har-validator) and its messages are what
+# Chromium reports through the DevTools protocol.
+(cd crates/wsproxy/tests/browser && node demo.mjs "http://${SERVER_URL#ws://}/" "$ROOT/target/e2e-events.jsonl" "$ROOT/target/e2e.har")
 stop_server "$SERVER_PID"
 
 step "fuzz targets (stable, no sanitizer, ${FUZZ_SECONDS:-30} s each)"

@@ -357,6 +357,10 @@ fn http_entry(
 /// upgrade request was seen.
 fn websocket_entry(s: &ConnState, secure: bool) -> Option<Value> {
     let (ts, req_headers, method, target, version) = s.request.as_ref()?;
+    // In the order they were sent: the two directions reach the writer in
+    // batches of their own.
+    let mut messages = s.messages.clone();
+    messages.sort_by(|a, b| a["time"].as_f64().unwrap_or(0.0).total_cmp(&b["time"].as_f64().unwrap_or(0.0)));
     let host = req_headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value.as_str());
     let scheme = if secure { "wss" } else { "ws" };
     let wait_ms = s.response.as_ref().map_or(0.0, |(rts, ..)| ((seconds(rts) - seconds(ts)) * 1000.0).max(0.0));
@@ -394,7 +398,7 @@ fn websocket_entry(s: &ConnState, secure: bool) -> Option<Value> {
         "cache": {},
         "timings": {"send": 0, "wait": wait_ms, "receive": 0},
         "_resourceType": "websocket",
-        "_webSocketMessages": s.messages,
+        "_webSocketMessages": messages,
         "_webSocketClose": s.closes,
     }))
 }

@@ -1,18 +1,25 @@
 // End-to-end: headless Chromium (Debian's package, driven by playwright-core)
 // opens the demo page through wsproxy and its embedded echo upstream, sends a
 // message, sees it echoed on the page; then the proxy's JSON log must show
-// the browser's masked frame and the unmasked echo.
+// the browser's masked frame and the unmasked echo. With a HAR file (the
+// proxy's --har), the HAR must validate against the HAR 1.2 schema
+// (har-validator) and its _webSocketMessages must be what Chromium itself
+// reported through the DevTools protocol (Network.webSocketFrameSent and
+// webSocketFrameReceived, which DevTools builds its own HAR export from).
 //
-//   node demo.mjs http://127.0.0.1:PORT/ /path/to/events.jsonl
+//   node demo.mjs http://127.0.0.1:PORT/ /path/to/events.jsonl [/path/to/proxy.har]
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
+import validate from "har-validator";
 
-const [pageUrl, logPath] = process.argv.slice(2);
+const [pageUrl, logPath, harPath] = process.argv.slice(2);
 if (!pageUrl || !logPath) {
-  console.error("usage: node demo.mjs PAGE_URL EVENTS_JSONL");
+  console.error("usage: node demo.mjs PAGE_URL EVENTS_JSONL [HAR]");
   process.exit(2);
 }
 const message = `hello from chromium ${Date.now()}`;
+// What Chromium reports of the WebSocket: [type, opcode, data] per message.
+const reported = [];
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 
 const browser = await chromium.launch({
@@ -23,11 +30,23 @@ const browser = await chromium.launch({
 let failed = false;
 try {
   const page = await browser.newPage();
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Network.enable");
+  for (const [event, type] of [["Network.webSocketFrameSent", "send"], ["Network.webSocketFrameReceived", "receive"]]) {
+    cdp.on(event, (e) => {
+      // Data messages only (1 text, 2 binary), as DevTools' HAR has them.
+      if (e.response.opcode === 1 || e.response.opcode === 2) {
+        reported.push([type, e.response.opcode, e.response.payloadData]);
+      }
+    });
+  }
   await page.goto(pageUrl);
   await page.locator("#state.open").waitFor({ timeout: 10_000 });
-  await page.fill("#message", message);
-  await page.click("#send");
-  await page.locator(".echo", { hasText: message }).waitFor({ timeout: 10_000 });
+  for (const m of [message, `${message} (again) ✓`]) {
+    await page.fill("#message", m);
+    await page.click("#send");
+    await page.locator(".echo", { hasText: m }).waitFor({ timeout: 10_000 });
+  }
   console.log(`browser: the page shows the echo of ${JSON.stringify(message)}`);
   await page.click("#close");
   await page.locator("#state.closed").waitFor({ timeout: 10_000 });
@@ -63,6 +82,41 @@ if (!echoed) { console.error("log: no unmasked upstream frame with the echo"); f
 if (!closed) { console.error("log: no close 1000 from the browser"); failed = true; }
 if (!failed) {
   console.log(`log: client frame masked with ${sent.mask}, echo from upstream, close ${closed.code} from the browser`);
+}
+
+if (harPath) {
+  // The entry is written when the connection ends: wait for it, bounded.
+  let doc, entry;
+  const until = Date.now() + 10_000;
+  while (Date.now() < until) {
+    try {
+      doc = JSON.parse(readFileSync(harPath, "utf8"));
+      entry = doc.log.entries.find((e) => e._resourceType === "websocket");
+    } catch {
+      doc = undefined;
+    }
+    if (entry) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!entry) {
+    console.error(`har: no websocket entry in ${harPath}`);
+    failed = true;
+  } else {
+    try {
+      await validate.har(doc);
+      console.log(`har: valid HAR 1.2 (har-validator), ${doc.log.entries.length} entries`);
+    } catch (e) {
+      console.error(`har: not valid HAR 1.2: ${JSON.stringify(e.errors ?? String(e))}`);
+      failed = true;
+    }
+    const fromHar = entry._webSocketMessages.map((m) => [m.type, m.opcode, m.data]);
+    if (JSON.stringify(fromHar) !== JSON.stringify(reported) || reported.length < 4) {
+      console.error(`har: _webSocketMessages ${JSON.stringify(fromHar)} differ from Chromium's own report ${JSON.stringify(reported)}`);
+      failed = true;
+    } else {
+      console.log(`har: ${fromHar.length} messages, the same as Chromium reported through the DevTools protocol`);
+    }
+  }
 }
 console.log(failed ? "browser e2e: 0 passed, 1 failed" : "browser e2e: 1 passed, 0 failed");
 process.exit(failed ? 1 : 0);
