@@ -196,11 +196,14 @@ pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
                 match rx.try_recv() {
                     Ok(bufs) => {
                         let bytes: usize = bufs.iter().map(Vec::len).sum();
-                        for (writer, buf) in writers.iter_mut().zip(bufs) {
+                        for (i, (writer, buf)) in writers.iter_mut().zip(bufs).enumerate() {
                             // A closed pipe (`wsproxy | head`) ends that output, not the proxy.
                             if let Some(w) = writer
-                                && w.write_all(&buf).is_err()
+                                && let Err(e) = w.write_all(&buf)
                             {
+                                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                                    eprintln!("wsproxy: error: output {} stopped: {e}", i + 1);
+                                }
                                 *writer = None;
                             }
                             pool.give(buf);
@@ -214,10 +217,13 @@ pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
                 }
             };
             if wrote {
-                for writer in &mut writers {
+                for (i, writer) in writers.iter_mut().enumerate() {
                     if let Some(w) = writer
-                        && w.flush().is_err()
+                        && let Err(e) = w.flush()
                     {
+                        if e.kind() != std::io::ErrorKind::BrokenPipe {
+                            eprintln!("wsproxy: error: output {} stopped: {e}", i + 1);
+                        }
                         *writer = None;
                     }
                 }

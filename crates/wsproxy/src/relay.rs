@@ -180,6 +180,9 @@ async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut E
         lock(session).error(&format!("writing to the upstream: {e}"), &Time::now(), events);
         return ending_of(&e);
     }
+    // The upstream's address reaches the capture outputs before any of the
+    // bytes the two directions record from here on.
+    ctx.log.hand_over(events).await;
 
     // 3. Both directions until both end.
     let (a, b) = relay_both(&mut client, &mut upstream, session, ctx).await;

@@ -1034,3 +1034,40 @@ fn a_tcpdump_capture_of_direct_traffic_reads_as_the_proxy_saw_it() {
     assert!(stderr.contains("1 connection"), "{stderr}");
     assert_eq!(seen_in_log(&read), seen_in_log(&live), "read from tcpdump's capture (left), the live log (right)");
 }
+
+/// A connection that carries megabytes is recorded whole: the capture
+/// learns the upstream's address before the bytes (it once held them
+/// until the end, and dropped what did not fit).
+#[test]
+fn megabytes_through_a_connection_are_all_in_the_capture() {
+    let pcap = temp("megabytes.pcapng");
+    let mut proxy = Proxy::start(&["--pcap", pcap.to_str().expect("utf-8"), "--messages-only"]);
+    let mut c: Box<dyn Conn> = Box::new(connect(proxy.addr));
+    let mut sent = wsproto::handshake::build_request("x", "/", "dGhlIHNhbXBsZSBub25jZQ==", &[], None).expect("request");
+    c.write_all(&sent).expect("write");
+    let mut got = Vec::new();
+    let head = read_head(&mut *c, &mut got);
+    let payload: Vec<u8> = (0..64 << 10).map(|i: u32| (i % 253) as u8).collect();
+    let message = frame(OpCode::Binary, true, Some([9, 9, 9, 9]), &payload);
+    let echo_len = frame(OpCode::Binary, true, None, &payload).len();
+    for i in 0..48 {
+        c.write_all(&message).expect("write");
+        sent.extend_from_slice(&message);
+        read_at_least(&mut *c, &mut got, head + (i + 1) * echo_len);
+    }
+    let close = frame(OpCode::Close, true, Some([1, 2, 3, 4]), &[0x03, 0xe8]);
+    c.write_all(&close).expect("write");
+    sent.extend_from_slice(&close);
+    read_at_least(&mut *c, &mut got, head + 48 * echo_len + 4);
+    c.finish();
+    read_to_end(&mut *c);
+    drop(c);
+    proxy.connection(1);
+    let (status, _) = proxy.terminate();
+    assert!(status.success());
+    let packets = packets(&pcap);
+    let client = packets[0].src;
+    let stream: Vec<u8> = packets.iter().filter(|p| p.src == client).flat_map(|p| p.payload.clone()).collect();
+    assert_eq!(stream.len(), sent.len(), "the client's bytes in the capture");
+    assert!(stream == sent);
+}

@@ -68,7 +68,10 @@ const WINDOW_SCALE: u8 = 8;
 /// IPv4 TTL and IPv6 hop limit of the synthesized packets.
 const TTL: u8 = 64;
 /// Records kept before they are written even without a flush.
-const MAX_PENDING: usize = 16 << 20;
+const MAX_PENDING: usize = 4 << 20;
+/// Encoded blocks kept before they are written out (each write is whole
+/// blocks).
+const MAX_BLOCKS: usize = 1 << 20;
 /// Bytes of a connection's records kept while its upstream is not
 /// connected yet (its first request head, at most 64 KiB and a read).
 const MAX_HELD: usize = 1 << 20;
@@ -100,6 +103,8 @@ pub struct PcapngWriter<W: Write> {
     blocks: PcapNgWriter<Vec<u8>>,
     pending: Vec<u8>,
     convs: HashMap<u64, Conv>,
+    /// One packet being built (reused: no allocation per packet).
+    scratch: Vec<u8>,
 }
 
 impl<W: Write> PcapngWriter<W> {
@@ -143,7 +148,7 @@ impl<W: Write> PcapngWriter<W> {
         out.write_all(blocks.get_ref())?;
         out.flush()?;
         blocks.get_mut().clear();
-        Ok(PcapngWriter { out, blocks, pending: Vec::new(), convs: HashMap::new() })
+        Ok(PcapngWriter { out, blocks, pending: Vec::new(), convs: HashMap::new(), scratch: Vec::new() })
     }
 
     /// Writes out what is pending and returns the underlying writer.
@@ -167,8 +172,18 @@ impl<W: Write> PcapngWriter<W> {
         records.sort_by_key(|((_, us, _), _)| *us);
         for ((conn, us, record), range) in records {
             self.apply(conn, us, record, &pending[range]);
+            if self.blocks.get_ref().len() >= MAX_BLOCKS {
+                self.write_blocks()?;
+            }
         }
-        self.pending = pending[at..].to_vec();
+        // What is left is part of a record: kept, in the same buffer.
+        self.pending = pending;
+        self.pending.drain(..at);
+        self.write_blocks()
+    }
+
+    /// Writes the encoded blocks out, whole, in one write.
+    fn write_blocks(&mut self) -> io::Result<()> {
         let blocks = self.blocks.get_mut();
         if !blocks.is_empty() {
             self.out.write_all(blocks)?;
@@ -333,17 +348,17 @@ impl<W: Write> PcapngWriter<W> {
         if flags.psh {
             tcp = tcp.psh();
         }
-        let mut data = Vec::with_capacity(tcp.size(payload.len()));
+        self.scratch.clear();
         // The payload is at most an MSS: the packet is always valid.
-        if tcp.write(&mut data, payload).is_err() {
+        if tcp.write(&mut self.scratch, payload).is_err() {
             return;
         }
         let options = comment.map(|c| vec![EnhancedPacketOption::Comment(Cow::Owned(c))]).unwrap_or_default();
         let block = EnhancedPacketBlock {
             interface_id: 0,
             timestamp: Duration::from_micros(us),
-            original_len: data.len() as u32,
-            data: Cow::Owned(data),
+            original_len: self.scratch.len() as u32,
+            data: Cow::Borrowed(&self.scratch),
             options,
         };
         // Into a Vec: cannot fail.
