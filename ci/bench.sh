@@ -48,6 +48,18 @@ start_server tt-echo "$BIN/examples/tt_echo"
 TARGETS+=("tokio-tungstenite=$SERVER_URL@$SERVER_PID")
 start_server wsproxy "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" --format json --log "$OUT/wsproxy-events.jsonl"
 TARGETS+=("wsproxy→wsecho=$SERVER_URL@$SERVER_PID")
+# The recording outputs (issue 15): the proxy with its event output off,
+# with --pcap alone, and with --pcap and the JSON log. The captures (GBs)
+# are removed after the run.
+CAPTURES=$(mktemp -d)
+OFF=(--messages-only --max-preview 0 --log /dev/null)
+start_server wsproxy-off "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" "${OFF[@]}"
+TARGETS+=("wsproxy(output off)=$SERVER_URL@$SERVER_PID")
+start_server wsproxy-pcap "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" "${OFF[@]}" --pcap "$CAPTURES/a.pcapng"
+TARGETS+=("wsproxy --pcap=$SERVER_URL@$SERVER_PID")
+start_server wsproxy-pcap-json "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" --format json \
+    --log "$CAPTURES/b.jsonl" --pcap "$CAPTURES/b.pcapng"
+TARGETS+=("wsproxy --pcap + JSON=$SERVER_URL@$SERVER_PID")
 if command -v nginx >/dev/null; then
     NGINX_DIR=$(mktemp -d)
     NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -98,6 +110,7 @@ if [ -n "$IDLE" ]; then
         case $rest in *@*) ;; *) echo "$name: no PID to sample, skipped"; continue ;; esac
         "$BIN/wsharness" bench idle --url "${rest%@*}" --pid "${rest##*@}" --conns "$IDLE" | sed "s|^|$name: |" | tee -a "$OUT/idle.txt"
     done
+    rm -rf "$CAPTURES"
     exit 0
 fi
 
@@ -108,3 +121,4 @@ step "compare (${ROUNDS:-3} rounds, ${DURATION:-3s} per run)"
     echo
     "$BIN/wsharness" bench compare --rounds "${ROUNDS:-3}" --duration "${DURATION:-3s}" "${TARGETS[@]}"
 } | tee "$OUT/compare.md"
+rm -rf "$CAPTURES"
