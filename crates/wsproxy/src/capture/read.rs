@@ -589,7 +589,9 @@ impl Decoder {
     ) {
         let dir = &mut c.dirs[side.index()];
         let mut ready = Vec::new();
-        if syn {
+        if dir.broken {
+            // After a gap nothing more of this side is decoded, or held.
+        } else if syn {
             // The SYN takes one sequence number; data starts after it.
             if dir.next.is_none() {
                 dir.next = Some(seq.wrapping_add(1));
@@ -744,6 +746,30 @@ mod tests {
         d.accept(base.wrapping_add(2), b"cdef", &mut out); // overlapping, fills the hole
         assert_eq!(out.concat(), b"abcdefghi");
         assert_eq!((d.offset, d.missing(), d.held_bytes), (9, None, 0));
+    }
+
+    #[test]
+    fn a_direction_after_a_gap_holds_nothing() {
+        let options = ReadOptions {
+            config: Config::new(Upstream::parse("ws://127.0.0.1:1").expect("url")),
+            server: Some(ServerHint::Port(80)),
+        };
+        let mut d = Decoder::new(&options, &[Format::Json]);
+        let (client, server): (SocketAddr, SocketAddr) =
+            ("10.0.0.1:5000".parse().expect("addr"), "10.0.0.2:80".parse().expect("addr"));
+        let t = d.time(Duration::from_secs(1));
+        let mut c = new_conversation();
+        c.roles = Some((client, server));
+        d.begin(&mut c, client, &t);
+        d.segment(&mut c, Side::Client, &t, 1000, false, false, false, b"GET / HTTP/1.1\r\n");
+        // Far ahead of what came: held until the cap, then a gap.
+        let chunk = vec![b'x'; 64 << 10];
+        for i in 0..400u32 {
+            d.segment(&mut c, Side::Client, &t, 1_000_000 + i * (64 << 10), false, false, false, &chunk);
+        }
+        let dir = &c.dirs[Side::Client.index()];
+        assert!(dir.broken && dir.held.is_empty() && dir.held_bytes == 0);
+        assert_eq!(d.summary.gaps, 1);
     }
 
     #[test]
