@@ -1071,3 +1071,33 @@ fn megabytes_through_a_connection_are_all_in_the_capture() {
     assert_eq!(stream.len(), sent.len(), "the client's bytes in the capture");
     assert!(stream == sent);
 }
+
+/// A refused upgrade is an entry of its own, with the answer's status and
+/// no WebSocket messages.
+#[test]
+fn har_has_a_refused_upgrade_as_its_own_entry() {
+    let har = temp("refused.har");
+    let upstream = RawUpstream::start(|mut s| {
+        let mut got = Vec::new();
+        let mut s2 = s.try_clone().expect("clone");
+        read_head(&mut s2, &mut got);
+        s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").expect("write");
+    });
+    let url = upstream.url();
+    let mut proxy = Proxy::start(&["--upstream", &url, "--har", har.to_str().expect("utf-8")]);
+    let mut c: Box<dyn Conn> = Box::new(connect(proxy.addr));
+    c.write_all(&common::upgrade_request("x", "/chat?room=1")).expect("write");
+    read_to_end(&mut *c);
+    drop(c);
+    upstream.join();
+    proxy.connection(1);
+    let (status, _) = proxy.terminate();
+    assert!(status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).expect("har")).expect("valid JSON");
+    let entries = doc["log"]["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{doc:#}");
+    assert_eq!(entries[0]["response"]["status"], 403);
+    assert_eq!(entries[0]["request"]["url"], "ws://x/chat?room=1");
+    assert_eq!(entries[0]["request"]["queryString"], serde_json::json!([{"name": "room", "value": "1"}]));
+    assert!(entries[0].get("_webSocketMessages").is_none());
+}

@@ -223,8 +223,17 @@ fn take_events(c: &mut Conn, max_message: usize, done: &mut Vec<Value>) -> bool 
             Event::HandshakeRequest { method, target, version, headers, .. } => {
                 s.request = Some((record.ts, headers, method, target, version));
             }
-            Event::HandshakeResponse { status, reason, version, headers, .. } => {
+            Event::HandshakeResponse { status, reason, version, headers, upgraded, .. } => {
                 s.response = Some((record.ts, status, reason, version, headers));
+                if !upgraded {
+                    // A refused upgrade is an exchange of its own; the
+                    // connection may go on to another.
+                    if let Some(entry) = websocket_entry(s, c.secure) {
+                        done.push(entry);
+                    }
+                    s.request = None;
+                    s.response = None;
+                }
             }
             Event::Http { method, target, status, request_body_len, response_body_len, .. } => {
                 done.push(http_entry(
@@ -353,8 +362,8 @@ fn http_entry(
     })
 }
 
-/// The entry of a connection's upgrade, with its messages; `None` when no
-/// upgrade request was seen.
+/// The entry of a connection's upgrade request: with its messages when it
+/// was answered with 101; `None` when no upgrade request was seen.
 fn websocket_entry(s: &ConnState, secure: bool) -> Option<Value> {
     let (ts, req_headers, method, target, version) = s.request.as_ref()?;
     // In the order they were sent: the two directions reach the writer in
@@ -381,7 +390,7 @@ fn websocket_entry(s: &ConnState, secure: bool) -> Option<Value> {
             "content": {"size": 0, "mimeType": "x-unknown"}, "redirectURL": "", "headersSize": -1, "bodySize": -1,
         }),
     };
-    Some(json!({
+    let mut entry = json!({
         "startedDateTime": ts,
         "time": wait_ms,
         "request": {
@@ -397,10 +406,13 @@ fn websocket_entry(s: &ConnState, secure: bool) -> Option<Value> {
         "response": response,
         "cache": {},
         "timings": {"send": 0, "wait": wait_ms, "receive": 0},
-        "_resourceType": "websocket",
-        "_webSocketMessages": messages,
-        "_webSocketClose": s.closes,
-    }))
+    });
+    if s.response.as_ref().is_some_and(|(_, status, ..)| *status == 101) {
+        entry["_resourceType"] = json!("websocket");
+        entry["_webSocketMessages"] = json!(messages);
+        entry["_webSocketClose"] = json!(s.closes);
+    }
+    Some(entry)
 }
 
 impl<W: Write + Seek> Write for HarWriter<W> {
