@@ -23,6 +23,9 @@ Examples:
   wsharness autobahn check target/autobahn/wsecho
   wsharness autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json
   wsharness bench --url ws://127.0.0.1:9001 -c 10 -w 4 -s 64KiB -d 5
+  wsharness bench --url ws://127.0.0.1:9001 -c 10 --rate 10000 -d 10
+  wsharness bench --url wss://echo.example.com/ws -H 'Authorization: Bearer TOKEN' --subprotocol chat.v1 --rate 100
+  wsharness bench --url wss://localhost:8443 --ca cert.pem -c 1000 --connect-rate 200 --rate 2000 --verbose
 ";
 
 #[derive(Debug, Subcommand)]
@@ -45,13 +48,13 @@ struct BenchArgs {
 
 #[derive(Debug, Args)]
 struct BenchRunArgs {
-    /// The echo server, ws://HOST:PORT[/PATH].
+    /// The echo server, ws://HOST:PORT[/PATH] or wss://….
     #[arg(long)]
     url: Option<String>,
     /// Connections.
     #[arg(long, short = 'c', default_value_t = 1)]
     conns: usize,
-    /// Messages in flight per connection (1: strict ping-pong).
+    /// Messages in flight per connection (1: strict ping-pong); closed loop.
     #[arg(long, short = 'w', default_value_t = 1)]
     window: usize,
     /// Payload per message: 16, 64KiB, 1MiB.
@@ -72,6 +75,37 @@ struct BenchRunArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Open loop: send this many messages per second across all
+    /// connections, on schedule whether or not echoes have come back;
+    /// round trips are measured from each message's scheduled send time
+    /// (no coordinated omission). --window is ignored.
+    #[arg(long, value_name = "MSG_PER_SEC")]
+    rate: Option<f64>,
+    /// Open the connections at this many per second (a ramp) instead of
+    /// all at once.
+    #[arg(long, value_name = "CONNS_PER_SEC")]
+    connect_rate: Option<f64>,
+    /// A request header for the opening handshake, 'Name: value'
+    /// (repeatable): Authorization, Cookie, …
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Offer this subprotocol (repeatable, in order of preference); a 101
+    /// that picks one not offered fails the connection.
+    #[arg(long = "subprotocol", value_name = "NAME")]
+    subprotocols: Vec<String>,
+    /// The Origin header.
+    #[arg(long)]
+    origin: Option<String>,
+    /// wss://: trust the CA certificates in this PEM file (or the server's
+    /// own certificate, pinned) besides the platform's and webpki's roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// wss://: do not verify the server's certificate.
+    #[arg(long)]
+    insecure: bool,
+    /// Report every connection (handshake times, counts, how it ended).
+    #[arg(long, short = 'v')]
+    verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,6 +346,13 @@ fn bench(args: BenchArgs) -> anyhow::Result<bool> {
                 messages: a.messages,
                 warmup: if a.messages.is_some() { std::time::Duration::ZERO } else { a.warmup },
                 progress: !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                tls: bench::TlsOptions { ca_file: a.ca, insecure: a.insecure },
+                headers: a.headers,
+                origin: a.origin,
+                subprotocols: a.subprotocols,
+                rate: a.rate,
+                connect_rate: a.connect_rate,
+                verbose: a.verbose,
             };
             let report = bench::run(&opts)?;
             if a.json {
