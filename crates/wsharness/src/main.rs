@@ -28,6 +28,15 @@ Examples:
   wsharness bench --url wss://localhost:8443 --ca cert.pem -c 1000 --connect-rate 200 --rate 2000 --verbose
 ";
 
+const BENCH_EXAMPLES: &str = "\
+Examples:
+  wsharness bench --url ws://127.0.0.1:9001 -c 10 -w 16 -d 5
+  wsharness bench --url ws://127.0.0.1:9001 -c 10 --rate 10000 -d 10
+  wsharness bench --url wss://api.example.com/ws -H 'Authorization: Bearer TOKEN' --subprotocol chat.v1 --origin https://example.com --rate 100
+  wsharness bench --url wss://localhost:8443 --ca ca.pem -c 1000 --connect-rate 200 --warmup 6s --rate 2000 --verbose
+  wsharness bench compare wsecho=ws://127.0.0.1:9001 proxy=ws://127.0.0.1:9002
+";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The Autobahn|Testsuite.
@@ -38,7 +47,7 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, after_help = BENCH_EXAMPLES)]
 struct BenchArgs {
     #[command(subcommand)]
     command: Option<BenchCommand>,

@@ -126,6 +126,8 @@ pub struct BenchReport {
     /// Wall time of the whole run (connecting, warm-up, measuring,
     /// waiting for the last echoes), seconds.
     pub elapsed_s: f64,
+    /// Echoes received in the whole run, warm-up included.
+    pub echoes_total: u64,
     /// Where round trips start: `"send"` (closed loop) or
     /// `"scheduled_send"` (open loop: the time the message was due).
     pub latency_from: &'static str,
@@ -434,7 +436,7 @@ fn report(
     let mut behind = client::histogram();
     let (mut tcp, mut tls, mut ws) = (client::histogram(), client::histogram(), client::histogram());
     let mut errors = Errors::default();
-    let (mut measured, mut sent_in_window, mut unsent_in_window) = (0, 0, 0);
+    let (mut measured, mut sent_in_window, mut unsent_in_window, mut echoes_total) = (0, 0, 0, 0);
     let mut last_echo = None::<Instant>;
     let mut finished = start;
     for o in outcomes {
@@ -457,6 +459,7 @@ fn report(
             behind.add(&r.behind_us).context("merging histograms")?;
             errors.add(&r.errors);
             measured += r.measured;
+            echoes_total += r.received;
             sent_in_window += r.sent_in_window;
             unsent_in_window += r.unsent_in_window;
             last_echo = last_echo.max(r.last_echo);
@@ -559,6 +562,7 @@ fn report(
         error_count: errors.total(),
         errors,
         elapsed_s: secs(start, finished),
+        echoes_total,
         latency_from: if opts.rate.is_some() { "scheduled_send" } else { "send" },
         rate: opts.rate.map(|target| RateReport {
             target_per_sec: target,
@@ -612,11 +616,12 @@ pub fn render_report(r: &BenchReport) -> String {
     );
     let _ = writeln!(
         out,
-        "{:>12.0} msg/s   {:>9.2} MB/s   ({} in {:.2} s; the run took {:.2} s)",
+        "{:>12.0} msg/s   {:>9.2} MB/s   ({} in {:.2} s measured; {} in all, the run took {:.2} s)",
         r.messages_per_sec,
         r.mb_per_sec,
         wscli::count_with(r.messages, "echo", "echoes"),
         r.seconds,
+        r.echoes_total,
         r.elapsed_s,
     );
     let from = if r.rate.is_some() { " (from the scheduled send time)" } else { "" };
