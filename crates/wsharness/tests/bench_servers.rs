@@ -54,6 +54,14 @@ async fn server(
                     match on_message(n) {
                         Step::Echo => {}
                         Step::StallThenEcho(d) => tokio::time::sleep(d).await,
+                        Step::Reset => {
+                            let _ = ws.get_ref().set_zero_linger();
+                            return;
+                        }
+                        Step::GoSilent => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            return;
+                        }
                         Step::Close(code, reason) => {
                             let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
                             let _ = ws.close(Some(frame)).await;
@@ -77,6 +85,10 @@ enum Step {
     Echo,
     StallThenEcho(Duration),
     Close(u16, &'static str),
+    /// End the TCP connection with a reset (RST), no close frame.
+    Reset,
+    /// Keep the connection open and answer nothing more.
+    GoSilent,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,6 +130,35 @@ async fn a_server_that_closes_early_is_named_with_its_code_reason_and_time() {
     assert!(text.contains("closed by the server: 1011 \"enough\": connections 1, 2"), "{text}");
     assert!(text.contains("ended early at "), "{text}");
     assert!(text.contains("connection 1: opened at") && text.contains("connection 2: opened at"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_and_a_silent_server_are_counted_by_kind() {
+    let (reset_url, reset) = server(|n| if n > 10 { Step::Reset } else { Step::Echo }).await;
+    let (silent_url, silent) = server(|n| if n > 10 { Step::GoSilent } else { Step::Echo }).await;
+    let (reset_out, silent_out) = tokio::task::spawn_blocking(move || {
+        let args = ["--window", "2", "--duration", "5", "--warmup", "0", "--json"];
+        (bench(&[&["--url", &reset_url][..], &args].concat()), bench(&[&["--url", &silent_url][..], &args].concat()))
+    })
+    .await
+    .expect("join");
+    reset.abort();
+    silent.abort();
+
+    let r = report(&reset_out);
+    assert_eq!(reset_out.status.code(), Some(1), "{r}");
+    // A reset reads as an error on Linux; a server gone without a close
+    // frame is the other way it can show.
+    let gone = r["errors"]["reset"].as_u64().unwrap_or(0) + r["errors"]["disconnected"].as_u64().unwrap_or(0);
+    assert_eq!(gone, 1, "{r}");
+    assert_eq!(r["connection_errors"][0]["conns"], serde_json::json!([1]), "{r}");
+    assert!(r["ended_early"]["at_s"].as_f64().is_some_and(|t| t < 5.0), "{r}");
+
+    let r = report(&silent_out);
+    assert_eq!(silent_out.status.code(), Some(1), "{r}");
+    assert_eq!(r["errors"]["timeout"], 1, "{r}");
+    assert_eq!(r["errors"]["lost"], 2, "the window in flight when it went silent: {r}");
+    assert_eq!(r["connection_errors"][0]["kind"], "timeout", "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,4 +385,28 @@ fn wss_with_a_header_and_a_subprotocol_against_python_websockets() {
     assert_eq!(insecure.status.code(), Some(0), "{}", stderr(&insecure));
     assert!(stderr(&insecure).contains("warning: --insecure"), "{}", stderr(&insecure));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_ramp_at_the_connect_rate_and_report_their_handshakes() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = wsecho::spawn(listener, wsecho::Config::default()).expect("wsecho");
+    let url = format!("ws://{}", server.local_addr());
+    let out = tokio::task::spawn_blocking(move || {
+        bench(&["--url", &url, "--conns", "5", "--connect-rate", "50", "--messages", "20", "--verbose", "--json"])
+    })
+    .await
+    .expect("join");
+    server.shutdown().await;
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r}");
+    assert_eq!(r["connections"]["opened"], 5, "{r}");
+    assert!(r["handshake_us"]["ws"]["p50"].as_u64().is_some_and(|t| t > 0), "{r}");
+    assert!(r["handshake_us"]["tls"].is_null(), "{r}");
+    let conns = r["per_connection"].as_array().expect("per_connection with --verbose");
+    assert_eq!(conns.len(), 5);
+    // The fifth opens 4/50 s after the first, at the earliest.
+    let opened = |i: usize| conns[i]["opened_at_s"].as_f64().expect("opened_at_s");
+    assert!(opened(4) - opened(0) >= 0.075, "{r}");
+    assert!(conns.iter().all(|c| c["sent"] == 20 && c["echoes"] == 20), "{r}");
 }

@@ -48,7 +48,8 @@ pub struct Errors {
     pub disconnected: u64,
     /// Connections that failed on a read or write (reset, broken pipe).
     pub reset: u64,
-    /// Connections that waited too long for an echo ([`GRACE`]).
+    /// Connections that waited too long for an echo ([`GRACE`]) or for
+    /// the answer to their opening handshake.
     pub timeout: u64,
     /// Connections that could not be opened (TCP or TLS).
     pub connect: u64,
@@ -121,7 +122,8 @@ impl End {
         }
     }
 
-    fn count(&self, errors: &mut Errors) {
+    /// Counts it in `errors`.
+    pub fn count(&self, errors: &mut Errors) {
         match self {
             End::Closed { .. } => errors.closed += 1,
             End::Disconnected => errors.disconnected += 1,
@@ -385,7 +387,8 @@ impl Checker {
     }
 }
 
-fn new_result() -> ConnResult {
+/// A result with nothing in it yet.
+pub fn new_result() -> ConnResult {
     ConnResult {
         measured: 0,
         received: 0,

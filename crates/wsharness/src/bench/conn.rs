@@ -82,7 +82,12 @@ pub enum OpenFailure {
     /// The 101 or the exchange before it was wrong (accept key, an
     /// unoffered subprotocol, a malformed head, a closed connection).
     Handshake,
+    /// Connecting and the handshakes took longer than [`OPEN_TIMEOUT`].
+    Timeout,
 }
+
+/// The longest a connection may take to open (TCP, TLS and the upgrade).
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A failed open, with its kind and a message that names the server.
 #[derive(Debug)]
@@ -152,8 +157,22 @@ impl Connector {
         Ok(request)
     }
 
-    /// Opens a connection and completes the opening handshake.
+    /// Opens a connection and completes the opening handshake, within
+    /// [`OPEN_TIMEOUT`].
     pub async fn open(&self, nonce: [u8; 16]) -> Result<Opened, OpenError> {
+        tokio::time::timeout(OPEN_TIMEOUT, self.open_unbounded(nonce)).await.unwrap_or_else(|_| {
+            Err(OpenError {
+                kind: OpenFailure::Timeout,
+                error: anyhow::anyhow!(
+                    "{}: no answer to the opening handshake within {} s",
+                    self.target.connect_addr(),
+                    OPEN_TIMEOUT.as_secs()
+                ),
+            })
+        })
+    }
+
+    async fn open_unbounded(&self, nonce: [u8; 16]) -> Result<Opened, OpenError> {
         let addr = self.target.connect_addr();
         let fail = |kind, error| OpenError { kind, error };
         let started = Instant::now();

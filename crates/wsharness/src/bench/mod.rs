@@ -292,6 +292,7 @@ impl Outcome {
                 OpenFailure::Connect => ("connect", message.clone(), None, None, None),
                 OpenFailure::Status(status) => ("handshake", message.clone(), None, None, Some(*status)),
                 OpenFailure::Handshake => ("handshake", message.clone(), None, None, None),
+                OpenFailure::Timeout => ("timeout", message.clone(), None, None, None),
             });
         }
         let (_, end) = self.result.as_ref()?.end.as_ref()?;
@@ -331,6 +332,18 @@ pub async fn run_async(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     }
     let connector =
         Arc::new(Connector::new(target, &opts.tls, &opts.headers, opts.origin.as_deref(), &opts.subprotocols)?);
+    if let Some(rate) = opts.connect_rate {
+        let ramp = opts.conns.saturating_sub(1) as f64 / rate;
+        if opts.messages.is_none() && ramp > opts.warmup.as_secs_f64() {
+            eprintln!(
+                "wsharness: note: opening {} at {rate} per second takes {ramp:.1} s, longer than the {:.1} s warm-up: \
+                 the measured window includes the ramp (--warmup {:.0}s to measure the steady state)",
+                wscli::count(opts.conns as u64, "connection"),
+                opts.warmup.as_secs_f64(),
+                ramp.ceil() + 1.0
+            );
+        }
+    }
     let shape = Shape { size: opts.size, text: opts.text };
     let start = Instant::now();
     let (measure_from, send_until) = match opts.messages {
@@ -445,6 +458,7 @@ fn report(
             match kind {
                 OpenFailure::Connect => errors.connect += 1,
                 OpenFailure::Status(_) | OpenFailure::Handshake => errors.handshake += 1,
+                OpenFailure::Timeout => errors.timeout += 1,
             }
         }
         if let Some((_, t, _)) = &o.opened {
@@ -495,7 +509,7 @@ fn report(
     let open_at_end = outcomes
         .iter()
         .filter(|o| o.opened.as_ref().is_some_and(|(at, _, _)| *at <= window_end))
-        .filter(|o| o.ended_at().is_none_or(|e| e >= window_end))
+        .filter(|o| o.ended_at().is_none_or(|e| e > window_end))
         .count();
 
     // Connection errors, grouped.
@@ -753,4 +767,112 @@ pub fn idle(url: &str, conns: usize, pid: u32, settle: Duration) -> anyhow::Resu
         drop(open);
         Ok((before, after, (after.saturating_sub(before)) as f64 / conns as f64))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> BenchOptions {
+        BenchOptions {
+            url: "ws://127.0.0.1:9".into(),
+            conns: 2,
+            window: 4,
+            duration: Duration::from_secs(3),
+            warmup: Duration::from_secs(1),
+            ..BenchOptions::default()
+        }
+    }
+
+    fn ms(start: Instant, n: u64) -> Instant {
+        start + Duration::from_millis(n)
+    }
+
+    /// Connection `id` opened at 5 ms; ended at `end_ms` the way `end`
+    /// says, else stopped normally at `end_ms`.
+    fn ran(start: Instant, id: usize, end_ms: u64, end: Option<End>) -> Outcome {
+        let timings = conn::Timings { tcp: Duration::from_micros(100), tls: None, ws: Duration::from_micros(300) };
+        let mut result = client::new_result();
+        result.finished = ms(start, end_ms);
+        if let Some(end) = end {
+            end.count(&mut result.errors);
+            result.end = Some((ms(start, end_ms), end));
+        }
+        Outcome {
+            id,
+            opened: Some((ms(start, 5), timings, None)),
+            failed: None,
+            result: Some(result),
+            finished: ms(start, end_ms),
+        }
+    }
+
+    fn enough() -> Option<End> {
+        Some(End::Closed { code: Some(1011), reason: "enough".into() })
+    }
+
+    #[test]
+    fn every_connection_closed_in_the_warm_up() {
+        let start = Instant::now();
+        let outcomes = [ran(start, 1, 20, enough()), ran(start, 2, 20, enough())];
+        let r = report(&options(), start, ms(start, 1000), ms(start, 4000), &outcomes).expect("report");
+        assert_eq!(r.seconds, 0.0, "nothing measured: it ended in the warm-up");
+        assert!((r.elapsed_s - 0.02).abs() < 1e-9, "{}", r.elapsed_s);
+        assert_eq!(r.errors.closed, 2);
+        assert_eq!((r.connections.opened, r.connections.peak_open, r.connections.open_at_end), (2, 2, 0));
+        let [g] = &r.connection_errors[..] else { panic!("one group: {:?}", r.connection_errors) };
+        assert_eq!(
+            (g.kind, g.code, g.reason.as_deref(), &g.conns[..]),
+            ("closed", Some(1011), Some("enough"), &[1, 2][..])
+        );
+        let early = r.ended_early.as_ref().expect("ended early");
+        assert!((early.at_s - 0.02).abs() < 1e-9);
+        assert_eq!(
+            early.why,
+            "every connection ended: closed by the server: 1011 \"enough\": connections 1, 2 (first at 0.02 s)"
+        );
+        let text = render_report(&r);
+        assert!(text.contains("ended early at 0.02 s: every connection ended"), "{text}");
+    }
+
+    #[test]
+    fn the_window_ends_when_the_last_connection_does() {
+        let start = Instant::now();
+        // Both closed 1.5 s into the 3 s window (after the 1 s warm-up).
+        let outcomes = [ran(start, 1, 2500, enough()), ran(start, 2, 2500, Some(End::Disconnected))];
+        let r = report(&options(), start, ms(start, 1000), ms(start, 4000), &outcomes).expect("report");
+        assert!((r.seconds - 1.5).abs() < 1e-9, "{}", r.seconds);
+        assert_eq!(r.connection_errors.len(), 2);
+        let why = &r.ended_early.as_ref().expect("ended early").why;
+        assert!(why.contains("connection 1 (") && why.contains("disconnected by the server"), "{why}");
+    }
+
+    #[test]
+    fn one_connection_lost_is_not_an_early_end() {
+        let start = Instant::now();
+        let outcomes = [ran(start, 1, 1500, enough()), ran(start, 2, 4100, None)];
+        let r = report(&options(), start, ms(start, 1000), ms(start, 4000), &outcomes).expect("report");
+        assert!(r.ended_early.is_none());
+        assert_eq!(r.seconds, 3.0, "the planned window, which really passed");
+        assert_eq!((r.connections.peak_open, r.connections.open_at_end), (2, 1));
+        assert_eq!(r.connection_errors[0].conns, [1]);
+    }
+
+    #[test]
+    fn a_refused_connection_is_counted_with_its_status() {
+        let start = Instant::now();
+        let refused = Outcome {
+            id: 2,
+            opened: None,
+            failed: Some((OpenFailure::Status(401), "127.0.0.1:9 refused the upgrade: 401 Unauthorized".into())),
+            result: None,
+            finished: ms(start, 3),
+        };
+        let outcomes = [ran(start, 1, 4100, None), refused];
+        let r = report(&options(), start, ms(start, 1000), ms(start, 4000), &outcomes).expect("report");
+        assert_eq!((r.errors.handshake, r.error_count), (1, 1));
+        assert_eq!((r.connections.opened, r.connections.failed), (1, 1));
+        assert_eq!(r.connection_errors[0].status, Some(401));
+        assert!(r.ended_early.is_none(), "connection 1 ran to the end");
+    }
 }
