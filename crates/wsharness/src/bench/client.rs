@@ -180,6 +180,10 @@ pub struct ConnResult {
 /// How long to wait for an echo before counting what is in flight as lost.
 pub const GRACE: Duration = Duration::from_secs(3);
 
+/// Open loop: at most this many messages per write, so a sender far
+/// behind catches up in bounded steps.
+const MAX_BATCH: u64 = 1024;
+
 /// Round trips and delays above this are recorded as this.
 const MAX_RECORDED_US: u64 = 60_000_000;
 
@@ -572,7 +576,11 @@ async fn open_loop(
             }
             // Everything due by now, in one write: a late sender catches up
             // at once.
-            while sender.next_seq < limit && due(sender.next_seq) <= now && due(sender.next_seq) < plan.send_until {
+            let batch_end = sender.next_seq + MAX_BATCH;
+            while sender.next_seq < limit.min(batch_end)
+                && due(sender.next_seq) <= now
+                && due(sender.next_seq) < plan.send_until
+            {
                 let at = due(sender.next_seq);
                 record(&mut behind, now.duration_since(at));
                 sender.queue();

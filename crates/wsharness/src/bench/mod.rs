@@ -29,9 +29,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use wsproto::WsUrl;
 
-pub use client::{End, Errors};
+pub use client::{End, Errors, GRACE};
 pub use compare::{CompareOptions, Workload, compare, render_compare};
-pub use conn::{Connector, OpenFailure, TlsOptions};
+pub use conn::{BoxStream, Connector, OPEN_TIMEOUT, OpenError, OpenFailure, Opened, Timings, TlsOptions};
 pub use payload::Shape;
 
 /// One bench run.
