@@ -289,9 +289,18 @@ impl Drop for Server {
     }
 }
 
+/// A directory removed on drop, even when the test fails.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A test CA and a certificate it signed for localhost and 127.0.0.1, in
 /// a fresh directory: (dir, ca.pem, cert.pem, key.pem).
-fn certificates() -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+fn certificates() -> (TempDir, PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let dir = std::env::temp_dir().join(format!("wsharness-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -308,14 +317,14 @@ fn certificates() -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.0, ca.pem()).expect("write CA");
     std::fs::write(&paths.1, leaf.pem()).expect("write cert");
     std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
-    (dir, paths.0, paths.1, paths.2)
+    (TempDir(dir), paths.0, paths.1, paths.2)
 }
 
 #[test]
 fn wss_with_a_header_and_a_subprotocol_against_python_websockets() {
     let Some(python) = python() else { return };
     let (dir, ca, cert, key) = certificates();
-    let script = dir.join("tls_server.py");
+    let script = dir.0.join("tls_server.py");
     std::fs::write(&script, TLS_SERVER).expect("write the server");
     let mut child = Command::new(python)
         .arg(&script)
@@ -357,6 +366,19 @@ fn wss_with_a_header_and_a_subprotocol_against_python_websockets() {
     assert!(r["handshake_us"]["tls"]["p50"].as_u64().is_some_and(|t| t > 0), "TLS time reported on its own: {r}");
     assert!(r["handshake_us"]["ws"]["p50"].as_u64().is_some_and(|t| t > 0), "{r}");
 
+    // The same over TLS in open loop (the stream split between a sender
+    // and a receiver): 100 messages per connection at 200 msg/s each.
+    let open_loop = bench(
+        &[
+            &common[..],
+            &["--ca", ca, "-H", "Authorization: Bearer s3cret", "--subprotocol", "chat.v1", "--rate", "400", "--json"],
+        ]
+        .concat(),
+    );
+    let r = report(&open_loop);
+    assert_eq!(open_loop.status.code(), Some(0), "{r}");
+    assert_eq!((r["messages"].as_u64(), r["rate"]["sent"].as_u64()), (Some(200), Some(200)), "{r}");
+
     let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
     let no_token = bench(&[&common[..], &["--ca", ca, "--subprotocol", "chat.v1"]].concat());
     assert_eq!(no_token.status.code(), Some(2), "{}", stderr(&no_token));
@@ -384,7 +406,6 @@ fn wss_with_a_header_and_a_subprotocol_against_python_websockets() {
     );
     assert_eq!(insecure.status.code(), Some(0), "{}", stderr(&insecure));
     assert!(stderr(&insecure).contains("warning: --insecure"), "{}", stderr(&insecure));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
