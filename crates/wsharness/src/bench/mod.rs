@@ -344,6 +344,8 @@ pub async fn run_async(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
             );
         }
     }
+    // A socket per connection, and in open loop a timer too.
+    ensure_open_files(opts.conns as u64 * if opts.rate.is_some() { 2 } else { 1 } + 64);
     let shape = Shape { size: opts.size, text: opts.text };
     let start = Instant::now();
     let (measure_from, send_until) = match opts.messages {
@@ -431,6 +433,30 @@ pub async fn run_async(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
         anyhow::bail!("{message}{also}");
     }
     report(opts, start, measure_from, send_until, &outcomes)
+}
+
+/// Raises the soft limit on open files towards `needed` (as far as the hard
+/// limit allows), and says so when even that is too low.
+fn ensure_open_files(needed: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let (Some(soft), hard) = (limit.current, limit.maximum) else { return };
+        if soft >= needed {
+            return;
+        }
+        let raised = hard.map_or(needed, |h| h.min(needed));
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(raised), maximum: hard });
+        if raised < needed {
+            eprintln!(
+                "wsharness: note: about {needed} open files needed, the limit is {raised} (ulimit -Hn): \
+                 some connections may fail with \"too many open files\""
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = needed;
 }
 
 fn secs(start: Instant, t: Instant) -> f64 {
