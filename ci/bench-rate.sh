@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 step "release build"
 cargo build --release -p wsecho -p wsharness
-BIN=target/release
+BIN=${CARGO_TARGET_DIR:-target}/release
 
 step "wsecho"
 start_server wsecho "$BIN/wsecho" --listen 127.0.0.1:0 --quiet
