@@ -184,6 +184,10 @@ pub const GRACE: Duration = Duration::from_secs(3);
 /// behind catches up in bounded steps.
 const MAX_BATCH: u64 = 1024;
 
+/// Open loop: messages due before the end of sending are still sent this
+/// long after it (a timer that wakes late at the very end).
+const LATE_AT_END: Duration = Duration::from_millis(100);
+
 /// Round trips and delays above this are recorded as this.
 const MAX_RECORDED_US: u64 = 60_000_000;
 
@@ -549,7 +553,7 @@ async fn open_loop(
     let first = Instant::now();
     let due = |k: u64| first + Duration::from_secs_f64(k as f64 * interval);
     let limit = plan.messages.unwrap_or(u64::MAX);
-    // Written (or being written): the receiver checks echoes against it.
+    // Messages queued for writing: the receiver checks echoes against it.
     let sent = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let sender_done = tokio::sync::Notify::new();
@@ -571,7 +575,9 @@ async fn open_loop(
             }
             pacer.sleep_until(at).await;
             let now = Instant::now();
-            if now >= plan.send_until {
+            // Messages due before the end go out a little late rather than
+            // not at all; a sender further behind stops at the end.
+            if now >= plan.send_until + LATE_AT_END {
                 break None;
             }
             // Everything due by now, in one write: a late sender catches up
