@@ -26,7 +26,8 @@
 //! | `config` | [`Config`], the validated settings | |
 //! | `server` | [`serve`]: the accept loop and the drain at shutdown | `relay` |
 //! | `relay` | one connection's I/O: TLS accept, the first head within the timeout, the upstream connection, two pumps | `session` |
-//! | `session` | the sans-IO state of a connection: heads, bodies, interim answers, upgrades, what to forward, `--enforce` | `head`, `http1`, `inspect` |
+//! | `session` | the sans-IO state of a connection: heads, bodies, interim answers, upgrades, what to forward, `--enforce` | `head`, `http1`, `inspect`, `fault` |
+//! | [`fault`] | `--fault` rules and the engine that applies them to one direction's frames | |
 //! | `head`, `http1` | request-head rewriting (RFC 9112 §3.2); body framing (§6, §7) | |
 //! | `inspect` | the WebSocket inspector of one direction; ping round trips | |
 //! | `event`, `json` | the typed events and their two renderings | |
@@ -40,6 +41,7 @@
 // The public interface: the settings, the accept loop, the event sinks and
 // the log's schema; TLS and upstream parsing for the binary.
 mod config;
+pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod log;
@@ -65,6 +67,7 @@ mod stream;
 
 pub use config::Config;
 pub use event::{Format, Side};
+pub use fault::FaultRule;
 pub use inspect::{InspectOptions, PreviewLimit};
 pub use server::{Summary, serve};
 pub use totals::Totals;

@@ -85,9 +85,31 @@ async fn write_chunks(
         match chunk {
             Chunk::Input(r) => dst.write_all(&input[r.clone()]).await?,
             Chunk::Owned(v) => dst.write_all(v).await?,
+            Chunk::Delay(d) => {
+                // What came before the pause goes out before it.
+                dst.flush().await?;
+                tokio::time::sleep(*d).await;
+            }
+            Chunk::Throttled(v, rate) => write_throttled(dst, v, *rate).await?,
         }
     }
     dst.flush().await
+}
+
+/// Writes `bytes` at about `rate` bytes per second: a tenth of a second's
+/// worth at a time (at least one byte), each piece flushed.
+async fn write_throttled(dst: &mut (impl tokio::io::AsyncWrite + Unpin), bytes: &[u8], rate: u64) -> io::Result<()> {
+    let piece = usize::try_from(rate / 10).unwrap_or(usize::MAX).max(1);
+    let start = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    for chunk in bytes.chunks(piece) {
+        dst.write_all(chunk).await?;
+        dst.flush().await?;
+        sent += chunk.len() as u64;
+        let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+        tokio::time::sleep_until(start + due).await;
+    }
+    Ok(())
 }
 
 fn ending_of(e: &io::Error) -> Ending {
@@ -170,6 +192,12 @@ async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut E
 
     // 3. Both directions until both end.
     let (a, b) = relay_both(&mut client, &mut upstream, session, ctx).await;
+    if lock(session).reset_requested() {
+        // A `--fault ...:reset`: both connections end with a TCP reset.
+        reset(&client);
+        reset(&upstream);
+        return Ending::Reset;
+    }
     // What the session still holds for either side (close frames under
     // --enforce), then the end.
     let (to_client, to_upstream, stopped) = {
@@ -183,6 +211,17 @@ async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut E
         let _ = upstream.shutdown().await;
     }
     combine(a, b)
+}
+
+/// Makes dropping `stream` reset its TCP connection (SO_LINGER 0): RST
+/// instead of FIN.
+fn reset(stream: &Stream) {
+    let tcp = match stream {
+        Stream::Tcp(tcp) => tcp,
+        Stream::TlsFromClient(tls) => tls.get_ref().0,
+        Stream::TlsToUpstream(tls) => tls.get_ref().0,
+    };
+    let _ = tcp.set_zero_linger();
 }
 
 /// After the proxy's own answer (a refusal, a 502): half-close, then read

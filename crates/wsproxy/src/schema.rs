@@ -201,6 +201,29 @@ pub enum Event {
         message: String,
         /// Whether `--enforce` ended the connection for it.
         enforced: bool,
+        /// In bytes a `--fault` rule made or changed; absent when not.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        injected: bool,
+    },
+    /// A `--fault` rule acted on a frame.
+    Fault {
+        /// The frame's sender.
+        from: Side,
+        /// The rule, as given.
+        rule: String,
+        /// The action (`delay`, `drop`, `duplicate`, `fragment`, `corrupt`,
+        /// `close`, `reset`, `truncate`, `throttle`, `swallow`).
+        action: String,
+        /// The frame's opcode.
+        opcode: Opcode,
+        /// The sender's data message number (from 1), for a data frame.
+        msg: Option<u64>,
+        /// The frame's payload length.
+        len: u64,
+        /// Offset of the frame in the sender's stream.
+        offset: u64,
+        /// What was done.
+        detail: String,
     },
     /// The connection ended.
     End {
@@ -212,7 +235,8 @@ pub enum Event {
         unanswered_pings: PerSide,
         /// Duration in µs.
         duration_us: u64,
-        /// `close_handshake`, `eof`, `reset`, `timeout`, `error`, `enforced`.
+        /// `close_handshake`, `eof`, `reset`, `timeout`, `error`, `enforced`,
+        /// `fault` (a `--fault` rule ended it).
         reason: String,
     },
     /// A plain HTTP request, tunnelled.
