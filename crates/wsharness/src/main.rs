@@ -26,6 +26,7 @@ Examples:
   wsharness bench --url ws://127.0.0.1:9001 -c 10 --rate 10000 -d 10
   wsharness bench --url wss://echo.example.com/ws -H 'Authorization: Bearer TOKEN' --subprotocol chat.v1 --rate 100
   wsharness bench --url wss://localhost:8443 --ca cert.pem -c 1000 --connect-rate 200 --rate 2000 --verbose
+  wsharness replay session.jsonl --url ws://127.0.0.1:8080 --ignore '\\d{13}'
 ";
 
 const BENCH_EXAMPLES: &str = "\
@@ -44,6 +45,81 @@ enum Command {
     Autobahn(AutobahnCommand),
     /// Load-test an echo server: every echo verified; exits 1 on any error.
     Bench(BenchArgs),
+    /// Play the client side of a recorded connection against a server and
+    /// compare its answers with the recorded ones: exits 0 when they match,
+    /// 1 when they differ, 2 when the replay cannot happen.
+    #[command(after_help = REPLAY_EXAMPLES)]
+    Replay(ReplayArgs),
+}
+
+const REPLAY_EXAMPLES: &str = "\
+Examples:
+  wsproxy --upstream ws://127.0.0.1:8080 --format json --max-preview all --log session.jsonl
+  wsharness replay session.jsonl --url ws://127.0.0.1:8080
+  wsharness replay session.jsonl --url ws://staging:8080 --conn 3 --speed 2 --ignore '\"ts\":\\d+'
+  wsharness replay session.jsonl --url ws://127.0.0.1:8080 --no-wait --json
+";
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// A `wsproxy --format json --max-preview all` log (every payload in
+    /// full; a capped one says which message it cannot replay).
+    recording: PathBuf,
+    /// The server: ws://HOST:PORT[/PATH]. A PATH replaces the recorded
+    /// request target.
+    #[arg(long)]
+    url: String,
+    /// The connection to replay (the `conn` of its events; default: the
+    /// first WebSocket connection).
+    #[arg(long)]
+    conn: Option<u64>,
+    /// Playback speed: 2 sends twice as fast as recorded.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Send every frame as soon as the previous one is written.
+    #[arg(long)]
+    no_wait: bool,
+    /// Mask what this regex matches (in text, or in the hex of binary
+    /// messages) before comparing: timestamps, ids (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    ignore: Vec<String>,
+    /// The longest any wait may take: connecting, the 101, the server's
+    /// answers after the last frame.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = wscli::parse_duration)]
+    timeout: std::time::Duration,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
+    if !(args.speed > 0.0 && args.speed.is_finite()) {
+        anyhow::bail!("--speed must be more than 0");
+    }
+    let ignore = args
+        .ignore
+        .iter()
+        .map(|r| regex::Regex::new(r).with_context(|| format!("--ignore {r}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let text = std::fs::read_to_string(&args.recording)
+        .with_context(|| format!("reading the recording {}", args.recording.display()))?;
+    let rec = wsharness::replay::Recording::load(&text, args.conn)
+        .with_context(|| format!("{}", args.recording.display()))?;
+    let opts = wsharness::replay::Options {
+        url: args.url,
+        speed: args.speed,
+        no_wait: args.no_wait,
+        ignore,
+        timeout: args.timeout,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let report = runtime.block_on(wsharness::replay::run(&rec, &opts))?;
+    if args.json {
+        emit(&(serde_json::to_string(&report)? + "\n"));
+    } else {
+        emit(&report.render());
+    }
+    Ok(report.matched)
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +349,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
     let command = match command {
         Command::Autobahn(command) => command,
         Command::Bench(args) => return bench(args),
+        Command::Replay(args) => return replay(args),
     };
     match command {
         AutobahnCommand::Run(args) => {
