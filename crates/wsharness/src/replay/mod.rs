@@ -34,6 +34,10 @@ pub struct Frame {
     /// A whole message that was compressed (RSV1): sent again compressed
     /// with the parameters the server agrees to now, or uncompressed.
     pub compressed_message: bool,
+    /// Server messages the recorded client had received when it sent this
+    /// frame: the replay waits for as many (bounded) before sending it, so
+    /// a client that waited for answers is replayed as one.
+    pub after_answers: usize,
 }
 
 /// A message a server answered with.
@@ -139,6 +143,7 @@ impl Recording {
             events.iter().any(|r| matches!(&r.event, Event::Frame { opcode, .. } if opcode_u4(opcode) <= 2));
         let mut in_compressed = false;
         let mut compressed_at = Duration::ZERO;
+        let mut compressed_answers = 0;
         let mut client_messages = 0u64;
         for r in events {
             let at = |start: Option<SystemTime>| -> anyhow::Result<Duration> {
@@ -183,6 +188,7 @@ impl Recording {
                             // Replayed from its (inflated) message event.
                             in_compressed = true;
                             compressed_at = at(start)?;
+                            compressed_answers = rec.answers.len();
                             continue;
                         }
                     }
@@ -202,6 +208,7 @@ impl Recording {
                         opcode: op,
                         payload: decode_preview(preview, preview_encoding)?,
                         compressed_message: false,
+                        after_answers: rec.answers.len(),
                     });
                 }
                 Event::Message {
@@ -239,6 +246,11 @@ impl Recording {
                             opcode: if kind == "text" { 1 } else { 2 },
                             payload: decode_preview(preview, preview_encoding)?,
                             compressed_message: *compressed,
+                            after_answers: if *compressed && data_frames {
+                                compressed_answers
+                            } else {
+                                rec.answers.len()
+                            },
                         });
                     } else if *from == Side::Upstream {
                         if *preview_truncated {

@@ -3,12 +3,15 @@
 //! `Sec-WebSocket-Key`, as RFC 6455 §5.3 and §4.1 require), the server's
 //! frames read into messages at the same time. Every wait is bounded.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::Notify;
 use wsproto::deflate::{DeflateParams, Deflater, Inflater};
 use wsproto::handshake::{self, HeadScanner, Limits};
 use wsproto::{FrameHeader, OpCode, Role, Status};
@@ -91,10 +94,12 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
     // Read the server's frames while sending.
     let expected = rec.answers.len();
     let read_timeout = opts.timeout;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sending_done = done.clone();
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
+    let (sending_done, read_progress) = (done.clone(), progress.clone());
     let reading = tokio::spawn(async move {
-        read_answers(&mut reader, &mut buf, deflate, (expected, &sending_done), read_timeout).await
+        let state = ReadState { expected, done: &sending_done, progress: &read_progress };
+        read_answers(&mut reader, &mut buf, deflate, state, read_timeout).await
     });
 
     let mut deflater = deflate
@@ -103,9 +108,18 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
     let mut late = Vec::with_capacity(rec.frames.len());
     let mut sent = 0;
     let mut out = Vec::new();
+    // Once an answer does not come in time, the later frames stop waiting
+    // for theirs (so a different server costs one timeout, not many).
+    let mut causal = true;
     for f in &rec.frames {
-        let due = start + f.at.div_f64(opts.speed.max(1e-6));
+        let mut due = start + f.at.div_f64(opts.speed.max(1e-6));
+        if causal && !progress.wait_for(f.after_answers, opts.timeout).await {
+            causal = false;
+        }
         if !opts.no_wait {
+            // Late because an answer came late is the server's pace, not
+            // the replay's.
+            due = due.max(Instant::now());
             tokio::time::sleep_until(due.into()).await;
         }
         out.clear();
@@ -136,7 +150,7 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
         }
         sent += 1;
     }
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    done.store(true, Ordering::Relaxed);
     let timing = Timing::from_lateness(late);
     let (answers, close) = match tokio::time::timeout(opts.timeout * 2 + Duration::from_secs(1), reading).await {
         Ok(Ok(r)) => r,
@@ -186,14 +200,73 @@ async fn read_head(reader: &mut OwnedReadHalf, timeout: Duration) -> anyhow::Res
     }
 }
 
-/// Reads the server's frames into messages until it closes, the
-/// connection ends, or, once the sender is `done`, nothing comes for
-/// `timeout` (a quarter of it once `expected` messages are in).
+/// How many answers have come (or that no more will), for the sender.
+#[derive(Debug, Default)]
+struct Progress {
+    answers: AtomicUsize,
+    ended: AtomicBool,
+    changed: Notify,
+}
+
+impl Progress {
+    fn set(&self, answers: usize) {
+        self.answers.store(answers, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `n` answers have come or the reading ended; false when
+    /// `timeout` passed first.
+    async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            if self.answers.load(Ordering::Acquire) >= n || self.ended.load(Ordering::Acquire) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+/// What the reader shares with the sender.
+struct ReadState<'a> {
+    /// Server messages recorded.
+    expected: usize,
+    /// Set when the last frame was sent.
+    done: &'a AtomicBool,
+    progress: &'a Progress,
+}
+
+/// Reads the server's frames (see [`read_frames`]) and tells the sender
+/// when it is over.
 async fn read_answers(
     reader: &mut OwnedReadHalf,
     buf: &mut Vec<u8>,
     deflate: Option<DeflateParams>,
-    (expected, done): (usize, &std::sync::atomic::AtomicBool),
+    state: ReadState<'_>,
+    timeout: Duration,
+) -> (Vec<Answer>, Option<Close>) {
+    let progress = state.progress;
+    let r = read_frames(reader, buf, deflate, state, timeout).await;
+    progress.end();
+    r
+}
+
+/// Reads the server's frames into messages until it closes, the
+/// connection ends, or, once the sender is done, nothing comes for
+/// `timeout` (a quarter of it once the recorded number of messages is in).
+async fn read_frames(
+    reader: &mut OwnedReadHalf,
+    buf: &mut Vec<u8>,
+    deflate: Option<DeflateParams>,
+    ReadState { expected, done, progress }: ReadState<'_>,
     timeout: Duration,
 ) -> (Vec<Answer>, Option<Close>) {
     let mut inflater = deflate.map(|p| {
@@ -253,6 +326,7 @@ async fn read_answers(
                     _ => data,
                 };
                 answers.push(Answer { kind, data });
+                progress.set(answers.len());
             }
         }
         let wait = if answers.len() >= expected { timeout / 4 } else { timeout };
@@ -267,7 +341,7 @@ async fn read_answers(
                 }
                 Ok(_) => return (answers, close),
                 Err(_) => {
-                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if done.load(Ordering::Relaxed) {
                         waited += step;
                         if waited >= wait {
                             return (answers, close);

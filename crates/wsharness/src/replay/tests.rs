@@ -77,6 +77,8 @@ fn a_recording_becomes_frames_to_send_and_answers_to_expect() {
             (20, 2, true, vec![1, 2, 3, 4, 5], true),
         ]
     );
+    let waits: Vec<usize> = rec.frames.iter().map(|f| f.after_answers).collect();
+    assert_eq!(waits, [0, 0, 1], "the third frame was sent after the first answer");
     assert_eq!(rec.answers, [Answer { kind: "binary".into(), data: vec![0, 0xff] }]);
     assert_eq!(rec.close, Some(Close { code: Some(1000), reason: "bye".into() }));
     assert!(rec.has_compressed());
