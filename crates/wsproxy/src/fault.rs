@@ -1,6 +1,6 @@
 //! Fault injection: `--fault WHERE:ACTION` rules, parsed once at start
 //! ([`FaultRule::parse`]), and the sans-IO engine that applies them to one
-//! direction's WebSocket frames ([`FaultEngine`]).
+//! direction's WebSocket frames (`FaultEngine`).
 //!
 //! The engine sits where `--enforce` acts: the session feeds it the bytes
 //! a side sent after the 101, and it answers with what to do instead of

@@ -236,3 +236,38 @@ fn a_reset_after_the_fifth_message_is_an_abnormal_closure() {
         assert_eq!(end_reason(&events), "fault");
     }
 }
+
+/// The other actions with a Python client: `duplicate` (message 1 comes
+/// twice, so every later echo is one behind), `truncate` (message 2 cut
+/// mid-frame: 1006), `throttle` (three echoes at 20 bytes/s take over a
+/// second).
+#[test]
+fn duplicate_truncate_and_throttle_with_a_python_client() {
+    if peer(Peer::Python).is_none() {
+        return;
+    }
+    let python = || peer(Peer::Python).expect("found above");
+
+    let mut proxy = Proxy::start(&["--fault", "upstream,msg=1:duplicate"]);
+    let url = format!("ws://{}/", proxy.addr);
+    let outcome = run(python(), &["echo", &url, "3"]);
+    assert_eq!(outcome.received, ["message 1", "message 1", "message 2"], "{outcome:?}");
+    let events = proxy.connection(1);
+    assert_eq!(faults(&events).len(), 1);
+
+    let mut proxy = Proxy::start(&["--fault", "upstream,msg=2:truncate"]);
+    let url = format!("ws://{}/", proxy.addr);
+    let outcome = run(python(), &["echo", &url, "3"]);
+    assert_eq!(outcome.received, messages(1), "{outcome:?}");
+    assert_eq!(outcome.closed["close_code"], 1006, "{outcome:?}");
+    assert_eq!(end_reason(&proxy.connection(1)), "fault");
+
+    let mut proxy = Proxy::start(&["--fault", "upstream,text:throttle=20/s"]);
+    let url = format!("ws://{}/", proxy.addr);
+    let started = std::time::Instant::now();
+    let outcome = run(python(), &["echo", &url, "3"]);
+    assert_eq!(outcome.received, messages(3), "{outcome:?}");
+    // Each echo is an 11-byte frame: about half a second at 20 bytes/s.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1_200), "{:?}", started.elapsed());
+    assert_eq!(faults(&proxy.connection(1)).len(), 3);
+}
