@@ -3,7 +3,12 @@
 //! replayed by the binary against wsecho (no difference), against a server
 //! that answers one message differently (named, exit 1), a server that
 //! closes early (missing messages, exit 1, no hang), and one that refuses
-//! the upgrade (exit 2 with the reason).
+//! the upgrade (exit 2 with the reason). And a compressed session (Python
+//! `websockets` on both ends) replayed recompressed against a server that
+//! agrees to permessage-deflate, and uncompressed against one that does not.
+//! That test needs Python with `websockets` (`WSTOOLKIT_PYTHON`, else
+//! wsproxy's tests/interop/.venv/bin/python): skipped with a note without
+//! one, unless `WSTOOLKIT_REQUIRE_INTEROP=1`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,8 +31,13 @@ fn script() -> Vec<Message> {
     ]
 }
 
-/// Records one session through wsproxy in front of `upstream` into `log`.
-async fn record(upstream: std::net::SocketAddr, log: &Path) {
+/// Starts wsproxy in front of `upstream`, logging every payload to `log`;
+/// returns its address and what stops it and flushes the log (after
+/// 200 ms, so that it sees the end of the connection).
+async fn recording_proxy(
+    upstream: std::net::SocketAddr,
+    log: &Path,
+) -> (std::net::SocketAddr, impl FnOnce() -> tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy_addr = listener.local_addr().expect("addr");
     let config = wsproxy::Config {
@@ -41,6 +51,21 @@ async fn record(upstream: std::net::SocketAddr, log: &Path) {
     let proxy = tokio::spawn(wsproxy::serve(listener, config, sink, async move {
         let _ = stopped.await;
     }));
+    let finish = move || {
+        tokio::spawn(async move {
+            // Let the proxy see the end, then stop it and flush the log.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = stop.send(());
+            let _ = proxy.await;
+            tokio::task::spawn_blocking(move || writer.join()).await.expect("join").expect("writer");
+        })
+    };
+    (proxy_addr, finish)
+}
+
+/// Records one session through wsproxy in front of `upstream` into `log`.
+async fn record(upstream: std::net::SocketAddr, log: &Path) {
+    let (proxy_addr, finish) = recording_proxy(upstream, log).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{proxy_addr}/room?id=7"))
         .await
         .expect("connect through wsproxy");
@@ -52,11 +77,7 @@ async fn record(upstream: std::net::SocketAddr, log: &Path) {
     }
     ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "done".into() })).await.expect("close");
     while let Some(Ok(_)) = ws.next().await {}
-    // Let the proxy see the end, then stop it and flush the log.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = stop.send(());
-    let _ = proxy.await;
-    tokio::task::spawn_blocking(move || writer.join()).await.expect("join").expect("writer");
+    finish().await.expect("the recording ends");
 }
 
 /// A server that echoes, except that its `nth` answer is changed (or,
@@ -183,6 +204,99 @@ async fn a_recorded_session_replays_and_differences_are_named() {
         let (code, _, err) = replay(&log, "ws://127.0.0.1:1", &[]);
         assert_eq!(code, Some(2), "{err}");
         assert!(err.starts_with("wsharness: error: "), "{err}");
+    })
+    .await
+    .expect("join");
+    let _ = std::fs::remove_file(&log);
+    echo.shutdown().await;
+}
+
+fn python() -> Option<PathBuf> {
+    let python = std::env::var_os("WSTOOLKIT_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../wsproxy/tests/interop/.venv/bin/python"));
+    let ok = Command::new(&python)
+        .args(["-c", "import websockets"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        !std::env::var("WSTOOLKIT_REQUIRE_INTEROP").is_ok_and(|v| v == "1"),
+        "WSTOOLKIT_REQUIRE_INTEROP=1 but {} has no websockets module",
+        python.display()
+    );
+    eprintln!("skipped: no Python with websockets at {} (set WSTOOLKIT_PYTHON, or run ci/test.sh)", python.display());
+    None
+}
+
+/// A Python `websockets` echo server that agrees to permessage-deflate;
+/// killed on drop.
+struct PythonServer(std::process::Child, std::net::SocketAddr);
+
+impl PythonServer {
+    fn start(python: &Path) -> PythonServer {
+        use std::io::BufRead;
+        let peer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wsproxy/tests/interop/peer.py");
+        let mut child = Command::new(python)
+            .arg(peer)
+            .args(["server", "--deflate", "default"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the Python server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ws://") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("the Python server announces its address");
+        PythonServer(child, addr.parse().expect("an address"))
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_messages_are_recompressed_or_sent_plain() {
+    let Some(python) = python() else { return };
+    let server = PythonServer::start(&python);
+    let log = temp_log("deflate");
+    let (proxy_addr, finish) = recording_proxy(server.1, &log).await;
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wsproxy/tests/interop/fault_peer.py");
+    let py = python.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(py).arg(client).args(["echo", &format!("ws://{proxy_addr}/"), "3"]).output().expect("client")
+    })
+    .await
+    .expect("join");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    finish().await.expect("the recording ends");
+    let text = std::fs::read_to_string(&log).expect("the log");
+    assert!(text.contains(r#""compressed":true"#), "the session was not compressed: {text}");
+
+    let echo = wsecho::spawn(TcpListener::bind("127.0.0.1:0").await.expect("bind"), wsecho::Config::default())
+        .expect("wsecho");
+    let (deflating, plain) = (format!("ws://{}", server.1), format!("ws://{}", echo.local_addr()));
+    let log2 = log.clone();
+    tokio::task::spawn_blocking(move || {
+        for (url, how) in [(deflating, "recompressed"), (plain, "sent uncompressed")] {
+            let (code, out, err) = replay(&log2, &url, &["--json"]);
+            assert_eq!(code, Some(0), "{url}: {out}{err}");
+            let report: serde_json::Value = serde_json::from_str(&out).expect("json report");
+            assert_eq!(report["got_messages"], 3, "{report}");
+            assert!(report["compression"].as_str().is_some_and(|c| c.starts_with(how)), "{how}: {report}");
+        }
     })
     .await
     .expect("join");
