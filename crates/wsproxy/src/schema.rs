@@ -324,4 +324,22 @@ mod tests {
         let later = CLOSE.replace(r#""offset":120"#, r#""offset":120,"added_later":1"#);
         assert!(serde_json::from_str::<Record>(&later).is_ok());
     }
+
+    const VIOLATION: &str = r#"{"ts":"2026-11-30T13:00:00.000001Z","conn":1,"event":"violation","from":"upstream","rule":"reserved_bit_set","rfc":"RFC 6455 §5.2","offset":177,"message":"reserved bit set","enforced":false}"#;
+    const FAULT: &str = r#"{"ts":"2026-11-30T13:00:00.000001Z","conn":1,"event":"fault","from":"upstream","rule":"upstream,text,msg=2:corrupt=rsv2","action":"corrupt","opcode":"text","msg":2,"len":9,"offset":177,"detail":"RSV2 set"}"#;
+
+    /// `fault` and `violation`'s `injected` (added by `--fault`): the
+    /// event reads strictly, and `injected` is written only when true, so
+    /// the lines of a run without rules are as before.
+    #[test]
+    fn fault_events_and_injected_violations_read_strictly() {
+        assert!(parse_strict(FAULT).is_ok());
+        assert!(parse_strict(&FAULT.replace(r#""msg":2"#, r#""msg":null"#)).is_ok(), "a control frame has none");
+        assert!(parse_strict(&FAULT.replace(r#","detail":"RSV2 set""#, "")).is_err());
+        assert!(parse_strict(VIOLATION).is_ok());
+        let injected = VIOLATION.replace(r#""enforced":false"#, r#""enforced":false,"injected":true"#);
+        assert!(matches!(parse_strict(&injected).map(|r| r.event), Ok(Event::Violation { injected: true, .. })));
+        let written_out = VIOLATION.replace(r#""enforced":false"#, r#""enforced":false,"injected":false"#);
+        assert!(parse_strict(&written_out).is_err());
+    }
 }
