@@ -65,8 +65,8 @@ struct ReplayArgs {
     /// A `wsproxy --format json --max-preview all` log (every payload in
     /// full; a capped one says which message it cannot replay).
     recording: PathBuf,
-    /// The server: ws://HOST:PORT[/PATH]. A PATH replaces the recorded
-    /// request target.
+    /// The server: ws://HOST:PORT[/PATH] or wss://… (TLS). A PATH replaces
+    /// the recorded request target.
     #[arg(long)]
     url: String,
     /// The connection to replay (the `conn` of its events; default: the
@@ -90,6 +90,13 @@ struct ReplayArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// wss://: trust the CA certificates in this PEM file (or the server's
+    /// own certificate, pinned) besides the platform's and webpki's roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// wss://: do not verify the server's certificate.
+    #[arg(long)]
+    insecure: bool,
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
@@ -111,6 +118,8 @@ fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
         no_wait: args.no_wait,
         ignore,
         timeout: args.timeout,
+        ca_file: args.ca,
+        insecure: args.insecure,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let report = runtime.block_on(wsharness::replay::run(&rec, &opts))?;

@@ -303,3 +303,44 @@ async fn compressed_messages_are_recompressed_or_sent_plain() {
     let _ = std::fs::remove_file(&log);
     echo.shutdown().await;
 }
+
+/// `wss://`: a session replayed against wsecho behind wsproxy's TLS
+/// listener (a self-signed certificate, pinned with `--ca`) matches; without
+/// `--ca` the certificate is refused (exit 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_replays_over_tls() {
+    let echo = wsecho::spawn(TcpListener::bind("127.0.0.1:0").await.expect("bind"), wsecho::Config::default())
+        .expect("wsecho");
+    let log = temp_log("tls");
+    record(echo.local_addr(), &log).await;
+    let dir = std::env::temp_dir().join(format!("wsharness-replay-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).expect("write key");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let config = wsproxy::Config {
+        listen_tls: Some(wsproxy::tls::server_config(&cert_pem, &key_pem).expect("TLS config")),
+        ..wsproxy::Config::new(wsproxy::Upstream::parse(&format!("ws://{}", echo.local_addr())).expect("upstream"))
+    };
+    let output = wsproxy::log::Output { format: wsproxy::Format::Json, writer: Box::new(std::io::sink()) };
+    let (sink, _writer) = wsproxy::log::start(vec![output]);
+    tokio::spawn(wsproxy::serve(listener, config, sink, std::future::pending()));
+    let url = format!("wss://localhost:{port}");
+    let (log2, ca) = (log.clone(), cert_pem.to_str().expect("utf-8 path").to_owned());
+    tokio::task::spawn_blocking(move || {
+        let (code, out, err) = replay(&log2, &url, &["--ca", &ca, "--no-wait"]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains("the server's answers match the recording"), "{out}");
+        let (code, out, err) = replay(&log2, &url, &["--no-wait"]);
+        assert_eq!(code, Some(2), "{out}{err}");
+        assert!(err.contains("TLS"), "{err}");
+    })
+    .await
+    .expect("join");
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_dir_all(&dir);
+    echo.shutdown().await;
+}

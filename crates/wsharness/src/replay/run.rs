@@ -1,4 +1,5 @@
-//! The replay's I/O: one connection to the server, the recorded client
+//! The replay's I/O: one connection to the server (TLS for `wss://`, with
+//! the proxy's TLS client, [`wsproxy::tls`]), the recorded client
 //! frames sent at their recorded pace (fresh masking keys and
 //! `Sec-WebSocket-Key`, as RFC 6455 §5.3 and §4.1 require), the server's
 //! frames read into messages at the same time. Every wait is bounded.
@@ -8,9 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::Notify;
 use wsproto::deflate::{DeflateParams, Deflater, Inflater};
 use wsproto::handshake::{self, HeadScanner, Limits};
@@ -33,6 +33,36 @@ pub struct Options {
     /// The longest any single wait may take: connecting, the 101, and the
     /// server's answers after the last frame sent.
     pub timeout: Duration,
+    /// For `wss://`: a PEM file of CA certificates (or the server's own)
+    /// to trust besides the platform's and webpki's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// For `wss://`: do not verify the server's certificate.
+    pub insecure: bool,
+}
+
+/// The connection's byte stream: plain TCP or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Connects to `url` (TCP, then TLS for `wss://`) within `opts.timeout`.
+async fn connect(url: &wsproto::WsUrl, opts: &Options) -> anyhow::Result<Box<dyn Stream>> {
+    let addr = url.connect_addr();
+    let tcp = tokio::time::timeout(opts.timeout, TcpStream::connect(&addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to {addr}: no answer within {:?}", opts.timeout))?
+        .with_context(|| format!("connecting to {addr}"))?;
+    let _ = tcp.set_nodelay(true);
+    if !url.secure {
+        return Ok(Box::new(tcp));
+    }
+    let trust = wsproxy::tls::UpstreamTrust { ca_file: opts.ca_file.clone(), insecure: opts.insecure };
+    let connector = tokio_rustls::TlsConnector::from(wsproxy::tls::client_config_for(&trust, "--ca")?);
+    let name = wsproxy::tls::server_name(&url.host)?;
+    let tls = tokio::time::timeout(opts.timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| anyhow::anyhow!("{addr}: no TLS handshake within {:?}", opts.timeout))?
+        .with_context(|| format!("the TLS handshake with {addr}"))?;
+    Ok(Box::new(tls))
 }
 
 /// Largest server message read (bytes, inflated).
@@ -42,16 +72,7 @@ const MAX_MESSAGE: u64 = 64 << 20;
 /// when the replay could not happen (no connection, refused upgrade).
 pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
     let url = wsproto::WsUrl::parse(&opts.url).map_err(|e| anyhow::anyhow!("--url {}: {e}", opts.url))?;
-    if url.secure {
-        bail!("--url {}: wss:// is not supported by replay yet; use ws://", opts.url);
-    }
-    let addr = url.connect_addr();
-    let tcp = tokio::time::timeout(opts.timeout, TcpStream::connect(&addr))
-        .await
-        .map_err(|_| anyhow::anyhow!("connecting to {addr}: no answer within {:?}", opts.timeout))?
-        .with_context(|| format!("connecting to {addr}"))?;
-    let _ = tcp.set_nodelay(true);
-    let (mut reader, mut writer) = tcp.into_split();
+    let (mut reader, mut writer) = tokio::io::split(connect(&url, opts).await?);
 
     // The opening handshake: the recorded target, subprotocols and
     // extension offer, a fresh key.
@@ -174,7 +195,7 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
 }
 
 /// Reads the response head; returns it and the bytes after it.
-async fn read_head(reader: &mut OwnedReadHalf, timeout: Duration) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+async fn read_head(reader: &mut ReadHalf<Box<dyn Stream>>, timeout: Duration) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let limits = Limits::default();
     let mut scanner = HeadScanner::new();
     let mut buf = Vec::new();
@@ -247,7 +268,7 @@ struct ReadState<'a> {
 /// Reads the server's frames (see [`read_frames`]) and tells the sender
 /// when it is over.
 async fn read_answers(
-    reader: &mut OwnedReadHalf,
+    reader: &mut ReadHalf<Box<dyn Stream>>,
     buf: &mut Vec<u8>,
     deflate: Option<DeflateParams>,
     state: ReadState<'_>,
@@ -263,7 +284,7 @@ async fn read_answers(
 /// connection ends, or, once the sender is done, nothing comes for
 /// `timeout` (a quarter of it once the recorded number of messages is in).
 async fn read_frames(
-    reader: &mut OwnedReadHalf,
+    reader: &mut ReadHalf<Box<dyn Stream>>,
     buf: &mut Vec<u8>,
     deflate: Option<DeflateParams>,
     ReadState { expected, done, progress }: ReadState<'_>,
