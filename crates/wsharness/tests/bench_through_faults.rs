@@ -2,16 +2,17 @@
 //! (the proxy and wsecho in-process, the bench as the binary): the round
 //! trips it measures grow by the delay. The bound is robust, not a timing
 //! measurement: the median round trip is at least the delay longer than
-//! the direct one's, and the slowest less than a second more.
+//! the direct one's, and the slowest less than a second more; with four
+//! messages in flight each is delayed once (the delays do not add up).
 
 use std::process::Command;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-fn bench(url: &str) -> serde_json::Value {
+fn bench(url: &str, window: &str) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_wsharness"))
-        .args(["bench", "--url", url, "--conns", "1", "--window", "1", "--size", "16", "--messages", "5", "--json"])
+        .args(["bench", "--url", url, "--conns", "1", "--window", window, "--size", "16", "--messages", "8", "--json"])
         .output()
         .expect("run wsharness");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -39,15 +40,23 @@ async fn a_delay_on_client_messages_lengthens_the_round_trips() {
     let server = wsecho::spawn(listener, wsecho::Config::default()).expect("wsecho");
     let plain = proxy(server.local_addr(), &[]).await;
     let delayed = proxy(server.local_addr(), &["client,data:delay=200ms"]).await;
-    let (plain, delayed) = tokio::task::spawn_blocking(move || (bench(&plain), bench(&delayed))).await.expect("join");
+    let (plain, delayed, windowed) =
+        tokio::task::spawn_blocking(move || (bench(&plain, "1"), bench(&delayed, "1"), bench(&delayed, "4")))
+            .await
+            .expect("join");
     let us = |r: &serde_json::Value, q: &str| r["rtt_us"][q].as_u64().unwrap_or_else(|| panic!("rtt_us.{q}: {r}"));
     let delay = Duration::from_millis(200).as_micros() as u64;
-    assert_eq!(delayed["messages"], 5, "{delayed}");
+    assert_eq!(delayed["messages"], 8, "{delayed}");
     assert_eq!(delayed["error_count"], 0, "{delayed}");
     // The typical delayed round trip took the delay on top of the typical
     // direct one (less a millisecond of timer slack); none took a second more.
     let (p, d) = (us(&plain, "p50"), us(&delayed, "p50"));
     assert!(d >= p + delay - 1_000, "p50 {p} µs direct, {d} µs delayed\nplain {plain}\ndelayed {delayed}");
     assert!(us(&delayed, "max") < us(&plain, "max") + delay + 1_000_000, "plain {plain}\ndelayed {delayed}");
+    // Four in flight: each is delayed once, not once per message ahead of
+    // it (that would be 800 ms).
+    assert_eq!(windowed["error_count"], 0, "{windowed}");
+    let w = us(&windowed, "p50");
+    assert!(w >= delay - 1_000 && w < 2 * delay, "p50 {w} µs with 4 in flight\n{windowed}");
     server.shutdown().await;
 }

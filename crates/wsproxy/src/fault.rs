@@ -65,7 +65,8 @@ impl Kind {
 /// What a rule does to what it matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Hold the frame (the whole direction) this long before relaying it.
+    /// Relay the frame this long after it was read (what follows waits
+    /// behind it; delays do not add up).
     Delay(Duration),
     /// Relay nothing of the message or control frame.
     Drop,

@@ -106,7 +106,7 @@ pub fn drive(data: &[u8]) -> Option<Driven> {
             match c {
                 Chunk::Input(r) => into.extend_from_slice(&input[r]),
                 Chunk::Owned(v) | Chunk::Throttled(v, _) => into.extend_from_slice(&v),
-                Chunk::Delay(_) => {}
+                Chunk::HoldUntil(_) => {}
             }
         }
     };

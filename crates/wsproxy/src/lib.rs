@@ -25,7 +25,8 @@
 //! |---|---|---|
 //! | `config` | [`Config`], the validated settings | |
 //! | `server` | [`serve`]: the accept loop and the drain at shutdown | `relay` |
-//! | `relay` | one connection's I/O: TLS accept, the first head within the timeout, the upstream connection, two pumps | `session` |
+//! | `relay` | one connection's I/O: TLS accept, the first head within the timeout, the upstream connection, two pumps | `session`, `hold` |
+//! | `hold` | what a direction holds back for a `--fault` delay, in order | |
 //! | `session` | the sans-IO state of a connection: heads, bodies, interim answers, upgrades, what to forward, `--enforce` | `head`, `http1`, `inspect`, `fault` |
 //! | [`fault`] | `--fault` rules and the engine that applies them to one direction's frames | |
 //! | `head`, `http1` | request-head rewriting (RFC 9112 §3.2); body framing (§6, §7) | |
@@ -57,6 +58,7 @@ pub mod upstream;
 // typed events and their renderings (event, json), buffers and streams.
 mod event;
 mod head;
+mod hold;
 mod http1;
 mod inspect;
 mod json;

@@ -47,8 +47,9 @@ pub(crate) enum Chunk {
     Input(Range<usize>),
     /// Bytes of the session's own: a rewritten head, held bytes, a reply.
     Owned(Vec<u8>),
-    /// A `--fault` rule's pause before what follows.
-    Delay(std::time::Duration),
+    /// A `--fault` delay: what follows goes out at this time (the time of
+    /// the read plus the delay), after what came before ([`crate::hold`]).
+    HoldUntil(Instant),
     /// Bytes a `--fault` rule rate-limits to this many bytes per second.
     Throttled(Vec<u8>, u64),
 }
@@ -1261,7 +1262,7 @@ impl Session {
                 Out::Bytes(b) => self.fault_forward(from, b, None, false, t, events),
                 Out::Injected(b) => self.fault_forward(from, b, None, true, t, events),
                 Out::Throttled(b, rate) => self.fault_forward(from, b, Some(rate), false, t, events),
-                Out::Delay(d) => self.queued[to.index()].push(Chunk::Delay(d)),
+                Out::Delay(d) => self.queued[to.index()].push(Chunk::HoldUntil(t.instant + d)),
                 Out::Close(code, reason) => {
                     // As the sender would close towards the receiver, and as
                     // the receiver would towards the sender, where its
@@ -1402,7 +1403,7 @@ mod tests {
             .flat_map(|c| match c {
                 Chunk::Input(r) => input[r].to_vec(),
                 Chunk::Owned(v) | Chunk::Throttled(v, _) => v,
-                Chunk::Delay(_) => Vec::new(),
+                Chunk::HoldUntil(_) => Vec::new(),
             })
             .collect()
     }
