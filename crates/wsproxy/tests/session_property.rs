@@ -104,3 +104,28 @@ fn faults_that_match_nothing_relay_byte_for_byte() {
     })
     .budget_ms(2_000);
 }
+
+/// Rules that act (flag 128: every action, both sides) on the recorded
+/// connections and random streams: no panic, memory bounded.
+#[test]
+fn faults_that_act_never_panic() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    for (path, data) in inputs(&fuzz.join("seeds/proxy_session")) {
+        for enforce in [0, 1] {
+            let mut data = data.clone();
+            data[0] = (data[0] & !(1 | 64)) | 128 | enforce;
+            let held = std::panic::catch_unwind(|| wsproxy::fuzzing::check_session(&data));
+            assert!(held.is_ok(), "{path} with acting rules panics");
+        }
+    }
+    arbtest::arbtest(|u| {
+        let mut data = vec![16 | 128 | 2 | if u.arbitrary()? { 1 } else { 0 }];
+        let len = u.arbitrary_len::<u8>()?;
+        for _ in 0..len {
+            data.push(u.arbitrary::<u8>()?);
+        }
+        wsproxy::fuzzing::check_session(&data);
+        Ok(())
+    })
+    .budget_ms(1_500);
+}

@@ -218,34 +218,40 @@ fn probabilities_repeat_with_the_seed() {
     assert!((25..=75).contains(&a.len()), "{} of 200 at p=0.25", a.len());
 }
 
+/// An arbitrary stream: frames of every opcode, mask and RSV bits, and
+/// arbitrary bytes between them (broken headers, huge lengths, cut frames).
+fn arbitrary_stream(u: &mut arbtest::arbitrary::Unstructured<'_>) -> arbtest::arbitrary::Result<Vec<u8>> {
+    let mut input = Vec::new();
+    for _ in 0..u.int_in_range(0..=20)? {
+        if u.ratio(1, 8)? {
+            let len = u.int_in_range(0..=40)?;
+            for _ in 0..len {
+                input.push(u.arbitrary::<u8>()?);
+            }
+            continue;
+        }
+        let opcode = OpCode::from_u4(u.int_in_range(0..=15)?);
+        let mask = if u.arbitrary()? { Some(u.arbitrary()?) } else { None };
+        let len = u.int_in_range(0..=300)?;
+        let payload: Vec<u8> = (0..len).map(|_| u.arbitrary::<u8>()).collect::<Result<_, _>>()?;
+        let h = FrameHeader {
+            fin: u.arbitrary()?,
+            rsv1: u.arbitrary()?,
+            rsv2: u.arbitrary()?,
+            rsv3: u.arbitrary()?,
+            ..FrameHeader { mask, ..FrameHeader::new(opcode, 0) }
+        };
+        wsproto::encode_frame(&h, &payload, &mut input);
+    }
+    Ok(input)
+}
+
 /// With no rule matching, whatever the stream and however it is cut, what
 /// comes out is what went in, byte for byte.
 #[test]
 fn no_match_relays_arbitrary_streams_byte_for_byte() {
     arbtest::arbtest(|u| {
-        let mut input = Vec::new();
-        for _ in 0..u.int_in_range(0..=20)? {
-            if u.ratio(1, 8)? {
-                // Anything at all: broken headers, huge lengths, cut frames.
-                let len = u.int_in_range(0..=40)?;
-                for _ in 0..len {
-                    input.push(u.arbitrary::<u8>()?);
-                }
-                continue;
-            }
-            let opcode = OpCode::from_u4(u.int_in_range(0..=15)?);
-            let mask = if u.arbitrary()? { Some(u.arbitrary()?) } else { None };
-            let len = u.int_in_range(0..=300)?;
-            let payload: Vec<u8> = (0..len).map(|_| u.arbitrary::<u8>()).collect::<Result<_, _>>()?;
-            let h = FrameHeader {
-                fin: u.arbitrary()?,
-                rsv1: u.arbitrary()?,
-                rsv2: u.arbitrary()?,
-                rsv3: u.arbitrary()?,
-                ..FrameHeader { mask, ..FrameHeader::new(opcode, 0) }
-            };
-            wsproto::encode_frame(&h, &payload, &mut input);
-        }
+        let input = arbitrary_stream(u)?;
         let step = u.int_in_range(1..=64)?;
         let never = [
             "client:drop",
@@ -258,6 +264,36 @@ fn no_match_relays_arbitrary_streams_byte_for_byte() {
         assert!(records.is_empty());
         assert!(out.iter().all(|o| matches!(o, Out::Bytes(_))));
         assert!(bytes(&out) == input, "relayed as it came");
+        Ok(())
+    })
+    .budget_ms(1_500);
+}
+
+/// Every action on arbitrary streams: no panic, however the stream is cut;
+/// `delay` and `throttle` change when bytes go, never which.
+#[test]
+fn every_action_on_arbitrary_streams() {
+    let all = [
+        "text:fragment=3",
+        "binary:duplicate",
+        "data,p=0.5:drop",
+        "control:swallow",
+        "msg=2:corrupt=rsv1",
+        "msg=3:corrupt=mask",
+        "msg=4:corrupt=bit",
+        "msg=5:corrupt=utf8",
+        "msg=6:truncate",
+        "msg=7:close=1012,x",
+        "msg=8:reset",
+        "ping:duplicate",
+    ];
+    arbtest::arbtest(|u| {
+        let input = arbitrary_stream(u)?;
+        let step = u.int_in_range(1..=64)?;
+        let _ = run(Side::Upstream, &all, &input, step);
+        let _ = run(Side::Client, &all, &input, step);
+        let (out, _) = run(Side::Client, &["data:delay=1ms", "control:throttle=1KiB/s"], &input, step);
+        assert!(bytes(&out) == input, "delay and throttle keep the bytes");
         Ok(())
     })
     .budget_ms(1_500);
