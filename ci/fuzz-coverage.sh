@@ -4,7 +4,8 @@
 # fuzz/target/corpus/TARGET, as ci/fuzz.sh does), then replays seeds, saved
 # regressions and that corpus through coverage builds (`cargo +nightly fuzz
 # coverage`) and prints llvm-cov's per-file table for decoder.rs, header.rs,
-# handshake/*, deflate.rs, utf8.rs and close.rs, with their total.
+# handshake/*, deflate.rs, deflate/window.rs, utf8.rs and close.rs, with their
+# total.
 #   ci/fuzz-coverage.sh                      seeds and the corpus already there
 #   FUZZ_SECONDS=240 ci/fuzz-coverage.sh     fuzz 4 minutes per target first
 #   SEEDS_ONLY=1 ci/fuzz-coverage.sh         seeds and regressions alone
@@ -61,7 +62,7 @@ files=("$src/decoder.rs" "$src/header.rs")
 for f in "$src"/handshake/*.rs; do
     [ "$(basename "$f")" = tests.rs ] || files+=("$f")
 done
-files+=("$src/deflate.rs" "$src/utf8.rs" "$src/close.rs")
+files+=("$src/deflate.rs" "$src/deflate/window.rs" "$src/utf8.rs" "$src/close.rs")
 # The first object is the positional binary, the others follow -object.
 "$LLVM_BIN/llvm-cov" report "${objects[1]}" "${objects[@]:2}" -instr-profile=coverage/all.profdata \
     "${files[@]}" | sed "s|$src/||"

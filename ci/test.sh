@@ -75,8 +75,10 @@ if ! "$INTEROP/.venv/bin/python" -c 'import websockets' 2>/dev/null; then
     "$INTEROP/.venv/bin/pip" install -q -r "$INTEROP/requirements.txt"
 fi
 (cd "$INTEROP" && npm ci --no-audit --no-fund --silent)
-# A missing peer fails the interop tests here instead of skipping them.
+# A missing peer fails the interop tests here instead of skipping them;
+# wsharness's bench tests use the same Python (its TLS server).
 export WSTOOLKIT_REQUIRE_INTEROP=1
+export WSTOOLKIT_PYTHON="$ROOT/$INTEROP/.venv/bin/python"
 
 step "tshark and tcpdump: Wireshark's dissectors judge wsproxy --pcap captures, tcpdump's are read back (in cargo test)"
 if ! command -v tshark >/dev/null || ! command -v tcpdump >/dev/null; then

@@ -20,7 +20,7 @@ use wsproto::{
 
 /// The fuzz targets, by name: what `fuzz/fuzz_targets/` and the seed
 /// directories are called.
-pub const TARGETS: [(&str, fn(&[u8])); 10] = [
+pub const TARGETS: [(&str, fn(&[u8])); 11] = [
     ("frame_split", check_frame_split),
     ("frame_roundtrip", check_frame_roundtrip),
     ("frame_differential", check_frame_differential),
@@ -31,6 +31,7 @@ pub const TARGETS: [(&str, fn(&[u8])); 10] = [
     ("unmask", check_unmask),
     ("utf8_close", check_utf8_close),
     ("deflate_inspect", check_deflate_inspect),
+    ("deflate_window", check_deflate_window),
 ];
 
 /// The common input layout: flag bits, cut points, then the bytes.
@@ -1048,4 +1049,141 @@ pub fn check_deflate_inspect(data: &[u8]) {
             gone |= matches!(reads[i], Read::Failed(_) | Read::Capped(_));
         }
     }
+}
+
+/// A `deflate_window` input: messages compressed with one window and read
+/// by a receiver that agreed to another, or raw bytes.
+#[derive(Debug, Arbitrary)]
+struct WindowStream {
+    /// Arbitrary bytes as DEFLATE data instead of compressed messages.
+    raw: bool,
+    sender_bits: u8,
+    agreed_bits: u8,
+    level: u8,
+    no_context_takeover: bool,
+    /// Each message: some bytes, then `repeat` of them copied from
+    /// `distance` back (so that long references are there), and how it
+    /// ends (as in `deflate_inspect`).
+    messages: Vec<(Vec<u8>, u16, u16, u8)>,
+    chunks: Vec<u16>,
+}
+
+/// `deflate_window`: RFC 7692 §7.1.2, the agreed window. Messages
+/// compressed by zlib-rs with a window of 2^S bytes (9–15 bits, levels 0–9,
+/// with and without context takeover, sync-flushed or ending with a final
+/// block), read by an inflater that agreed to 2^A (8–15 bits) in arbitrary
+/// pieces: a [`wsproto::deflate::WindowAudit`] with the full window counts
+/// exactly the bytes each message inflates to and sees no distance beyond
+/// zlib's 2^S − 262; and the inflater reads each message back unchanged
+/// when that message's longest distance is within 2^A, and fails it with
+/// `BeyondAgreedWindow` (skipping the rest with context takeover) when it
+/// is not: never a misread, never another error. In raw mode, arbitrary
+/// bytes: the audit never panics, and for data zlib-rs reads to the end of
+/// one stream it counts the same output.
+pub fn check_deflate_window(data: &[u8]) {
+    deflate_window_modes(data);
+}
+
+/// What one `deflate_window` input reached, for the test that checks the
+/// seeds reach every mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowModes {
+    /// Raw bytes that zlib-rs reads to the end of a stream.
+    pub raw_stream: bool,
+    /// A message failed for a distance beyond the agreed window.
+    pub beyond: bool,
+    /// A message read back with an agreed window smaller than the sender's.
+    pub within_smaller: bool,
+}
+
+/// Runs the `deflate_window` property on `data` (panics when it fails) and
+/// says which modes it reached.
+pub fn deflate_window_modes(data: &[u8]) -> WindowModes {
+    use wsproto::deflate::{Deflater, Inflater, TAIL, WindowAudit};
+    let mut modes = WindowModes::default();
+    let mut u = Unstructured::new(data);
+    let Ok(stream) = WindowStream::arbitrary(&mut u) else { return modes };
+    let mut sizes = stream.chunks.iter().map(|c| usize::from(*c % 4096).max(1)).cycle();
+    if stream.raw {
+        let raw: Vec<u8> = stream.messages.iter().flat_map(|m| m.0.iter().copied()).take(4096).collect();
+        let mut audit = WindowAudit::new(15);
+        let mut rest = &raw[..];
+        while !rest.is_empty() {
+            let n = sizes.next().unwrap_or(rest.len()).min(rest.len());
+            let _ = audit.feed(&rest[..n]);
+            rest = &rest[n..];
+        }
+        let mut zlib = flate2::Decompress::new(false);
+        let mut out = vec![0; 2 << 20];
+        if let Ok(flate2::Status::StreamEnd) = zlib.decompress(&raw, &mut out, flate2::FlushDecompress::Sync)
+            && zlib.total_in() == raw.len() as u64
+        {
+            assert_eq!(audit.produced(), zlib.total_out(), "the audit counts what zlib-rs inflates");
+            modes.raw_stream = true;
+        }
+        return modes;
+    }
+    let sender = 9 + stream.sender_bits % 7;
+    let agreed = 8 + stream.agreed_bits % 8;
+    let nct = stream.no_context_takeover;
+    let mut deflater = Deflater::with_window_bits(u32::from(stream.level % 10), nct, sender);
+    let mut reference = WindowAudit::new(15);
+    let mut inflater = Inflater::with_window_bits(nct, agreed, 1 << 20);
+    let mut lost = false;
+    for (seed, repeat, distance, ending) in stream.messages.iter().take(6) {
+        let mut plain: Vec<u8> = seed.iter().copied().take(16 << 10).collect();
+        let from = plain.len().saturating_sub(usize::from(*distance));
+        let take = usize::from(*repeat).min(plain.len() - from);
+        plain.extend_from_within(from..from + take);
+        let mut wire = Vec::new();
+        let tail = match ending % 3 {
+            0 => {
+                deflater.compress_message(&plain, &mut wire);
+                true
+            }
+            e => {
+                deflater.compress_message_final(&plain, e == 2, &mut wire);
+                e == 2
+            }
+        };
+        // The reference sees what a receiver inflates: the tail appended
+        // unless the message ended its stream.
+        let before = reference.produced();
+        reference.feed(&wire).unwrap();
+        if tail {
+            reference.feed(&TAIL).unwrap();
+        }
+        assert_eq!(reference.produced() - before, plain.len() as u64, "the audit counts every byte");
+        let farthest = reference.take_farthest();
+        assert!(farthest <= (1 << sender) - 262, "zlib-rs refers {farthest} back with {sender} bits");
+        if nct {
+            reference.reset();
+        }
+
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        let started = inflater.begin_message();
+        let mut rest = &wire[..];
+        while !rest.is_empty() && result.is_ok() {
+            let n = sizes.next().unwrap_or(rest.len()).min(rest.len());
+            result = inflater.inflate(&rest[..n], &mut |b| out.extend_from_slice(b));
+            rest = &rest[n..];
+        }
+        let ended = inflater.end_message(&mut |b| out.extend_from_slice(b));
+        let got = match result {
+            Err(e) => Err(e),
+            Ok(()) => ended.map(|n| n.map(|_| out)),
+        };
+        if lost {
+            assert!(!started && got == Ok(None), "after a lost window, messages are skipped");
+        } else if farthest > 1 << agreed {
+            assert_eq!(got, Err(Error::BeyondAgreedWindow), "{farthest} back, {agreed} bits agreed");
+            lost = !nct;
+            modes.beyond = true;
+        } else {
+            assert!(got == Ok(Some(plain)), "{farthest} back, {agreed} bits agreed: read back unchanged");
+            modes.within_smaller |= agreed < sender && farthest > 0;
+        }
+    }
+    modes
 }

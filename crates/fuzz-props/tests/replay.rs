@@ -69,3 +69,19 @@ fn deflate_inspect_seeds_reach_every_mode() {
     assert!(reached(&|m| !m.context_takeover && m.corrupt >= 1), "corrupt data without takeover");
     assert!(reached(&|m| m.context_takeover && m.corrupt >= 1), "corrupt data with takeover");
 }
+
+/// The `deflate_window` seeds reach a message beyond its agreed window, one
+/// within a smaller agreed window than the sender's, and raw bytes that
+/// zlib-rs reads as a whole stream.
+#[test]
+fn deflate_window_seeds_reach_every_mode() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/deflate_window");
+    let mut reached = fuzz_props::WindowModes::default();
+    for (_, data) in inputs(&dir) {
+        let m = fuzz_props::deflate_window_modes(&data);
+        reached.raw_stream |= m.raw_stream;
+        reached.beyond |= m.beyond;
+        reached.within_smaller |= m.within_smaller;
+    }
+    assert_eq!(reached, fuzz_props::WindowModes { raw_stream: true, beyond: true, within_smaller: true });
+}

@@ -23,6 +23,19 @@ Examples:
   wsharness autobahn check target/autobahn/wsecho
   wsharness autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json
   wsharness bench --url ws://127.0.0.1:9001 -c 10 -w 4 -s 64KiB -d 5
+  wsharness bench --url ws://127.0.0.1:9001 -c 10 --rate 10000 -d 10
+  wsharness bench --url wss://echo.example.com/ws -H 'Authorization: Bearer TOKEN' --subprotocol chat.v1 --rate 100
+  wsharness bench --url wss://localhost:8443 --ca cert.pem -c 1000 --connect-rate 200 --rate 2000 --verbose
+  wsharness replay session.jsonl --url ws://127.0.0.1:8080 --ignore '\\d{13}'
+";
+
+const BENCH_EXAMPLES: &str = "\
+Examples:
+  wsharness bench --url ws://127.0.0.1:9001 -c 10 -w 16 -d 5
+  wsharness bench --url ws://127.0.0.1:9001 -c 10 --rate 10000 -d 10
+  wsharness bench --url wss://api.example.com/ws -H 'Authorization: Bearer TOKEN' --subprotocol chat.v1 --origin https://example.com --rate 100
+  wsharness bench --url wss://localhost:8443 --ca ca.pem -c 1000 --connect-rate 200 --warmup 6s --rate 2000 --verbose
+  wsharness bench compare wsecho=ws://127.0.0.1:9001 proxy=ws://127.0.0.1:9002
 ";
 
 #[derive(Debug, Subcommand)]
@@ -32,10 +45,94 @@ enum Command {
     Autobahn(AutobahnCommand),
     /// Load-test an echo server: every echo verified; exits 1 on any error.
     Bench(BenchArgs),
+    /// Play the client side of a recorded connection against a server and
+    /// compare its answers with the recorded ones: exits 0 when they match,
+    /// 1 when they differ, 2 when the replay cannot happen.
+    #[command(after_help = REPLAY_EXAMPLES)]
+    Replay(ReplayArgs),
+}
+
+const REPLAY_EXAMPLES: &str = "\
+Examples:
+  wsproxy --upstream ws://127.0.0.1:8080 --format json --max-preview all --log session.jsonl
+  wsharness replay session.jsonl --url ws://127.0.0.1:8080
+  wsharness replay session.jsonl --url ws://staging:8080 --conn 3 --speed 2 --ignore '\"ts\":\\d+'
+  wsharness replay session.jsonl --url ws://127.0.0.1:8080 --no-wait --json
+";
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// A `wsproxy --format json --max-preview all` log (every payload in
+    /// full; a capped one says which message it cannot replay).
+    recording: PathBuf,
+    /// The server: ws://HOST:PORT[/PATH] or wss://… (TLS). A PATH replaces
+    /// the recorded request target.
+    #[arg(long)]
+    url: String,
+    /// The connection to replay (the `conn` of its events; default: the
+    /// first WebSocket connection).
+    #[arg(long)]
+    conn: Option<u64>,
+    /// Playback speed: 2 sends twice as fast as recorded.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Send every frame as soon as the previous one is written.
+    #[arg(long)]
+    no_wait: bool,
+    /// Mask what this regex matches (in text, or in the hex of binary
+    /// messages) before comparing: timestamps, ids (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    ignore: Vec<String>,
+    /// The longest any wait may take: connecting, the 101, the server's
+    /// answers after the last frame.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = wscli::parse_duration)]
+    timeout: std::time::Duration,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// wss://: trust the CA certificates in this PEM file (or the server's
+    /// own certificate, pinned) besides the platform's and webpki's roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// wss://: do not verify the server's certificate.
+    #[arg(long)]
+    insecure: bool,
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
+    if !(args.speed > 0.0 && args.speed.is_finite()) {
+        anyhow::bail!("--speed must be more than 0");
+    }
+    let ignore = args
+        .ignore
+        .iter()
+        .map(|r| regex::Regex::new(r).with_context(|| format!("--ignore {r}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let text = std::fs::read_to_string(&args.recording)
+        .with_context(|| format!("reading the recording {}", args.recording.display()))?;
+    let rec = wsharness::replay::Recording::load(&text, args.conn)
+        .with_context(|| format!("{}", args.recording.display()))?;
+    let opts = wsharness::replay::Options {
+        url: args.url,
+        speed: args.speed,
+        no_wait: args.no_wait,
+        ignore,
+        timeout: args.timeout,
+        ca_file: args.ca,
+        insecure: args.insecure,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let report = runtime.block_on(wsharness::replay::run(&rec, &opts))?;
+    if args.json {
+        emit(&(serde_json::to_string(&report)? + "\n"));
+    } else {
+        emit(&report.render());
+    }
+    Ok(report.matched)
 }
 
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, after_help = BENCH_EXAMPLES)]
 struct BenchArgs {
     #[command(subcommand)]
     command: Option<BenchCommand>,
@@ -45,13 +142,13 @@ struct BenchArgs {
 
 #[derive(Debug, Args)]
 struct BenchRunArgs {
-    /// The echo server, ws://HOST:PORT[/PATH].
+    /// The echo server, ws://HOST:PORT[/PATH] or wss://….
     #[arg(long)]
     url: Option<String>,
     /// Connections.
     #[arg(long, short = 'c', default_value_t = 1)]
     conns: usize,
-    /// Messages in flight per connection (1: strict ping-pong).
+    /// Messages in flight per connection (1: strict ping-pong); closed loop.
     #[arg(long, short = 'w', default_value_t = 1)]
     window: usize,
     /// Payload per message: 16, 64KiB, 1MiB.
@@ -72,6 +169,37 @@ struct BenchRunArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Open loop: send this many messages per second across all
+    /// connections, on schedule whether or not echoes have come back;
+    /// round trips are measured from each message's scheduled send time
+    /// (no coordinated omission). --window is ignored.
+    #[arg(long, value_name = "MSG_PER_SEC")]
+    rate: Option<f64>,
+    /// Open the connections at this many per second (a ramp) instead of
+    /// all at once.
+    #[arg(long, value_name = "CONNS_PER_SEC")]
+    connect_rate: Option<f64>,
+    /// A request header for the opening handshake, 'Name: value'
+    /// (repeatable): Authorization, Cookie, …
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Offer this subprotocol (repeatable, in order of preference); a 101
+    /// that picks one not offered fails the connection.
+    #[arg(long = "subprotocol", value_name = "NAME")]
+    subprotocols: Vec<String>,
+    /// The Origin header.
+    #[arg(long)]
+    origin: Option<String>,
+    /// wss://: trust the CA certificates in this PEM file (or the server's
+    /// own certificate, pinned) besides the platform's and webpki's roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// wss://: do not verify the server's certificate.
+    #[arg(long)]
+    insecure: bool,
+    /// Report every connection (handshake times, counts, how it ended).
+    #[arg(long, short = 'v')]
+    verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +358,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
     let command = match command {
         Command::Autobahn(command) => command,
         Command::Bench(args) => return bench(args),
+        Command::Replay(args) => return replay(args),
     };
     match command {
         AutobahnCommand::Run(args) => {
@@ -312,6 +441,13 @@ fn bench(args: BenchArgs) -> anyhow::Result<bool> {
                 messages: a.messages,
                 warmup: if a.messages.is_some() { std::time::Duration::ZERO } else { a.warmup },
                 progress: !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                tls: bench::TlsOptions { ca_file: a.ca, insecure: a.insecure },
+                headers: a.headers,
+                origin: a.origin,
+                subprotocols: a.subprotocols,
+                rate: a.rate,
+                connect_rate: a.connect_rate,
+                verbose: a.verbose,
             };
             let report = bench::run(&opts)?;
             if a.json {

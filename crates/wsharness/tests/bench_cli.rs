@@ -138,6 +138,14 @@ fn usage_errors_have_the_binary_prefix_and_help_ends_with_examples() {
     let help = String::from_utf8_lossy(&help.stdout);
     let examples = help.split("Examples:\n").nth(1).expect("--help ends with examples");
     assert!(examples.lines().all(|l| l.trim_start().starts_with("wsharness ")), "{examples}");
+    let help = Command::new(env!("CARGO_BIN_EXE_wsharness")).args(["bench", "--help"]).output().expect("runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let examples = help.split("Examples:\n").nth(1).expect("bench --help ends with examples");
+    assert!(examples.lines().all(|l| l.trim_start().starts_with("wsharness bench ")), "{examples}");
+    for flag in ["--rate", "--connect-rate", "--header", "--subprotocol", "--origin", "--ca", "--insecure", "--verbose"]
+    {
+        assert!(help.contains(flag), "bench --help lists {flag}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

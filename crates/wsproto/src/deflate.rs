@@ -18,6 +18,9 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, 
 use crate::error::Error;
 
 pub use crate::handshake::{DeflateOffer, DeflateParams, PERMESSAGE_DEFLATE as EXTENSION_NAME};
+pub use window::WindowAudit;
+
+mod window;
 
 /// The four bytes a sender removes from the end of each compressed message
 /// and a receiver appends before inflating (RFC 7692 §7.2.1, §7.2.2).
@@ -30,8 +33,8 @@ const SCRATCH: usize = 16 << 10;
 /// 7692 allows 8 (§7.1.2.1); zlib's deflate never refers further back than
 /// 2^w − 262 bytes, so a zlib sender "with 8 bits" (which zlib makes 9)
 /// stays within 250 bytes, inside an 8-bit window. A receiver of an agreed
-/// 8-bit window inflates with 9 bits: a peer that refers 257 to 512 bytes
-/// back is not caught.
+/// 8-bit window inflates with 9 bits; its [`WindowAudit`] holds the sender
+/// to 256 bytes.
 pub const MIN_ZLIB_WINDOW_BITS: u8 = 9;
 
 /// What became of one compressed message.
@@ -72,6 +75,11 @@ pub struct Inflater {
     state: MessageState,
     message_len: u64,
     context_lost: bool,
+    /// The distance check for a window under 15 bits (RFC 7692 §7.1.2).
+    audit: Option<Box<WindowAudit>>,
+    /// The appended tail completed a final block: the inflater dropped the
+    /// rest of the tail, and the audit must not read it either.
+    tail_ended: bool,
 }
 
 impl std::fmt::Debug for Inflater {
@@ -99,15 +107,18 @@ impl Inflater {
     /// ([`DeflateParams::max_window_bits`], RFC 7692 §7.1.2). 8 bits inflate
     /// with 9 (see [`MIN_ZLIB_WINDOW_BITS`]); values above 15 with 15.
     ///
-    /// Not checked: a sender that refers further back than its agreed
-    /// window. The C zlib allocates a window of the size asked for and
-    /// fails such a stream ("invalid distance too far back") once the
-    /// reference also reaches past the output of the current call; zlib-rs,
-    /// our backend, always keeps a 32 KiB window and reads it. Catching it
-    /// would take a DEFLATE parser of our own that tracks distances.
+    /// A window under 15 bits is also audited ([`WindowAudit`]): a
+    /// message that refers back further than 2^`window_bits` bytes fails
+    /// with [`Error::BeyondAgreedWindow`] (RFC 7692 §7.1.2), as it would in
+    /// a receiver that keeps only that window. zlib-rs, our backend, keeps
+    /// a 32 KiB window whatever it is asked for, and the C zlib fails such
+    /// a reference only when it also reaches past the current call's
+    /// output, so neither can be relied on for it.
     pub fn with_window_bits(no_context_takeover: bool, window_bits: u8, max_message_len: u64) -> Inflater {
+        let agreed = window_bits.clamp(8, 15);
         let window_bits = window_bits.clamp(MIN_ZLIB_WINDOW_BITS, 15);
         Inflater {
+            audit: (agreed < 15).then(|| Box::new(WindowAudit::new(agreed))),
             decompress: Decompress::new_with_window_bits(false, window_bits),
             window_bits,
             stream_ended: false,
@@ -117,6 +128,7 @@ impl Inflater {
             state: MessageState::Idle,
             message_len: 0,
             context_lost: false,
+            tail_ended: false,
         }
     }
 
@@ -148,7 +160,7 @@ impl Inflater {
         if self.state != MessageState::Inflating {
             return Ok(());
         }
-        let r = self.run(compressed, false, sink);
+        let r = self.run(compressed, false, sink).and_then(|()| self.audit(compressed));
         if r.is_err() {
             self.abandon();
         }
@@ -168,7 +180,19 @@ impl Inflater {
         // as `Z_FINISH` senders make) is a complete DEFLATE stream; the tail
         // a receiver appends would start a stored block that never ends and
         // swallow the next message. The stream is over: nothing to flush.
-        let r = if std::mem::take(&mut self.stream_ended) { Ok(()) } else { self.run(&TAIL, true, sink) };
+        let r = if std::mem::take(&mut self.stream_ended) {
+            Ok(())
+        } else {
+            self.run(&TAIL, true, sink).and_then(|()| match std::mem::take(&mut self.tail_ended) {
+                false => self.audit(&TAIL),
+                true => {
+                    if let Some(audit) = &mut self.audit {
+                        audit.reset();
+                    }
+                    Ok(())
+                }
+            })
+        };
         self.state = MessageState::Idle;
         match r {
             Ok(()) => {
@@ -176,6 +200,9 @@ impl Inflater {
                 // with an empty window.
                 if self.no_context_takeover {
                     self.decompress.reset(false);
+                    if let Some(audit) = &mut self.audit {
+                        audit.reset();
+                    }
                 }
                 Ok(Some(self.message_len))
             }
@@ -193,8 +220,20 @@ impl Inflater {
         // The window is lost; a sender without context takeover does not
         // need it for the next message.
         self.decompress.reset(false);
+        if let Some(audit) = &mut self.audit {
+            audit.reset();
+        }
         if !self.no_context_takeover {
             self.context_lost = true;
+        }
+    }
+
+    /// Runs the window audit, when there is one, over bytes the inflater
+    /// has read without error.
+    fn audit(&mut self, compressed: &[u8]) -> Result<(), Error> {
+        match &mut self.audit {
+            Some(audit) => audit.feed(compressed),
+            None => Ok(()),
         }
     }
 
@@ -232,6 +271,7 @@ impl Inflater {
                 // next one with an empty window (zlib's `deflateReset`), so
                 // the window is not kept.
                 self.decompress.reset(false);
+                self.tail_ended = tail;
                 if tail || input.is_empty() {
                     self.stream_ended = !tail;
                     return Ok(());
@@ -503,12 +543,10 @@ mod tests {
         }
     }
 
-    /// RFC 7692 §7.1.2: what the agreed window does and does not catch.
-    /// A stream within a 10-bit window reads with 10 bits. One that refers
-    /// 3000 bytes back is read too: zlib-rs keeps a 32 KiB window whatever
-    /// it is asked for, so the rule is not checked (see
-    /// [`Inflater::with_window_bits`]); this test shows the limit, and
-    /// fails the day the backend starts to enforce it.
+    /// RFC 7692 §7.1.2: a stream within a 10-bit window reads with 10
+    /// bits; one that refers 3000 bytes back fails with
+    /// [`Error::BeyondAgreedWindow`] (zlib-rs alone would read it: it keeps
+    /// 32 KiB whatever it is asked for), and reads with 15 bits.
     #[test]
     fn the_agreed_window_is_the_one_inflated_with() {
         let words: Vec<u8> = (0..3000u32).map(|i| b'a' + ((i.wrapping_mul(2_654_435_761) >> 16) % 26) as u8).collect();
@@ -522,9 +560,25 @@ mod tests {
         let mut wire = Vec::new();
         wide.compress_message(&message, &mut wire);
         assert!(wire.len() < 2500, "the repeat is a back reference: {}", wire.len());
-        let mut inflater = Inflater::with_window_bits(true, 10, 1 << 20);
-        let got = inflate_all(&mut inflater, &wire, 700).map(|o| o.map(|v| v.len()));
-        assert_eq!(got, Ok(Some(message.len())), "zlib-rs does not enforce the window");
+        for (bits, split) in [(10, 700), (11, 1), (10, usize::MAX)] {
+            let mut inflater = Inflater::with_window_bits(true, bits, 1 << 20);
+            let got = inflate_all(&mut inflater, &wire, split).map(|o| o.map(|v| v.len()));
+            assert_eq!(got, Err(Error::BeyondAgreedWindow), "{bits} bits, pieces of {split}");
+            // Without context takeover the next message is read afresh.
+            assert!(
+                inflate_all(&mut inflater, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 3)
+                    == Ok(Some(b"Hello".to_vec()))
+            );
+        }
+        // With context takeover the window is gone with the message.
+        let mut keeping = Inflater::with_window_bits(false, 11, 1 << 20);
+        assert_eq!(inflate_all(&mut keeping, &wire, 64), Err(Error::BeyondAgreedWindow));
+        assert!(keeping.context_lost());
+        // 3000 bytes back is within 12 bits (4096 bytes) and 15.
+        for bits in [12, 15] {
+            let mut inflater = Inflater::with_window_bits(true, bits, 1 << 20);
+            assert!(inflate_all(&mut inflater, &wire, 64) == Ok(Some(message.clone())), "{bits} bits");
+        }
         // Data that refers back before its own start is corrupt, whatever
         // the window: a back reference as the first symbol.
         for bits in [10, 15] {

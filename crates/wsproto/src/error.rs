@@ -168,6 +168,11 @@ pub enum Error {
     /// A compressed message inflates past the configured cap (a
     /// decompression bomb).
     InflatedTooLarge,
+    /// RFC 7692 §7.1.2.1, §7.1.2.2: a compressed message refers back
+    /// further than the window its sender agreed to (`server_max_window_bits`
+    /// or `client_max_window_bits`), so a receiver that keeps only that
+    /// window cannot inflate it.
+    BeyondAgreedWindow,
 
     // ---- WebSocket URIs (RFC 6455 §3) ----
     /// The URI does not start with `ws://` or `wss://`.
@@ -248,6 +253,7 @@ impl Error {
             OfferedParamMissing => "offered_param_missing",
             InflateFailed => "inflate_failed",
             InflatedTooLarge => "inflated_too_large",
+            BeyondAgreedWindow => "beyond_agreed_window",
             UrlScheme => "url_scheme",
             UrlHost => "url_host",
             UrlPort => "url_port",
@@ -293,6 +299,7 @@ impl Error {
             OfferedParamMissing => "RFC 7692 §7.1.1.1",
             InflateFailed => "RFC 7692 §7.2.2",
             InflatedTooLarge => "RFC 6455 §10.4",
+            BeyondAgreedWindow => "RFC 7692 §7.1.2",
             UrlScheme | UrlHost | UrlPort | UrlFragment | UrlPath => "RFC 6455 §3",
         }
     }
@@ -345,6 +352,7 @@ impl Error {
             InvalidUtf8 | InvalidUtf8CloseReason => Class::Frame(CloseCode::INVALID_PAYLOAD),
             FrameTooLarge | MessageTooLarge | InflatedTooLarge => Class::Frame(CloseCode::MESSAGE_TOO_BIG),
             InflateFailed
+            | BeyondAgreedWindow
             | ReservedOpcode
             | ReservedBitSet
             | MisplacedCompressedBit
@@ -468,6 +476,7 @@ impl fmt::Display for Error {
             OfferedParamMissing => "the response leaves out a server parameter the offer asked for",
             InflateFailed => "compressed message is not a valid DEFLATE stream",
             InflatedTooLarge => "compressed message inflates past the configured cap",
+            BeyondAgreedWindow => "compressed message refers back further than the agreed window",
             UrlScheme => "not a WebSocket URI: expected ws:// or wss://",
             UrlHost => "WebSocket URI without a valid host",
             UrlPort => "WebSocket URI with an invalid port",
@@ -546,9 +555,10 @@ mod tests {
             assert!(!r.is_handshake(), "{r:?}");
             assert!(r.rfc().starts_with("RFC 6455 §"), "{r:?}");
         }
-        for r in [InflateFailed, InflatedTooLarge] {
+        for r in [InflateFailed, InflatedTooLarge, BeyondAgreedWindow] {
             assert!(r.close_code().is_some() && !r.is_handshake(), "{r:?}");
         }
+        assert_eq!(BeyondAgreedWindow.close_code(), Some(CloseCode(1002)));
         assert!(InvalidDeflateParams.is_handshake() && InvalidDeflateParams.close_code().is_none());
         assert_eq!(InflatedTooLarge.close_code(), Some(CloseCode(1009)));
         assert_eq!(InvalidUtf8.close_code(), Some(CloseCode(1007)));

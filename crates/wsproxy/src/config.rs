@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fault::FaultRule;
 use crate::inspect::{InspectOptions, PreviewLimit};
 use crate::upstream::Upstream;
 
@@ -42,6 +43,12 @@ pub struct Config {
     /// Also print per-connection errors on stderr (rate-limited): when the
     /// events go to a file or a pipe, stderr is where people look.
     pub errors_to_stderr: bool,
+    /// `--fault` rules, in the order given: the first that matches a frame
+    /// acts on it.
+    pub faults: Arc<[FaultRule]>,
+    /// `--seed`: makes `p=` draws (and the masking keys of frames a rule
+    /// makes) the same on every run.
+    pub fault_seed: Option<u64>,
 }
 
 impl Config {
@@ -62,6 +69,8 @@ impl Config {
             upstream_tls: None,
             listen_tls: None,
             errors_to_stderr: false,
+            faults: Arc::from(Vec::new()),
+            fault_seed: None,
         }
     }
 

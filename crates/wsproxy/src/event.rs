@@ -624,6 +624,10 @@ pub(crate) struct ViolationOut {
     pub message: DisplayStr<wsproto::Error>,
     /// With `--enforce`: the proxy ended the connection for it.
     pub enforced: bool,
+    /// In bytes a `--fault` rule made or changed: the proxy's doing, not
+    /// the sender's; only written when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub injected: bool,
 }
 
 impl EventBody for ViolationOut {
@@ -636,9 +640,45 @@ impl EventBody for ViolationOut {
             "31;1",
             format_args!(" VIOLATION    {} at byte {}: {}", self.rule, self.offset, self.message.0),
         );
+        if self.injected {
+            out.extend_from_slice(b" (injected by --fault)");
+        }
         if self.enforced {
             out.extend_from_slice(b" (enforced: connection ended)");
         }
+    }
+}
+
+/// `fault`: a `--fault` rule acted on a frame.
+#[derive(Serialize)]
+pub(crate) struct FaultOut<'a> {
+    /// The sender of the frame acted on.
+    pub from: Side,
+    /// The rule, as given.
+    pub rule: &'a str,
+    /// The action's name (`drop`, `corrupt`, …).
+    pub action: &'static str,
+    /// The frame's opcode.
+    pub opcode: OpcodeOut,
+    /// The sender's data message number (from 1), for a data frame.
+    pub msg: Option<u64>,
+    /// The frame's payload length.
+    pub len: u64,
+    /// Where the frame starts in the sender's stream.
+    pub offset: u64,
+    /// What was done, in words.
+    pub detail: &'a str,
+}
+
+impl EventBody for FaultOut<'_> {
+    const NAME: &'static str = "fault";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, self.from);
+        paint(out, color, "33;1", format_args!(" FAULT        {} on {}", self.action, self.opcode));
+        if let Some(n) = self.msg {
+            let _ = write!(out, " message {n}");
+        }
+        let _ = write!(out, " at byte {}: {} (rule {})", self.offset, self.detail, self.rule);
     }
 }
 

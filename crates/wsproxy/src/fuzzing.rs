@@ -12,16 +12,42 @@
 //!   input byte for byte, and what it forwards to the upstream is the
 //!   client's input byte for byte whenever no head needed rewriting (the
 //!   property runs with `--preserve-host` and no upstream path, so only an
-//!   absolute-form target is rewritten; inputs with `://` skip this half).
+//!   absolute-form target is rewritten; inputs with `://` skip this half);
+//! - with flag 64, `--fault` rules that match nothing are configured for
+//!   both sides: the WebSocket bytes go through the fault engines, and the
+//!   same byte-for-byte property holds;
+//! - with flag 128, rules that act (every action) are configured: no panic,
+//!   and what the session holds stays bounded.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::event::Time;
 use crate::event::{Format, Side, Stamp};
+use crate::fault::{FaultRule, MAX_FAULT_FRAME};
 use crate::log::Events;
 use crate::session::{Chunk, Ending, Flow, Session};
 use crate::{Config, Upstream};
+
+/// `--fault` rules that act (flag 128): every action, on both sides; only
+/// "no panic, memory bounded" is checked.
+const ACTING: [&str; 10] = [
+    "upstream,text:fragment=2",
+    "client,binary:duplicate",
+    "upstream,pong:swallow",
+    "client,ping:delay=1ms",
+    "upstream,msg=3:corrupt=utf8",
+    "client,msg=4:corrupt=mask",
+    "p=0.2:drop",
+    "data,p=0.1:throttle=1MiB/s",
+    "msg=9:truncate",
+    "msg=11-12:close=1012,x",
+];
+
+/// `--fault` rules for both sides that match nothing (flag 64): frames go
+/// through the fault engines, and must come out as they went in.
+const NEVER_MATCHING: [&str; 4] =
+    ["client,text,binary:drop", "upstream,msg=4000000000:reset", "match=^never-ever$:corrupt=rsv2", "p=0:truncate"];
 
 /// Most bytes the session may hold at once: a head at its limit, the
 /// bytes held after an upgrade request, a chunk-size line, with slack.
@@ -61,6 +87,13 @@ pub fn drive(data: &[u8]) -> Option<Driven> {
     config.preserve_host = true;
     config.messages_only = flags & 8 != 0;
     config.max_inflate = 1 << 16;
+    if flags & 64 != 0 {
+        config.faults = NEVER_MATCHING.iter().map(|r| FaultRule::parse(r).expect("a valid rule")).collect();
+    }
+    if flags & 128 != 0 {
+        config.faults = ACTING.iter().map(|r| FaultRule::parse(r).expect("a valid rule")).collect();
+        config.fault_seed = Some(u64::from(flags));
+    }
     let config = Arc::new(config);
 
     // Ops: a byte (side in bit 0, length in the rest), then that many bytes.
@@ -95,7 +128,8 @@ pub fn drive(data: &[u8]) -> Option<Driven> {
         for c in chunks {
             match c {
                 Chunk::Input(r) => into.extend_from_slice(&input[r]),
-                Chunk::Owned(v) => into.extend_from_slice(&v),
+                Chunk::Owned(v) | Chunk::Throttled(v, _) => into.extend_from_slice(&v),
+                Chunk::HoldUntil(_) => {}
             }
         }
     };
@@ -112,7 +146,8 @@ pub fn drive(data: &[u8]) -> Option<Driven> {
         let to = side.other();
         collect(session.take_queued(to), bytes, &mut out[to.index()]);
         collect(session.take_queued(side), &[], &mut out[side.index()]);
-        assert!(session.held() <= MAX_HELD_TOTAL, "the session holds {} bytes", session.held());
+        let bound = MAX_HELD_TOTAL + if flags & (64 | 128) != 0 { 2 * MAX_FAULT_FRAME as usize } else { 0 };
+        assert!(session.held() <= bound, "the session holds {} bytes", session.held());
         if !connected && session.head_complete() && !session.is_stopped() {
             session.set_connected();
             connected = true;
@@ -136,7 +171,8 @@ pub fn drive(data: &[u8]) -> Option<Driven> {
 /// Runs the property on `data`; panics when it does not hold.
 pub fn check_session(data: &[u8]) {
     let Some(d) = drive(data) else { return };
-    if d.enforce {
+    // Under --enforce the session may cut; rules that act change the bytes.
+    if d.enforce || data[0] & 128 != 0 {
         return;
     }
     let (client, upstream) = (Side::Client.index(), Side::Upstream.index());

@@ -121,7 +121,13 @@ pub struct DirectionInspector {
     now: Option<Instant>,
     /// Set when permessage-deflate was negotiated.
     inflation: Option<Box<Inflation>>,
+    /// Byte ranges of the decoded stream that a `--fault` rule made or
+    /// changed (the latest [`MAX_INJECTED`]): violations there are injected.
+    injected: std::collections::VecDeque<std::ops::Range<u64>>,
 }
+
+/// Injected ranges an inspector remembers.
+const MAX_INJECTED: usize = 64;
 
 /// A violation that `--enforce` acts on: the rule, and where in this
 /// direction's stream the frame that broke it starts.
@@ -217,6 +223,7 @@ impl DirectionInspector {
             stamp: Stamp::UNSET,
             now: None,
             inflation,
+            injected: std::collections::VecDeque::new(),
         }
     }
 
@@ -236,6 +243,15 @@ impl DirectionInspector {
     /// Violations seen so far.
     pub fn violations(&self) -> u64 {
         self.violations
+    }
+
+    /// The next bytes fed, at `range` of the decoded stream, were made or
+    /// changed by a `--fault` rule.
+    pub(crate) fn mark_injected(&mut self, range: std::ops::Range<u64>) {
+        if self.injected.len() == MAX_INJECTED {
+            self.injected.pop_front();
+        }
+        self.injected.push_back(range);
     }
 
     /// Whether the stream is between frames (a close frame can be injected).
@@ -335,6 +351,7 @@ impl DirectionInspector {
             offset: self.base + v.offset,
             message: DisplayStr(v.error),
             enforced: self.opts.enforce,
+            injected: self.injected.iter().any(|r| r.contains(&v.offset)),
         };
         self.emit(out, &body);
         if self.opts.enforce {

@@ -25,8 +25,10 @@
 //! |---|---|---|
 //! | `config` | [`Config`], the validated settings | |
 //! | `server` | [`serve`]: the accept loop and the drain at shutdown | `relay` |
-//! | `relay` | one connection's I/O: TLS accept, the first head within the timeout, the upstream connection, two pumps | `session` |
-//! | `session` | the sans-IO state of a connection: heads, bodies, interim answers, upgrades, what to forward, `--enforce` | `head`, `http1`, `inspect` |
+//! | `relay` | one connection's I/O: TLS accept, the first head within the timeout, the upstream connection, two pumps | `session`, `hold` |
+//! | `hold` | what a direction holds back for a `--fault` delay, in order | |
+//! | `session` | the sans-IO state of a connection: heads, bodies, interim answers, upgrades, what to forward, `--enforce` | `head`, `http1`, `inspect`, `fault` |
+//! | [`fault`] | `--fault` rules and the engine that applies them to one direction's frames | |
 //! | `head`, `http1` | request-head rewriting (RFC 9112 §3.2); body framing (§6, §7) | |
 //! | `inspect` | the WebSocket inspector of one direction; ping round trips | |
 //! | `event`, `json` | the typed events and their two renderings | |
@@ -43,6 +45,7 @@
 // the log's schema; TLS and upstream parsing for the binary; captures.
 pub mod capture;
 mod config;
+pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod log;
@@ -58,6 +61,7 @@ pub mod upstream;
 // typed events and their renderings (event, json), buffers and streams.
 mod event;
 mod head;
+mod hold;
 mod http1;
 mod inspect;
 mod json;
@@ -69,6 +73,7 @@ mod stream;
 
 pub use config::Config;
 pub use event::{Format, Side};
+pub use fault::FaultRule;
 pub use inspect::{InspectOptions, PreviewLimit};
 pub use server::{Summary, serve};
 pub use totals::Totals;

@@ -125,6 +125,33 @@ struct Args {
     /// Relay threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Make frames misbehave on purpose: RULE is WHERE:ACTION (repeatable; the first rule that
+    /// matches a frame acts).
+    ///
+    /// WHERE is a comma-separated list of selectors, all of which must match: the sender (client,
+    /// upstream), the kind (text, binary, ping, pong, close, data, control), msg=N or msg=N-M (the
+    /// sender's Nth data message, from 1), p=P (a probability; see --seed), and last, taking the
+    /// rest, match=REGEX (on the payload as text, or as hex for binary).
+    ///
+    /// ACTION is one of delay=DURATION, drop, duplicate, fragment=N,
+    /// corrupt=rsv1|rsv2|rsv3|mask|bit|utf8, close=CODE[,REASON] (relay the frame, then close both
+    /// sides with CODE), reset (relay the frame, then RST both TCP connections), truncate (cut the
+    /// frame in the middle, then end both), throttle=BYTES/S, swallow.
+    ///
+    /// Every action is a `fault` event; violations in bytes a rule changed are marked `injected`.
+    /// Frames no rule matches are relayed byte for byte. Examples:
+    ///   'upstream,pong:swallow'  'upstream,text:fragment=3'  'client,data:delay=200ms'
+    ///   'upstream,msg=5:reset'  'upstream,text,msg=2:corrupt=rsv2'
+    ///   'upstream,msg=3:close=1012,restarting'  'client,match="type":"chat":duplicate'
+    #[arg(long = "fault", value_name = "RULE", value_parser = parse_fault)]
+    faults: Vec<wsproxy::FaultRule>,
+    /// Seed for --fault's p= draws, so that runs are repeatable (default: random).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+}
+
+fn parse_fault(s: &str) -> Result<wsproxy::FaultRule, String> {
+    wsproxy::FaultRule::parse(s)
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -201,6 +228,9 @@ Examples:
   wsproxy --upstream ws://127.0.0.1:8080 --log events.jsonl --tee   (JSON there, pretty here)
   wsproxy --listen 9003 --upstream wss://localhost:8443 --upstream-ca cert.pem
   wsproxy --upstream ws://127.0.0.1:8080 --enforce --messages-only
+  wsproxy --upstream ws://127.0.0.1:8080 --fault 'upstream,pong:swallow'   (keepalives fire)
+  wsproxy --upstream ws://127.0.0.1:8080 --fault 'client,data,p=0.1:drop' --seed 7
+  wsproxy --upstream ws://127.0.0.1:8080 --fault 'upstream,msg=3:close=1012,restarting'
   wsproxy --upstream ws://127.0.0.1:8080 --pcap session.pcapng   (open it in Wireshark)
   wsproxy --upstream ws://127.0.0.1:8080 --har session.har       (load it in DevTools)
   wsproxy read session.pcapng                    a capture (wsproxy's, tcpdump's) as events
@@ -375,6 +405,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         upstream_tls,
         listen_tls,
         errors_to_stderr,
+        faults: std::sync::Arc::from(args.faults),
+        fault_seed: args.seed,
         ..Config::new(upstream.clone())
     };
     if config.handshake_timeout.is_zero() {

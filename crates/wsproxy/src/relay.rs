@@ -19,6 +19,7 @@ use tokio::sync::{Notify, watch};
 use crate::config::Config;
 use crate::event::Side;
 use crate::event::Time;
+use crate::hold::Hold;
 use crate::log::{Events, LogSink};
 use crate::pool::BufferPool;
 use crate::record::{Record, TlsLegs};
@@ -95,9 +96,29 @@ async fn write_chunks(
         match chunk {
             Chunk::Input(r) => dst.write_all(&input[r.clone()]).await?,
             Chunk::Owned(v) => dst.write_all(v).await?,
+            Chunk::Throttled(v, rate) => write_throttled(dst, v, *rate).await?,
+            // Taken out by the direction's `Hold` before writing; here (the
+            // end of a connection) it only waits.
+            Chunk::HoldUntil(t) => tokio::time::sleep_until((*t).into()).await,
         }
     }
     dst.flush().await
+}
+
+/// Writes `bytes` at about `rate` bytes per second: a tenth of a second's
+/// worth at a time (at least one byte), each piece flushed.
+async fn write_throttled(dst: &mut (impl tokio::io::AsyncWrite + Unpin), bytes: &[u8], rate: u64) -> io::Result<()> {
+    let piece = usize::try_from(rate / 10).unwrap_or(usize::MAX).max(1);
+    let start = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    for chunk in bytes.chunks(piece) {
+        dst.write_all(chunk).await?;
+        dst.flush().await?;
+        sent += chunk.len() as u64;
+        let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+        tokio::time::sleep_until(start + due).await;
+    }
+    Ok(())
 }
 
 fn ending_of(e: &io::Error) -> Ending {
@@ -186,6 +207,12 @@ async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut E
 
     // 3. Both directions until both end.
     let (a, b) = relay_both(&mut client, &mut upstream, session, ctx).await;
+    if lock(session).reset_requested() {
+        // A `--fault ...:reset`: both connections end with a TCP reset.
+        reset(&client);
+        reset(&upstream);
+        return Ending::Reset;
+    }
     // What the session still holds for either side (close frames under
     // --enforce), then the end.
     let (to_client, to_upstream, stopped) = {
@@ -199,6 +226,17 @@ async fn run(tcp: TcpStream, ctx: &Ctx, session: &Mutex<Session>, events: &mut E
         let _ = upstream.shutdown().await;
     }
     combine(a, b)
+}
+
+/// Makes dropping `stream` reset its TCP connection (SO_LINGER 0): RST
+/// instead of FIN.
+fn reset(stream: &Stream) {
+    let tcp = match stream {
+        Stream::Tcp(tcp) => tcp,
+        Stream::TlsFromClient(tls) => tls.get_ref().0,
+        Stream::TlsToUpstream(tls) => tls.get_ref().0,
+    };
+    let _ = tcp.set_zero_linger();
 }
 
 /// After the proxy's own answer (a refusal, a 502): half-close, then read
@@ -396,9 +434,24 @@ impl Pump<'_> {
         // hold, they are written first and decoded after: logging never
         // delays them. That never changes back.
         let mut passthrough = false;
+        // Frames a `--fault` delay holds back (with what follows them).
+        let mut hold = Hold::default();
         // `buf` is lent from the pool when data flows and given back when
         // the direction goes quiet, so an idle connection holds no buffer.
         loop {
+            // Held frames that are due go first; a full hold stops reading.
+            if let Some(due) = hold.next_due() {
+                if hold.is_full() {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let ready = hold.take_due(Instant::now());
+                if let Err(e) = write_chunks(dst, &ready, &[]).await {
+                    return Pumped::Ended(ending_of(&e));
+                }
+                if hold.is_full() {
+                    continue;
+                }
+            }
             // What is readable now, without waiting.
             let polled = poll_read_pooled(src, &mut Context::from_waker(Waker::noop()), &ctx.buffers, buf);
             let read = match polled {
@@ -417,8 +470,17 @@ impl Pump<'_> {
                     // effect: when the other direction ends (say, a write to
                     // a peer that has just closed), what that peer sent
                     // before closing still reaches the other side.
+                    let next_due = hold.next_due();
+                    let held_due = async {
+                        match next_due {
+                            Some(t) => tokio::time::sleep_until(t.into()).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    let mut stopping = false;
                     let woke = tokio::select! {
                         biased;
+                        () = held_due => continue,
                         r = ready => match r {
                             None => {
                                 if self.idle.remaining().is_some_and(|left| left.is_zero()) {
@@ -429,12 +491,19 @@ impl Pump<'_> {
                             Some(r) => Some(r),
                         },
                         _ = self.kicks[to.index()].notified() => None,
-                        _ = stop.wait_for(|s| *s) => return Pumped::Stopped,
+                        _ = stop.wait_for(|s| *s) => {
+                            stopping = true;
+                            None
+                        }
                     };
+                    if stopping {
+                        let _ = drain(&mut hold, dst).await;
+                        return Pumped::Stopped;
+                    }
                     match woke {
                         Some(r) => r,
                         None => {
-                            let queued = lock(self.session).take_queued(to);
+                            let queued = hold.schedule(lock(self.session).take_queued(to), &[]);
                             if let Err(e) = write_chunks(dst, &queued, &[]).await {
                                 return Pumped::Ended(ending_of(&e));
                             }
@@ -456,6 +525,7 @@ impl Pump<'_> {
                         self.kick_other(&s);
                         s.take_queued(to)
                     };
+                    let _ = drain(&mut hold, dst).await;
                     let _ = write_chunks(dst, &queued, &[]).await;
                     let _ = dst.shutdown().await;
                     return Pumped::Ended(Ending::Eof);
@@ -505,11 +575,15 @@ impl Pump<'_> {
                         ctx.log.hand_over(events).await;
                     }
                 }
-                write_chunks(dst, &queued, data).await.map(|()| flow)
+                let now = hold.schedule(queued, data);
+                write_chunks(dst, &now, data).await.map(|()| flow)
             };
             match written {
                 Ok(Flow::Continue) => {}
-                Ok(Flow::Stop) => return Pumped::Stopped,
+                Ok(Flow::Stop) => {
+                    let _ = drain(&mut hold, dst).await;
+                    return Pumped::Stopped;
+                }
                 Err(e) => return Pumped::Ended(ending_of(&e)),
             }
             if events.len() >= LOG_BATCH {
@@ -517,6 +591,15 @@ impl Pump<'_> {
             }
         }
     }
+}
+
+/// Writes everything held, each part at its time (the direction is ending).
+async fn drain(hold: &mut Hold, dst: &mut StreamWrite<'_>) -> io::Result<()> {
+    while let Some(due) = hold.next_due() {
+        tokio::time::sleep_until(due.into()).await;
+        write_chunks(dst, &hold.take_due(due), &[]).await?;
+    }
+    Ok(())
 }
 
 fn is_eof(read: &io::Result<usize>) -> bool {

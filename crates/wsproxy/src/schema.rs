@@ -201,6 +201,29 @@ pub enum Event {
         message: String,
         /// Whether `--enforce` ended the connection for it.
         enforced: bool,
+        /// In bytes a `--fault` rule made or changed; absent when not.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        injected: bool,
+    },
+    /// A `--fault` rule acted on a frame.
+    Fault {
+        /// The frame's sender.
+        from: Side,
+        /// The rule, as given.
+        rule: String,
+        /// The action (`delay`, `drop`, `duplicate`, `fragment`, `corrupt`,
+        /// `close`, `reset`, `truncate`, `throttle`, `swallow`).
+        action: String,
+        /// The frame's opcode.
+        opcode: Opcode,
+        /// The sender's data message number (from 1), for a data frame.
+        msg: Option<u64>,
+        /// The frame's payload length.
+        len: u64,
+        /// Offset of the frame in the sender's stream.
+        offset: u64,
+        /// What was done.
+        detail: String,
     },
     /// The connection ended.
     End {
@@ -212,7 +235,8 @@ pub enum Event {
         unanswered_pings: PerSide,
         /// Duration in µs.
         duration_us: u64,
-        /// `close_handshake`, `eof`, `reset`, `timeout`, `error`, `enforced`.
+        /// `close_handshake`, `eof`, `reset`, `timeout`, `error`, `enforced`,
+        /// `fault` (a `--fault` rule ended it).
         reason: String,
     },
     /// A plain HTTP request, tunnelled.
@@ -309,5 +333,23 @@ mod tests {
         // The lenient reader still takes a field added later.
         let later = CLOSE.replace(r#""offset":120"#, r#""offset":120,"added_later":1"#);
         assert!(serde_json::from_str::<Record>(&later).is_ok());
+    }
+
+    const VIOLATION: &str = r#"{"ts":"2026-11-30T13:00:00.000001Z","conn":1,"event":"violation","from":"upstream","rule":"reserved_bit_set","rfc":"RFC 6455 §5.2","offset":177,"message":"reserved bit set","enforced":false}"#;
+    const FAULT: &str = r#"{"ts":"2026-11-30T13:00:00.000001Z","conn":1,"event":"fault","from":"upstream","rule":"upstream,text,msg=2:corrupt=rsv2","action":"corrupt","opcode":"text","msg":2,"len":9,"offset":177,"detail":"RSV2 set"}"#;
+
+    /// `fault` and `violation`'s `injected` (added by `--fault`): the
+    /// event reads strictly, and `injected` is written only when true, so
+    /// the lines of a run without rules are as before.
+    #[test]
+    fn fault_events_and_injected_violations_read_strictly() {
+        assert!(parse_strict(FAULT).is_ok());
+        assert!(parse_strict(&FAULT.replace(r#""msg":2"#, r#""msg":null"#)).is_ok(), "a control frame has none");
+        assert!(parse_strict(&FAULT.replace(r#","detail":"RSV2 set""#, "")).is_err());
+        assert!(parse_strict(VIOLATION).is_ok());
+        let injected = VIOLATION.replace(r#""enforced":false"#, r#""enforced":false,"injected":true"#);
+        assert!(matches!(parse_strict(&injected).map(|r| r.event), Ok(Event::Violation { injected: true, .. })));
+        let written_out = VIOLATION.replace(r#""enforced":false"#, r#""enforced":false,"injected":false"#);
+        assert!(parse_strict(&written_out).is_err());
     }
 }

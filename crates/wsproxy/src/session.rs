@@ -30,9 +30,10 @@ use wsproto::handshake::{self, HeadScanner, Limits};
 use wsproto::{CloseCode, FrameHeader, OpCode, Status};
 
 use crate::event::{
-    DisplayStr, EndOut, ErrorOut, EventBody, HandshakeRequest, HandshakeResponse, HeaderOut, HttpOut, InterimResponse,
-    Open, PerSide, Side, Time, Uninspected, ViolationOut,
+    DisplayStr, EndOut, ErrorOut, EventBody, FaultOut, HandshakeRequest, HandshakeResponse, HeaderOut, HttpOut,
+    InterimResponse, OpcodeOut, Open, PerSide, Side, Time, Uninspected, ViolationOut,
 };
+use crate::fault::{self, FaultEngine, Out};
 use crate::head;
 use crate::http1::{BodyLength, BodyReader, request_body, response_body};
 use crate::inspect::{DirectionInspector, Enforced, Shared};
@@ -47,6 +48,11 @@ pub(crate) enum Chunk {
     Input(Range<usize>),
     /// Bytes of the session's own: a rewritten head, held bytes, a reply.
     Owned(Vec<u8>),
+    /// A `--fault` delay: what follows goes out at this time (the time of
+    /// the read plus the delay), after what came before ([`crate::hold`]).
+    HoldUntil(Instant),
+    /// Bytes a `--fault` rule rate-limits to this many bytes per second.
+    Throttled(Vec<u8>, u64),
 }
 
 /// Whether the connection goes on.
@@ -184,6 +190,22 @@ pub(crate) struct Session {
     refusal: Option<wsproto::Error>,
     /// Bytes of the pending exchanges' method and targets.
     pending_bytes: usize,
+    /// `--fault` engines per sender, once the WebSocket starts (only for a
+    /// side some rule can act on).
+    faults: [Option<Box<FaultEngine>>; 2],
+    /// Bytes each side's inspector decoded of what the engines forwarded.
+    fault_out: [u64; 2],
+    /// A fault rule ended the connection (`reset`: with a TCP reset).
+    fault_end: Option<FaultEnd>,
+}
+
+/// How a fault rule ended the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FaultEnd {
+    /// Closes sent, or a frame cut: both connections end normally.
+    End,
+    /// Both TCP connections are reset.
+    Reset,
 }
 
 impl Session {
@@ -212,6 +234,9 @@ impl Session {
             answered: false,
             refusal: None,
             pending_bytes: 0,
+            faults: [None, None],
+            fault_out: [0, 0],
+            fault_end: None,
         };
         s.emit(events, t, &Open { client, upstream: &upstream_addr });
         s
@@ -251,9 +276,17 @@ impl Session {
             UpstreamState::Head(hb) => hb.buf.len(),
             _ => 0,
         };
-        let queued: usize =
-            self.queued.iter().flatten().map(|c| if let Chunk::Owned(v) = c { v.len() } else { 0 }).sum();
-        client + upstream + queued
+        let queued: usize = self
+            .queued
+            .iter()
+            .flatten()
+            .map(|c| match c {
+                Chunk::Owned(v) | Chunk::Throttled(v, _) => v.len(),
+                _ => 0,
+            })
+            .sum();
+        let faults: usize = self.faults.iter().flatten().map(|e| e.held()).sum();
+        client + upstream + queued + faults
     }
 
     /// The side whose HTTP head has begun and is not complete (the client's
@@ -277,12 +310,12 @@ impl Session {
         match from {
             Side::Client => match self.client {
                 ClientState::Tunnel => true,
-                ClientState::WebSocket(_) => !enforce,
+                ClientState::WebSocket(_) => !enforce && self.faults[0].is_none(),
                 _ => false,
             },
             Side::Upstream => match self.upstream {
                 UpstreamState::Tunnel => true,
-                UpstreamState::WebSocket(_) => !enforce,
+                UpstreamState::WebSocket(_) => !enforce && self.faults[1].is_none(),
                 _ => false,
             },
         }
@@ -335,6 +368,7 @@ impl Session {
         if self.stopped.is_some() {
             return;
         }
+        self.fault_flush(from, t, events);
         match from {
             Side::Client => match &self.client {
                 ClientState::Head(hb) if !hb.buf.is_empty() => self.stop_inspecting(
@@ -460,6 +494,10 @@ impl Session {
                         );
                     }
                 }
+                ClientState::WebSocket(_) if self.faults[0].is_some() => {
+                    self.fault_bytes(Side::Client, &data[pos..], t, events);
+                    pos = data.len();
+                }
                 ClientState::WebSocket(insp) => {
                     let fed = start_offset + pos as u64 - self.ws_base[0];
                     let (keep, found) = decode_frames(insp, &mut self.shared, &data[pos..], fed, t, events);
@@ -524,6 +562,10 @@ impl Session {
                     }
                     Err(e) => self.stop_inspecting(Side::Upstream, e.describe(), t, events),
                 },
+                UpstreamState::WebSocket(_) if self.faults[1].is_some() => {
+                    self.fault_bytes(Side::Upstream, &data[pos..], t, events);
+                    pos = data.len();
+                }
                 UpstreamState::WebSocket(insp) => {
                     let fed = start_offset + pos as u64 - self.ws_base[1];
                     let (keep, found) = decode_frames(insp, &mut self.shared, &data[pos..], fed, t, events);
@@ -880,10 +922,12 @@ impl Session {
             ClientState::WaitUpgrade(held) => {
                 self.ws_base[0] = exchange.end_offset;
                 self.client = ClientState::WebSocket(inspector(Side::Client, exchange.end_offset));
+                self.start_faults();
                 self.client_bytes(Src { data: &held, fwd: Forwarding::Copy }, exchange.end_offset, t, events);
             }
             other => {
                 self.client = other;
+                self.start_faults();
                 self.stop_inspecting(Side::Client, "the upgrade was answered before the request body ended", t, events);
             }
         }
@@ -943,7 +987,15 @@ impl Session {
         self.emit(
             events,
             t,
-            &ViolationOut { from, rule: e.rule(), rfc: e.rfc(), offset, message: DisplayStr(e), enforced },
+            &ViolationOut {
+                from,
+                rule: e.rule(),
+                rfc: e.rfc(),
+                offset,
+                message: DisplayStr(e),
+                enforced,
+                injected: false,
+            },
         );
     }
 
@@ -1025,6 +1077,7 @@ impl Session {
         }
         let unanswered = self.shared.unanswered_pings();
         let reason = match self.stopped {
+            _ if self.fault_end.is_some() => "fault",
             Some(Some(_)) => "enforced",
             Some(None) => "error",
             None if self.shared.close_handshake_complete() => "close_handshake",
@@ -1148,6 +1201,179 @@ fn version_str(minor: u8) -> &'static str {
     if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" }
 }
 
+// `--fault`: the session's side of fault injection. The rules and what
+// they do are in `crate::fault`; here their output is decoded (so the log
+// shows what the receiver got, with injected violations said to be
+// injected), queued, and turned into the end of the connection.
+impl Session {
+    /// Starts an engine for each side some rule can act on (at the 101).
+    fn start_faults(&mut self) {
+        let rules = self.config.faults.clone();
+        if rules.is_empty() {
+            return;
+        }
+        for from in [Side::Client, Side::Upstream] {
+            if rules.iter().any(|r| r.applies_to(from)) {
+                let seed = match self.config.fault_seed {
+                    // Repeatable: the seed, the connection and the side.
+                    Some(seed) => fault::Rng::new(seed ^ self.conn.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                        .next_u64()
+                        .wrapping_add(from.index() as u64),
+                    None => random_u64(),
+                };
+                self.faults[from.index()] = Some(Box::new(FaultEngine::new(from, rules.clone(), seed)));
+            }
+        }
+    }
+
+    /// Whether a fault rule asked for both TCP connections to be reset.
+    pub(crate) fn reset_requested(&self) -> bool {
+        self.fault_end == Some(FaultEnd::Reset)
+    }
+
+    /// WebSocket bytes from `from`, through its fault engine.
+    fn fault_bytes(&mut self, from: Side, data: &[u8], t: &Time, events: &mut Events) {
+        let Some(engine) = self.faults[from.index()].as_mut() else { return };
+        let (mut outs, mut records) = (Vec::new(), Vec::new());
+        engine.feed(data, &mut outs, &mut records);
+        for r in &records {
+            let rule = &self.config.faults[r.rule];
+            let body = FaultOut {
+                from,
+                rule: rule.text(),
+                action: rule.action().name(),
+                opcode: OpcodeOut::from(r.opcode),
+                msg: r.msg,
+                len: r.len,
+                offset: self.ws_base[from.index()] + r.offset,
+                detail: &r.detail,
+            };
+            self.emit(events, t, &body);
+        }
+        self.apply_faults(from, outs, t, events);
+    }
+
+    /// `from` ended its stream: a frame its engine was holding goes on as
+    /// it came.
+    fn fault_flush(&mut self, from: Side, t: &Time, events: &mut Events) {
+        if let Some(engine) = self.faults[from.index()].as_mut() {
+            let held = engine.flush();
+            if !held.is_empty() {
+                self.apply_faults(from, vec![Out::Bytes(held)], t, events);
+            }
+        }
+    }
+
+    /// Carries out what an engine said, in order.
+    fn apply_faults(&mut self, from: Side, outs: Vec<Out>, t: &Time, events: &mut Events) {
+        let to = from.other();
+        for o in outs {
+            if self.stopped.is_some() {
+                break;
+            }
+            match o {
+                Out::Bytes(b) => self.fault_forward(from, b, None, false, t, events),
+                Out::Injected(b) => self.fault_forward(from, b, None, true, t, events),
+                Out::Throttled(b, rate) => self.fault_forward(from, b, Some(rate), false, t, events),
+                Out::Delay(d) => self.queued[to.index()].push(Chunk::HoldUntil(t.instant + d)),
+                Out::Close(code, reason) => {
+                    // As the sender would close towards the receiver, and as
+                    // the receiver would towards the sender, where its
+                    // stream is between frames.
+                    let mut rng = fault::Rng::new(random_u64());
+                    let to_receiver = fault::close_frame_to(to, code, &reason, &mut rng);
+                    self.fault_forward(from, to_receiver, None, true, t, events);
+                    if self.inspector_at_boundary(to) && self.stopped.is_none() {
+                        let to_sender = fault::close_frame_to(from, code, &reason, &mut rng);
+                        self.fault_forward(to, to_sender, None, true, t, events);
+                    }
+                    self.fault_stop(FaultEnd::End);
+                }
+                Out::Reset => self.fault_stop(FaultEnd::Reset),
+                Out::End => self.fault_stop(FaultEnd::End),
+            }
+        }
+    }
+
+    fn fault_stop(&mut self, end: FaultEnd) {
+        self.fault_end = Some(end);
+        if self.stopped.is_none() {
+            self.stopped = Some(None);
+        }
+    }
+
+    /// Whether what `from` sent so far ends between frames.
+    fn inspector_at_boundary(&self, from: Side) -> bool {
+        match from {
+            Side::Client => match &self.client {
+                ClientState::WebSocket(insp) => insp.at_frame_boundary(),
+                _ => true,
+            },
+            Side::Upstream => match &self.upstream {
+                UpstreamState::WebSocket(insp) => insp.at_frame_boundary(),
+                _ => true,
+            },
+        }
+    }
+
+    /// Bytes forwarded on `from`'s behalf: decoded by its inspector (as the
+    /// receiver gets them) and queued; under `--enforce` only those before
+    /// a violation.
+    fn fault_forward(
+        &mut self,
+        from: Side,
+        bytes: Vec<u8>,
+        rate: Option<u64>,
+        injected: bool,
+        t: &Time,
+        events: &mut Events,
+    ) {
+        let i = from.index();
+        let fed = self.fault_out[i];
+        let insp = match from {
+            Side::Client => match &mut self.client {
+                ClientState::WebSocket(insp) => Some(insp),
+                _ => None,
+            },
+            Side::Upstream => match &mut self.upstream {
+                UpstreamState::WebSocket(insp) => Some(insp),
+                _ => None,
+            },
+        };
+        let (keep, found) = match insp {
+            Some(insp) => {
+                if injected {
+                    insp.mark_injected(fed..fed + bytes.len() as u64);
+                }
+                decode_frames(insp, &mut self.shared, &bytes, fed, t, events)
+            }
+            None => (bytes.len(), None),
+        };
+        self.fault_out[i] += bytes.len() as u64;
+        let mut bytes = bytes;
+        bytes.truncate(keep);
+        if !bytes.is_empty() {
+            let q = &mut self.queued[from.other().index()];
+            match rate {
+                Some(rate) => q.push(Chunk::Throttled(bytes, rate)),
+                None => match q.last_mut() {
+                    Some(Chunk::Owned(v)) => v.extend_from_slice(&bytes),
+                    _ => q.push(Chunk::Owned(bytes)),
+                },
+            }
+        }
+        if let Some((e, clean)) = found {
+            self.enforce(from, e, clean);
+        }
+    }
+}
+
+/// 64 random bits from the standard library's per-process hash keys.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -1189,7 +1415,8 @@ mod tests {
             .into_iter()
             .flat_map(|c| match c {
                 Chunk::Input(r) => input[r].to_vec(),
-                Chunk::Owned(v) => v,
+                Chunk::Owned(v) | Chunk::Throttled(v, _) => v,
+                Chunk::HoldUntil(_) => Vec::new(),
             })
             .collect()
     }
@@ -1422,6 +1649,92 @@ mod tests {
         assert!(d.s.is_stopped());
         let _ = d.s.finish(Ending::Eof, &t, &mut d.events);
         assert!(matches!(parse(d.events.output(0)).last(), Some(Ev::End { reason, .. }) if reason == "error"));
+    }
+
+    fn with_faults(rules: &[&str], t: &Time) -> Driver {
+        let mut c = Config::new(Upstream::parse("ws://127.0.0.1:9").expect("upstream"));
+        c.faults = rules.iter().map(|r| crate::FaultRule::parse(r).expect("rule")).collect();
+        c.fault_seed = Some(1);
+        let mut events = Events::new(&[Format::Json]);
+        let s = Session::new(1, Arc::new(c), "127.0.0.1:5".parse().expect("addr"), t, &mut events);
+        Driver { s, to: [Vec::new(), Vec::new()], events }
+    }
+
+    /// `corrupt=rsv2` on the second server message: the client gets the
+    /// frame with RSV2 set, the log has the `fault` and a violation marked
+    /// injected; the first message is untouched and nothing is marked.
+    #[test]
+    fn an_injected_violation_is_reported_as_injected() {
+        let t = at(Instant::now(), 0);
+        let mut d = with_faults(&["upstream,text,msg=2:corrupt=rsv2"], &t);
+        let _ = d.feed(Side::Client, REQUEST, &t);
+        let _ = d.feed(Side::Upstream, RESPONSE, &t);
+        let (one, two) = (frame(OpCode::Text, None, b"one"), frame(OpCode::Text, None, b"two"));
+        let _ = d.feed(Side::Upstream, &[one.clone(), two.clone()].concat(), &t);
+        let mut corrupted = two.clone();
+        corrupted[0] |= 0x20;
+        assert_eq!(d.to[0], [RESPONSE, &one, &corrupted].concat());
+        let events = parse(d.events.output(0));
+        let faults: Vec<(String, Option<u64>, u64)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Ev::Fault { action, msg, offset, .. } => Some((action.clone(), *msg, *offset)),
+                _ => None,
+            })
+            .collect();
+        let at_two = (RESPONSE.len() + one.len()) as u64;
+        assert_eq!(faults, vec![("corrupt".to_owned(), Some(2), at_two)]);
+        let violations: Vec<(String, bool)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Ev::Violation { rule, injected, .. } => Some((rule.clone(), *injected)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(violations.len(), 1, "{events:#?}");
+        assert!(violations[0].1, "injected: {violations:?}");
+    }
+
+    /// `close=1012`: the matched frame is relayed, then both sides get a
+    /// close 1012 (masked towards the upstream) and the session stops.
+    #[test]
+    fn a_close_rule_closes_both_sides_and_ends_as_fault() {
+        let t = at(Instant::now(), 0);
+        let mut d = with_faults(&["upstream,msg=1:close=1012,restarting"], &t);
+        let _ = d.feed(Side::Client, REQUEST, &t);
+        let _ = d.feed(Side::Upstream, RESPONSE, &t);
+        let one = frame(OpCode::Text, None, b"one");
+        assert_eq!(d.feed(Side::Upstream, &[one.clone(), one.clone()].concat(), &t), Flow::Stop);
+        let close =
+            [&one[..], &frame(OpCode::Close, None, &wsproto::encode_close_payload(CloseCode(1012), "restarting"))]
+                .concat();
+        assert_eq!(d.to[0], [RESPONSE, &close].concat(), "the frame, the close, nothing after");
+        let head_end = d.to[1].windows(4).position(|w| w == b"\r\n\r\n").expect("the head") + 4;
+        let to_upstream = &d.to[1][head_end..];
+        let Status::Complete(ph) = wsproto::parse_header(to_upstream) else { panic!("a frame") };
+        assert_eq!((ph.header.opcode, ph.header.mask.is_some()), (OpCode::Close, true));
+        let _ = d.s.finish(Ending::Eof, &t, &mut d.events);
+        let events = parse(d.events.output(0));
+        let closes = events.iter().filter(|e| matches!(e, Ev::Close { code: Some(1012), .. })).count();
+        assert_eq!(closes, 2, "{events:#?}");
+        assert!(matches!(events.last(), Some(Ev::End { reason, .. }) if reason == "fault"));
+    }
+
+    /// A swallowed pong never reaches the client, and the ping it answered
+    /// counts as unanswered.
+    #[test]
+    fn swallowed_pongs_are_logged_and_leave_pings_unanswered() {
+        let t = at(Instant::now(), 0);
+        let mut d = with_faults(&["upstream,pong:swallow"], &t);
+        let _ = d.feed(Side::Client, REQUEST, &t);
+        let _ = d.feed(Side::Upstream, RESPONSE, &t);
+        let _ = d.feed(Side::Client, &frame(OpCode::Ping, Some([1, 2, 3, 4]), b"k"), &t);
+        let _ = d.feed(Side::Upstream, &frame(OpCode::Pong, None, b"k"), &t);
+        assert_eq!(d.to[0], RESPONSE);
+        let _ = d.s.finish(Ending::Eof, &t, &mut d.events);
+        let events = parse(d.events.output(0));
+        assert!(events.iter().any(|e| matches!(e, Ev::Fault { action, .. } if action == "swallow")));
+        assert!(matches!(events.last(), Some(Ev::End { unanswered_pings, .. }) if unanswered_pings.client == 1));
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub struct UpstreamTrust {
 /// The client configuration for a `wss://` upstream. Offers ALPN
 /// `http/1.1`: WebSocket's upgrade is an HTTP/1.1 mechanism (RFC 6455 §4.1).
 pub fn client_config(trust: &UpstreamTrust) -> anyhow::Result<Arc<ClientConfig>> {
+    client_config_for(trust, "--upstream-ca")
+}
+
+/// [`client_config`] for another tool (`wsharness bench`), whose errors
+/// name its own CA flag `ca_flag`.
+pub fn client_config_for(trust: &UpstreamTrust, ca_flag: &str) -> anyhow::Result<Arc<ClientConfig>> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -53,10 +59,10 @@ pub fn client_config(trust: &UpstreamTrust) -> anyhow::Result<Arc<ClientConfig>>
         roots.add_parsable_certificates(native.certs);
         let mut pinned = Vec::new();
         if let Some(path) = &trust.ca_file {
-            let certs = read_certs("--upstream-ca", path)?;
+            let certs = read_certs(ca_flag, path)?;
             let (added, _) = roots.add_parsable_certificates(certs.iter().cloned());
             if added == 0 {
-                bail!("--upstream-ca {}: no usable CA certificate in it", path.display());
+                bail!("{ca_flag} {}: no usable CA certificate in it", path.display());
             }
             pinned = certs;
         }
@@ -107,13 +113,19 @@ pub fn server_name(host: &str) -> anyhow::Result<ServerName<'static>> {
 /// A one-line reason for a failed TLS handshake with the upstream, naming
 /// the usual causes and what to do.
 pub fn describe_error(e: &io::Error) -> String {
-    describe(e, Peer::Upstream)
+    describe(e, Peer::Upstream, "--upstream-ca")
+}
+
+/// [`describe_error`] for another tool's connection to a server, whose CA
+/// flag is `ca_flag`.
+pub fn describe_server_error(e: &io::Error, ca_flag: &str) -> String {
+    describe(e, Peer::Upstream, ca_flag)
 }
 
 /// A one-line reason for a failed TLS handshake with a client of the
 /// `--tls-cert` listener.
 pub fn describe_client_error(e: &io::Error) -> String {
-    describe(e, Peer::Client)
+    describe(e, Peer::Client, "")
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -122,7 +134,7 @@ enum Peer {
     Client,
 }
 
-fn describe(e: &io::Error, peer: Peer) -> String {
+fn describe(e: &io::Error, peer: Peer, ca_flag: &str) -> String {
     let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
         if e.kind() == io::ErrorKind::UnexpectedEof {
             return match peer {
@@ -139,21 +151,21 @@ fn describe(e: &io::Error, peer: Peer) -> String {
         rustls::Error::InvalidCertificate(c) => match c {
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => "certificate expired",
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "certificate not yet valid",
-            CertificateError::UnknownIssuer => {
+            CertificateError::UnknownIssuer => &format!(
                 "unknown issuer (not signed by a trusted CA: give the CA's certificate, \
-                 or the server's own, with --upstream-ca FILE)"
-            }
+                     or the server's own, with {ca_flag} FILE)"
+            ),
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 "name mismatch (the certificate is not valid for this host: use a name it lists, \
                  or a certificate that lists this one)"
             }
             CertificateError::Revoked => "certificate revoked",
             CertificateError::BadSignature => "bad certificate signature",
-            c if is_ca_used_as_end_entity(c) => {
+            c if is_ca_used_as_end_entity(c) => &format!(
                 "the server's certificate is a CA certificate (CA:TRUE, as `openssl req -x509` makes them), \
-                 not one issued to a server: to trust it, give that very certificate with --upstream-ca FILE \
+                 not one issued to a server: to trust it, give that very certificate with {ca_flag} FILE \
                  (it is then pinned)"
-            }
+            ),
             _ => "invalid certificate",
         },
         // Plain HTTP where a TLS record was expected.

@@ -234,3 +234,25 @@ fn tee_writes_the_same_events_to_the_file_and_stdout() {
     assert!(on_stdout.iter().any(|e| matches!(e, wsproxy::schema::Event::Message { preview, .. } if preview == "tee")));
     assert_eq!(in_file, on_stdout);
 }
+
+/// A `--fault` rule that does not parse is refused at start, with the
+/// reason; good ones start the proxy.
+#[test]
+fn a_bad_fault_rule_is_refused_with_the_reason() {
+    for (rule, why) in [
+        ("upstream,pongs:swallow", "unknown selector `pongs`"),
+        ("upstream:explode", "unknown action `explode`"),
+        ("text:close=1005", "not a code an endpoint may send"),
+        ("upstream,pong", "WHERE:ACTION"),
+    ] {
+        let out = wsproxy(&["--listen", "0", "--fault", rule]);
+        let text = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{rule}: {text}");
+        assert!(
+            text.starts_with("wsproxy: error: ") && text.contains("--fault") && text.contains(why),
+            "{rule}: {text}"
+        );
+    }
+    let (_proxy, url) = announce(&["--listen", "0", "--fault", "upstream,pong:swallow", "--fault", "p=0.5:drop"]);
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+}

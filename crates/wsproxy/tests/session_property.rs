@@ -76,3 +76,56 @@ fn events_for_recorded_connections_are_byte_identical() {
     }
     assert!(bless || compared == seeds.len());
 }
+
+/// `--fault` rules that match nothing (flag 64) change nothing: the
+/// recorded connections and random streams after an upgrade go through the
+/// fault engines and come out byte for byte (`check_session` compares).
+#[test]
+fn faults_that_match_nothing_relay_byte_for_byte() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    for (path, data) in inputs(&fuzz.join("seeds/proxy_session")) {
+        let mut data = data.clone();
+        // With the rules, and without --enforce (which may cut).
+        data[0] = (data[0] | 64) & !1;
+        let held = std::panic::catch_unwind(|| wsproxy::fuzzing::check_session(&data));
+        assert!(held.is_ok(), "{path} with --fault breaks the session property");
+        let driven = wsproxy::fuzzing::drive(&data).expect("flags");
+        assert!(driven.forwarded[0] == driven.fed[1] && !driven.fed[1].is_empty(), "{path}");
+    }
+    arbtest::arbtest(|u| {
+        // An upgrade (flag 16), the rules (64), maybe deflate (32), JSON.
+        let mut data = vec![16 | 64 | 2 | if u.arbitrary()? { 32 } else { 0 }];
+        let len = u.arbitrary_len::<u8>()?;
+        for _ in 0..len {
+            data.push(u.arbitrary::<u8>()?);
+        }
+        wsproxy::fuzzing::check_session(&data);
+        Ok(())
+    })
+    .budget_ms(2_000);
+}
+
+/// Rules that act (flag 128: every action, both sides) on the recorded
+/// connections and random streams: no panic, memory bounded.
+#[test]
+fn faults_that_act_never_panic() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    for (path, data) in inputs(&fuzz.join("seeds/proxy_session")) {
+        for enforce in [0, 1] {
+            let mut data = data.clone();
+            data[0] = (data[0] & !(1 | 64)) | 128 | enforce;
+            let held = std::panic::catch_unwind(|| wsproxy::fuzzing::check_session(&data));
+            assert!(held.is_ok(), "{path} with acting rules panics");
+        }
+    }
+    arbtest::arbtest(|u| {
+        let mut data = vec![16 | 128 | 2 | if u.arbitrary()? { 1 } else { 0 }];
+        let len = u.arbitrary_len::<u8>()?;
+        for _ in 0..len {
+            data.push(u.arbitrary::<u8>()?);
+        }
+        wsproxy::fuzzing::check_session(&data);
+        Ok(())
+    })
+    .budget_ms(1_500);
+}

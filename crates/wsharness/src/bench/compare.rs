@@ -114,7 +114,7 @@ pub fn compare(
                     duration: opts.duration,
                     messages: None,
                     warmup: opts.warmup,
-                    progress: false,
+                    ..BenchOptions::default()
                 })?;
                 // The process's CPU over the whole run (warm-up included),
                 // as cores in use, divided by the measured message rate.

@@ -390,14 +390,12 @@ pub fn build_response(accept: &AcceptKey, protocol: Option<&str>, extensions: Op
 /// a wrong version (§4.4), 431 for an oversized head. The connection closes
 /// after it.
 pub fn build_rejection(error: Error) -> Vec<u8> {
+    // The statuses of rules that are not the request's are 400 too (a
+    // caller that rejects for those gets a 400).
     let status = error.http_status().unwrap_or(400);
-    let reason = match status {
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        // 400, and the statuses of rules that are not the request's (a
-        // caller that rejects for those gets a 400 too).
-        _ => "Bad Request",
-    };
+    // The reason phrase from `http`'s table, so a new status cannot fall
+    // into another's phrase.
+    let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Bad Request");
     let body = format!("{error}\n");
     let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
     if status == 426 {

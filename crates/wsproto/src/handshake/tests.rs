@@ -514,7 +514,15 @@ fn build_and_parse_round_trip() {
         assert_eq!(res.header("sec-websocket-version").is_some(), error == Error::UnsupportedVersion);
         let body = &rejection[n..];
         assert_eq!(res.header("content-length"), Some(body.len().to_string().as_bytes()));
+        let phrase = match error {
+            Error::UnsupportedVersion => "426 Upgrade Required",
+            Error::HeaderBlockTooLarge => "431 Request Header Fields Too Large",
+            _ => "400 Bad Request",
+        };
+        assert!(rejection.starts_with(format!("HTTP/1.1 {phrase}\r\n").as_bytes()), "{error:?}");
     }
+    // A rule that is not the request's gets a 400.
+    assert!(build_rejection(Error::InflateFailed).starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
 }
 
 proptest! {

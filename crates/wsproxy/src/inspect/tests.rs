@@ -316,6 +316,33 @@ fn compression_problems_are_violations_and_the_stream_goes_on() {
     assert_eq!(messages(&events)[0].0, None);
 }
 
+/// RFC 7692 §7.1.2: a client that agreed to `client_max_window_bits=10`
+/// but refers 3000 bytes back breaks its agreement, even though the data
+/// inflates; a message within the window reads as usual.
+#[test]
+fn a_sender_beyond_its_agreed_window_is_a_violation() {
+    let params = DeflateParams {
+        client_no_context_takeover: true,
+        client_max_window_bits: Some(10),
+        ..DeflateParams::default()
+    };
+    let o = opts(PreviewLimit::Bytes(8), false);
+    let words: Vec<u8> = (0..3000u32).map(|i| b'a' + ((i.wrapping_mul(2_654_435_761) >> 16) % 26) as u8).collect();
+    let far = [words.clone(), words].concat();
+    let bytes = [
+        compressed_frames(&mut wsproto::deflate::Deflater::with_window_bits(9, true, 15), OpCode::Text, &far, 3),
+        compressed_frames(&mut wsproto::deflate::Deflater::with_window_bits(9, true, 10), OpCode::Text, &far, 2),
+    ]
+    .concat();
+    for chunk in [5, 700, bytes.len()] {
+        let events = run_deflate(Side::Client, o, Some(params), &bytes, chunk);
+        assert_eq!(rules(&events), ["beyond_agreed_window"], "chunk {chunk}");
+        let shown = messages(&events);
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert_eq!(shown[1].0, Some(far.len() as u64), "chunk {chunk}");
+    }
+}
+
 /// A close frame is shown as it was on the wire, whatever rule it breaks;
 /// the rule is reported as a violation beside it.
 #[test]

@@ -1,0 +1,403 @@
+//! The replay's I/O: one connection to the server (TLS for `wss://`, with
+//! the proxy's TLS client, [`wsproxy::tls`]), the recorded client
+//! frames sent at their recorded pace (fresh masking keys and
+//! `Sec-WebSocket-Key`, as RFC 6455 §5.3 and §4.1 require), the server's
+//! frames read into messages at the same time. Every wait is bounded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use wsproto::deflate::{DeflateParams, Deflater, Inflater};
+use wsproto::handshake::{self, HeadScanner, Limits};
+use wsproto::{FrameHeader, OpCode, Role, Status};
+
+use super::{Answer, Close, Recording, Report, Timing, compare};
+
+/// How to replay.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The server: `ws://HOST:PORT[/PATH]` (a path other than `/` replaces
+    /// the recorded request target).
+    pub url: String,
+    /// Playback speed: 2 plays twice as fast.
+    pub speed: f64,
+    /// Send every frame as soon as the last is written.
+    pub no_wait: bool,
+    /// Parts of messages to ignore when comparing.
+    pub ignore: Vec<regex::Regex>,
+    /// The longest any single wait may take: connecting, the 101, and the
+    /// server's answers after the last frame sent.
+    pub timeout: Duration,
+    /// For `wss://`: a PEM file of CA certificates (or the server's own)
+    /// to trust besides the platform's and webpki's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// For `wss://`: do not verify the server's certificate.
+    pub insecure: bool,
+}
+
+/// The connection's byte stream: plain TCP or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Connects to `url` (TCP, then TLS for `wss://`) within `opts.timeout`.
+async fn connect(url: &wsproto::WsUrl, opts: &Options) -> anyhow::Result<Box<dyn Stream>> {
+    let addr = url.connect_addr();
+    let tcp = tokio::time::timeout(opts.timeout, TcpStream::connect(&addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to {addr}: no answer within {:?}", opts.timeout))?
+        .with_context(|| format!("connecting to {addr}"))?;
+    let _ = tcp.set_nodelay(true);
+    if !url.secure {
+        return Ok(Box::new(tcp));
+    }
+    let trust = wsproxy::tls::UpstreamTrust { ca_file: opts.ca_file.clone(), insecure: opts.insecure };
+    let connector = tokio_rustls::TlsConnector::from(wsproxy::tls::client_config_for(&trust, "--ca")?);
+    let name = wsproxy::tls::server_name(&url.host)?;
+    let tls = tokio::time::timeout(opts.timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| anyhow::anyhow!("{addr}: no TLS handshake within {:?}", opts.timeout))?
+        .with_context(|| format!("the TLS handshake with {addr}"))?;
+    Ok(Box::new(tls))
+}
+
+/// Largest server message read (bytes, inflated).
+const MAX_MESSAGE: u64 = 64 << 20;
+
+/// Replays `rec` against the server in `opts`: the report, or an error
+/// when the replay could not happen (no connection, refused upgrade).
+pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
+    let url = wsproto::WsUrl::parse(&opts.url).map_err(|e| anyhow::anyhow!("--url {}: {e}", opts.url))?;
+    let (mut reader, mut writer) = tokio::io::split(connect(&url, opts).await?);
+
+    // The opening handshake: the recorded target, subprotocols and
+    // extension offer, a fresh key.
+    let target = match url.resource() {
+        "" | "/" if !rec.target.is_empty() => rec.target.clone(),
+        r => r.to_owned(),
+    };
+    let mut rng = Rng::new();
+    let key = handshake::encode_key(rng.nonce());
+    let protocols: Vec<&str> = rec.protocols.iter().map(String::as_str).collect();
+    let request = handshake::build_request(&url.authority(), &target, &key, &protocols, rec.extensions.as_deref())
+        .map_err(|e| anyhow::anyhow!("the recorded request cannot be sent again: {e}"))?;
+    writer.write_all(&request).await.context("sending the opening handshake")?;
+    let (head, mut buf) = read_head(&mut reader, opts.timeout).await?;
+    let res = match handshake::parse_response(&head, &Limits::default()) {
+        Ok(Status::Complete((res, _))) => res,
+        _ => bail!("the server's answer to the upgrade is not an HTTP/1.1 response"),
+    };
+    if res.status != 101 {
+        bail!("the server refused the upgrade: {} {}", res.status, res.reason);
+    }
+    let mut offers = Vec::new();
+    if let Some(e) = &rec.extensions {
+        handshake::parse_extensions(e.as_bytes(), &mut offers)
+            .map_err(|e| anyhow::anyhow!("the recorded extension offer: {e}"))?;
+    }
+    let selected = res
+        .validate_offers(key.as_bytes(), &protocols, &offers)
+        .map_err(|e| anyhow::anyhow!("the server's 101 is not valid: {e}"))?;
+    let deflate = DeflateParams::from_response(&selected.extensions).ok().flatten();
+    drop(res);
+    let compression = rec.has_compressed().then(|| {
+        if deflate.is_some() {
+            "recompressed with the parameters the server agreed to".to_owned()
+        } else {
+            "sent uncompressed (the server declined permessage-deflate)".to_owned()
+        }
+    });
+
+    // Read the server's frames while sending.
+    let expected = rec.answers.len();
+    let read_timeout = opts.timeout;
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
+    let (sending_done, read_progress) = (done.clone(), progress.clone());
+    let reading = tokio::spawn(async move {
+        let state = ReadState { expected, done: &sending_done, progress: &read_progress };
+        read_answers(&mut reader, &mut buf, deflate, state, read_timeout).await
+    });
+
+    let mut deflater = deflate
+        .map(|p| Deflater::with_window_bits(6, p.no_context_takeover(Role::Client), p.max_window_bits(Role::Client)));
+    let start = Instant::now();
+    let mut late = Vec::with_capacity(rec.frames.len());
+    let mut sent = 0;
+    let mut out = Vec::new();
+    // Once an answer does not come in time, the later frames stop waiting
+    // for theirs (so a different server costs one timeout, not many).
+    let mut causal = true;
+    for f in &rec.frames {
+        let mut due = start + f.at.div_f64(opts.speed.max(1e-6));
+        if causal && !progress.wait_for(f.after_answers, opts.timeout).await {
+            causal = false;
+        }
+        if !opts.no_wait {
+            // Late because an answer came late is the server's pace, not
+            // the replay's.
+            due = due.max(Instant::now());
+            tokio::time::sleep_until(due.into()).await;
+        }
+        out.clear();
+        let mask = Some(rng.mask());
+        let mut header = FrameHeader {
+            fin: f.fin,
+            rsv1: f.rsv[0],
+            rsv2: f.rsv[1],
+            rsv3: f.rsv[2],
+            mask,
+            ..FrameHeader::new(OpCode::from_u4(f.opcode), 0)
+        };
+        match (&mut deflater, f.compressed_message) {
+            (Some(d), true) => {
+                let mut compressed = Vec::new();
+                d.compress_message(&f.payload, &mut compressed);
+                header.rsv1 = true;
+                wsproto::encode_frame(&header, &compressed, &mut out);
+            }
+            _ => wsproto::encode_frame(&header, &f.payload, &mut out),
+        }
+        if !opts.no_wait {
+            late.push(Instant::now().saturating_duration_since(due));
+        }
+        if writer.write_all(&out).await.is_err() {
+            // The server closed: what it answered is compared below.
+            break;
+        }
+        sent += 1;
+    }
+    done.store(true, Ordering::Relaxed);
+    let timing = Timing::from_lateness(late);
+    let (answers, close) = match tokio::time::timeout(opts.timeout * 2 + Duration::from_secs(1), reading).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => bail!("reading the server's answers: {e}"),
+        Err(_) => bail!("reading the server's answers did not end"),
+    };
+    let _ = writer.shutdown().await;
+    let differences = compare(&rec.answers, &answers, rec.close.as_ref(), close.as_ref(), &opts.ignore);
+    Ok(Report {
+        conn: rec.conn,
+        url: opts.url.clone(),
+        frames_sent: sent,
+        compression,
+        expected_messages: rec.answers.len(),
+        got_messages: answers.len(),
+        close,
+        matched: differences.is_empty(),
+        differences,
+        timing,
+    })
+}
+
+/// Reads the response head; returns it and the bytes after it.
+async fn read_head(reader: &mut ReadHalf<Box<dyn Stream>>, timeout: Duration) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let limits = Limits::default();
+    let mut scanner = HeadScanner::new();
+    let mut buf = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout_at(deadline, reader.read(&mut chunk))
+            .await
+            .map_err(|_| anyhow::anyhow!("the server did not answer the upgrade within {timeout:?}"))?
+            .context("reading the server's answer to the upgrade")?;
+        if n == 0 {
+            bail!("the server closed the connection before answering the upgrade");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match scanner.scan(&buf, &limits) {
+            Ok(Status::Partial) => {}
+            Ok(Status::Complete(len)) => {
+                let rest = buf.split_off(len);
+                return Ok((buf, rest));
+            }
+            Err(e) => bail!("the server's answer to the upgrade is not valid HTTP/1.1: {e}"),
+        }
+    }
+}
+
+/// How many answers have come (or that no more will), for the sender.
+#[derive(Debug, Default)]
+struct Progress {
+    answers: AtomicUsize,
+    ended: AtomicBool,
+    changed: Notify,
+}
+
+impl Progress {
+    fn set(&self, answers: usize) {
+        self.answers.store(answers, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `n` answers have come or the reading ended; false when
+    /// `timeout` passed first.
+    async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            if self.answers.load(Ordering::Acquire) >= n || self.ended.load(Ordering::Acquire) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+/// What the reader shares with the sender.
+struct ReadState<'a> {
+    /// Server messages recorded.
+    expected: usize,
+    /// Set when the last frame was sent.
+    done: &'a AtomicBool,
+    progress: &'a Progress,
+}
+
+/// Reads the server's frames (see [`read_frames`]) and tells the sender
+/// when it is over.
+async fn read_answers(
+    reader: &mut ReadHalf<Box<dyn Stream>>,
+    buf: &mut Vec<u8>,
+    deflate: Option<DeflateParams>,
+    state: ReadState<'_>,
+    timeout: Duration,
+) -> (Vec<Answer>, Option<Close>) {
+    let progress = state.progress;
+    let r = read_frames(reader, buf, deflate, state, timeout).await;
+    progress.end();
+    r
+}
+
+/// Reads the server's frames into messages until it closes, the
+/// connection ends, or, once the sender is done, nothing comes for
+/// `timeout` (a quarter of it once the recorded number of messages is in).
+async fn read_frames(
+    reader: &mut ReadHalf<Box<dyn Stream>>,
+    buf: &mut Vec<u8>,
+    deflate: Option<DeflateParams>,
+    ReadState { expected, done, progress }: ReadState<'_>,
+    timeout: Duration,
+) -> (Vec<Answer>, Option<Close>) {
+    let mut inflater = deflate.map(|p| {
+        Inflater::with_window_bits(p.no_context_takeover(Role::Server), p.max_window_bits(Role::Server), MAX_MESSAGE)
+    });
+    let mut answers = Vec::new();
+    let mut close = None;
+    // The message being assembled: kind, compressed, payload.
+    let mut current: Option<(String, bool, Vec<u8>)> = None;
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        // Whole frames in `buf`.
+        while let Status::Complete(ph) = wsproto::parse_header(buf) {
+            let h = ph.header;
+            let total = ph.header_len as u64 + h.payload_len;
+            if total > MAX_MESSAGE {
+                return (answers, close);
+            }
+            if (buf.len() as u64) < total {
+                break;
+            }
+            let mut payload = buf[ph.header_len..total as usize].to_vec();
+            buf.drain(..total as usize);
+            if let Some(k) = h.mask {
+                wsproto::apply_mask(&mut payload, k, 0);
+            }
+            match h.opcode {
+                OpCode::Text | OpCode::Binary => {
+                    let kind = if h.opcode == OpCode::Text { "text" } else { "binary" };
+                    current = Some((kind.to_owned(), h.rsv1, payload));
+                }
+                OpCode::Continuation => {
+                    if let Some(c) = current.as_mut() {
+                        c.2.extend_from_slice(&payload);
+                    }
+                }
+                OpCode::Close => {
+                    let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                    let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into_owned();
+                    close = Some(Close { code, reason });
+                    return (answers, close);
+                }
+                _ => {}
+            }
+            if h.fin
+                && h.opcode.is_data()
+                && let Some((kind, compressed, data)) = current.take()
+            {
+                let data = match (&mut inflater, compressed) {
+                    (Some(inf), true) => {
+                        let mut out = Vec::new();
+                        let mut sink = |b: &[u8]| out.extend_from_slice(b);
+                        inf.begin_message();
+                        let ok = inf.inflate(&data, &mut sink).is_ok() && inf.end_message(&mut sink).is_ok();
+                        if ok { out } else { data }
+                    }
+                    _ => data,
+                };
+                answers.push(Answer { kind, data });
+                progress.set(answers.len());
+            }
+        }
+        let wait = if answers.len() >= expected { timeout / 4 } else { timeout };
+        let mut waited = Duration::ZERO;
+        loop {
+            // While frames are still being sent, quiet is no reason to stop.
+            let step = Duration::from_millis(100).min(wait);
+            match tokio::time::timeout(step, reader.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    break;
+                }
+                Ok(_) => return (answers, close),
+                Err(_) => {
+                    if done.load(Ordering::Relaxed) {
+                        waited += step;
+                        if waited >= wait {
+                            return (answers, close);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Masking keys and the handshake nonce: fresh for every connection.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        use std::hash::{BuildHasher, Hasher};
+        Rng(std::collections::hash_map::RandomState::new().build_hasher().finish() | 1)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn mask(&mut self) -> [u8; 4] {
+        (self.next_u64() as u32).to_be_bytes()
+    }
+
+    fn nonce(&mut self) -> [u8; 16] {
+        let mut n = [0u8; 16];
+        n[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        n[8..].copy_from_slice(&self.next_u64().to_be_bytes());
+        n
+    }
+}
