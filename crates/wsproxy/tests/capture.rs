@@ -1070,6 +1070,9 @@ fn megabytes_through_a_connection_are_all_in_the_capture() {
     let stream: Vec<u8> = packets.iter().filter(|p| p.src == client).flat_map(|p| p.payload.clone()).collect();
     assert_eq!(stream.len(), sent.len(), "the client's bytes in the capture");
     assert!(stream == sent);
+    // Megabytes: not left behind (the other tests' files are a few KB,
+    // kept in the temporary directory for a look after a failure).
+    let _ = std::fs::remove_file(&pcap);
 }
 
 /// A refused upgrade is an entry of its own, with the answer's status and
