@@ -86,8 +86,8 @@ if ! command -v tshark >/dev/null || ! command -v tcpdump >/dev/null; then
     # Noninteractive: the question about capturing as non-root is answered no.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump >/dev/null
 fi
-tshark --version | head -1
-tcpdump --version | head -1
+tshark --version | sed -n 1p
+tcpdump --version | sed -n 1p
 # A missing tshark or tcpdump fails the capture tests here instead of
 # skipping them.
 export WSTOOLKIT_REQUIRE_TSHARK=1
