@@ -157,21 +157,23 @@ fn parse_fault(s: &str) -> Result<wsproxy::FaultRule, String> {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Decode a packet capture into the events the proxy shows live.
+    ///
+    /// Reads a packet capture (pcap or pcapng: wsproxy's own --pcap, or
+    /// tcpdump's and tshark's of unencrypted traffic) and writes the events
+    /// the proxy would have shown live, with the capture's timestamps: every
+    /// TCP conversation is reassembled (retransmissions taken once,
+    /// out-of-order segments put in order, missing bytes reported as a `gap`
+    /// event, never guessed) and fed to the proxy's own decoder.
+    ///
+    /// Link types: Ethernet, Linux cooked (SLL, SLL2: tcpdump -i any),
+    /// loopback (NULL, LOOP) and raw IP. The client of a conversation is the
+    /// side that sent the SYN; when the capture has no TCP handshake, say which
+    /// side is the server with --port or --server, or it is told by who sent
+    /// the HTTP request.
     Read(ReadArgs),
 }
 
-/// Decode a packet capture (pcap or pcapng: wsproxy's own --pcap, or
-/// tcpdump's and tshark's of unencrypted traffic) into the events the
-/// proxy shows live, with the capture's timestamps: every TCP conversation
-/// reassembled (retransmissions taken once, out-of-order segments put in
-/// order, missing bytes reported as a `gap` event, never guessed) and fed
-/// to the proxy's own decoder.
-///
-/// Link types: Ethernet, Linux cooked (SLL, SLL2: tcpdump -i any),
-/// loopback (NULL, LOOP) and raw IP. The client of a conversation is the
-/// side that sent the SYN; when the capture has no TCP handshake, say which
-/// side is the server with --port or --server, or it is told by who sent
-/// the HTTP request.
+/// `wsproxy read`'s flags.
 #[derive(Debug, clap::Args)]
 #[command(after_help = READ_EXAMPLES, after_long_help = READ_EXAMPLES)]
 struct ReadArgs {
