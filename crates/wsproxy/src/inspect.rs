@@ -254,6 +254,12 @@ impl DirectionInspector {
         self.injected.push_back(range);
     }
 
+    /// The ranges marked injected, oldest first.
+    #[cfg(test)]
+    pub(crate) fn injected_ranges(&self) -> Vec<std::ops::Range<u64>> {
+        self.injected.iter().cloned().collect()
+    }
+
     /// Whether the stream is between frames (a close frame can be injected).
     pub fn at_frame_boundary(&self) -> bool {
         self.decoder.at_frame_boundary()
