@@ -344,3 +344,162 @@ async fn a_session_replays_over_tls() {
     let _ = std::fs::remove_dir_all(&dir);
     echo.shutdown().await;
 }
+
+/// A raw WebSocket server for one connection: answers the upgrade, then
+/// runs `script` on the stream; its result comes back on the handle.
+async fn raw_server<T: Send + 'static, F>(
+    script: impl FnOnce(tokio::net::TcpStream) -> F + Send + 'static,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<T>)
+where
+    F: std::future::Future<Output = T> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let key = loop {
+            let n = s.read(&mut chunk).await.expect("read the request");
+            assert!(n > 0, "the replay closed during the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Ok(wsproto::Status::Complete((req, _))) =
+                wsproto::handshake::parse_request(&buf, &wsproto::handshake::Limits::default())
+            {
+                break req.validate().expect("a valid upgrade request").accept_key();
+            }
+        };
+        let response = wsproto::handshake::build_response(&key, None, None).expect("a 101");
+        s.write_all(&response).await.expect("write the 101");
+        script(s).await
+    });
+    (addr, task)
+}
+
+/// Reads client frames until EOF (bounded): (opcode, unmasked payload).
+async fn client_frames(s: &mut tokio::net::TcpStream) -> Vec<(wsproto::OpCode, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(n) = s.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while let wsproto::Status::Complete(ph) = wsproto::parse_header(&buf[at..]) {
+        let end = at + ph.header_len + ph.header.payload_len as usize;
+        if end > buf.len() {
+            break;
+        }
+        let mut payload = buf[at + ph.header_len..end].to_vec();
+        if let Some(k) = ph.header.mask {
+            wsproto::apply_mask(&mut payload, k, 0);
+        }
+        frames.push((ph.header.opcode, payload));
+        at = end;
+    }
+    frames
+}
+
+/// Reads one client frame (the first message) from `s`.
+async fn first_frame(s: &mut tokio::net::TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        if let wsproto::Status::Complete(ph) = wsproto::parse_header(&buf)
+            && buf.len() >= ph.header_len + ph.header.payload_len as usize
+        {
+            return;
+        }
+        let n = s.read(&mut chunk).await.expect("read a frame");
+        assert!(n > 0, "the replay closed before its first frame");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A server that answers the first message with a frame header whose
+/// 64-bit length cannot be counted (`82 7F FF FF FF FF FF FF FF F6`: 10
+/// header bytes + 2^64 - 10), whole or split over two writes: the replay
+/// reports it as unreadable (exit 1), no panic, no hang. Before, the
+/// header length plus payload length overflowed (a panic in the reader:
+/// exit 2) or, wrapped, sliced past the buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncountable_frame_length_is_reported_not_a_crash() {
+    let echo = wsecho::spawn(TcpListener::bind("127.0.0.1:0").await.expect("bind"), wsecho::Config::default())
+        .expect("wsecho");
+    let log = temp_log("crafted");
+    record(echo.local_addr(), &log).await;
+    const CRAFTED: [u8; 10] = [0x82, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF6];
+    for split in [None, Some(3), Some(9)] {
+        let (addr, server) = raw_server(move |mut s| async move {
+            first_frame(&mut s).await;
+            match split {
+                None => s.write_all(&CRAFTED).await.expect("write"),
+                Some(at) => {
+                    s.write_all(&CRAFTED[..at]).await.expect("write");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    s.write_all(&CRAFTED[at..]).await.expect("write");
+                }
+            }
+            client_frames(&mut s).await
+        })
+        .await;
+        let log2 = log.clone();
+        let (code, out, err) = tokio::task::spawn_blocking(move || replay(&log2, &format!("ws://{addr}"), &["--json"]))
+            .await
+            .expect("join");
+        assert_eq!(code, Some(1), "split {split:?}: {out}{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).expect("json report");
+        let unreadable: Vec<&serde_json::Value> = report["differences"]
+            .as_array()
+            .expect("differences")
+            .iter()
+            .filter(|d| d["kind"] == "unreadable")
+            .collect();
+        assert_eq!(unreadable.len(), 1, "split {split:?}: {report}");
+        assert!(unreadable[0]["why"].as_str().is_some_and(|w| w.contains("18446744073709551606")), "{report}");
+        let _ = server.await;
+    }
+    let _ = std::fs::remove_file(&log);
+    echo.shutdown().await;
+}
+
+/// A server that closes (1001) after the first message: the replay stops
+/// there, sends no more data frames into the closed connection, and
+/// answers with exactly one close, echoing 1001 (not the recorded 1000).
+/// Before, it played the other three messages and the recorded close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_stops_when_the_server_closes_and_answers_its_close_once() {
+    let echo = wsecho::spawn(TcpListener::bind("127.0.0.1:0").await.expect("bind"), wsecho::Config::default())
+        .expect("wsecho");
+    let log = temp_log("server-closes");
+    record(echo.local_addr(), &log).await;
+    let (addr, server) = raw_server(|mut s| async move {
+        first_frame(&mut s).await;
+        let mut close = Vec::new();
+        let payload = wsproto::encode_close_payload(wsproto::CloseCode(1001), "going away");
+        wsproto::encode_frame(&wsproto::FrameHeader::new(wsproto::OpCode::Close, 0), &payload, &mut close);
+        s.write_all(&close).await.expect("write the close");
+        client_frames(&mut s).await
+    })
+    .await;
+    let log2 = log.clone();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || replay(&log2, &format!("ws://{addr}"), &["--json"])).await.expect("join");
+    assert_eq!(code, Some(1), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json report");
+    assert_eq!(report["close"]["code"], 1001, "{report}");
+    assert_eq!(report["frames_sent"], 2, "the first message and the answering close: {report}");
+    let after = server.await.expect("the server");
+    let opcodes: Vec<wsproto::OpCode> = after.iter().map(|(op, _)| *op).collect();
+    assert_eq!(opcodes, [wsproto::OpCode::Close], "nothing but one close after the server's: {after:?}");
+    assert_eq!(after[0].1[..2], 1001u16.to_be_bytes(), "the code echoed");
+    let _ = std::fs::remove_file(&log);
+    echo.shutdown().await;
+}

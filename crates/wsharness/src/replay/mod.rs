@@ -322,6 +322,13 @@ pub enum Difference {
         /// The close now.
         got: Option<Close>,
     },
+    /// The server sent a frame or message the replay would not read (over
+    /// its size limit, or a length that cannot be counted); reading
+    /// stopped there.
+    Unreadable {
+        /// What it was.
+        why: String,
+    },
 }
 
 /// Replaces what `ignore` matches in a message (its text, or the hex of a
@@ -478,6 +485,9 @@ impl Report {
                 }
                 Difference::Extra { index, got_preview } => {
                     writeln!(out, "message {index} extra: {got_preview:?}")
+                }
+                Difference::Unreadable { why } => {
+                    writeln!(out, "the server sent what the replay would not read, and reading stopped: {why}")
                 }
                 Difference::Close { expected, got } => {
                     let show = |c: &Option<Close>| match c {

@@ -16,7 +16,7 @@ use wsproto::deflate::{DeflateParams, Deflater, Inflater};
 use wsproto::handshake::{self, HeadScanner, Limits};
 use wsproto::{FrameHeader, OpCode, Role, Status};
 
-use super::{Answer, Close, Recording, Report, Timing, compare};
+use super::{Answer, Close, Difference, Recording, Report, Timing, compare};
 
 /// How to replay.
 #[derive(Debug, Clone)]
@@ -115,11 +115,10 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
     // Read the server's frames while sending.
     let expected = rec.answers.len();
     let read_timeout = opts.timeout;
-    let done = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(Progress::default());
-    let (sending_done, read_progress) = (done.clone(), progress.clone());
-    let reading = tokio::spawn(async move {
-        let state = ReadState { expected, done: &sending_done, progress: &read_progress };
+    let read_progress = progress.clone();
+    let mut reading = tokio::spawn(async move {
+        let state = ReadState { expected, progress: &read_progress };
         read_answers(&mut reader, &mut buf, deflate, state, read_timeout).await
     });
 
@@ -128,6 +127,7 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
     let start = Instant::now();
     let mut late = Vec::with_capacity(rec.frames.len());
     let mut sent = 0;
+    let mut sent_close = false;
     let mut out = Vec::new();
     // Once an answer does not come in time, the later frames stop waiting
     // for theirs (so a different server costs one timeout, not many).
@@ -141,7 +141,15 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
             // Late because an answer came late is the server's pace, not
             // the replay's.
             due = due.max(Instant::now());
-            tokio::time::sleep_until(due.into()).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(due.into()) => {}
+                () = progress.ended() => {}
+            }
+        }
+        // The server closed (or the connection ended): the rest of the
+        // recording is not played into a closed connection.
+        if progress.has_ended() {
+            break;
         }
         out.clear();
         let mask = Some(rng.mask());
@@ -165,21 +173,51 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
         if !opts.no_wait {
             late.push(Instant::now().saturating_duration_since(due));
         }
-        if writer.write_all(&out).await.is_err() {
+        // A server that stops reading cannot hold the replay longer than
+        // the timeout.
+        if !matches!(tokio::time::timeout(opts.timeout, writer.write_all(&out)).await, Ok(Ok(()))) {
             // The server closed: what it answered is compared below.
             break;
         }
         sent += 1;
+        sent_close |= header.opcode == OpCode::Close;
     }
-    done.store(true, Ordering::Relaxed);
+    progress.sending_done();
     let timing = Timing::from_lateness(late);
-    let (answers, close) = match tokio::time::timeout(opts.timeout * 2 + Duration::from_secs(1), reading).await {
+    // The reader's own deadline ends it within the timeout of the last
+    // frame sent; this one only guards against a reader that hangs.
+    let ended = match tokio::time::timeout(opts.timeout + Duration::from_secs(1), &mut reading).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => bail!("reading the server's answers: {e}"),
-        Err(_) => bail!("reading the server's answers did not end"),
+        Err(_) => {
+            reading.abort();
+            bail!("reading the server's answers did not end");
+        }
     };
-    let _ = writer.shutdown().await;
-    let differences = compare(&rec.answers, &answers, rec.close.as_ref(), close.as_ref(), &opts.ignore);
+    // RFC 6455 §5.5.1: an endpoint that receives a Close frame sends one
+    // in response, unless it already sent one; and echoes the code.
+    if let Some(c) = &ended.close
+        && !sent_close
+    {
+        out.clear();
+        let payload = c
+            .code
+            .map(wsproto::CloseCode)
+            .filter(|code| code.is_sendable())
+            .map(|code| wsproto::encode_close_payload(code, ""))
+            .unwrap_or_default();
+        let header = FrameHeader { mask: Some(rng.mask()), ..FrameHeader::new(OpCode::Close, 0) };
+        wsproto::encode_frame(&header, &payload, &mut out);
+        if let Ok(Ok(())) = tokio::time::timeout(opts.timeout, writer.write_all(&out)).await {
+            sent += 1;
+        }
+    }
+    let _ = tokio::time::timeout(opts.timeout, writer.shutdown()).await;
+    let ReadEnd { answers, close, unreadable } = ended;
+    let mut differences = compare(&rec.answers, &answers, rec.close.as_ref(), close.as_ref(), &opts.ignore);
+    if let Some(why) = unreadable {
+        differences.push(Difference::Unreadable { why });
+    }
     Ok(Report {
         conn: rec.conn,
         url: opts.url.clone(),
@@ -221,11 +259,13 @@ async fn read_head(reader: &mut ReadHalf<Box<dyn Stream>>, timeout: Duration) ->
     }
 }
 
-/// How many answers have come (or that no more will), for the sender.
+/// What the sender and the reader tell each other: how many answers have
+/// come, that no more will, that the last frame was sent.
 #[derive(Debug, Default)]
 struct Progress {
     answers: AtomicUsize,
     ended: AtomicBool,
+    sending_done: AtomicBool,
     changed: Notify,
 }
 
@@ -240,13 +280,44 @@ impl Progress {
         self.changed.notify_waiters();
     }
 
+    fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// Waits until the reading ended.
+    async fn ended(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.has_ended() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    fn sending_done(&self) {
+        self.sending_done.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until the last frame was sent.
+    async fn sent_all(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.sending_done.load(Ordering::Acquire) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     /// Waits until `n` answers have come or the reading ended; false when
     /// `timeout` passed first.
     async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let changed = self.changed.notified();
-            if self.answers.load(Ordering::Acquire) >= n || self.ended.load(Ordering::Acquire) {
+            if self.answers.load(Ordering::Acquire) >= n || self.has_ended() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
@@ -260,9 +331,16 @@ impl Progress {
 struct ReadState<'a> {
     /// Server messages recorded.
     expected: usize,
-    /// Set when the last frame was sent.
-    done: &'a AtomicBool,
     progress: &'a Progress,
+}
+
+/// How the reading ended.
+struct ReadEnd {
+    answers: Vec<Answer>,
+    close: Option<Close>,
+    /// Why the reading stopped before the server closed or ended the
+    /// connection: a frame or message the replay would not read.
+    unreadable: Option<String>,
 }
 
 /// Reads the server's frames (see [`read_frames`]) and tells the sender
@@ -273,7 +351,7 @@ async fn read_answers(
     deflate: Option<DeflateParams>,
     state: ReadState<'_>,
     timeout: Duration,
-) -> (Vec<Answer>, Option<Close>) {
+) -> ReadEnd {
     let progress = state.progress;
     let r = read_frames(reader, buf, deflate, state, timeout).await;
     progress.end();
@@ -281,36 +359,53 @@ async fn read_answers(
 }
 
 /// Reads the server's frames into messages until it closes, the
-/// connection ends, or, once the sender is done, nothing comes for
-/// `timeout` (a quarter of it once the recorded number of messages is in).
+/// connection ends, or the deadline passes: `timeout` after the sender is
+/// done (a quarter of it, from then or from the last recorded message,
+/// once the recorded number of messages is in). Reads do not move the
+/// deadline: a server that never stops talking is stopped too.
 async fn read_frames(
     reader: &mut ReadHalf<Box<dyn Stream>>,
     buf: &mut Vec<u8>,
     deflate: Option<DeflateParams>,
-    ReadState { expected, done, progress }: ReadState<'_>,
+    ReadState { expected, progress }: ReadState<'_>,
     timeout: Duration,
-) -> (Vec<Answer>, Option<Close>) {
+) -> ReadEnd {
     let mut inflater = deflate.map(|p| {
         Inflater::with_window_bits(p.no_context_takeover(Role::Server), p.max_window_bits(Role::Server), MAX_MESSAGE)
     });
-    let mut answers = Vec::new();
-    let mut close = None;
+    let mut end = ReadEnd { answers: Vec::new(), close: None, unreadable: None };
     // The message being assembled: kind, compressed, payload.
     let mut current: Option<(String, bool, Vec<u8>)> = None;
     let mut chunk = vec![0u8; 64 << 10];
+    // Set once the sender is done.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let sent_all = progress.sent_all();
+    tokio::pin!(sent_all);
+    let mut sending = true;
     loop {
         // Whole frames in `buf`.
         while let Status::Complete(ph) = wsproto::parse_header(buf) {
             let h = ph.header;
-            let total = ph.header_len as u64 + h.payload_len;
-            if total > MAX_MESSAGE {
-                return (answers, close);
-            }
+            // A crafted 64-bit length may not even be countable.
+            let total = match (ph.header_len as u64).checked_add(h.payload_len) {
+                Some(total) if total <= MAX_MESSAGE => total,
+                _ => {
+                    end.unreadable = Some(format!(
+                        "a {:?} frame of {} bytes, over the {} MiB the replay reads",
+                        h.opcode,
+                        h.payload_len,
+                        MAX_MESSAGE >> 20
+                    ));
+                    return end;
+                }
+            };
             if (buf.len() as u64) < total {
                 break;
             }
-            let mut payload = buf[ph.header_len..total as usize].to_vec();
-            buf.drain(..total as usize);
+            // `total` ≤ MAX_MESSAGE ≤ buf.len(): it fits in usize.
+            let total = total as usize;
+            let mut payload = buf[ph.header_len..total].to_vec();
+            buf.drain(..total);
             if let Some(k) = h.mask {
                 wsproto::apply_mask(&mut payload, k, 0);
             }
@@ -321,14 +416,22 @@ async fn read_frames(
                 }
                 OpCode::Continuation => {
                     if let Some(c) = current.as_mut() {
+                        if c.2.len() as u64 + payload.len() as u64 > MAX_MESSAGE {
+                            end.unreadable = Some(format!(
+                                "message {}: over the {} MiB the replay reads",
+                                end.answers.len() + 1,
+                                MAX_MESSAGE >> 20
+                            ));
+                            return end;
+                        }
                         c.2.extend_from_slice(&payload);
                     }
                 }
                 OpCode::Close => {
                     let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
                     let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into_owned();
-                    close = Some(Close { code, reason });
-                    return (answers, close);
+                    end.close = Some(Close { code, reason });
+                    return end;
                 }
                 _ => {}
             }
@@ -346,30 +449,35 @@ async fn read_frames(
                     }
                     _ => data,
                 };
-                answers.push(Answer { kind, data });
-                progress.set(answers.len());
+                end.answers.push(Answer { kind, data });
+                progress.set(end.answers.len());
+                if end.answers.len() == expected
+                    && let Some(d) = deadline.as_mut()
+                {
+                    *d = (*d).min(tokio::time::Instant::now() + timeout / 4);
+                }
             }
         }
-        let wait = if answers.len() >= expected { timeout / 4 } else { timeout };
-        let mut waited = Duration::ZERO;
-        loop {
+        let read = reader.read(&mut chunk);
+        let n = match deadline {
             // While frames are still being sent, quiet is no reason to stop.
-            let step = Duration::from_millis(100).min(wait);
-            match tokio::time::timeout(step, reader.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    break;
+            None => tokio::select! {
+                r = read => r,
+                () = &mut sent_all, if sending => {
+                    sending = false;
+                    let wait = if end.answers.len() >= expected { timeout / 4 } else { timeout };
+                    deadline = Some(tokio::time::Instant::now() + wait);
+                    continue;
                 }
-                Ok(_) => return (answers, close),
-                Err(_) => {
-                    if done.load(Ordering::Relaxed) {
-                        waited += step;
-                        if waited >= wait {
-                            return (answers, close);
-                        }
-                    }
-                }
-            }
+            },
+            Some(d) => match tokio::time::timeout_at(d, read).await {
+                Ok(r) => r,
+                Err(_) => return end,
+            },
+        };
+        match n {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return end,
         }
     }
 }
