@@ -313,6 +313,26 @@ impl Outcome {
     }
 }
 
+/// The lowest `--rate` and `--connect-rate`: one every 100 seconds. Below
+/// it the schedule's intervals stop being numbers a timer can wait for
+/// (a rate of 1e-320 makes 1/rate infinite).
+pub const MIN_RATE: f64 = 0.01;
+
+/// Checks a rate (per second) against [`MIN_RATE`].
+pub fn check_rate(rate: f64) -> Result<f64, String> {
+    if rate.is_finite() && rate >= MIN_RATE {
+        Ok(rate)
+    } else {
+        Err(format!("a rate is at least {MIN_RATE} per second (one every {} s)", 1.0 / MIN_RATE))
+    }
+}
+
+/// Parses a `--rate` or `--connect-rate` value, per second.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    check_rate(rate)
+}
+
 /// Runs the bench on a tokio runtime of its own (one thread, so the load
 /// generator takes at most one core from the server under test).
 pub fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
@@ -325,10 +345,10 @@ pub async fn run_async(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let target = WsUrl::parse(&opts.url).map_err(|e| anyhow::anyhow!("{}: {e}", opts.url))?;
     anyhow::ensure!(opts.conns > 0 && opts.window > 0, "--conns and --window must be at least 1");
     if let Some(rate) = opts.rate {
-        anyhow::ensure!(rate.is_finite() && rate > 0.0, "--rate must be more than 0 messages per second");
+        check_rate(rate).map_err(|e| anyhow::anyhow!("--rate {rate}: {e}"))?;
     }
     if let Some(rate) = opts.connect_rate {
-        anyhow::ensure!(rate.is_finite() && rate > 0.0, "--connect-rate must be more than 0 connections per second");
+        check_rate(rate).map_err(|e| anyhow::anyhow!("--connect-rate {rate}: {e}"))?;
     }
     let connector =
         Arc::new(Connector::new(target, &opts.tls, &opts.headers, opts.origin.as_deref(), &opts.subprotocols)?);
