@@ -431,3 +431,141 @@ async fn connections_ramp_at_the_connect_rate_and_report_their_handshakes() {
     assert!(opened(4) - opened(0) >= 0.075, "{r}");
     assert!(conns.iter().all(|c| c["sent"] == 20 && c["echoes"] == 20), "{r}");
 }
+
+/// An echo server that pings every 100 ms and, as Python `websockets`'
+/// keepalive does, closes with 1011 when a pong has not come 300 ms later.
+const PINGING_SERVER: &str = r#"
+import asyncio, sys
+from websockets.asyncio.server import serve
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+async def main():
+    async with serve(echo, "127.0.0.1", 0, ping_interval=0.1, ping_timeout=0.3) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"listening on ws://127.0.0.1:{port}", file=sys.stderr, flush=True)
+        await asyncio.get_running_loop().create_future()
+
+asyncio.run(main())
+"#;
+
+/// Starts the Python `script` (written to a fresh directory) and waits
+/// for its `listening on URL` line.
+fn start_python_server(python: &Path, script: &str, name: &str) -> (TempDir, Server, String) {
+    let dir = std::env::temp_dir().join(format!("wsharness-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = TempDir(dir);
+    let path = dir.0.join(format!("{name}.py"));
+    std::fs::write(&path, script).expect("write the server");
+    let mut child = Command::new(python)
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the Python server");
+    let stderr = child.stderr.take().expect("stderr");
+    let server = Server(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the Python server did not announce its address within 30 s");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_owned();
+        }
+    };
+    (dir, server, url)
+}
+
+/// RFC 6455 §5.5.2: every Ping is answered with a Pong. Against a server
+/// that pings every 100 ms and closes with 1011 when a pong is 300 ms
+/// late, a 1.5 s run (about 15 pings per connection) in closed and in open
+/// loop ends with no connection closed. Before, bench never answered a
+/// ping: every connection was closed with 1011 after about 0.4 s.
+#[test]
+fn pings_are_answered_in_closed_and_open_loop() {
+    let Some(python) = python() else { return };
+    let (_dir, _server, url) = start_python_server(&python, PINGING_SERVER, "pinging_server");
+    let common = ["--url", &url, "--conns", "2", "--size", "64", "--warmup", "0", "--duration", "1.5s", "--json"];
+    for (mode, extra) in [("closed loop", &["--window", "2"][..]), ("open loop", &["--rate", "100"][..])] {
+        let out = bench(&[&common[..], extra].concat());
+        let r = report(&out);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {r}");
+        assert_eq!(r["error_count"], 0, "{mode}: {r}");
+        assert!(r["messages"].as_u64().is_some_and(|m| m > 0), "{mode}: {r}");
+    }
+}
+
+/// Open loop, 16 MiB messages, a server that reads nothing and closes
+/// (1000) after 300 ms: the sender is in the middle of a message, blocked,
+/// when the close comes. A close frame now would land inside that data
+/// frame, so none is written: the stream just ends (FIN). Before, the
+/// last 8 bytes the server got were a close frame with the fixed masking
+/// key 01 02 03 04, in the middle of the message's payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cut_short_is_not_followed_by_a_close_frame() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut head = Vec::new();
+        let mut chunk = vec![0u8; 1 << 16];
+        let key = loop {
+            let n = s.read(&mut chunk).await.expect("read the request");
+            assert!(n > 0, "closed during the handshake");
+            head.extend_from_slice(&chunk[..n]);
+            if let Ok(wsproto::Status::Complete((req, _))) =
+                wsproto::handshake::parse_request(&head, &wsproto::handshake::Limits::default())
+            {
+                break req.validate().expect("a valid upgrade").accept_key();
+            }
+        };
+        s.write_all(&wsproto::handshake::build_response(&key, None, None).expect("101")).await.expect("101");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut close = Vec::new();
+        let payload = wsproto::encode_close_payload(wsproto::CloseCode(1000), "");
+        wsproto::encode_frame(&wsproto::FrameHeader::new(wsproto::OpCode::Close, 0), &payload, &mut close);
+        s.write_all(&close).await.expect("write the close");
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(n) = s.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await;
+        got
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        bench(&["--url", &url, "--size", "16MiB", "--rate", "10", "--warmup", "0", "--duration", "1s", "--json"])
+    })
+    .await
+    .expect("join");
+    let r = report(&out);
+    assert_eq!(r["errors"]["closed"], 1, "{r}");
+    let got = server.await.expect("the server");
+    // Frames that came whole, then the one cut short.
+    let mut at = 0;
+    while let wsproto::Status::Complete(ph) = wsproto::parse_header(&got[at..]) {
+        let end = at + ph.header_len + ph.header.payload_len as usize;
+        assert_ne!(ph.header.opcode, wsproto::OpCode::Close, "no close frame: {} bytes came", got.len());
+        if end > got.len() {
+            break;
+        }
+        at = end;
+    }
+    assert!(at < got.len(), "the test wants a write cut short: {} bytes, all whole frames", got.len());
+    let tail = &got[got.len().saturating_sub(8)..];
+    assert!(!tail.starts_with(&[0x88, 0x82]), "a close frame written into the cut message: {tail:02x?}");
+}
