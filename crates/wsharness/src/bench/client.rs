@@ -641,7 +641,10 @@ async fn open_loop(
                 && due(sender.next_seq) < plan.send_until
             {
                 let at = due(sender.next_seq);
-                record(&mut behind, now.duration_since(at));
+                // As the round trips: only messages due in the measured window.
+                if at >= plan.measure_from {
+                    record(&mut behind, now.duration_since(at));
+                }
                 sender.queue();
             }
             sent.store(sender.next_seq, Ordering::Release);

@@ -184,7 +184,8 @@ pub struct RateReport {
     /// Messages due in the measured window and never sent (the generator
     /// fell behind, or connections ended).
     pub unsent: u64,
-    /// How late messages were written after they were due, µs.
+    /// How late messages due in the measured window (not the warm-up)
+    /// were written after they were due, µs.
     pub behind_us: Percentiles,
 }
 
@@ -302,6 +303,17 @@ impl Outcome {
             End::Reset { .. } => ("reset", end.describe(), None, None, None),
             End::Timeout => ("timeout", end.describe(), None, None, None),
         })
+    }
+
+    /// Until when it was doing its work: when it ended, or, for a server
+    /// gone silent, when the silence began (the [`client::GRACE`] waited
+    /// after it measured nothing); not the close exchange after the end.
+    fn active_until(&self) -> Instant {
+        match self.result.as_ref().and_then(|r| r.end.as_ref()) {
+            Some((at, End::Timeout)) => at.checked_sub(client::GRACE).unwrap_or(*at),
+            Some((at, _)) => *at,
+            None => self.finished,
+        }
     }
 
     /// When it ended abnormally.
@@ -498,8 +510,10 @@ fn report(
     let (mut measured, mut sent_in_window, mut unsent_in_window, mut echoes_total) = (0, 0, 0, 0);
     let mut last_echo = None::<Instant>;
     let mut finished = start;
+    let mut active_until = start;
     for o in outcomes {
         finished = finished.max(o.finished);
+        active_until = active_until.max(o.active_until());
         if let Some((kind, _)) = &o.failed {
             match kind {
                 OpenFailure::Connect => errors.connect += 1,
@@ -525,11 +539,12 @@ fn report(
             last_echo = last_echo.max(r.last_echo);
         }
     }
-    // The window as it really was: it ends when the last connection does,
-    // if that is before the planned end.
+    // The window as it really was: it ends when the last connection does
+    // (a silent server's from when it went silent), if that is before the
+    // planned end.
     let seconds = match opts.messages {
         Some(_) => last_echo.map_or(0.0, |l| secs(start, l)),
-        None => secs(measure_from, send_until.min(finished)),
+        None => secs(measure_from, send_until.min(active_until)),
     };
     let per_sec = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
     let rate = per_sec(measured);
@@ -891,6 +906,23 @@ mod tests {
         assert_eq!(r.connection_errors.len(), 2);
         let why = &r.ended_early.as_ref().expect("ended early").why;
         assert!(why.contains("connection 1 (") && why.contains("disconnected by the server"), "{why}");
+    }
+
+    /// Both servers went silent: each connection ends GRACE (3 s) after
+    /// the silence began, at 5 s, and its close exchange takes until 6 s.
+    /// The window ends when the silence began (2 s, one second into it),
+    /// not at the planned 4 s the grace and the close wait reached.
+    #[test]
+    fn a_silent_server_ends_the_window_when_it_went_silent() {
+        let start = Instant::now();
+        let silent = |id| {
+            let mut o = ran(start, id, 5000, Some(End::Timeout));
+            o.finished = ms(start, 6000);
+            o
+        };
+        let outcomes = [silent(1), silent(2)];
+        let r = report(&options(), start, ms(start, 1000), ms(start, 4000), &outcomes).expect("report");
+        assert!((r.seconds - 1.0).abs() < 1e-9, "{}", r.seconds);
     }
 
     #[test]
