@@ -234,7 +234,7 @@ async fn a_recorded_session_replays_and_differences_are_named() {
         // A server that refuses the upgrade: the reason, exit 2.
         let (code, out, err) = replay(&log, &refusing, &[]);
         assert_eq!(code, Some(2), "{out}{err}");
-        assert!(err.contains("the server refused the upgrade: 403 Forbidden"), "{err}");
+        assert!(err.contains("refused the upgrade: 403 Forbidden"), "{err}");
         // Nothing listening: exit 2, bounded.
         let (code, _, err) = replay(&log, "ws://127.0.0.1:1", &[]);
         assert_eq!(code, Some(2), "{err}");
@@ -372,6 +372,8 @@ async fn a_session_replays_over_tls() {
         let (code, out, err) = replay(&log2, &url, &["--no-wait"]);
         assert_eq!(code, Some(2), "{out}{err}");
         assert!(err.contains("TLS"), "{err}");
+        // The same explanation as bench gives, with the flag that fixes it.
+        assert!(err.contains("--ca FILE"), "{err}");
     })
     .await
     .expect("join");

@@ -219,6 +219,11 @@ impl XorShift {
         self.0
     }
 
+    /// A masking key (RFC 6455 §5.3: fresh and unpredictable per frame).
+    pub fn mask(&mut self) -> [u8; 4] {
+        (self.next_u64() as u32).to_ne_bytes()
+    }
+
     /// 16 bytes for a `Sec-WebSocket-Key`.
     pub fn nonce(&mut self) -> [u8; 16] {
         let mut nonce = [0u8; 16];
@@ -250,7 +255,7 @@ impl Sender {
 
     fn queue(&mut self) {
         let opcode = if self.shape.text { OpCode::Text } else { OpCode::Binary };
-        let key = (self.rng.next_u64() as u32).to_ne_bytes();
+        let key = self.rng.mask();
         let header = FrameHeader { mask: Some(key), ..FrameHeader::new(opcode, self.shape.size as u64) };
         let mut hdr = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut hdr);
@@ -377,8 +382,7 @@ impl Checker {
                     let payload = self.ping.take().unwrap_or_default();
                     // A client's frames are masked (RFC 6455 §5.3), with a
                     // fresh key each.
-                    let key = (self.rng.next_u64() as u32).to_ne_bytes();
-                    let header = FrameHeader { mask: Some(key), ..FrameHeader::new(OpCode::Pong, 0) };
+                    let header = FrameHeader { mask: Some(self.rng.mask()), ..FrameHeader::new(OpCode::Pong, 0) };
                     wsproto::encode_frame(&header, &payload, &mut self.pongs);
                 }
                 Event::FrameEnd(_) if self.close.is_some() => {
@@ -473,8 +477,7 @@ pub async fn run(opened: Opened, plan: Plan, progress: Arc<AtomicU64>) -> ConnRe
             _ => wsproto::CloseCode::NORMAL,
         };
         // RFC 6455 §5.3: a fresh, unpredictable masking key for every frame.
-        let key = (XorShift::new().next_u64() as u32).to_ne_bytes();
-        let header = FrameHeader { mask: Some(key), ..FrameHeader::new(OpCode::Close, 0) };
+        let header = FrameHeader { mask: Some(XorShift::new().mask()), ..FrameHeader::new(OpCode::Close, 0) };
         let mut close = Vec::new();
         wsproto::encode_frame(&header, &wsproto::encode_close_payload(code, ""), &mut close);
         let _ = stream.write_all(&close).await;

@@ -29,7 +29,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use wsproto::WsUrl;
 
-pub use client::{End, Errors, GRACE};
+pub use client::{End, Errors, GRACE, XorShift};
 pub use compare::{CompareOptions, Workload, compare, render_compare};
 pub use conn::{BoxStream, Connector, OPEN_TIMEOUT, OpenError, OpenFailure, Opened, Timings, TlsOptions};
 pub use payload::Shape;

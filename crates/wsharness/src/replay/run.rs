@@ -1,5 +1,6 @@
-//! The replay's I/O: one connection to the server (TLS for `wss://`, with
-//! the proxy's TLS client, [`wsproxy::tls`]), the recorded client
+//! The replay's I/O: one connection to the server, opened as `bench`
+//! opens its own ([`crate::bench::Connector`]: TLS for `wss://`, the 101
+//! checked against the offers), the recorded client
 //! frames sent at their recorded pace (fresh masking keys and
 //! `Sec-WebSocket-Key`, as RFC 6455 §5.3 and §4.1 require), the server's
 //! frames read into messages at the same time. Every wait is bounded.
@@ -8,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
-use tokio::net::TcpStream;
+use anyhow::bail;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
 use tokio::sync::Notify;
 use wsproto::deflate::{DeflateParams, Deflater, Inflater};
-use wsproto::handshake::{self, HeadScanner, Limits};
 use wsproto::{FrameHeader, OpCode, Role, Status};
+
+use crate::bench::{BoxStream, Connector, TlsOptions, XorShift};
 
 use super::{Answer, Close, Difference, Recording, Report, Timing, compare};
 
@@ -40,70 +41,30 @@ pub struct Options {
     pub insecure: bool,
 }
 
-/// The connection's byte stream: plain TCP or TLS.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-/// Connects to `url` (TCP, then TLS for `wss://`) within `opts.timeout`.
-async fn connect(url: &wsproto::WsUrl, opts: &Options) -> anyhow::Result<Box<dyn Stream>> {
-    let addr = url.connect_addr();
-    let tcp = tokio::time::timeout(opts.timeout, TcpStream::connect(&addr))
-        .await
-        .map_err(|_| anyhow::anyhow!("connecting to {addr}: no answer within {:?}", opts.timeout))?
-        .with_context(|| format!("connecting to {addr}"))?;
-    let _ = tcp.set_nodelay(true);
-    if !url.secure {
-        return Ok(Box::new(tcp));
-    }
-    let trust = wsproxy::tls::UpstreamTrust { ca_file: opts.ca_file.clone(), insecure: opts.insecure };
-    let connector = tokio_rustls::TlsConnector::from(wsproxy::tls::client_config_for(&trust, "--ca")?);
-    let name = wsproxy::tls::server_name(&url.host)?;
-    let tls = tokio::time::timeout(opts.timeout, connector.connect(name, tcp))
-        .await
-        .map_err(|_| anyhow::anyhow!("{addr}: no TLS handshake within {:?}", opts.timeout))?
-        .with_context(|| format!("the TLS handshake with {addr}"))?;
-    Ok(Box::new(tls))
-}
-
 /// Largest server message read (bytes, inflated).
 const MAX_MESSAGE: u64 = 64 << 20;
 
 /// Replays `rec` against the server in `opts`: the report, or an error
 /// when the replay could not happen (no connection, refused upgrade).
 pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
-    let url = wsproto::WsUrl::parse(&opts.url).map_err(|e| anyhow::anyhow!("--url {}: {e}", opts.url))?;
-    let (mut reader, mut writer) = tokio::io::split(connect(&url, opts).await?);
-
-    // The opening handshake: the recorded target, subprotocols and
-    // extension offer, a fresh key.
-    let target = match url.resource() {
-        "" | "/" if !rec.target.is_empty() => rec.target.clone(),
-        r => r.to_owned(),
-    };
-    let mut rng = Rng::new();
-    let key = handshake::encode_key(rng.nonce());
+    let mut url = wsproto::WsUrl::parse(&opts.url).map_err(|e| anyhow::anyhow!("--url {}: {e}", opts.url))?;
+    // The opening handshake as bench opens its connections (TCP, TLS, the
+    // 101 checked, each bounded), with the recorded target, subprotocols
+    // and extension offer, and a fresh key.
+    if matches!(url.resource(), "/") && !rec.target.is_empty() {
+        url.path = rec.target.clone();
+    }
     let protocols: Vec<&str> = rec.protocols.iter().map(String::as_str).collect();
-    let request = handshake::build_request(&url.authority(), &target, &key, &protocols, rec.extensions.as_deref())
+    let key = wsproto::handshake::encode_key([0; 16]);
+    wsproto::handshake::build_request(&url.authority(), url.resource(), &key, &protocols, rec.extensions.as_deref())
         .map_err(|e| anyhow::anyhow!("the recorded request cannot be sent again: {e}"))?;
-    writer.write_all(&request).await.context("sending the opening handshake")?;
-    let (head, mut buf) = read_head(&mut reader, opts.timeout).await?;
-    let res = match handshake::parse_response(&head, &Limits::default()) {
-        Ok(Status::Complete((res, _))) => res,
-        _ => bail!("the server's answer to the upgrade is not an HTTP/1.1 response"),
-    };
-    if res.status != 101 {
-        bail!("the server refused the upgrade: {} {}", res.status, res.reason);
-    }
-    let mut offers = Vec::new();
-    if let Some(e) = &rec.extensions {
-        handshake::parse_extensions(e.as_bytes(), &mut offers)
-            .map_err(|e| anyhow::anyhow!("the recorded extension offer: {e}"))?;
-    }
-    let selected = res
-        .validate_offers(key.as_bytes(), &protocols, &offers)
-        .map_err(|e| anyhow::anyhow!("the server's 101 is not valid: {e}"))?;
-    let deflate = DeflateParams::from_response(&selected.extensions).ok().flatten();
-    drop(res);
+    let tls = TlsOptions { ca_file: opts.ca_file.clone(), insecure: opts.insecure };
+    let connector = Connector::new(url, &tls, &[], None, &rec.protocols)?.with_extensions(rec.extensions.as_deref())?;
+    let mut rng = XorShift::new();
+    let opened = connector.open_within(rng.nonce(), opts.timeout).await.map_err(|e| e.error)?;
+    let deflate = opened.deflate;
+    let mut buf = opened.rest;
+    let (mut reader, mut writer) = tokio::io::split(opened.stream);
     let compression = rec.has_compressed().then(|| {
         if deflate.is_some() {
             "recompressed with the parameters the server agreed to".to_owned()
@@ -232,33 +193,6 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
     })
 }
 
-/// Reads the response head; returns it and the bytes after it.
-async fn read_head(reader: &mut ReadHalf<Box<dyn Stream>>, timeout: Duration) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let limits = Limits::default();
-    let mut scanner = HeadScanner::new();
-    let mut buf = Vec::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout_at(deadline, reader.read(&mut chunk))
-            .await
-            .map_err(|_| anyhow::anyhow!("the server did not answer the upgrade within {timeout:?}"))?
-            .context("reading the server's answer to the upgrade")?;
-        if n == 0 {
-            bail!("the server closed the connection before answering the upgrade");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        match scanner.scan(&buf, &limits) {
-            Ok(Status::Partial) => {}
-            Ok(Status::Complete(len)) => {
-                let rest = buf.split_off(len);
-                return Ok((buf, rest));
-            }
-            Err(e) => bail!("the server's answer to the upgrade is not valid HTTP/1.1: {e}"),
-        }
-    }
-}
-
 /// What the sender and the reader tell each other: how many answers have
 /// come, that no more will, that the last frame was sent.
 #[derive(Debug, Default)]
@@ -346,7 +280,7 @@ struct ReadEnd {
 /// Reads the server's frames (see [`read_frames`]) and tells the sender
 /// when it is over.
 async fn read_answers(
-    reader: &mut ReadHalf<Box<dyn Stream>>,
+    reader: &mut ReadHalf<BoxStream>,
     buf: &mut Vec<u8>,
     deflate: Option<DeflateParams>,
     state: ReadState<'_>,
@@ -364,7 +298,7 @@ async fn read_answers(
 /// once the recorded number of messages is in). Reads do not move the
 /// deadline: a server that never stops talking is stopped too.
 async fn read_frames(
-    reader: &mut ReadHalf<Box<dyn Stream>>,
+    reader: &mut ReadHalf<BoxStream>,
     buf: &mut Vec<u8>,
     deflate: Option<DeflateParams>,
     ReadState { expected, progress }: ReadState<'_>,
@@ -479,33 +413,5 @@ async fn read_frames(
             Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
             _ => return end,
         }
-    }
-}
-
-/// Masking keys and the handshake nonce: fresh for every connection.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        use std::hash::{BuildHasher, Hasher};
-        Rng(std::collections::hash_map::RandomState::new().build_hasher().finish() | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn mask(&mut self) -> [u8; 4] {
-        (self.next_u64() as u32).to_be_bytes()
-    }
-
-    fn nonce(&mut self) -> [u8; 16] {
-        let mut n = [0u8; 16];
-        n[..8].copy_from_slice(&self.next_u64().to_be_bytes());
-        n[8..].copy_from_slice(&self.next_u64().to_be_bytes());
-        n
     }
 }
