@@ -341,7 +341,7 @@ impl FaultRule {
         if let Some(re) = &self.pattern {
             let text = match std::str::from_utf8(payload) {
                 Ok(s) if opcode != OpCode::Binary => std::borrow::Cow::Borrowed(s),
-                _ => std::borrow::Cow::Owned(hex(payload)),
+                _ => std::borrow::Cow::Owned(wscli::hex(payload)),
             };
             if !re.is_match(&text) {
                 return false;
@@ -355,10 +355,6 @@ impl fmt::Display for FaultRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What to do with the bytes of a direction, in order.

@@ -339,7 +339,7 @@ fn masked(a: &Answer, ignore: &[regex::Regex]) -> Vec<u8> {
     }
     let mut text = match (a.kind.as_str(), std::str::from_utf8(&a.data)) {
         ("text", Ok(s)) => s.to_owned(),
-        _ => a.data.iter().map(|b| format!("{b:02x}")).collect(),
+        _ => wscli::hex(&a.data),
     };
     for re in ignore {
         text = re.replace_all(&text, "*").into_owned();
@@ -352,7 +352,7 @@ fn preview(data: &[u8]) -> String {
     let cut = &data[..data.len().min(MAX)];
     let mut s = match std::str::from_utf8(cut) {
         Ok(s) => s.to_owned(),
-        Err(_) => cut.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => wscli::hex(cut),
     };
     if data.len() > MAX {
         s.push('…');
