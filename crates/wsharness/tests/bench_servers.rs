@@ -114,13 +114,15 @@ async fn a_server_that_closes_early_is_named_with_its_code_reason_and_time() {
     assert_eq!(groups[0]["code"], 1011);
     assert_eq!(groups[0]["reason"], "enough");
     assert_eq!(groups[0]["conns"], serde_json::json!([1, 2]));
-    // The run ended long before the 1 s warm-up and 3 s window were over,
-    // and says so instead of reporting 3 s.
+    // The run ended before the 1 s warm-up and 3 s window were over (the
+    // bench reports `ended_early` only then), and the measured window ends
+    // with the last connection, not at the planned 3 s.
     let early = &r["ended_early"];
     let at = early["at_s"].as_f64().expect("ended_early.at_s");
-    assert!(at < 3.0, "{r}");
-    assert!(r["seconds"].as_f64().is_some_and(|s| s < 3.0), "{r}");
-    assert!(r["elapsed_s"].as_f64().is_some_and(|s| s < 3.0), "{r}");
+    let seconds = r["seconds"].as_f64().expect("seconds");
+    assert!((seconds - (at - 1.0).max(0.0)).abs() < 1e-6, "{r}");
+    assert!(r["elapsed_s"].as_f64().is_some_and(|s| s >= at), "{r}");
+    assert_eq!(r["echoes_total"], 2 * 99, "{r}");
     let why = early["why"].as_str().expect("why");
     assert!(why.contains("1011") && why.contains("\"enough\"") && why.contains("connections 1, 2"), "{why}");
     assert_eq!(r["connections"]["opened"], 2, "{r}");
@@ -152,7 +154,10 @@ async fn a_reset_and_a_silent_server_are_counted_by_kind() {
     let gone = r["errors"]["reset"].as_u64().unwrap_or(0) + r["errors"]["disconnected"].as_u64().unwrap_or(0);
     assert_eq!(gone, 1, "{r}");
     assert_eq!(r["connection_errors"][0]["conns"], serde_json::json!([1]), "{r}");
-    assert!(r["ended_early"]["at_s"].as_f64().is_some_and(|t| t < 5.0), "{r}");
+    // Ended before the planned 5 s (`ended_early` says so only then), after
+    // the 10 echoes the server gave.
+    assert!(r["ended_early"]["at_s"].as_f64().is_some(), "{r}");
+    assert_eq!(r["echoes_total"], 10, "{r}");
 
     let r = report(&silent_out);
     assert_eq!(silent_out.status.code(), Some(1), "{r}");
@@ -186,8 +191,8 @@ async fn a_stall_shows_in_open_loop_percentiles_and_hides_in_closed_loop() {
     let open = report(&open);
     assert_eq!(open["error_count"], 0, "{open}");
     assert_eq!(open["latency_from"], "scheduled_send");
-    let p99 = open["rtt_us"]["p99"].as_u64().expect("p99");
-    assert!(p99 >= 150_000, "open loop: the stall must show in p99, got {p99} µs: {open}");
+    let open_p99 = open["rtt_us"]["p99"].as_u64().expect("p99");
+    assert!(open_p99 >= 150_000, "open loop: the stall must show in p99, got {open_p99} µs: {open}");
     assert!(open["rate"]["target_per_sec"].as_f64() == Some(1000.0), "{open}");
 
     let closed = report(&closed);
@@ -196,7 +201,10 @@ async fn a_stall_shows_in_open_loop_percentiles_and_hides_in_closed_loop() {
     let p99 = closed["rtt_us"]["p99"].as_u64().expect("p99");
     let max = closed["rtt_us"]["max"].as_u64().expect("max");
     assert!(max >= 150_000, "closed loop: the stalled echo itself took {max} µs: {closed}");
-    assert!(p99 < 150_000, "closed loop hides the stall below p99, got {p99} µs: {closed}");
+    // One stalled sample in 2000 is not in p99: compared with the open
+    // loop's p99 on the same machine in the same run, not with a wall-time
+    // bound that a loaded machine could break.
+    assert!(p99 < open_p99, "closed loop hides the stall below p99: {p99} µs against {open_p99} µs\n{closed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
