@@ -415,3 +415,87 @@ async fn read_frames(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the reader over `server` (the server's bytes, then EOF), with
+    /// the sending already done.
+    async fn read(server: Vec<u8>, expected: usize) -> ReadEnd {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+        let writing = tokio::spawn(async move {
+            let _ = theirs.write_all(&server).await;
+        });
+        let stream: BoxStream = Box::new(ours);
+        let (mut reader, _writer) = tokio::io::split(stream);
+        let progress = Progress::default();
+        progress.sending_done();
+        let state = ReadState { expected, progress: &progress };
+        let end = read_frames(&mut reader, &mut Vec::new(), None, state, Duration::from_secs(5)).await;
+        writing.abort();
+        end
+    }
+
+    fn frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        wsproto::encode_frame(&FrameHeader { fin, ..FrameHeader::new(opcode, 0) }, payload, &mut out);
+        out
+    }
+
+    /// A message of two 33 MiB frames (66 MiB, over the 64 MiB the replay
+    /// reads): each frame is under the limit, the assembled message is
+    /// not. Reading stops there and says why; before, only frames were
+    /// capped, so continuations grew the message without bound.
+    #[tokio::test]
+    async fn an_assembled_message_over_the_cap_is_reported() {
+        let piece = vec![b'x'; 33 << 20];
+        let server = [frame(OpCode::Text, false, &piece), frame(OpCode::Continuation, true, &piece)].concat();
+        let end = read(server, 1).await;
+        assert!(end.answers.is_empty());
+        let why = end.unreadable.expect("reported");
+        assert!(why.contains("message 1") && why.contains("64 MiB"), "{why}");
+    }
+
+    /// A server that never stops talking (a message every 50 ms): the
+    /// reader ends at its deadline, `timeout` (300 ms) after the sending
+    /// ended, however many reads come in between. Before, each read
+    /// restarted the wait, so this reader never ended (here: the 10 s
+    /// guard would fail the test).
+    #[tokio::test]
+    async fn a_server_that_keeps_talking_is_read_until_the_deadline() {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let talking = tokio::spawn(async move {
+            loop {
+                if theirs.write_all(&frame(OpCode::Text, true, b"tick")).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let stream: BoxStream = Box::new(ours);
+        let (mut reader, _writer) = tokio::io::split(stream);
+        let progress = Progress::default();
+        progress.sending_done();
+        let state = ReadState { expected: usize::MAX, progress: &progress };
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        let reading = read_frames(&mut reader, &mut buf, None, state, Duration::from_millis(300));
+        let end = tokio::time::timeout(Duration::from_secs(10), reading).await.expect("the reader ends");
+        talking.abort();
+        assert!(started.elapsed() >= Duration::from_millis(300), "not before the deadline");
+        assert!(!end.answers.is_empty() && end.close.is_none() && end.unreadable.is_none());
+    }
+
+    /// A message that fits, then a close: read as usual, nothing reported.
+    #[tokio::test]
+    async fn messages_under_the_cap_are_read() {
+        let close = frame(OpCode::Close, true, &wsproto::encode_close_payload(wsproto::CloseCode(1000), ""));
+        let server = [frame(OpCode::Text, false, b"hel"), frame(OpCode::Continuation, true, b"lo"), close].concat();
+        let end = read(server, 1).await;
+        assert_eq!(end.answers.len(), 1);
+        assert_eq!(end.answers[0].data, b"hello");
+        assert!(end.unreadable.is_none());
+        assert_eq!(end.close.and_then(|c| c.code), Some(1000));
+    }
+}
