@@ -189,3 +189,19 @@ fn tiny_rates_are_usage_errors() {
         assert!(!text.contains("panicked"), "{text}");
     }
 }
+
+/// `--window` does nothing in open loop: giving it with `--rate` says so.
+#[test]
+fn window_with_rate_prints_a_note() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .args(["bench", "--url", "ws://127.0.0.1:1", "--rate", "10", "--window", "4", "--duration", "1"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("note: --window is ignored with --rate"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .args(["bench", "--url", "ws://127.0.0.1:1", "--rate", "10", "--duration", "1"])
+        .output()
+        .expect("runs");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("--window"), "no note without --window");
+}
