@@ -577,3 +577,73 @@ async fn a_write_cut_short_is_not_followed_by_a_close_frame() {
     let tail = &got[got.len().saturating_sub(8)..];
     assert!(!tail.starts_with(&[0x88, 0x82]), "a close frame written into the cut message: {tail:02x?}");
 }
+
+/// A raw echo server for one connection that returns the masking key of
+/// the client's close frame (after answering it).
+async fn close_key_server() -> (String, tokio::task::JoinHandle<Option<[u8; 4]>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 1 << 16];
+        let head_len = loop {
+            let n = s.read(&mut chunk).await.expect("read the request");
+            assert!(n > 0, "closed during the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Ok(wsproto::Status::Complete((req, len))) =
+                wsproto::handshake::parse_request(&buf, &wsproto::handshake::Limits::default())
+            {
+                let key = req.validate().expect("a valid upgrade").accept_key();
+                s.write_all(&wsproto::handshake::build_response(&key, None, None).expect("101")).await.expect("101");
+                break len;
+            }
+        };
+        buf.drain(..head_len);
+        loop {
+            while let wsproto::Status::Complete(ph) = wsproto::parse_header(&buf) {
+                let end = ph.header_len + ph.header.payload_len as usize;
+                if buf.len() < end {
+                    break;
+                }
+                let mut payload = buf[ph.header_len..end].to_vec();
+                if let Some(k) = ph.header.mask {
+                    wsproto::apply_mask(&mut payload, k, 0);
+                }
+                buf.drain(..end);
+                let mut out = Vec::new();
+                wsproto::encode_frame(&wsproto::FrameHeader::new(ph.header.opcode, 0), &payload, &mut out);
+                s.write_all(&out).await.expect("echo");
+                if ph.header.opcode == wsproto::OpCode::Close {
+                    return ph.header.mask;
+                }
+            }
+            match s.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return None,
+            }
+        }
+    });
+    (url, task)
+}
+
+/// The close that ends a run is masked with a fresh random key (RFC 6455
+/// §5.3), in closed and open loop: two runs, two different keys, neither
+/// the fixed 01 02 03 04 it used to be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closing_frame_has_a_random_masking_key() {
+    let mut keys = Vec::new();
+    for extra in [&["--messages", "5"][..], &["--rate", "100", "--warmup", "0", "--duration", "0.2s"][..]] {
+        let (url, server) = close_key_server().await;
+        let args: Vec<String> =
+            ["--url", &url, "--size", "16", "--json"].iter().chain(extra).map(|s| s.to_string()).collect();
+        let out = tokio::task::spawn_blocking(move || bench(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .expect("join");
+        assert_eq!(out.status.code(), Some(0), "{}", report(&out));
+        keys.push(server.await.expect("the server").expect("a masked close"));
+    }
+    assert!(keys.iter().all(|k| *k != [1, 2, 3, 4]), "{keys:02x?}");
+    assert_ne!(keys[0], keys[1], "{keys:02x?}");
+}
