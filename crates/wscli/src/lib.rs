@@ -9,7 +9,9 @@
 //!   error that says what to do ([`bind_error`]);
 //! * one error prefix (`NAME: error: …`) for clap's errors and ours
 //!   ([`parse_args`], [`report`]), plurals ([`count`]) and whether to colour
-//!   stderr ([`color_stderr`]).
+//!   stderr ([`color_stderr`]);
+//! * bytes shown as lowercase hex ([`hex`], [`push_hex`]) wherever a
+//!   payload is not text.
 //!
 //! ```
 //! use std::time::Duration;
@@ -17,6 +19,7 @@
 //! assert_eq!(wscli::parse_duration("1"), Ok(Duration::from_secs(1)));
 //! assert_eq!(wscli::parse_listen(":9003", 9002), Ok("127.0.0.1:9003".parse().unwrap()));
 //! assert_eq!(wscli::count(1, "connection"), "1 connection");
+//! assert_eq!(wscli::hex(&[0x00, 0xab, 0xff]), "00abff");
 //! ```
 
 use std::io::{self, IsTerminal};
@@ -168,6 +171,23 @@ pub fn parse_args<T: clap::Parser>(name: &str) -> T {
 /// Prints an error of the binary `name` with its chain of causes.
 pub fn report(name: &str, e: &anyhow::Error) {
     eprintln!("{name}: error: {e:#}");
+}
+
+/// `bytes` as lowercase hex, two digits a byte, no separators.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(2 * bytes.len());
+    push_hex(&mut s, bytes);
+    s
+}
+
+/// Appends `bytes` to `out` as [`hex`] does.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(2 * bytes.len());
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
 }
 
 #[cfg(test)]

@@ -148,9 +148,10 @@ struct BenchRunArgs {
     /// Connections.
     #[arg(long, short = 'c', default_value_t = 1)]
     conns: usize,
-    /// Messages in flight per connection (1: strict ping-pong); closed loop.
-    #[arg(long, short = 'w', default_value_t = 1)]
-    window: usize,
+    /// Messages in flight per connection (1: strict ping-pong); closed
+    /// loop only. Default 1.
+    #[arg(long, short = 'w')]
+    window: Option<usize>,
     /// Payload per message: 16, 64KiB, 1MiB.
     #[arg(long, short = 's', value_name = "SIZE", default_value = "16", value_parser = wscli::parse_size_usize)]
     size: usize,
@@ -173,11 +174,11 @@ struct BenchRunArgs {
     /// connections, on schedule whether or not echoes have come back;
     /// round trips are measured from each message's scheduled send time
     /// (no coordinated omission). --window is ignored.
-    #[arg(long, value_name = "MSG_PER_SEC")]
+    #[arg(long, value_name = "MSG_PER_SEC", value_parser = wsharness::bench::parse_rate)]
     rate: Option<f64>,
     /// Open the connections at this many per second (a ramp) instead of
     /// all at once.
-    #[arg(long, value_name = "CONNS_PER_SEC")]
+    #[arg(long, value_name = "CONNS_PER_SEC", value_parser = wsharness::bench::parse_rate)]
     connect_rate: Option<f64>,
     /// A request header for the opening handshake, 'Name: value'
     /// (repeatable): Authorization, Cookie, …
@@ -431,10 +432,13 @@ fn bench(args: BenchArgs) -> anyhow::Result<bool> {
         None => {
             let a = args.run;
             let url = a.url.context("--url is required (the echo server to load)")?;
+            if a.rate.is_some() && a.window.is_some() {
+                eprintln!("wsharness: note: --window is ignored with --rate (open loop sends on schedule)");
+            }
             let opts = bench::BenchOptions {
                 url,
                 conns: a.conns,
-                window: a.window,
+                window: a.window.unwrap_or(1),
                 size: a.size,
                 text: a.text,
                 duration: a.duration,

@@ -172,3 +172,36 @@ async fn a_refused_upgrade_is_reported_with_the_reason_the_body_gives() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("refused the upgrade: 502 Bad Gateway: wsproxy: cannot connect to upstream"), "{text}");
 }
+
+/// A rate so small that 1/rate is infinite (`--rate 1e-320`) once made
+/// `Duration::from_secs_f64` panic; now any rate under one every 100 s is
+/// a usage error, before anything connects.
+#[test]
+fn tiny_rates_are_usage_errors() {
+    for (flag, value) in [("--rate", "1e-320"), ("--connect-rate", "1e-320"), ("--rate", "0.001"), ("--rate", "0")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+            .args(["bench", "--url", "ws://127.0.0.1:1", flag, value])
+            .output()
+            .expect("runs");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {text}");
+        assert!(text.contains("a rate is at least 0.01 per second"), "{flag} {value}: {text}");
+        assert!(!text.contains("panicked"), "{text}");
+    }
+}
+
+/// `--window` does nothing in open loop: giving it with `--rate` says so.
+#[test]
+fn window_with_rate_prints_a_note() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .args(["bench", "--url", "ws://127.0.0.1:1", "--rate", "10", "--window", "4", "--duration", "1"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("note: --window is ignored with --rate"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .args(["bench", "--url", "ws://127.0.0.1:1", "--rate", "10", "--duration", "1"])
+        .output()
+        .expect("runs");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("--window"), "no note without --window");
+}

@@ -114,13 +114,15 @@ async fn a_server_that_closes_early_is_named_with_its_code_reason_and_time() {
     assert_eq!(groups[0]["code"], 1011);
     assert_eq!(groups[0]["reason"], "enough");
     assert_eq!(groups[0]["conns"], serde_json::json!([1, 2]));
-    // The run ended long before the 1 s warm-up and 3 s window were over,
-    // and says so instead of reporting 3 s.
+    // The run ended before the 1 s warm-up and 3 s window were over (the
+    // bench reports `ended_early` only then), and the measured window ends
+    // with the last connection, not at the planned 3 s.
     let early = &r["ended_early"];
     let at = early["at_s"].as_f64().expect("ended_early.at_s");
-    assert!(at < 3.0, "{r}");
-    assert!(r["seconds"].as_f64().is_some_and(|s| s < 3.0), "{r}");
-    assert!(r["elapsed_s"].as_f64().is_some_and(|s| s < 3.0), "{r}");
+    let seconds = r["seconds"].as_f64().expect("seconds");
+    assert!((seconds - (at - 1.0).max(0.0)).abs() < 1e-6, "{r}");
+    assert!(r["elapsed_s"].as_f64().is_some_and(|s| s >= at), "{r}");
+    assert_eq!(r["echoes_total"], 2 * 99, "{r}");
     let why = early["why"].as_str().expect("why");
     assert!(why.contains("1011") && why.contains("\"enough\"") && why.contains("connections 1, 2"), "{why}");
     assert_eq!(r["connections"]["opened"], 2, "{r}");
@@ -152,7 +154,10 @@ async fn a_reset_and_a_silent_server_are_counted_by_kind() {
     let gone = r["errors"]["reset"].as_u64().unwrap_or(0) + r["errors"]["disconnected"].as_u64().unwrap_or(0);
     assert_eq!(gone, 1, "{r}");
     assert_eq!(r["connection_errors"][0]["conns"], serde_json::json!([1]), "{r}");
-    assert!(r["ended_early"]["at_s"].as_f64().is_some_and(|t| t < 5.0), "{r}");
+    // Ended before the planned 5 s (`ended_early` says so only then), after
+    // the 10 echoes the server gave.
+    assert!(r["ended_early"]["at_s"].as_f64().is_some(), "{r}");
+    assert_eq!(r["echoes_total"], 10, "{r}");
 
     let r = report(&silent_out);
     assert_eq!(silent_out.status.code(), Some(1), "{r}");
@@ -186,8 +191,8 @@ async fn a_stall_shows_in_open_loop_percentiles_and_hides_in_closed_loop() {
     let open = report(&open);
     assert_eq!(open["error_count"], 0, "{open}");
     assert_eq!(open["latency_from"], "scheduled_send");
-    let p99 = open["rtt_us"]["p99"].as_u64().expect("p99");
-    assert!(p99 >= 150_000, "open loop: the stall must show in p99, got {p99} µs: {open}");
+    let open_p99 = open["rtt_us"]["p99"].as_u64().expect("p99");
+    assert!(open_p99 >= 150_000, "open loop: the stall must show in p99, got {open_p99} µs: {open}");
     assert!(open["rate"]["target_per_sec"].as_f64() == Some(1000.0), "{open}");
 
     let closed = report(&closed);
@@ -196,7 +201,10 @@ async fn a_stall_shows_in_open_loop_percentiles_and_hides_in_closed_loop() {
     let p99 = closed["rtt_us"]["p99"].as_u64().expect("p99");
     let max = closed["rtt_us"]["max"].as_u64().expect("max");
     assert!(max >= 150_000, "closed loop: the stalled echo itself took {max} µs: {closed}");
-    assert!(p99 < 150_000, "closed loop hides the stall below p99, got {p99} µs: {closed}");
+    // One stalled sample in 2000 is not in p99: compared with the open
+    // loop's p99 on the same machine in the same run, not with a wall-time
+    // bound that a loaded machine could break.
+    assert!(p99 < open_p99, "closed loop hides the stall below p99: {p99} µs against {open_p99} µs\n{closed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,4 +438,212 @@ async fn connections_ramp_at_the_connect_rate_and_report_their_handshakes() {
     let opened = |i: usize| conns[i]["opened_at_s"].as_f64().expect("opened_at_s");
     assert!(opened(4) - opened(0) >= 0.075, "{r}");
     assert!(conns.iter().all(|c| c["sent"] == 20 && c["echoes"] == 20), "{r}");
+}
+
+/// An echo server that pings every 100 ms and, as Python `websockets`'
+/// keepalive does, closes with 1011 when a pong has not come 300 ms later.
+const PINGING_SERVER: &str = r#"
+import asyncio, sys
+from websockets.asyncio.server import serve
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+async def main():
+    async with serve(echo, "127.0.0.1", 0, ping_interval=0.1, ping_timeout=0.3) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"listening on ws://127.0.0.1:{port}", file=sys.stderr, flush=True)
+        await asyncio.get_running_loop().create_future()
+
+asyncio.run(main())
+"#;
+
+/// Starts the Python `script` (written to a fresh directory) and waits
+/// for its `listening on URL` line.
+fn start_python_server(python: &Path, script: &str, name: &str) -> (TempDir, Server, String) {
+    let dir = std::env::temp_dir().join(format!("wsharness-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = TempDir(dir);
+    let path = dir.0.join(format!("{name}.py"));
+    std::fs::write(&path, script).expect("write the server");
+    let mut child = Command::new(python)
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the Python server");
+    let stderr = child.stderr.take().expect("stderr");
+    let server = Server(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the Python server did not announce its address within 30 s");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_owned();
+        }
+    };
+    (dir, server, url)
+}
+
+/// RFC 6455 §5.5.2: every Ping is answered with a Pong. Against a server
+/// that pings every 100 ms and closes with 1011 when a pong is 300 ms
+/// late, a 1.5 s run (about 15 pings per connection) in closed and in open
+/// loop ends with no connection closed. Before, bench never answered a
+/// ping: every connection was closed with 1011 after about 0.4 s.
+#[test]
+fn pings_are_answered_in_closed_and_open_loop() {
+    let Some(python) = python() else { return };
+    let (_dir, _server, url) = start_python_server(&python, PINGING_SERVER, "pinging_server");
+    let common = ["--url", &url, "--conns", "2", "--size", "64", "--warmup", "0", "--duration", "1.5s", "--json"];
+    for (mode, extra) in [("closed loop", &["--window", "2"][..]), ("open loop", &["--rate", "100"][..])] {
+        let out = bench(&[&common[..], extra].concat());
+        let r = report(&out);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {r}");
+        assert_eq!(r["error_count"], 0, "{mode}: {r}");
+        assert!(r["messages"].as_u64().is_some_and(|m| m > 0), "{mode}: {r}");
+    }
+}
+
+/// Open loop, 16 MiB messages, a server that reads nothing and closes
+/// (1000) after 300 ms: the sender is in the middle of a message, blocked,
+/// when the close comes. A close frame now would land inside that data
+/// frame, so none is written: the stream just ends (FIN). Before, the
+/// last 8 bytes the server got were a close frame with the fixed masking
+/// key 01 02 03 04, in the middle of the message's payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cut_short_is_not_followed_by_a_close_frame() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut head = Vec::new();
+        let mut chunk = vec![0u8; 1 << 16];
+        let key = loop {
+            let n = s.read(&mut chunk).await.expect("read the request");
+            assert!(n > 0, "closed during the handshake");
+            head.extend_from_slice(&chunk[..n]);
+            if let Ok(wsproto::Status::Complete((req, _))) =
+                wsproto::handshake::parse_request(&head, &wsproto::handshake::Limits::default())
+            {
+                break req.validate().expect("a valid upgrade").accept_key();
+            }
+        };
+        s.write_all(&wsproto::handshake::build_response(&key, None, None).expect("101")).await.expect("101");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut close = Vec::new();
+        let payload = wsproto::encode_close_payload(wsproto::CloseCode(1000), "");
+        wsproto::encode_frame(&wsproto::FrameHeader::new(wsproto::OpCode::Close, 0), &payload, &mut close);
+        s.write_all(&close).await.expect("write the close");
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(n) = s.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await;
+        got
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        bench(&["--url", &url, "--size", "16MiB", "--rate", "10", "--warmup", "0", "--duration", "1s", "--json"])
+    })
+    .await
+    .expect("join");
+    let r = report(&out);
+    assert_eq!(r["errors"]["closed"], 1, "{r}");
+    let got = server.await.expect("the server");
+    // Frames that came whole, then the one cut short.
+    let mut at = 0;
+    while let wsproto::Status::Complete(ph) = wsproto::parse_header(&got[at..]) {
+        let end = at + ph.header_len + ph.header.payload_len as usize;
+        assert_ne!(ph.header.opcode, wsproto::OpCode::Close, "no close frame: {} bytes came", got.len());
+        if end > got.len() {
+            break;
+        }
+        at = end;
+    }
+    assert!(at < got.len(), "the test wants a write cut short: {} bytes, all whole frames", got.len());
+    let tail = &got[got.len().saturating_sub(8)..];
+    assert!(!tail.starts_with(&[0x88, 0x82]), "a close frame written into the cut message: {tail:02x?}");
+}
+
+/// A raw echo server for one connection that returns the masking key of
+/// the client's close frame (after answering it).
+async fn close_key_server() -> (String, tokio::task::JoinHandle<Option<[u8; 4]>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 1 << 16];
+        let head_len = loop {
+            let n = s.read(&mut chunk).await.expect("read the request");
+            assert!(n > 0, "closed during the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Ok(wsproto::Status::Complete((req, len))) =
+                wsproto::handshake::parse_request(&buf, &wsproto::handshake::Limits::default())
+            {
+                let key = req.validate().expect("a valid upgrade").accept_key();
+                s.write_all(&wsproto::handshake::build_response(&key, None, None).expect("101")).await.expect("101");
+                break len;
+            }
+        };
+        buf.drain(..head_len);
+        loop {
+            while let wsproto::Status::Complete(ph) = wsproto::parse_header(&buf) {
+                let end = ph.header_len + ph.header.payload_len as usize;
+                if buf.len() < end {
+                    break;
+                }
+                let mut payload = buf[ph.header_len..end].to_vec();
+                if let Some(k) = ph.header.mask {
+                    wsproto::apply_mask(&mut payload, k, 0);
+                }
+                buf.drain(..end);
+                let mut out = Vec::new();
+                wsproto::encode_frame(&wsproto::FrameHeader::new(ph.header.opcode, 0), &payload, &mut out);
+                s.write_all(&out).await.expect("echo");
+                if ph.header.opcode == wsproto::OpCode::Close {
+                    return ph.header.mask;
+                }
+            }
+            match s.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return None,
+            }
+        }
+    });
+    (url, task)
+}
+
+/// The close that ends a run is masked with a fresh random key (RFC 6455
+/// §5.3), in closed and open loop: two runs, two different keys, neither
+/// the fixed 01 02 03 04 it used to be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closing_frame_has_a_random_masking_key() {
+    let mut keys = Vec::new();
+    for extra in [&["--messages", "5"][..], &["--rate", "100", "--warmup", "0", "--duration", "0.2s"][..]] {
+        let (url, server) = close_key_server().await;
+        let args: Vec<String> =
+            ["--url", &url, "--size", "16", "--json"].iter().chain(extra).map(|s| s.to_string()).collect();
+        let out = tokio::task::spawn_blocking(move || bench(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .expect("join");
+        assert_eq!(out.status.code(), Some(0), "{}", report(&out));
+        keys.push(server.await.expect("the server").expect("a masked close"));
+    }
+    assert!(keys.iter().all(|k| *k != [1, 2, 3, 4]), "{keys:02x?}");
+    assert_ne!(keys[0], keys[1], "{keys:02x?}");
 }

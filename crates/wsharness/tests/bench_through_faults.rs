@@ -1,9 +1,10 @@
 //! `wsharness bench` through wsproxy with `--fault 'client,data:delay=200ms'`
 //! (the proxy and wsecho in-process, the bench as the binary): the round
-//! trips it measures grow by the delay. The bound is robust, not a timing
-//! measurement: the median round trip is at least the delay longer than
-//! the direct one's, and the slowest less than a second more; with four
-//! messages in flight each is delayed once (the delays do not add up).
+//! trips it measures grow by the delay. The bounds are robust, not timing
+//! measurements: the median round trip is at least the delay longer than
+//! the direct one's; with four messages in flight each is delayed once
+//! (the delays do not add up), which is checked against one in flight
+//! through the same delay in the same run.
 
 use std::process::Command;
 use std::time::Duration;
@@ -49,14 +50,16 @@ async fn a_delay_on_client_messages_lengthens_the_round_trips() {
     assert_eq!(delayed["messages"], 8, "{delayed}");
     assert_eq!(delayed["error_count"], 0, "{delayed}");
     // The typical delayed round trip took the delay on top of the typical
-    // direct one (less a millisecond of timer slack); none took a second more.
+    // direct one (less a millisecond of timer slack).
     let (p, d) = (us(&plain, "p50"), us(&delayed, "p50"));
     assert!(d >= p + delay - 1_000, "p50 {p} µs direct, {d} µs delayed\nplain {plain}\ndelayed {delayed}");
-    assert!(us(&delayed, "max") < us(&plain, "max") + delay + 1_000_000, "plain {plain}\ndelayed {delayed}");
     // Four in flight: each is delayed once, not once per message ahead of
-    // it (that would be 800 ms).
+    // it. Added up, the typical one would wait two or three delays; compared
+    // with one in flight through the same delay, in the same run (not with
+    // a wall-time bound a loaded machine could break).
     assert_eq!(windowed["error_count"], 0, "{windowed}");
     let w = us(&windowed, "p50");
-    assert!(w >= delay - 1_000 && w < 2 * delay, "p50 {w} µs with 4 in flight\n{windowed}");
+    assert!(w >= delay - 1_000, "p50 {w} µs with 4 in flight\n{windowed}");
+    assert!(w < d + delay / 2, "p50 {w} µs with 4 in flight, {d} µs with 1\n{windowed}");
     server.shutdown().await;
 }

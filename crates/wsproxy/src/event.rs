@@ -854,7 +854,7 @@ mod tests {
                     _ => u.arbitrary()?,
                 });
             }
-            let hex: String = u.arbitrary::<Vec<u8>>()?.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = wscli::hex(&u.arbitrary::<Vec<u8>>()?);
             let as_text = u.arbitrary::<bool>()?;
             let (preview, encoding) = if as_text { (text.as_str(), "text") } else { (hex.as_str(), "hex") };
             let mask = format!("{:08x}", u.arbitrary::<u32>()?);

@@ -22,6 +22,11 @@ use crate::event::Side;
 /// larger one, and everything after it, is relayed unchanged.
 pub const MAX_FAULT_FRAME: u64 = 16 << 20;
 
+/// The slowest `throttle=`, bytes per second: one byte every tenth of a
+/// second, the relay's step. (A throttled write can still be long; the
+/// relay cuts it short when the connection stops or goes idle.)
+pub const MIN_THROTTLE: u64 = 10;
+
 /// A `--fault` rule: where it applies and what it does.
 #[derive(Debug, Clone)]
 pub struct FaultRule {
@@ -187,8 +192,10 @@ impl Action {
                 let v = need("BYTES/S")?;
                 let bytes = v.strip_suffix("/s").unwrap_or(v);
                 let rate = wscli::parse_size(bytes).map_err(|e| format!("throttle={v}: {e}"))?;
-                if rate == 0 {
-                    return Err(format!("throttle={v}: the rate must be more than 0"));
+                if rate < MIN_THROTTLE {
+                    return Err(format!(
+                        "throttle={v}: the rate is at least {MIN_THROTTLE} bytes/s (the relay writes a tenth of a second's worth, one byte or more, at a time)"
+                    ));
                 }
                 Ok(Action::Throttle(rate))
             }
@@ -279,6 +286,16 @@ impl FaultRule {
                 }
             }
         }
+        // Kinds are ANDed: `text,binary` would never match a frame.
+        if !rule.kinds.is_empty()
+            && ![OpCode::Text, OpCode::Binary, OpCode::Ping, OpCode::Pong, OpCode::Close]
+                .into_iter()
+                .any(|op| rule.kinds.iter().all(|k| k.matches(op)))
+        {
+            return Err(format!(
+                "`{s}`: no frame is all of these kinds (kinds are ANDed; use data/control, or one rule per kind)"
+            ));
+        }
         if rule.msg.is_some() && rule.kinds.iter().any(|k| !matches!(k, Kind::Text | Kind::Binary | Kind::Data)) {
             return Err(format!("`{s}`: msg= counts data messages; it never matches a control frame"));
         }
@@ -310,6 +327,11 @@ impl FaultRule {
         if !self.kinds.iter().all(|k| k.matches(opcode)) {
             return false;
         }
+        // RFC 6455 §5.5: "Control frames MUST NOT be fragmented." A
+        // `fragment=` rule that names no kind acts on data frames only.
+        if matches!(self.action, Action::Fragment(_)) && !opcode.is_data() {
+            return false;
+        }
         if let Some((a, b)) = self.msg {
             match msg {
                 Some(n) if opcode.is_data() && (a..=b).contains(&n) => {}
@@ -319,7 +341,7 @@ impl FaultRule {
         if let Some(re) = &self.pattern {
             let text = match std::str::from_utf8(payload) {
                 Ok(s) if opcode != OpCode::Binary => std::borrow::Cow::Borrowed(s),
-                _ => std::borrow::Cow::Owned(hex(payload)),
+                _ => std::borrow::Cow::Owned(wscli::hex(payload)),
             };
             if !re.is_match(&text) {
                 return false;
@@ -333,10 +355,6 @@ impl fmt::Display for FaultRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What to do with the bytes of a direction, in order.
@@ -468,13 +486,18 @@ impl FaultEngine {
     /// of forwarding them, and the actions taken.
     pub(crate) fn feed(&mut self, data: &[u8], out: &mut Vec<Out>, records: &mut Vec<Record>) {
         let mut data = data;
-        while !data.is_empty() && !self.ended {
+        // Until the input is used up and what is held waits for more: a
+        // header or frame that the last byte completed is acted on now.
+        while !self.ended {
             if self.opaque {
                 push_bytes(out, data);
                 self.offset += data.len() as u64;
                 return;
             }
             if self.passing > 0 {
+                if data.is_empty() {
+                    return;
+                }
                 let n = (self.passing.min(data.len() as u64)) as usize;
                 push_bytes(out, &data[..n]);
                 self.passing -= n as u64;
@@ -482,10 +505,25 @@ impl FaultEngine {
                 data = &data[n..];
                 continue;
             }
+            if data.is_empty() && self.buf.is_empty() {
+                return;
+            }
             // Collect a header, then the whole frame.
             let before = self.buf.len();
             let need = match parse_header(if before > 0 { &self.buf } else { data }) {
-                Status::Complete(h) => Some(h.header_len as u64 + h.header.payload_len),
+                // A 64-bit length may be crafted so that the frame's end
+                // cannot be counted (header plus payload past u64::MAX):
+                // such a stream cannot be followed.
+                Status::Complete(h) => match (h.header_len as u64).checked_add(h.header.payload_len) {
+                    Some(total) => Some(total),
+                    None => {
+                        self.opaque = true;
+                        let held = std::mem::take(&mut self.buf);
+                        push_bytes(out, &held);
+                        self.offset += held.len() as u64;
+                        continue;
+                    }
+                },
                 Status::Partial => None,
             };
             match need {
@@ -495,7 +533,8 @@ impl FaultEngine {
                     let held = std::mem::take(&mut self.buf);
                     push_bytes(out, &held);
                     self.offset += held.len() as u64;
-                    self.passing = total - held.len() as u64;
+                    // `held` is at most the header, which `total` counts.
+                    self.passing = total.saturating_sub(held.len() as u64);
                     if let Status::Complete(h) = parse_header(if held.is_empty() { data } else { &held }) {
                         self.note_unfollowed(h.header);
                     }
@@ -511,19 +550,22 @@ impl FaultEngine {
                         let take = (total - before).min(data.len());
                         self.buf.extend_from_slice(&data[..take]);
                         data = &data[take..];
-                        if self.buf.len() == total {
-                            let frame = std::mem::take(&mut self.buf);
-                            self.frame(&frame, out, records);
-                            self.offset += total as u64;
+                        if self.buf.len() < total {
+                            // All the input is held: wait for more.
+                            return;
                         }
+                        let frame = std::mem::take(&mut self.buf);
+                        self.frame(&frame, out, records);
+                        self.offset += total as u64;
                     }
                 }
                 None => {
                     // A header cut short (at most 13 bytes are held): one
                     // byte more at a time, so none past the header is taken
                     // before its length is known.
-                    self.buf.push(data[0]);
-                    data = &data[1..];
+                    let Some((&first, rest)) = data.split_first() else { return };
+                    self.buf.push(first);
+                    data = rest;
                 }
             }
         }
@@ -704,7 +746,7 @@ impl FaultEngine {
                 mask,
                 payload_len: piece.len() as u64,
             };
-            encode_masked(&header, piece, &mut bytes);
+            wsproto::encode_frame(&header, piece, &mut bytes);
         }
         bytes
     }
@@ -725,7 +767,7 @@ impl FaultEngine {
             Corruption::Mask => {
                 let mask = if h.mask.is_some() { None } else { Some(self.rng.mask()) };
                 let mut out = Vec::with_capacity(raw.len() + 4);
-                encode_masked(&FrameHeader { mask, ..h }, payload, &mut out);
+                wsproto::encode_frame(&FrameHeader { mask, ..h }, payload, &mut out);
                 let detail = if mask.is_some() { "masked" } else { "unmasked" };
                 (out, detail.to_owned())
             }
@@ -743,17 +785,11 @@ impl FaultEngine {
                     None => changed.push(0xFF),
                 }
                 let mut out = Vec::with_capacity(raw.len() + 1);
-                encode_masked(&FrameHeader { mask: h.mask.map(|_| self.rng.mask()), ..h }, &changed, &mut out);
+                wsproto::encode_frame(&FrameHeader { mask: h.mask.map(|_| self.rng.mask()), ..h }, &changed, &mut out);
                 (out, "first payload byte made 0xFF (never valid UTF-8)".to_owned())
             }
         }
     }
-}
-
-/// Encodes a frame; `payload` is given unmasked and masked with the
-/// header's key, if it has one.
-fn encode_masked(header: &FrameHeader, payload: &[u8], out: &mut Vec<u8>) {
-    wsproto::encode_frame(header, payload, out);
 }
 
 /// Appends bytes to forward unchanged, joining them to the previous ones.
@@ -772,7 +808,7 @@ pub(crate) fn close_frame_to(to: Side, code: u16, reason: &str, rng: &mut Rng) -
     let mask = (to == Side::Upstream).then(|| rng.mask());
     let payload = wsproto::encode_close_payload(CloseCode(code), reason);
     let mut out = Vec::new();
-    encode_masked(&FrameHeader { mask, ..FrameHeader::new(OpCode::Close, 0) }, &payload, &mut out);
+    wsproto::encode_frame(&FrameHeader { mask, ..FrameHeader::new(OpCode::Close, 0) }, &payload, &mut out);
     out
 }
 

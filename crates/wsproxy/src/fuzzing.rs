@@ -48,7 +48,7 @@ const ACTING: [&str; 10] = [
 /// `--fault` rules for both sides that match nothing (flag 64): frames go
 /// through the fault engines, and must come out as they went in.
 const NEVER_MATCHING: [&str; 4] =
-    ["client,text,binary:drop", "upstream,msg=4000000000:reset", "match=^never-ever$:corrupt=rsv2", "p=0:truncate"];
+    ["client,data,p=0:drop", "upstream,msg=4000000000:reset", "match=^never-ever$:corrupt=rsv2", "p=0:truncate"];
 
 /// Most bytes the session may hold at once: a head at its limit, the
 /// bytes held after an upgrade request, a chunk-size line, with slack.

@@ -165,16 +165,7 @@ fn render_preview<'t>(text: &'t mut String, bytes: &[u8], as_text: bool, truncat
             return Preview { preview: text, preview_encoding: "text", preview_truncated: truncated };
         }
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    text.reserve(2 * bytes.len());
-    let mut digits = [0u8; 256];
-    for block in bytes.chunks(digits.len() / 2) {
-        for (pair, &b) in digits.chunks_exact_mut(2).zip(block) {
-            pair[0] = HEX[usize::from(b >> 4)];
-            pair[1] = HEX[usize::from(b & 15)];
-        }
-        text.push_str(std::str::from_utf8(&digits[..2 * block.len()]).unwrap_or_default());
-    }
+    wscli::push_hex(text, bytes);
     Preview { preview: text, preview_encoding: "hex", preview_truncated: truncated }
 }
 
@@ -252,6 +243,12 @@ impl DirectionInspector {
             self.injected.pop_front();
         }
         self.injected.push_back(range);
+    }
+
+    /// The ranges marked injected, oldest first.
+    #[cfg(test)]
+    pub(crate) fn injected_ranges(&self) -> Vec<std::ops::Range<u64>> {
+        self.injected.iter().cloned().collect()
     }
 
     /// Whether the stream is between frames (a close frame can be injected).

@@ -129,14 +129,15 @@ struct Args {
     /// matches a frame acts).
     ///
     /// WHERE is a comma-separated list of selectors, all of which must match: the sender (client,
-    /// upstream), the kind (text, binary, ping, pong, close, data, control), msg=N or msg=N-M (the
+    /// upstream), the kind (text, binary, ping, pong, close, data, control; kinds are ANDed, so
+    /// use data or control for a group), msg=N or msg=N-M (the
     /// sender's Nth data message, from 1), p=P (a probability; see --seed), and last, taking the
     /// rest, match=REGEX (on the payload as text, or as hex for binary).
     ///
     /// ACTION is one of delay=DURATION, drop, duplicate, fragment=N,
     /// corrupt=rsv1|rsv2|rsv3|mask|bit|utf8, close=CODE[,REASON] (relay the frame, then close both
     /// sides with CODE), reset (relay the frame, then RST both TCP connections), truncate (cut the
-    /// frame in the middle, then end both), throttle=BYTES/S, swallow.
+    /// frame in the middle, then end both), throttle=BYTES/S (at least 10), swallow.
     ///
     /// Every action is a `fault` event; violations in bytes a rule changed are marked `injected`.
     /// Frames no rule matches are relayed byte for byte. Examples:

@@ -86,20 +86,31 @@ fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
 }
 
 /// Writes what the session queued for `to`; `input` is the data of the
-/// feed the chunks' ranges refer to.
+/// feed the chunks' ranges refer to. A `--fault` wait in them (a delay, a
+/// throttled write) cannot be cut short: for writes outside the pumps.
 async fn write_chunks(
     dst: &mut (impl tokio::io::AsyncWrite + Unpin),
     chunks: &[Chunk],
     input: &[u8],
 ) -> io::Result<()> {
+    write_chunks_cut(dst, chunks, input, Cut::NEVER).await
+}
+
+/// [`write_chunks`], with the `--fault` waits cut short by `cut`.
+async fn write_chunks_cut(
+    dst: &mut (impl tokio::io::AsyncWrite + Unpin),
+    chunks: &[Chunk],
+    input: &[u8],
+    cut: Cut<'_>,
+) -> io::Result<()> {
     for chunk in chunks {
         match chunk {
             Chunk::Input(r) => dst.write_all(&input[r.clone()]).await?,
             Chunk::Owned(v) => dst.write_all(v).await?,
-            Chunk::Throttled(v, rate) => write_throttled(dst, v, *rate).await?,
+            Chunk::Throttled(v, rate) => write_throttled(dst, v, *rate, cut).await?,
             // Taken out by the direction's `Hold` before writing; here (the
             // end of a connection) it only waits.
-            Chunk::HoldUntil(t) => tokio::time::sleep_until((*t).into()).await,
+            Chunk::HoldUntil(t) => cut.sleep_until((*t).into()).await?,
         }
     }
     dst.flush().await
@@ -107,7 +118,12 @@ async fn write_chunks(
 
 /// Writes `bytes` at about `rate` bytes per second: a tenth of a second's
 /// worth at a time (at least one byte), each piece flushed.
-async fn write_throttled(dst: &mut (impl tokio::io::AsyncWrite + Unpin), bytes: &[u8], rate: u64) -> io::Result<()> {
+async fn write_throttled(
+    dst: &mut (impl tokio::io::AsyncWrite + Unpin),
+    bytes: &[u8],
+    rate: u64,
+    cut: Cut<'_>,
+) -> io::Result<()> {
     let piece = usize::try_from(rate / 10).unwrap_or(usize::MAX).max(1);
     let start = tokio::time::Instant::now();
     let mut sent = 0u64;
@@ -116,14 +132,60 @@ async fn write_throttled(dst: &mut (impl tokio::io::AsyncWrite + Unpin), bytes: 
         dst.flush().await?;
         sent += chunk.len() as u64;
         let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-        tokio::time::sleep_until(start + due).await;
+        cut.sleep_until(start + due).await?;
     }
     Ok(())
+}
+
+/// What cuts a `--fault` wait (a delay, a throttled write) short: the
+/// other direction stopping, the connection going idle. Either fails the
+/// write: [`io::ErrorKind::Interrupted`] for a stop,
+/// [`io::ErrorKind::TimedOut`] for the idle timeout.
+#[derive(Clone, Copy)]
+struct Cut<'a> {
+    stop: Option<&'a watch::Receiver<bool>>,
+    idle: Option<&'a Idle<'a>>,
+}
+
+impl Cut<'_> {
+    /// Waits run to their end.
+    const NEVER: Cut<'static> = Cut { stop: None, idle: None };
+
+    async fn sleep_until(self, until: tokio::time::Instant) -> io::Result<()> {
+        let stopped = async {
+            match self.stop {
+                Some(rx) => {
+                    let mut rx = rx.clone();
+                    if rx.wait_for(|s| *s).await.is_err() {
+                        // The sender is gone: no stop can come.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let idle = async {
+            // The other direction's reads move the idle clock: look again.
+            while let Some(left) = self.idle.and_then(Idle::remaining) {
+                if left.is_zero() {
+                    return;
+                }
+                tokio::time::sleep(left).await;
+            }
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => Ok(()),
+            () = stopped => Err(io::Error::new(io::ErrorKind::Interrupted, "stopped during a --fault wait")),
+            () = idle => Err(io::Error::new(io::ErrorKind::TimedOut, "idle during a --fault wait")),
+        }
+    }
 }
 
 fn ending_of(e: &io::Error) -> Ending {
     match e.kind() {
         io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => Ending::Reset,
+        io::ErrorKind::TimedOut => Ending::Timeout,
         _ => Ending::Error,
     }
 }
@@ -412,6 +474,18 @@ impl Pump<'_> {
         result
     }
 
+    /// What cuts this direction's `--fault` waits short: a stop, the idle
+    /// timeout.
+    fn cut(&self) -> Cut<'_> {
+        Cut { stop: Some(self.stop), idle: Some(self.idle) }
+    }
+
+    /// Once stopping (held frames still go out at their time): the idle
+    /// timeout only.
+    fn idle_cut(&self) -> Cut<'_> {
+        Cut { stop: None, idle: Some(self.idle) }
+    }
+
     /// After a feed: wakes the other direction if the session queued bytes
     /// for the side it writes to.
     fn kick_other(&self, s: &Session) {
@@ -441,12 +515,14 @@ impl Pump<'_> {
         loop {
             // Held frames that are due go first; a full hold stops reading.
             if let Some(due) = hold.next_due() {
-                if hold.is_full() {
-                    tokio::time::sleep_until(due.into()).await;
+                if hold.is_full()
+                    && let Err(e) = self.cut().sleep_until(due.into()).await
+                {
+                    return pumped_of(&e);
                 }
                 let ready = hold.take_due(Instant::now());
-                if let Err(e) = write_chunks(dst, &ready, &[]).await {
-                    return Pumped::Ended(ending_of(&e));
+                if let Err(e) = write_chunks_cut(dst, &ready, &[], self.cut()).await {
+                    return pumped_of(&e);
                 }
                 if hold.is_full() {
                     continue;
@@ -497,15 +573,15 @@ impl Pump<'_> {
                         }
                     };
                     if stopping {
-                        let _ = drain(&mut hold, dst).await;
+                        let _ = drain(&mut hold, dst, self.idle_cut()).await;
                         return Pumped::Stopped;
                     }
                     match woke {
                         Some(r) => r,
                         None => {
                             let queued = hold.schedule(lock(self.session).take_queued(to), &[]);
-                            if let Err(e) = write_chunks(dst, &queued, &[]).await {
-                                return Pumped::Ended(ending_of(&e));
+                            if let Err(e) = write_chunks_cut(dst, &queued, &[], self.cut()).await {
+                                return pumped_of(&e);
                             }
                             continue;
                         }
@@ -525,8 +601,8 @@ impl Pump<'_> {
                         self.kick_other(&s);
                         s.take_queued(to)
                     };
-                    let _ = drain(&mut hold, dst).await;
-                    let _ = write_chunks(dst, &queued, &[]).await;
+                    let _ = drain(&mut hold, dst, self.cut()).await;
+                    let _ = write_chunks_cut(dst, &queued, &[], self.cut()).await;
                     let _ = dst.shutdown().await;
                     return Pumped::Ended(Ending::Eof);
                 }
@@ -540,7 +616,7 @@ impl Pump<'_> {
             // Decoded in slices, handing the events over between them: one
             // read full of tiny frames must not become one huge batch.
             let written = if passthrough {
-                let written = write_chunks(dst, &[Chunk::Input(0..n)], data).await;
+                let written = write_chunks_cut(dst, &[Chunk::Input(0..n)], data, self.cut()).await;
                 for slice in data.chunks(DECODE_SLICE) {
                     {
                         let mut s = lock(self.session);
@@ -576,15 +652,15 @@ impl Pump<'_> {
                     }
                 }
                 let now = hold.schedule(queued, data);
-                write_chunks(dst, &now, data).await.map(|()| flow)
+                write_chunks_cut(dst, &now, data, self.cut()).await.map(|()| flow)
             };
             match written {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Stop) => {
-                    let _ = drain(&mut hold, dst).await;
+                    let _ = drain(&mut hold, dst, self.idle_cut()).await;
                     return Pumped::Stopped;
                 }
-                Err(e) => return Pumped::Ended(ending_of(&e)),
+                Err(e) => return pumped_of(&e),
             }
             if events.len() >= LOG_BATCH {
                 ctx.log.hand_over(events).await;
@@ -593,13 +669,23 @@ impl Pump<'_> {
     }
 }
 
-/// Writes everything held, each part at its time (the direction is ending).
-async fn drain(hold: &mut Hold, dst: &mut StreamWrite<'_>) -> io::Result<()> {
+/// Writes everything held, each part at its time (the direction is
+/// ending), unless `cut` cuts the waits short.
+async fn drain(hold: &mut Hold, dst: &mut StreamWrite<'_>, cut: Cut<'_>) -> io::Result<()> {
     while let Some(due) = hold.next_due() {
-        tokio::time::sleep_until(due.into()).await;
-        write_chunks(dst, &hold.take_due(due), &[]).await?;
+        cut.sleep_until(due.into()).await?;
+        write_chunks_cut(dst, &hold.take_due(due), &[], cut).await?;
     }
     Ok(())
+}
+
+/// How a direction ends when a write failed or a `--fault` wait was cut
+/// short (see [`Cut`]).
+fn pumped_of(e: &io::Error) -> Pumped {
+    match e.kind() {
+        io::ErrorKind::Interrupted => Pumped::Stopped,
+        _ => Pumped::Ended(ending_of(e)),
+    }
 }
 
 fn is_eof(read: &io::Result<usize>) -> bool {

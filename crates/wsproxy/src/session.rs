@@ -193,8 +193,10 @@ pub(crate) struct Session {
     /// `--fault` engines per sender, once the WebSocket starts (only for a
     /// side some rule can act on).
     faults: [Option<Box<FaultEngine>>; 2],
-    /// Bytes each side's inspector decoded of what the engines forwarded.
-    fault_out: [u64; 2],
+    /// Bytes each side's inspector decoded since the 101, whether through
+    /// a fault engine or not: where bytes injected on a side's behalf
+    /// start in what its receiver gets.
+    decoded: [u64; 2],
     /// A fault rule ended the connection (`reset`: with a TCP reset).
     fault_end: Option<FaultEnd>,
 }
@@ -235,7 +237,7 @@ impl Session {
             refusal: None,
             pending_bytes: 0,
             faults: [None, None],
-            fault_out: [0, 0],
+            decoded: [0, 0],
             fault_end: None,
         };
         s.emit(events, t, &Open { client, upstream: &upstream_addr });
@@ -501,6 +503,7 @@ impl Session {
                 ClientState::WebSocket(insp) => {
                     let fed = start_offset + pos as u64 - self.ws_base[0];
                     let (keep, found) = decode_frames(insp, &mut self.shared, &data[pos..], fed, t, events);
+                    self.decoded[0] += (data.len() - pos) as u64;
                     self.forward(Side::Upstream, src, pos..pos + keep);
                     pos = data.len();
                     if let Some((e, clean)) = found {
@@ -569,6 +572,7 @@ impl Session {
                 UpstreamState::WebSocket(insp) => {
                     let fed = start_offset + pos as u64 - self.ws_base[1];
                     let (keep, found) = decode_frames(insp, &mut self.shared, &data[pos..], fed, t, events);
+                    self.decoded[1] += (data.len() - pos) as u64;
                     self.forward(Side::Client, src, pos..pos + keep);
                     pos = data.len();
                     if let Some((e, clean)) = found {
@@ -1280,10 +1284,14 @@ impl Session {
                     // As the sender would close towards the receiver, and as
                     // the receiver would towards the sender, where its
                     // stream is between frames.
+                    // A side that already sent its close sends no other
+                    // (RFC 6455 §5.5.1: nothing after a Close frame).
                     let mut rng = fault::Rng::new(random_u64());
-                    let to_receiver = fault::close_frame_to(to, code, &reason, &mut rng);
-                    self.fault_forward(from, to_receiver, None, true, t, events);
-                    if self.inspector_at_boundary(to) && self.stopped.is_none() {
+                    if !self.shared.closed[from.index()] {
+                        let to_receiver = fault::close_frame_to(to, code, &reason, &mut rng);
+                        self.fault_forward(from, to_receiver, None, true, t, events);
+                    }
+                    if !self.shared.closed[to.index()] && self.inspector_at_boundary(to) && self.stopped.is_none() {
                         let to_sender = fault::close_frame_to(from, code, &reason, &mut rng);
                         self.fault_forward(to, to_sender, None, true, t, events);
                     }
@@ -1329,7 +1337,7 @@ impl Session {
         events: &mut Events,
     ) {
         let i = from.index();
-        let fed = self.fault_out[i];
+        let fed = self.decoded[i];
         let insp = match from {
             Side::Client => match &mut self.client {
                 ClientState::WebSocket(insp) => Some(insp),
@@ -1349,7 +1357,7 @@ impl Session {
             }
             None => (bytes.len(), None),
         };
-        self.fault_out[i] += bytes.len() as u64;
+        self.decoded[i] += bytes.len() as u64;
         let mut bytes = bytes;
         bytes.truncate(keep);
         if !bytes.is_empty() {
@@ -1718,6 +1726,48 @@ mod tests {
         let closes = events.iter().filter(|e| matches!(e, Ev::Close { code: Some(1012), .. })).count();
         assert_eq!(closes, 2, "{events:#?}");
         assert!(matches!(events.last(), Some(Ev::End { reason, .. }) if reason == "fault"));
+    }
+
+    /// `close=` from a rule on the upstream only, after the client sent
+    /// data: the close sent on the client's behalf is marked injected
+    /// where it is in the client's stream (after that data), not at 0,
+    /// which is the client's own frame.
+    #[test]
+    fn a_close_rule_marks_the_close_it_sends_for_the_other_side_where_it_is() {
+        let t = at(Instant::now(), 0);
+        let mut d = with_faults(&["upstream,msg=1:close=1012"], &t);
+        let _ = d.feed(Side::Client, REQUEST, &t);
+        let _ = d.feed(Side::Upstream, RESPONSE, &t);
+        let data = frame(OpCode::Text, Some([1, 2, 3, 4]), b"the client's own message");
+        let _ = d.feed(Side::Client, &data, &t);
+        assert_eq!(d.feed(Side::Upstream, &frame(OpCode::Text, None, b"one"), &t), Flow::Stop);
+        let head_end = d.to[1].windows(4).position(|w| w == b"\r\n\r\n").expect("the head") + 4;
+        let close_len = (d.to[1].len() - head_end - data.len()) as u64;
+        assert_eq!(close_len, 2 + 4 + 2, "one masked close 1012 after the client's data");
+        let ClientState::WebSocket(insp) = &d.s.client else { panic!("inspecting the client") };
+        let at = data.len() as u64;
+        assert_eq!(insp.injected_ranges(), vec![at..at + close_len]);
+    }
+
+    /// `close=` when the client has already closed: no second close on its
+    /// behalf (the upstream gets the client's own close only), and the
+    /// client's stream shows no frame after its close.
+    #[test]
+    fn a_close_rule_sends_no_second_close_for_a_side_that_closed() {
+        let t = at(Instant::now(), 0);
+        let mut d = with_faults(&["upstream,msg=1:close=1012"], &t);
+        let _ = d.feed(Side::Client, REQUEST, &t);
+        let _ = d.feed(Side::Upstream, RESPONSE, &t);
+        let own = frame(OpCode::Close, Some([1, 2, 3, 4]), &wsproto::encode_close_payload(CloseCode(1000), ""));
+        let _ = d.feed(Side::Client, &own, &t);
+        assert_eq!(d.feed(Side::Upstream, &frame(OpCode::Text, None, b"one"), &t), Flow::Stop);
+        let head_end = d.to[1].windows(4).position(|w| w == b"\r\n\r\n").expect("the head") + 4;
+        assert_eq!(&d.to[1][head_end..], &own[..], "only the client's own close");
+        let _ = d.s.finish(Ending::Eof, &t, &mut d.events);
+        let events = parse(d.events.output(0));
+        assert!(!events.iter().any(|e| matches!(e, Ev::Violation { .. })), "{events:#?}");
+        let closes = events.iter().filter(|e| matches!(e, Ev::Close { .. })).count();
+        assert_eq!(closes, 2, "the client's and the one sent to it for the upstream: {events:#?}");
     }
 
     /// A swallowed pong never reaches the client, and the ping it answered

@@ -271,3 +271,42 @@ fn duplicate_truncate_and_throttle_with_a_python_client() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(1_200), "{:?}", started.elapsed());
     assert_eq!(faults(&proxy.connection(1)).len(), 3);
 }
+
+/// `throttle=10/s` on a 2000-byte server message (200 s to relay) with
+/// `--idle-timeout 1s`: the throttled write is a wait like any other, so
+/// the idle timeout ends the connection long before the message is
+/// through (before, the write could not be cut short). No peer needed.
+#[test]
+fn a_throttled_write_ends_at_the_idle_timeout() {
+    use std::io::Read;
+    let upstream = common::RawUpstream::start(|mut s| {
+        let mut got = Vec::new();
+        common::read_head(&mut s, &mut got);
+        common::write(&mut s, &common::upgrade_response());
+        common::write(&mut s, &common::frame(wsproto::OpCode::Text, true, None, &[b'x'; 2000]));
+        // Hold the connection open; the proxy ends it.
+        let _ = s.read(&mut [0u8; 64]);
+    });
+    let mut proxy = Proxy::start(&[
+        "--upstream",
+        &upstream.url(),
+        "--fault",
+        "upstream,text:throttle=10/s",
+        "--idle-timeout",
+        "1s",
+    ]);
+    let started = std::time::Instant::now();
+    let mut c = common::connect(proxy.addr);
+    common::write(&mut c, &common::upgrade_request("x", "/"));
+    let mut got = Vec::new();
+    let head = common::read_head(&mut c, &mut got);
+    let events = proxy.connection(1);
+    let elapsed = started.elapsed();
+    assert_eq!(end_reason(&events), "timeout", "{events:#?}");
+    // 2000 bytes at 10 bytes/s would take 200 s; the idle timeout is 1 s.
+    assert!(elapsed < std::time::Duration::from_secs(30), "{elapsed:?}");
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert!(got.len() - head + rest.len() < 2000, "cut short: not all of the message was relayed");
+    upstream.join();
+}

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wsproto::{Decoder, DecoderConfig, Event, FrameHeader, MAX_HEADER_LEN, OpCode, Role, apply_mask};
+use wsproto::{
+    Decoder, DecoderConfig, Event, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode, Role, apply_mask,
+};
 
 use super::conn::{BoxStream, Opened};
 use super::pace::Pacer;
@@ -217,6 +219,11 @@ impl XorShift {
         self.0
     }
 
+    /// A masking key (RFC 6455 §5.3: fresh and unpredictable per frame).
+    pub fn mask(&mut self) -> [u8; 4] {
+        (self.next_u64() as u32).to_ne_bytes()
+    }
+
     /// 16 bytes for a `Sec-WebSocket-Key`.
     pub fn nonce(&mut self) -> [u8; 16] {
         let mut nonce = [0u8; 16];
@@ -248,7 +255,7 @@ impl Sender {
 
     fn queue(&mut self) {
         let opcode = if self.shape.text { OpCode::Text } else { OpCode::Binary };
-        let key = (self.rng.next_u64() as u32).to_ne_bytes();
+        let key = self.rng.mask();
         let header = FrameHeader { mask: Some(key), ..FrameHeader::new(opcode, self.shape.size as u64) };
         let mut hdr = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut hdr);
@@ -279,6 +286,13 @@ struct Checker {
     incoming: Incoming,
     /// Inside a close frame: its payload so far.
     close: Option<Vec<u8>>,
+    /// Inside a ping: its payload so far.
+    ping: Option<Vec<u8>>,
+    /// Pongs to send, encoded and masked: every Ping is answered (RFC 6455
+    /// §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong
+    /// frame in response").
+    pongs: Vec<u8>,
+    rng: XorShift,
     next_expected: u64,
 }
 
@@ -290,6 +304,9 @@ impl Checker {
             decoder: Decoder::new(Role::Server, DecoderConfig::default()),
             incoming: Incoming { in_message: false, pos: 0, seq_field: [0; 16], mismatched: false },
             close: None,
+            ping: None,
+            pongs: Vec::new(),
+            rng: XorShift::new(),
             next_expected: 0,
         }
     }
@@ -322,8 +339,16 @@ impl Checker {
                         self.incoming = Incoming { in_message: true, pos: 0, seq_field: [0; 16], mismatched: false };
                     }
                     OpCode::Close => self.close = Some(Vec::new()),
+                    OpCode::Ping => self.ping = Some(Vec::new()),
                     _ => {}
                 },
+                Event::Payload(p) if self.ping.is_some() => {
+                    if let Some(ping) = &mut self.ping {
+                        // The decoder flags a ping over 125 bytes; keep no more.
+                        let room = (MAX_CONTROL_PAYLOAD as usize).saturating_sub(ping.len());
+                        ping.extend_from_slice(&p.data()[..p.data().len().min(room)]);
+                    }
+                }
                 Event::Payload(p) if self.close.is_some() => {
                     if let Some(c) = &mut self.close {
                         c.extend_from_slice(p.data());
@@ -353,6 +378,13 @@ impl Checker {
                 }
                 Event::Payload(_) => {}
                 Event::Violation(_) => errors.protocol += 1,
+                Event::FrameEnd(_) if self.ping.is_some() => {
+                    let payload = self.ping.take().unwrap_or_default();
+                    // A client's frames are masked (RFC 6455 §5.3), with a
+                    // fresh key each.
+                    let header = FrameHeader { mask: Some(self.rng.mask()), ..FrameHeader::new(OpCode::Pong, 0) };
+                    wsproto::encode_frame(&header, &payload, &mut self.pongs);
+                }
                 Event::FrameEnd(_) if self.close.is_some() => {
                     let payload = self.close.take().unwrap_or_default();
                     let (code, reason) = match payload.as_slice() {
@@ -420,8 +452,11 @@ fn io_end(e: &std::io::Error) -> End {
 pub async fn run(opened: Opened, plan: Plan, progress: Arc<AtomicU64>) -> ConnResult {
     let mut result = new_result();
     let mut stream = opened.stream;
+    // Set when a write was cut short: the server has part of a frame, so a
+    // close frame now would land inside it.
+    let mut cut_short = false;
     let end = match plan.rate {
-        Some(rate) => open_loop(&mut stream, opened.rest, plan, rate, &progress, &mut result).await,
+        Some(rate) => open_loop(&mut stream, opened.rest, plan, rate, &progress, &mut result, &mut cut_short).await,
         None => closed_loop(&mut stream, opened.rest, plan, &progress, &mut result).await,
     };
     if let Some(end) = end {
@@ -431,14 +466,18 @@ pub async fn run(opened: Opened, plan: Plan, progress: Arc<AtomicU64>) -> ConnRe
     // Close politely unless the connection is gone (or answer the server's
     // close, echoing its code as RFC 6455 §5.5.1 has it); do not wait long
     // for the end.
-    if !matches!(result.end, Some((_, End::Reset { .. } | End::Disconnected))) {
+    if cut_short {
+        // No close frame can be sent any more: end the connection.
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    } else if !matches!(result.end, Some((_, End::Reset { .. } | End::Disconnected))) {
         let code = match &result.end {
             Some((_, End::Closed { code: Some(code), .. })) if wsproto::CloseCode(*code).is_sendable() => {
                 wsproto::CloseCode(*code)
             }
             _ => wsproto::CloseCode::NORMAL,
         };
-        let header = FrameHeader { mask: Some([1, 2, 3, 4]), ..FrameHeader::new(OpCode::Close, 0) };
+        // RFC 6455 §5.3: a fresh, unpredictable masking key for every frame.
+        let header = FrameHeader { mask: Some(XorShift::new().mask()), ..FrameHeader::new(OpCode::Close, 0) };
         let mut close = Vec::new();
         wsproto::encode_frame(&header, &wsproto::encode_close_payload(code, ""), &mut close);
         let _ = stream.write_all(&close).await;
@@ -526,6 +565,7 @@ async fn closed_loop(
             end = closed;
             break;
         }
+        sender.out.append(&mut checker.pongs);
         if !sender.out.is_empty() {
             if let Err(e) = stream.write_all(&sender.out).await {
                 end = Some(io_end(&e));
@@ -548,6 +588,7 @@ async fn open_loop(
     rate: f64,
     progress: &AtomicU64,
     result: &mut ConnResult,
+    cut_short: &mut bool,
 ) -> Option<End> {
     let interval = 1.0 / rate;
     let first = Instant::now();
@@ -558,6 +599,13 @@ async fn open_loop(
     let stop = AtomicBool::new(false);
     let sender_done = tokio::sync::Notify::new();
     let receiver_done = tokio::sync::Notify::new();
+    // Pongs the receiver wants sent: the sender writes them between its
+    // frames, so a write never interleaves with another.
+    let pongs = std::sync::Mutex::new(Vec::<u8>::new());
+    let pong_ready = tokio::sync::Notify::new();
+    // Set while a write is under way, so that a write cut short is known.
+    let writing = AtomicBool::new(false);
+    let take_pongs = || std::mem::take(&mut *pongs.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut behind = histogram();
 
@@ -573,7 +621,15 @@ async fn open_loop(
             if at >= plan.send_until {
                 break None;
             }
-            pacer.sleep_until(at).await;
+            tokio::select! {
+                () = pacer.sleep_until(at) => {}
+                () = pong_ready.notified() => {
+                    if let Err(e) = write_tracked(&mut wr, &take_pongs(), &writing).await {
+                        break Some(io_end(&e));
+                    }
+                    continue;
+                }
+            }
             let now = Instant::now();
             // Messages due before the end go out a little late rather than
             // not at all; a sender further behind stops at the end.
@@ -588,17 +644,31 @@ async fn open_loop(
                 && due(sender.next_seq) < plan.send_until
             {
                 let at = due(sender.next_seq);
-                record(&mut behind, now.duration_since(at));
+                // As the round trips: only messages due in the measured window.
+                if at >= plan.measure_from {
+                    record(&mut behind, now.duration_since(at));
+                }
                 sender.queue();
             }
             sent.store(sender.next_seq, Ordering::Release);
-            if let Err(e) = wr.write_all(&sender.out).await {
+            sender.out.append(&mut take_pongs());
+            if let Err(e) = write_tracked(&mut wr, &sender.out, &writing).await {
                 break Some(io_end(&e));
             }
             sender.out.clear();
         };
         sender_done.notify_one();
-        outcome
+        if outcome.is_some() {
+            return outcome;
+        }
+        // Done sending: keep answering pings while the echoes come in
+        // (until the receiver ends, which stops this).
+        loop {
+            pong_ready.notified().await;
+            if let Err(e) = write_tracked(&mut wr, &take_pongs(), &writing).await {
+                return Some(io_end(&e));
+            }
+        }
     };
     let send = async {
         tokio::select! {
@@ -653,16 +723,20 @@ async fn open_loop(
             if closed.is_some() {
                 break closed;
             }
+            if !checker.pongs.is_empty() {
+                pongs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).append(&mut checker.pongs);
+                pong_ready.notify_one();
+            }
         };
-        if outcome.is_some() {
-            stop.store(true, Ordering::Relaxed);
-            receiver_done.notify_one();
-        }
+        // The sender stops now too (it may be answering pings).
+        stop.store(true, Ordering::Relaxed);
+        receiver_done.notify_one();
         let in_flight = sent.load(Ordering::Acquire).saturating_sub(checker.next_expected);
         (outcome, in_flight)
     };
 
     let (send_end, (receive_end, in_flight)) = tokio::join!(send, receive);
+    *cut_short = writing.load(Ordering::Relaxed);
     result.sent = sent.load(Ordering::Acquire);
     result.errors.lost += in_flight;
     result.behind_us = behind;
@@ -672,4 +746,17 @@ async fn open_loop(
     result.sent_in_window = result.sent.min(to).saturating_sub(from);
     result.unsent_in_window = to.saturating_sub(from) - result.sent_in_window;
     receive_end.or(send_end)
+}
+
+/// Writes all of `bytes`, with `writing` set until the write is complete:
+/// if the future is dropped before, `writing` stays set.
+async fn write_tracked(
+    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
+    bytes: &[u8],
+    writing: &AtomicBool,
+) -> std::io::Result<()> {
+    writing.store(true, Ordering::Relaxed);
+    wr.write_all(bytes).await?;
+    writing.store(false, Ordering::Relaxed);
+    Ok(())
 }

@@ -20,13 +20,17 @@ pub type BoxStream = Box<dyn Stream>;
 
 /// The headers the handshake itself writes: set them with the flags
 /// named here, not with `--header`.
-const MANAGED: [(&str, &str); 6] = [
+const MANAGED: [(&str, &str); 7] = [
     ("host", "it comes from --url"),
     ("upgrade", "the handshake sets it"),
     ("connection", "the handshake sets it"),
     ("sec-websocket-key", "the handshake sets it"),
     ("sec-websocket-version", "the handshake sets it"),
     ("sec-websocket-protocol", "use --subprotocol"),
+    (
+        "sec-websocket-extensions",
+        "bench offers no extension: its echoes are checked byte for byte, and the 101's answer to an offer would go unchecked",
+    ),
 ];
 
 /// How to open connections to one server.
@@ -37,6 +41,8 @@ pub struct Connector {
     /// Extra request headers, checked: `Name: value` lines without CR/LF.
     headers: Vec<(String, String)>,
     protocols: Vec<String>,
+    /// A `Sec-WebSocket-Extensions` offer (the replay's recorded one).
+    extensions: Option<String>,
 }
 
 /// The TLS settings for a `wss://` server.
@@ -68,6 +74,8 @@ pub struct Opened {
     pub rest: Vec<u8>,
     /// The subprotocol the server chose.
     pub protocol: Option<String>,
+    /// The permessage-deflate parameters agreed, if an offer made one.
+    pub deflate: Option<wsproto::deflate::DeflateParams>,
     /// Step times.
     pub timings: Timings,
 }
@@ -135,7 +143,19 @@ impl Connector {
             }
             None
         };
-        Ok(Connector { target, tls, headers: parsed, protocols: protocols.to_vec() })
+        Ok(Connector { target, tls, headers: parsed, protocols: protocols.to_vec(), extensions: None })
+    }
+
+    /// Offers `offer` (a `Sec-WebSocket-Extensions` value) in the opening
+    /// handshake; the server's answer is checked against it (RFC 6455
+    /// §4.1, RFC 7692 §7.1).
+    pub fn with_extensions(mut self, offer: Option<&str>) -> anyhow::Result<Connector> {
+        if let Some(offer) = offer {
+            handshake::parse_extensions(offer.as_bytes(), &mut Vec::new())
+                .map_err(|e| anyhow::anyhow!("the extension offer {offer:?}: {e}"))?;
+        }
+        self.extensions = offer.map(str::to_owned);
+        Ok(self)
     }
 
     /// The server's URL.
@@ -146,8 +166,14 @@ impl Connector {
     /// The opening request with `key`.
     fn request(&self, key: &str) -> anyhow::Result<Vec<u8>> {
         let names: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
-        let mut request = handshake::build_request(&self.target.authority(), self.target.resource(), key, &names, None)
-            .map_err(|e| anyhow::anyhow!("cannot build the opening request: {e}"))?;
+        let mut request = handshake::build_request(
+            &self.target.authority(),
+            self.target.resource(),
+            key,
+            &names,
+            self.extensions.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot build the opening request: {e}"))?;
         // Before the blank line that ends the head.
         request.truncate(request.len() - 2);
         for (name, value) in &self.headers {
@@ -160,13 +186,17 @@ impl Connector {
     /// Opens a connection and completes the opening handshake, within
     /// [`OPEN_TIMEOUT`].
     pub async fn open(&self, nonce: [u8; 16]) -> Result<Opened, OpenError> {
-        tokio::time::timeout(OPEN_TIMEOUT, self.open_unbounded(nonce)).await.unwrap_or_else(|_| {
+        self.open_within(nonce, OPEN_TIMEOUT).await
+    }
+
+    /// [`Connector::open`], within `timeout`.
+    pub async fn open_within(&self, nonce: [u8; 16], timeout: Duration) -> Result<Opened, OpenError> {
+        tokio::time::timeout(timeout, self.open_unbounded(nonce)).await.unwrap_or_else(|_| {
             Err(OpenError {
                 kind: OpenFailure::Timeout,
                 error: anyhow::anyhow!(
-                    "{}: no answer to the opening handshake within {} s",
-                    self.target.connect_addr(),
-                    OPEN_TIMEOUT.as_secs()
+                    "{}: no answer to the opening handshake within {timeout:?}",
+                    self.target.connect_addr()
                 ),
             })
         })
@@ -230,8 +260,16 @@ impl Connector {
                 ));
             }
             let names: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
-            let protocol = match res.validate(key.as_bytes(), &names, &[]) {
-                Ok(agreed) => agreed.protocol.map(str::to_owned),
+            let mut offers = Vec::new();
+            if let Some(offer) = &self.extensions {
+                // Checked in `with_extensions`.
+                let _ = handshake::parse_extensions(offer.as_bytes(), &mut offers);
+            }
+            let (protocol, deflate) = match res.validate_offers(key.as_bytes(), &names, &offers) {
+                Ok(agreed) => (
+                    agreed.protocol.map(str::to_owned),
+                    wsproto::deflate::DeflateParams::from_response(&agreed.extensions).ok().flatten(),
+                ),
                 Err(wsproto::Error::UnofferedProtocol) => {
                     let chosen = res.headers_named("sec-websocket-protocol").next().unwrap_or_default();
                     let offered = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
@@ -252,6 +290,7 @@ impl Connector {
                 stream,
                 rest: buf.split_off(n),
                 protocol,
+                deflate,
                 timings: Timings { tcp: tcp_time, tls: tls_time, ws: at.elapsed() },
             });
         }
@@ -280,7 +319,7 @@ mod tests {
 
     #[test]
     fn headers() {
-        let cases: [(&str, Option<(&str, &str)>); 7] = [
+        let cases: [(&str, Option<(&str, &str)>); 8] = [
             ("Authorization: Bearer abc", Some(("Authorization", "Bearer abc"))),
             ("Cookie:a=1; b=2", Some(("Cookie", "a=1; b=2"))),
             ("X-Empty:", Some(("X-Empty", ""))),
@@ -288,6 +327,8 @@ mod tests {
             ("Bad Name: x", None),
             ("X-Inject: a\r\nHost: evil", None),
             ("sec-websocket-protocol: chat", None),
+            // An offer bench would not honour (nor check the answer to).
+            ("Sec-WebSocket-Extensions: permessage-deflate", None),
         ];
         for (s, want) in cases {
             let got = parse_header(s).ok();

@@ -29,7 +29,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use wsproto::WsUrl;
 
-pub use client::{End, Errors, GRACE};
+pub use client::{End, Errors, GRACE, XorShift};
 pub use compare::{CompareOptions, Workload, compare, render_compare};
 pub use conn::{BoxStream, Connector, OPEN_TIMEOUT, OpenError, OpenFailure, Opened, Timings, TlsOptions};
 pub use payload::Shape;
@@ -184,7 +184,8 @@ pub struct RateReport {
     /// Messages due in the measured window and never sent (the generator
     /// fell behind, or connections ended).
     pub unsent: u64,
-    /// How late messages were written after they were due, µs.
+    /// How late messages due in the measured window (not the warm-up)
+    /// were written after they were due, µs.
     pub behind_us: Percentiles,
 }
 
@@ -304,6 +305,17 @@ impl Outcome {
         })
     }
 
+    /// Until when it was doing its work: when it ended, or, for a server
+    /// gone silent, when the silence began (the [`client::GRACE`] waited
+    /// after it measured nothing); not the close exchange after the end.
+    fn active_until(&self) -> Instant {
+        match self.result.as_ref().and_then(|r| r.end.as_ref()) {
+            Some((at, End::Timeout)) => at.checked_sub(client::GRACE).unwrap_or(*at),
+            Some((at, _)) => *at,
+            None => self.finished,
+        }
+    }
+
     /// When it ended abnormally.
     fn ended_at(&self) -> Option<Instant> {
         if self.failed.is_some() {
@@ -311,6 +323,26 @@ impl Outcome {
         }
         self.result.as_ref()?.end.as_ref().map(|(at, _)| *at)
     }
+}
+
+/// The lowest `--rate` and `--connect-rate`: one every 100 seconds. Below
+/// it the schedule's intervals stop being numbers a timer can wait for
+/// (a rate of 1e-320 makes 1/rate infinite).
+pub const MIN_RATE: f64 = 0.01;
+
+/// Checks a rate (per second) against [`MIN_RATE`].
+pub fn check_rate(rate: f64) -> Result<f64, String> {
+    if rate.is_finite() && rate >= MIN_RATE {
+        Ok(rate)
+    } else {
+        Err(format!("a rate is at least {MIN_RATE} per second (one every {} s)", 1.0 / MIN_RATE))
+    }
+}
+
+/// Parses a `--rate` or `--connect-rate` value, per second.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    check_rate(rate)
 }
 
 /// Runs the bench on a tokio runtime of its own (one thread, so the load
@@ -325,10 +357,10 @@ pub async fn run_async(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let target = WsUrl::parse(&opts.url).map_err(|e| anyhow::anyhow!("{}: {e}", opts.url))?;
     anyhow::ensure!(opts.conns > 0 && opts.window > 0, "--conns and --window must be at least 1");
     if let Some(rate) = opts.rate {
-        anyhow::ensure!(rate.is_finite() && rate > 0.0, "--rate must be more than 0 messages per second");
+        check_rate(rate).map_err(|e| anyhow::anyhow!("--rate {rate}: {e}"))?;
     }
     if let Some(rate) = opts.connect_rate {
-        anyhow::ensure!(rate.is_finite() && rate > 0.0, "--connect-rate must be more than 0 connections per second");
+        check_rate(rate).map_err(|e| anyhow::anyhow!("--connect-rate {rate}: {e}"))?;
     }
     let connector =
         Arc::new(Connector::new(target, &opts.tls, &opts.headers, opts.origin.as_deref(), &opts.subprotocols)?);
@@ -478,8 +510,10 @@ fn report(
     let (mut measured, mut sent_in_window, mut unsent_in_window, mut echoes_total) = (0, 0, 0, 0);
     let mut last_echo = None::<Instant>;
     let mut finished = start;
+    let mut active_until = start;
     for o in outcomes {
         finished = finished.max(o.finished);
+        active_until = active_until.max(o.active_until());
         if let Some((kind, _)) = &o.failed {
             match kind {
                 OpenFailure::Connect => errors.connect += 1,
@@ -505,11 +539,12 @@ fn report(
             last_echo = last_echo.max(r.last_echo);
         }
     }
-    // The window as it really was: it ends when the last connection does,
-    // if that is before the planned end.
+    // The window as it really was: it ends when the last connection does
+    // (a silent server's from when it went silent), if that is before the
+    // planned end.
     let seconds = match opts.messages {
         Some(_) => last_echo.map_or(0.0, |l| secs(start, l)),
-        None => secs(measure_from, send_until.min(finished)),
+        None => secs(measure_from, send_until.min(active_until)),
     };
     let per_sec = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
     let rate = per_sec(measured);
@@ -871,6 +906,23 @@ mod tests {
         assert_eq!(r.connection_errors.len(), 2);
         let why = &r.ended_early.as_ref().expect("ended early").why;
         assert!(why.contains("connection 1 (") && why.contains("disconnected by the server"), "{why}");
+    }
+
+    /// Both servers went silent: each connection ends GRACE (3 s) after
+    /// the silence began, at 5 s, and its close exchange takes until 6 s.
+    /// The window ends when the silence began (2 s, one second into it),
+    /// not at the planned 4 s the grace and the close wait reached.
+    #[test]
+    fn a_silent_server_ends_the_window_when_it_went_silent() {
+        let start = Instant::now();
+        let silent = |id| {
+            let mut o = ran(start, id, 5000, Some(End::Timeout));
+            o.finished = ms(start, 6000);
+            o
+        };
+        let outcomes = [silent(1), silent(2)];
+        let r = report(&options(), start, ms(start, 1000), ms(start, 4000), &outcomes).expect("report");
+        assert!((r.seconds - 1.0).abs() < 1e-9, "{}", r.seconds);
     }
 
     #[test]

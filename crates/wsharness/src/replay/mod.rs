@@ -322,6 +322,13 @@ pub enum Difference {
         /// The close now.
         got: Option<Close>,
     },
+    /// The server sent a frame or message the replay would not read (over
+    /// its size limit, or a length that cannot be counted); reading
+    /// stopped there.
+    Unreadable {
+        /// What it was.
+        why: String,
+    },
 }
 
 /// Replaces what `ignore` matches in a message (its text, or the hex of a
@@ -332,7 +339,7 @@ fn masked(a: &Answer, ignore: &[regex::Regex]) -> Vec<u8> {
     }
     let mut text = match (a.kind.as_str(), std::str::from_utf8(&a.data)) {
         ("text", Ok(s)) => s.to_owned(),
-        _ => a.data.iter().map(|b| format!("{b:02x}")).collect(),
+        _ => wscli::hex(&a.data),
     };
     for re in ignore {
         text = re.replace_all(&text, "*").into_owned();
@@ -345,7 +352,7 @@ fn preview(data: &[u8]) -> String {
     let cut = &data[..data.len().min(MAX)];
     let mut s = match std::str::from_utf8(cut) {
         Ok(s) => s.to_owned(),
-        Err(_) => cut.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => wscli::hex(cut),
     };
     if data.len() > MAX {
         s.push('…');
@@ -478,6 +485,9 @@ impl Report {
                 }
                 Difference::Extra { index, got_preview } => {
                     writeln!(out, "message {index} extra: {got_preview:?}")
+                }
+                Difference::Unreadable { why } => {
+                    writeln!(out, "the server sent what the replay would not read, and reading stopped: {why}")
                 }
                 Difference::Close { expected, got } => {
                     let show = |c: &Option<Close>| match c {

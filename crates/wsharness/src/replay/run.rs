@@ -1,5 +1,6 @@
-//! The replay's I/O: one connection to the server (TLS for `wss://`, with
-//! the proxy's TLS client, [`wsproxy::tls`]), the recorded client
+//! The replay's I/O: one connection to the server, opened as `bench`
+//! opens its own ([`crate::bench::Connector`]: TLS for `wss://`, the 101
+//! checked against the offers), the recorded client
 //! frames sent at their recorded pace (fresh masking keys and
 //! `Sec-WebSocket-Key`, as RFC 6455 §5.3 and §4.1 require), the server's
 //! frames read into messages at the same time. Every wait is bounded.
@@ -8,15 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
-use tokio::net::TcpStream;
+use anyhow::bail;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf};
 use tokio::sync::Notify;
 use wsproto::deflate::{DeflateParams, Deflater, Inflater};
-use wsproto::handshake::{self, HeadScanner, Limits};
 use wsproto::{FrameHeader, OpCode, Role, Status};
 
-use super::{Answer, Close, Recording, Report, Timing, compare};
+use crate::bench::{BoxStream, Connector, TlsOptions, XorShift};
+
+use super::{Answer, Close, Difference, Recording, Report, Timing, compare};
 
 /// How to replay.
 #[derive(Debug, Clone)]
@@ -40,70 +41,30 @@ pub struct Options {
     pub insecure: bool,
 }
 
-/// The connection's byte stream: plain TCP or TLS.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-/// Connects to `url` (TCP, then TLS for `wss://`) within `opts.timeout`.
-async fn connect(url: &wsproto::WsUrl, opts: &Options) -> anyhow::Result<Box<dyn Stream>> {
-    let addr = url.connect_addr();
-    let tcp = tokio::time::timeout(opts.timeout, TcpStream::connect(&addr))
-        .await
-        .map_err(|_| anyhow::anyhow!("connecting to {addr}: no answer within {:?}", opts.timeout))?
-        .with_context(|| format!("connecting to {addr}"))?;
-    let _ = tcp.set_nodelay(true);
-    if !url.secure {
-        return Ok(Box::new(tcp));
-    }
-    let trust = wsproxy::tls::UpstreamTrust { ca_file: opts.ca_file.clone(), insecure: opts.insecure };
-    let connector = tokio_rustls::TlsConnector::from(wsproxy::tls::client_config_for(&trust, "--ca")?);
-    let name = wsproxy::tls::server_name(&url.host)?;
-    let tls = tokio::time::timeout(opts.timeout, connector.connect(name, tcp))
-        .await
-        .map_err(|_| anyhow::anyhow!("{addr}: no TLS handshake within {:?}", opts.timeout))?
-        .with_context(|| format!("the TLS handshake with {addr}"))?;
-    Ok(Box::new(tls))
-}
-
 /// Largest server message read (bytes, inflated).
 const MAX_MESSAGE: u64 = 64 << 20;
 
 /// Replays `rec` against the server in `opts`: the report, or an error
 /// when the replay could not happen (no connection, refused upgrade).
 pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
-    let url = wsproto::WsUrl::parse(&opts.url).map_err(|e| anyhow::anyhow!("--url {}: {e}", opts.url))?;
-    let (mut reader, mut writer) = tokio::io::split(connect(&url, opts).await?);
-
-    // The opening handshake: the recorded target, subprotocols and
-    // extension offer, a fresh key.
-    let target = match url.resource() {
-        "" | "/" if !rec.target.is_empty() => rec.target.clone(),
-        r => r.to_owned(),
-    };
-    let mut rng = Rng::new();
-    let key = handshake::encode_key(rng.nonce());
+    let mut url = wsproto::WsUrl::parse(&opts.url).map_err(|e| anyhow::anyhow!("--url {}: {e}", opts.url))?;
+    // The opening handshake as bench opens its connections (TCP, TLS, the
+    // 101 checked, each bounded), with the recorded target, subprotocols
+    // and extension offer, and a fresh key.
+    if matches!(url.resource(), "/") && !rec.target.is_empty() {
+        url.path = rec.target.clone();
+    }
     let protocols: Vec<&str> = rec.protocols.iter().map(String::as_str).collect();
-    let request = handshake::build_request(&url.authority(), &target, &key, &protocols, rec.extensions.as_deref())
+    let key = wsproto::handshake::encode_key([0; 16]);
+    wsproto::handshake::build_request(&url.authority(), url.resource(), &key, &protocols, rec.extensions.as_deref())
         .map_err(|e| anyhow::anyhow!("the recorded request cannot be sent again: {e}"))?;
-    writer.write_all(&request).await.context("sending the opening handshake")?;
-    let (head, mut buf) = read_head(&mut reader, opts.timeout).await?;
-    let res = match handshake::parse_response(&head, &Limits::default()) {
-        Ok(Status::Complete((res, _))) => res,
-        _ => bail!("the server's answer to the upgrade is not an HTTP/1.1 response"),
-    };
-    if res.status != 101 {
-        bail!("the server refused the upgrade: {} {}", res.status, res.reason);
-    }
-    let mut offers = Vec::new();
-    if let Some(e) = &rec.extensions {
-        handshake::parse_extensions(e.as_bytes(), &mut offers)
-            .map_err(|e| anyhow::anyhow!("the recorded extension offer: {e}"))?;
-    }
-    let selected = res
-        .validate_offers(key.as_bytes(), &protocols, &offers)
-        .map_err(|e| anyhow::anyhow!("the server's 101 is not valid: {e}"))?;
-    let deflate = DeflateParams::from_response(&selected.extensions).ok().flatten();
-    drop(res);
+    let tls = TlsOptions { ca_file: opts.ca_file.clone(), insecure: opts.insecure };
+    let connector = Connector::new(url, &tls, &[], None, &rec.protocols)?.with_extensions(rec.extensions.as_deref())?;
+    let mut rng = XorShift::new();
+    let opened = connector.open_within(rng.nonce(), opts.timeout).await.map_err(|e| e.error)?;
+    let deflate = opened.deflate;
+    let mut buf = opened.rest;
+    let (mut reader, mut writer) = tokio::io::split(opened.stream);
     let compression = rec.has_compressed().then(|| {
         if deflate.is_some() {
             "recompressed with the parameters the server agreed to".to_owned()
@@ -115,11 +76,10 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
     // Read the server's frames while sending.
     let expected = rec.answers.len();
     let read_timeout = opts.timeout;
-    let done = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(Progress::default());
-    let (sending_done, read_progress) = (done.clone(), progress.clone());
-    let reading = tokio::spawn(async move {
-        let state = ReadState { expected, done: &sending_done, progress: &read_progress };
+    let read_progress = progress.clone();
+    let mut reading = tokio::spawn(async move {
+        let state = ReadState { expected, progress: &read_progress };
         read_answers(&mut reader, &mut buf, deflate, state, read_timeout).await
     });
 
@@ -128,6 +88,7 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
     let start = Instant::now();
     let mut late = Vec::with_capacity(rec.frames.len());
     let mut sent = 0;
+    let mut sent_close = false;
     let mut out = Vec::new();
     // Once an answer does not come in time, the later frames stop waiting
     // for theirs (so a different server costs one timeout, not many).
@@ -141,7 +102,15 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
             // Late because an answer came late is the server's pace, not
             // the replay's.
             due = due.max(Instant::now());
-            tokio::time::sleep_until(due.into()).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(due.into()) => {}
+                () = progress.ended() => {}
+            }
+        }
+        // The server closed (or the connection ended): the rest of the
+        // recording is not played into a closed connection.
+        if progress.has_ended() {
+            break;
         }
         out.clear();
         let mask = Some(rng.mask());
@@ -165,21 +134,51 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
         if !opts.no_wait {
             late.push(Instant::now().saturating_duration_since(due));
         }
-        if writer.write_all(&out).await.is_err() {
+        // A server that stops reading cannot hold the replay longer than
+        // the timeout.
+        if !matches!(tokio::time::timeout(opts.timeout, writer.write_all(&out)).await, Ok(Ok(()))) {
             // The server closed: what it answered is compared below.
             break;
         }
         sent += 1;
+        sent_close |= header.opcode == OpCode::Close;
     }
-    done.store(true, Ordering::Relaxed);
+    progress.sending_done();
     let timing = Timing::from_lateness(late);
-    let (answers, close) = match tokio::time::timeout(opts.timeout * 2 + Duration::from_secs(1), reading).await {
+    // The reader's own deadline ends it within the timeout of the last
+    // frame sent; this one only guards against a reader that hangs.
+    let ended = match tokio::time::timeout(opts.timeout + Duration::from_secs(1), &mut reading).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => bail!("reading the server's answers: {e}"),
-        Err(_) => bail!("reading the server's answers did not end"),
+        Err(_) => {
+            reading.abort();
+            bail!("reading the server's answers did not end");
+        }
     };
-    let _ = writer.shutdown().await;
-    let differences = compare(&rec.answers, &answers, rec.close.as_ref(), close.as_ref(), &opts.ignore);
+    // RFC 6455 §5.5.1: an endpoint that receives a Close frame sends one
+    // in response, unless it already sent one; and echoes the code.
+    if let Some(c) = &ended.close
+        && !sent_close
+    {
+        out.clear();
+        let payload = c
+            .code
+            .map(wsproto::CloseCode)
+            .filter(|code| code.is_sendable())
+            .map(|code| wsproto::encode_close_payload(code, ""))
+            .unwrap_or_default();
+        let header = FrameHeader { mask: Some(rng.mask()), ..FrameHeader::new(OpCode::Close, 0) };
+        wsproto::encode_frame(&header, &payload, &mut out);
+        if let Ok(Ok(())) = tokio::time::timeout(opts.timeout, writer.write_all(&out)).await {
+            sent += 1;
+        }
+    }
+    let _ = tokio::time::timeout(opts.timeout, writer.shutdown()).await;
+    let ReadEnd { answers, close, unreadable } = ended;
+    let mut differences = compare(&rec.answers, &answers, rec.close.as_ref(), close.as_ref(), &opts.ignore);
+    if let Some(why) = unreadable {
+        differences.push(Difference::Unreadable { why });
+    }
     Ok(Report {
         conn: rec.conn,
         url: opts.url.clone(),
@@ -194,38 +193,13 @@ pub async fn run(rec: &Recording, opts: &Options) -> anyhow::Result<Report> {
     })
 }
 
-/// Reads the response head; returns it and the bytes after it.
-async fn read_head(reader: &mut ReadHalf<Box<dyn Stream>>, timeout: Duration) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let limits = Limits::default();
-    let mut scanner = HeadScanner::new();
-    let mut buf = Vec::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout_at(deadline, reader.read(&mut chunk))
-            .await
-            .map_err(|_| anyhow::anyhow!("the server did not answer the upgrade within {timeout:?}"))?
-            .context("reading the server's answer to the upgrade")?;
-        if n == 0 {
-            bail!("the server closed the connection before answering the upgrade");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        match scanner.scan(&buf, &limits) {
-            Ok(Status::Partial) => {}
-            Ok(Status::Complete(len)) => {
-                let rest = buf.split_off(len);
-                return Ok((buf, rest));
-            }
-            Err(e) => bail!("the server's answer to the upgrade is not valid HTTP/1.1: {e}"),
-        }
-    }
-}
-
-/// How many answers have come (or that no more will), for the sender.
+/// What the sender and the reader tell each other: how many answers have
+/// come, that no more will, that the last frame was sent.
 #[derive(Debug, Default)]
 struct Progress {
     answers: AtomicUsize,
     ended: AtomicBool,
+    sending_done: AtomicBool,
     changed: Notify,
 }
 
@@ -240,13 +214,44 @@ impl Progress {
         self.changed.notify_waiters();
     }
 
+    fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// Waits until the reading ended.
+    async fn ended(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.has_ended() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    fn sending_done(&self) {
+        self.sending_done.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until the last frame was sent.
+    async fn sent_all(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.sending_done.load(Ordering::Acquire) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     /// Waits until `n` answers have come or the reading ended; false when
     /// `timeout` passed first.
     async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let changed = self.changed.notified();
-            if self.answers.load(Ordering::Acquire) >= n || self.ended.load(Ordering::Acquire) {
+            if self.answers.load(Ordering::Acquire) >= n || self.has_ended() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
@@ -260,20 +265,27 @@ impl Progress {
 struct ReadState<'a> {
     /// Server messages recorded.
     expected: usize,
-    /// Set when the last frame was sent.
-    done: &'a AtomicBool,
     progress: &'a Progress,
+}
+
+/// How the reading ended.
+struct ReadEnd {
+    answers: Vec<Answer>,
+    close: Option<Close>,
+    /// Why the reading stopped before the server closed or ended the
+    /// connection: a frame or message the replay would not read.
+    unreadable: Option<String>,
 }
 
 /// Reads the server's frames (see [`read_frames`]) and tells the sender
 /// when it is over.
 async fn read_answers(
-    reader: &mut ReadHalf<Box<dyn Stream>>,
+    reader: &mut ReadHalf<BoxStream>,
     buf: &mut Vec<u8>,
     deflate: Option<DeflateParams>,
     state: ReadState<'_>,
     timeout: Duration,
-) -> (Vec<Answer>, Option<Close>) {
+) -> ReadEnd {
     let progress = state.progress;
     let r = read_frames(reader, buf, deflate, state, timeout).await;
     progress.end();
@@ -281,36 +293,53 @@ async fn read_answers(
 }
 
 /// Reads the server's frames into messages until it closes, the
-/// connection ends, or, once the sender is done, nothing comes for
-/// `timeout` (a quarter of it once the recorded number of messages is in).
+/// connection ends, or the deadline passes: `timeout` after the sender is
+/// done (a quarter of it, from then or from the last recorded message,
+/// once the recorded number of messages is in). Reads do not move the
+/// deadline: a server that never stops talking is stopped too.
 async fn read_frames(
-    reader: &mut ReadHalf<Box<dyn Stream>>,
+    reader: &mut ReadHalf<BoxStream>,
     buf: &mut Vec<u8>,
     deflate: Option<DeflateParams>,
-    ReadState { expected, done, progress }: ReadState<'_>,
+    ReadState { expected, progress }: ReadState<'_>,
     timeout: Duration,
-) -> (Vec<Answer>, Option<Close>) {
+) -> ReadEnd {
     let mut inflater = deflate.map(|p| {
         Inflater::with_window_bits(p.no_context_takeover(Role::Server), p.max_window_bits(Role::Server), MAX_MESSAGE)
     });
-    let mut answers = Vec::new();
-    let mut close = None;
+    let mut end = ReadEnd { answers: Vec::new(), close: None, unreadable: None };
     // The message being assembled: kind, compressed, payload.
     let mut current: Option<(String, bool, Vec<u8>)> = None;
     let mut chunk = vec![0u8; 64 << 10];
+    // Set once the sender is done.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let sent_all = progress.sent_all();
+    tokio::pin!(sent_all);
+    let mut sending = true;
     loop {
         // Whole frames in `buf`.
         while let Status::Complete(ph) = wsproto::parse_header(buf) {
             let h = ph.header;
-            let total = ph.header_len as u64 + h.payload_len;
-            if total > MAX_MESSAGE {
-                return (answers, close);
-            }
+            // A crafted 64-bit length may not even be countable.
+            let total = match (ph.header_len as u64).checked_add(h.payload_len) {
+                Some(total) if total <= MAX_MESSAGE => total,
+                _ => {
+                    end.unreadable = Some(format!(
+                        "a {:?} frame of {} bytes, over the {} MiB the replay reads",
+                        h.opcode,
+                        h.payload_len,
+                        MAX_MESSAGE >> 20
+                    ));
+                    return end;
+                }
+            };
             if (buf.len() as u64) < total {
                 break;
             }
-            let mut payload = buf[ph.header_len..total as usize].to_vec();
-            buf.drain(..total as usize);
+            // `total` ≤ MAX_MESSAGE ≤ buf.len(): it fits in usize.
+            let total = total as usize;
+            let mut payload = buf[ph.header_len..total].to_vec();
+            buf.drain(..total);
             if let Some(k) = h.mask {
                 wsproto::apply_mask(&mut payload, k, 0);
             }
@@ -321,14 +350,22 @@ async fn read_frames(
                 }
                 OpCode::Continuation => {
                     if let Some(c) = current.as_mut() {
+                        if c.2.len() as u64 + payload.len() as u64 > MAX_MESSAGE {
+                            end.unreadable = Some(format!(
+                                "message {}: over the {} MiB the replay reads",
+                                end.answers.len() + 1,
+                                MAX_MESSAGE >> 20
+                            ));
+                            return end;
+                        }
                         c.2.extend_from_slice(&payload);
                     }
                 }
                 OpCode::Close => {
                     let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
                     let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into_owned();
-                    close = Some(Close { code, reason });
-                    return (answers, close);
+                    end.close = Some(Close { code, reason });
+                    return end;
                 }
                 _ => {}
             }
@@ -346,58 +383,119 @@ async fn read_frames(
                     }
                     _ => data,
                 };
-                answers.push(Answer { kind, data });
-                progress.set(answers.len());
+                end.answers.push(Answer { kind, data });
+                progress.set(end.answers.len());
+                if end.answers.len() == expected
+                    && let Some(d) = deadline.as_mut()
+                {
+                    *d = (*d).min(tokio::time::Instant::now() + timeout / 4);
+                }
             }
         }
-        let wait = if answers.len() >= expected { timeout / 4 } else { timeout };
-        let mut waited = Duration::ZERO;
-        loop {
+        let read = reader.read(&mut chunk);
+        let n = match deadline {
             // While frames are still being sent, quiet is no reason to stop.
-            let step = Duration::from_millis(100).min(wait);
-            match tokio::time::timeout(step, reader.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    break;
+            None => tokio::select! {
+                r = read => r,
+                () = &mut sent_all, if sending => {
+                    sending = false;
+                    let wait = if end.answers.len() >= expected { timeout / 4 } else { timeout };
+                    deadline = Some(tokio::time::Instant::now() + wait);
+                    continue;
                 }
-                Ok(_) => return (answers, close),
-                Err(_) => {
-                    if done.load(Ordering::Relaxed) {
-                        waited += step;
-                        if waited >= wait {
-                            return (answers, close);
-                        }
-                    }
-                }
-            }
+            },
+            Some(d) => match tokio::time::timeout_at(d, read).await {
+                Ok(r) => r,
+                Err(_) => return end,
+            },
+        };
+        match n {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return end,
         }
     }
 }
 
-/// Masking keys and the handshake nonce: fresh for every connection.
-struct Rng(u64);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Rng {
-    fn new() -> Rng {
-        use std::hash::{BuildHasher, Hasher};
-        Rng(std::collections::hash_map::RandomState::new().build_hasher().finish() | 1)
+    /// Runs the reader over `server` (the server's bytes, then EOF), with
+    /// the sending already done.
+    async fn read(server: Vec<u8>, expected: usize) -> ReadEnd {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+        let writing = tokio::spawn(async move {
+            let _ = theirs.write_all(&server).await;
+        });
+        let stream: BoxStream = Box::new(ours);
+        let (mut reader, _writer) = tokio::io::split(stream);
+        let progress = Progress::default();
+        progress.sending_done();
+        let state = ReadState { expected, progress: &progress };
+        let end = read_frames(&mut reader, &mut Vec::new(), None, state, Duration::from_secs(5)).await;
+        writing.abort();
+        end
     }
 
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+    fn frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        wsproto::encode_frame(&FrameHeader { fin, ..FrameHeader::new(opcode, 0) }, payload, &mut out);
+        out
     }
 
-    fn mask(&mut self) -> [u8; 4] {
-        (self.next_u64() as u32).to_be_bytes()
+    /// A message of two 33 MiB frames (66 MiB, over the 64 MiB the replay
+    /// reads): each frame is under the limit, the assembled message is
+    /// not. Reading stops there and says why; before, only frames were
+    /// capped, so continuations grew the message without bound.
+    #[tokio::test]
+    async fn an_assembled_message_over_the_cap_is_reported() {
+        let piece = vec![b'x'; 33 << 20];
+        let server = [frame(OpCode::Text, false, &piece), frame(OpCode::Continuation, true, &piece)].concat();
+        let end = read(server, 1).await;
+        assert!(end.answers.is_empty());
+        let why = end.unreadable.expect("reported");
+        assert!(why.contains("message 1") && why.contains("64 MiB"), "{why}");
     }
 
-    fn nonce(&mut self) -> [u8; 16] {
-        let mut n = [0u8; 16];
-        n[..8].copy_from_slice(&self.next_u64().to_be_bytes());
-        n[8..].copy_from_slice(&self.next_u64().to_be_bytes());
-        n
+    /// A server that never stops talking (a message every 50 ms): the
+    /// reader ends at its deadline, `timeout` (300 ms) after the sending
+    /// ended, however many reads come in between. Before, each read
+    /// restarted the wait, so this reader never ended (here: the 10 s
+    /// guard would fail the test).
+    #[tokio::test]
+    async fn a_server_that_keeps_talking_is_read_until_the_deadline() {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let talking = tokio::spawn(async move {
+            loop {
+                if theirs.write_all(&frame(OpCode::Text, true, b"tick")).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let stream: BoxStream = Box::new(ours);
+        let (mut reader, _writer) = tokio::io::split(stream);
+        let progress = Progress::default();
+        progress.sending_done();
+        let state = ReadState { expected: usize::MAX, progress: &progress };
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        let reading = read_frames(&mut reader, &mut buf, None, state, Duration::from_millis(300));
+        let end = tokio::time::timeout(Duration::from_secs(10), reading).await.expect("the reader ends");
+        talking.abort();
+        assert!(started.elapsed() >= Duration::from_millis(300), "not before the deadline");
+        assert!(!end.answers.is_empty() && end.close.is_none() && end.unreadable.is_none());
+    }
+
+    /// A message that fits, then a close: read as usual, nothing reported.
+    #[tokio::test]
+    async fn messages_under_the_cap_are_read() {
+        let close = frame(OpCode::Close, true, &wsproto::encode_close_payload(wsproto::CloseCode(1000), ""));
+        let server = [frame(OpCode::Text, false, b"hel"), frame(OpCode::Continuation, true, b"lo"), close].concat();
+        let end = read(server, 1).await;
+        assert_eq!(end.answers.len(), 1);
+        assert_eq!(end.answers[0].data, b"hello");
+        assert!(end.unreadable.is_none());
+        assert_eq!(end.close.and_then(|c| c.code), Some(1000));
     }
 }

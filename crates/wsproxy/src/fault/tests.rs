@@ -8,7 +8,7 @@ fn rules(specs: &[&str]) -> Arc<[FaultRule]> {
 
 fn frame(opcode: OpCode, fin: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_masked(&FrameHeader { fin, mask, ..FrameHeader::new(opcode, 0) }, payload, &mut out);
+    wsproto::encode_frame(&FrameHeader { fin, mask, ..FrameHeader::new(opcode, 0) }, payload, &mut out);
     out
 }
 
@@ -92,6 +92,7 @@ fn rules_parse_and_bad_ones_say_why() {
         ("match=(:drop", "match=("),
         ("text,,binary:drop", "empty selector"),
         ("text:throttle=0/s", "more than 0"),
+        ("text:throttle=9/s", "at least 10 bytes/s"),
     ] {
         let e = FaultRule::parse(spec).expect_err(spec);
         assert!(e.contains(why), "{spec}: {e}");
@@ -115,7 +116,6 @@ fn selectors_must_all_match() {
         ("text,msg=3:drop", vec![3]),
         ("match=^hel:drop", vec![0, 3]),
         ("binary,match=abcd:drop", vec![1]),
-        ("text,binary:drop", vec![]),
         ("p=0:drop", vec![]),
         ("p=1:drop", vec![0, 1, 2, 3]),
     ] {
@@ -253,13 +253,8 @@ fn no_match_relays_arbitrary_streams_byte_for_byte() {
     arbtest::arbtest(|u| {
         let input = arbitrary_stream(u)?;
         let step = u.int_in_range(1..=64)?;
-        let never = [
-            "client:drop",
-            "upstream,text,binary:drop",
-            "msg=1000000:reset",
-            "match=^never-ever$:drop",
-            "p=0:truncate",
-        ];
+        let never =
+            ["client:drop", "upstream,pong,p=0:drop", "msg=1000000:reset", "match=^never-ever$:drop", "p=0:truncate"];
         let (out, records) = run(Side::Upstream, &never, &input, step);
         assert!(records.is_empty());
         assert!(out.iter().all(|o| matches!(o, Out::Bytes(_))));
@@ -313,4 +308,72 @@ fn an_oversized_frame_passes_unheld() {
     assert_eq!(bytes(&out), input);
     assert_eq!(e.held(), 0);
     assert!(records.is_empty());
+}
+
+/// A 64-bit length crafted so that header plus payload passes u64::MAX
+/// (`82 7F FF FF FF FF FF FF FF F6`: 10 header bytes + 2^64 - 10): the
+/// engine cannot follow the stream, so it stops acting and relays
+/// everything from there on unchanged, whole or split, holding nothing.
+#[test]
+fn an_unfollowable_length_passes_the_rest_unchanged() {
+    let crafted = [0x82, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF6];
+    let text = frame(OpCode::Text, true, None, b"hello");
+    for input in [crafted.to_vec(), [&text[..], &crafted, b"tail", &text].concat()] {
+        for step in [usize::MAX, 1, 3, 9] {
+            let mut e = FaultEngine::new(Side::Upstream, rules(&["binary:drop", "text:duplicate"]), 1);
+            let (mut out, mut records) = (Vec::new(), Vec::new());
+            for piece in input.chunks(step) {
+                e.feed(piece, &mut out, &mut records);
+                assert!(e.held() < crafted.len(), "step {step}: never more than a header held");
+            }
+            assert_eq!(e.held(), 0, "step {step}");
+            let relayed = bytes(&out);
+            let expected = if input.len() > crafted.len() { [&text[..], &input].concat() } else { input.clone() };
+            assert_eq!(relayed, expected, "step {step}: bytes never lost, nothing acted on after the crafted header");
+            assert_eq!(records.len(), usize::from(input.len() > crafted.len()), "step {step}");
+        }
+    }
+}
+
+/// `fragment=2` naming no kind: data messages are split, control frames
+/// pass as they came (RFC 6455 §5.5: control frames MUST NOT be fragmented).
+#[test]
+fn fragment_without_a_kind_leaves_control_frames_whole() {
+    let ping = frame(OpCode::Ping, true, None, b"ping");
+    let close = frame(OpCode::Close, true, None, &[0x03, 0xe8, b'o', b'k']);
+    let text = frame(OpCode::Text, true, None, b"hello");
+    for spec in ["upstream:fragment=2", "p=1:fragment=2"] {
+        let (out, records) =
+            run(Side::Upstream, &[spec], &[ping.clone(), text.clone(), close.clone()].concat(), usize::MAX);
+        let got = frames(&bytes(&out));
+        let kinds: Vec<(OpCode, bool)> = got.iter().map(|f| (f.0, f.1)).collect();
+        assert_eq!(
+            kinds,
+            [(OpCode::Ping, true), (OpCode::Text, false), (OpCode::Continuation, true), (OpCode::Close, true)],
+            "{spec}"
+        );
+        assert_eq!(records.len(), 1, "{spec}: only the text message was acted on");
+    }
+}
+
+#[test]
+fn kinds_that_never_meet_are_refused() {
+    for spec in ["client,text,binary:drop", "ping,pong:swallow", "data,control:drop", "text,close:delay=1s"] {
+        let e = FaultRule::parse(spec).expect_err(spec);
+        assert!(e.contains("kinds are ANDed; use data/control"), "{spec}: {e}");
+    }
+    for spec in ["text,data:drop", "control,ping:swallow", "binary,binary:drop"] {
+        FaultRule::parse(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+    }
+}
+
+/// A frame whose last byte ends its header (an empty ping, `89 00`, in two
+/// reads) is acted on when that byte comes, not at the next read.
+#[test]
+fn a_frame_completed_by_the_last_byte_of_a_read_is_acted_on_at_once() {
+    let mut e = FaultEngine::new(Side::Upstream, rules(&["ping:drop"]), 1);
+    let (mut out, mut records) = (Vec::new(), Vec::new());
+    e.feed(&[0x89], &mut out, &mut records);
+    e.feed(&[0x00], &mut out, &mut records);
+    assert_eq!((e.held(), records.len()), (0, 1));
 }
