@@ -124,6 +124,27 @@ struct Args {
     /// Seed for --fault's p= draws, so that runs are repeatable (default: random).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Serve the live view (every connection and frame, in a browser) on
+    /// this address: PORT, IP:PORT… as for --listen. On by default, on a
+    /// free port of 127.0.0.1, with the embedded echo server (no --upstream).
+    #[arg(long, value_name = "ADDR", value_parser = ui_addr)]
+    ui: Option<SocketAddr>,
+    /// No live view, not even with the embedded echo server.
+    #[arg(long, conflicts_with = "ui")]
+    no_ui: bool,
+    /// Require this token in the view's URL (?token=TOKEN; letters, digits, - . _ ~).
+    #[arg(long, value_name = "TOKEN", value_parser = wsproxy::ui::parse_token)]
+    ui_token: Option<String>,
+    /// Events the view keeps per connection (older ones are dropped, the handshake kept).
+    #[arg(long, value_name = "N", default_value_t = wsproxy::ui::UiOptions::default().per_conn)]
+    ui_per_conn: usize,
+    /// Events the view keeps in all (the oldest connection's go first).
+    #[arg(long, value_name = "N", default_value_t = wsproxy::ui::UiOptions::default().total)]
+    ui_max_events: usize,
+}
+
+fn ui_addr(s: &str) -> Result<SocketAddr, String> {
+    wscli::parse_listen(s, 0)
 }
 
 fn parse_fault(s: &str) -> Result<wsproxy::FaultRule, String> {
@@ -298,6 +319,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if config.handshake_timeout.is_zero() {
         bail!("--handshake-timeout must be more than 0");
     }
+    let ui_addr = args.ui.or((embedded.is_some() && !args.no_ui).then(|| SocketAddr::from(([127, 0, 0, 1], 0))));
+    let view = match ui_addr {
+        Some(ui_addr) => {
+            let options = wsproxy::ui::UiOptions {
+                per_conn: args.ui_per_conn,
+                total: args.ui_max_events,
+                token: args.ui_token.clone(),
+                ..Default::default()
+            };
+            let view = wsproxy::ui::View::bind(ui_addr, options).await?;
+            if !view.local_addr().ip().is_loopback() {
+                let advice = if args.ui_token.is_some() { "" } else { " (--ui-token requires a token)" };
+                eprintln!(
+                    "wsproxy: warning: --ui {}: anyone who can reach it can watch all traffic through this proxy{advice}",
+                    view.local_addr()
+                );
+            }
+            outputs.push(view.output());
+            // Before `listening on`: scripts that wait for that line have this one too.
+            eprintln!("wsproxy: live view at {}", view.url());
+            Some(view)
+        }
+        None => None,
+    };
     let (sink, writer) = wsproxy::log::start(outputs);
     eprintln!("listening on {scheme}://{addr}");
     match &embedded {
@@ -307,6 +352,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "wsproxy: open {}://{addr}/ in a browser: the demo page talks to the echo server through this proxy",
                 if scheme == "wss" { "https" } else { "http" }
             );
+            if let Some(view) = &view {
+                eprintln!("wsproxy: then watch its handshake and frames live at {}", view.url());
+            }
         }
         None => {
             eprintln!("wsproxy: upstream: {upstream}");
