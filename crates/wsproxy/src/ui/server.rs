@@ -3,8 +3,8 @@
 //! into the binary) and `/events`, the WebSocket that streams the events,
 //! answered with `wsproto`'s handshake and frame encoder over tokio.
 //!
-//! One request per TCP connection (`Connection: close`). Every path needs
-//! the token when one is set. Against other web pages reading the traffic
+//! One request per TCP connection (`Connection: close`). The page and
+//! the event stream need the token when one is set. Against other web pages reading the traffic
 //! through the visitor's browser: a `Host` that is not an IP address or
 //! `localhost` is refused (DNS rebinding), and `/events` refuses an
 //! `Origin` other than the view's own.
@@ -83,7 +83,12 @@ fn route(req: &Request<'_>, token: Option<&str>) -> Route {
     if !host_is_address(host) {
         return refuse(403, "Forbidden", "the view answers only to an IP address or localhost in Host");
     }
+    // The script and the style are the same for everyone (and the page
+    // asks for them without the query): only the page and the event
+    // stream need the token.
+    let public = matches!(path, "/app.js" | "/app.css");
     if let Some(token) = token
+        && !public
         && query_param(query, "token") != Some(token)
     {
         return refuse(403, "Forbidden", "this view needs its token: open the URL wsproxy printed (…/?token=…)");
@@ -249,10 +254,13 @@ mod tests {
         assert!(matches!(route_of(&get("/nope", "127.0.0.1"), None), Route::Refuse(404, ..)));
         // DNS rebinding: a name other than localhost.
         assert!(matches!(route_of(&get("/", "evil.example:9"), None), Route::Refuse(403, ..)));
-        // The token, on every path.
+        // The token, on the page and the event stream.
         assert!(matches!(route_of(&get("/", "127.0.0.1"), Some("s3cret")), Route::Refuse(403, ..)));
         assert!(matches!(route_of(&get("/?token=nope", "127.0.0.1"), Some("s3cret")), Route::Refuse(403, ..)));
-        assert!(matches!(route_of(&get("/app.js?token=s3cret", "127.0.0.1"), Some("s3cret")), Route::File(..)));
+        assert!(matches!(route_of(&get("/?token=s3cret", "127.0.0.1"), Some("s3cret")), Route::File(..)));
+        assert!(matches!(route_of(&get("/events?token=nope", "127.0.0.1"), Some("s3cret")), Route::Refuse(403, ..)));
+        // The page's script and style carry no secret (and no query).
+        assert!(matches!(route_of(&get("/app.js", "127.0.0.1"), Some("s3cret")), Route::File(..)));
         // /events without an upgrade is a bad upgrade (426/400 from wsproto).
         assert!(matches!(route_of(&get("/events", "127.0.0.1"), None), Route::BadUpgrade(_)));
     }
