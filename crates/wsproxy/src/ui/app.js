@@ -12,6 +12,7 @@ let userSelected = false;
 let paused = false;
 let pausedCount = 0;
 let droppedForPage = 0;
+let totalEvents = 0;
 let renderQueued = false;
 let listDirty = true;
 let detailDirty = true;
@@ -52,9 +53,22 @@ function ingest(ev) {
   }
   const c = connOf(ev.conn);
   c.events.push(ev);
+  totalEvents++;
   if (c.events.length > limits.per_conn) {
     c.events.shift();
     c.evicted++;
+    totalEvents--;
+  }
+  // The page keeps what the proxy keeps: at most `total` events, the
+  // oldest connection's first (its row stays, with its counters).
+  while (totalEvents > limits.total) {
+    let oldest = null;
+    for (const o of conns.values()) if (o.events.length > 0) { oldest = o; break; }
+    if (!oldest) break;
+    oldest.events.shift();
+    oldest.evicted++;
+    totalEvents--;
+    if (oldest.id === selected) detailDirty = true;
   }
   c.first = c.first || ev.ts;
   c.last = ev.ts;
@@ -94,6 +108,7 @@ function connect() {
   ws.onopen = () => {
     // The proxy sends everything it kept again: start afresh.
     conns.clear();
+    totalEvents = 0;
     appendQueue.length = 0;
     detailDirty = listDirty = true;
     $("status").className = "open";

@@ -123,10 +123,13 @@ pub struct Hub {
 }
 
 /// A page's end of the hub: batches of JSON lines (`\n`-separated) to send,
-/// in order.
+/// in order: first the snapshot, then what comes through `rx`.
 pub struct Subscription {
     /// The page's id (for [`Hub::unsubscribe`]).
     pub id: u64,
+    /// What the hub held when the page came, in batches (the first line
+    /// is the `hello`).
+    pub snapshot: Vec<String>,
     /// The batches.
     pub rx: mpsc::UnboundedReceiver<Arc<str>>,
     /// Bytes queued in `rx`; the receiver subtracts what it takes.
@@ -246,47 +249,50 @@ impl Hub {
 
     /// A new page: a `hello` line with the bounds, everything stored (in
     /// connection order, each connection's events in order, with a note
-    /// where some were dropped), then every new batch. `None` when
-    /// [`MAX_CLIENTS`] pages already watch.
+    /// where some were dropped) in [`Subscription::snapshot`], then every
+    /// new batch in [`Subscription::rx`]. `None` when [`MAX_CLIENTS`]
+    /// pages already watch.
+    ///
+    /// Under the lock only the stored lines' handles are copied (the
+    /// writer thread waits for that, not for the copy of their bytes).
     pub fn subscribe(&self) -> Option<Subscription> {
         let mut state = self.lock();
         state.clients.retain(|c| !c.tx.is_closed());
         if state.clients.len() >= MAX_CLIENTS {
             return None;
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let mut batches: Vec<String> = vec![format!(
+        let hello = format!(
             "{{\"ui\":\"hello\",\"per_conn\":{},\"total\":{},\"evicted\":{}}}",
             self.options.per_conn, self.options.total, state.evicted
-        )];
-        let mut batch = String::new();
+        );
+        let mut lines: Vec<Arc<str>> = Vec::with_capacity(state.stored + state.conns.len() + 1);
+        lines.push(Arc::from(hello));
         for (conn, store) in &state.conns {
-            let evicted = (store.evicted > 0)
-                .then(|| format!("{{\"ui\":\"evicted\",\"conn\":{conn},\"events\":{}}}", store.evicted));
-            for line in
-                store.pinned.iter().map(|l| &**l).chain(evicted.as_deref()).chain(store.events.iter().map(|l| &**l))
-            {
-                if batch.len() + line.len() > SNAPSHOT_BATCH && !batch.is_empty() {
-                    batches.push(std::mem::take(&mut batch));
-                }
-                if !batch.is_empty() {
-                    batch.push('\n');
-                }
-                batch.push_str(line);
+            lines.extend(store.pinned.iter().cloned());
+            if store.evicted > 0 {
+                lines.push(Arc::from(format!("{{\"ui\":\"evicted\",\"conn\":{conn},\"events\":{}}}", store.evicted)));
             }
+            lines.extend(store.events.iter().cloned());
         }
-        if !batch.is_empty() {
-            batches.push(batch);
-        }
-        for b in batches {
-            queued.fetch_add(b.len(), Ordering::AcqRel);
-            let _ = tx.send(Arc::from(b));
-        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let id = state.next_client;
         state.next_client += 1;
         state.clients.push(Client { id, tx, queued: queued.clone(), untold: 0 });
-        Some(Subscription { id, rx, queued })
+        drop(state);
+        let mut snapshot = Vec::new();
+        let mut batch = String::new();
+        for line in &lines {
+            if batch.len() + line.len() > SNAPSHOT_BATCH && !batch.is_empty() {
+                snapshot.push(std::mem::take(&mut batch));
+            }
+            if !batch.is_empty() {
+                batch.push('\n');
+            }
+            batch.push_str(line);
+        }
+        snapshot.push(batch);
+        Some(Subscription { id, snapshot, rx, queued })
     }
 
     /// Forgets a page that left.
@@ -387,7 +393,8 @@ mod tests {
 
     /// Every line the page would get, in order (stops when nothing is queued).
     fn drain(sub: &mut Subscription) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> =
+            sub.snapshot.drain(..).flat_map(|b| b.lines().map(str::to_owned).collect::<Vec<_>>()).collect();
         while let Ok(batch) = sub.rx.try_recv() {
             sub.queued.fetch_sub(batch.len(), Ordering::AcqRel);
             out.extend(batch.lines().map(str::to_owned));

@@ -180,6 +180,14 @@ async fn events(mut stream: TcpStream, hub: Hub, mut inbuf: Vec<u8>) {
         return;
     };
     let (mut rd, mut wr) = stream.split();
+    for batch in std::mem::take(&mut sub.snapshot) {
+        out.clear();
+        frame(&mut out, OpCode::Text, batch.as_bytes());
+        if wr.write_all(&out).await.is_err() {
+            hub.unsubscribe(sub.id);
+            return;
+        }
+    }
     let mut chunk = [0u8; 4096];
     'conn: loop {
         // The page's frames: control frames only matter.
