@@ -76,7 +76,12 @@ function ingest(ev) {
     case "open": c.client = ev.client; c.state = "open"; break;
     case "handshake_request": c.req = ev; c.target = ev.target; c.state = "handshake"; break;
     case "handshake_response": c.res = ev; c.state = ev.upgraded ? "websocket" : `refused ${ev.status}`; break;
-    case "http": if (!c.req) c.target = `${ev.method} ${ev.target}`; c.state = `http ${ev.status ?? ""}`; break;
+    case "http":
+      // A kept-alive connection: its first exchange names it, the count says how many.
+      c.exchanges = (c.exchanges || 0) + 1;
+      if (!c.req) c.target = c.exchanges === 1 ? `${ev.method} ${ev.target}` : `${c.target.replace(/ \(\d+ requests\)$/, "")} (${c.exchanges} requests)`;
+      c.state = `http ${ev.status ?? ""}`;
+      break;
     case "frame": c.frames[ev.from]++; c.bytes[ev.from] += ev.len + ev.header_len; break;
     case "close": if (c.close === null && ev.code != null) c.close = ev.code; c.state = "closing"; break;
     case "violation": c.violations++; break;
@@ -264,17 +269,19 @@ function payloadOf(ev) {
   return el("pre", { class: "payload" }, text);
 }
 
-function tag(text, on) {
-  return el("span", { class: on ? "tag on" : "tag" }, text);
+// A bit or property: `on` highlights what is unusual (a reserved bit set,
+// a fragment), `set` shows it is present without alarm.
+function tag(text, on, set = false) {
+  return el("span", { class: on ? "tag on" : set ? "tag set" : "tag" }, text);
 }
 
 function fieldsOf(ev) {
   const f = [];
   switch (ev.event) {
     case "frame":
-      f.push(el("b", {}, String(ev.opcode)), " ", tag(ev.fin ? "FIN" : "no FIN", !ev.fin),
+      f.push(el("b", {}, String(ev.opcode)), " ", tag(ev.fin ? "FIN" : "no FIN", !ev.fin, true),
         tag("RSV1", ev.rsv1), tag("RSV2", ev.rsv2), tag("RSV3", ev.rsv3),
-        ev.masked ? tag(`mask ${ev.mask}`, false) : tag("unmasked", false),
+        ev.masked ? tag(`mask ${ev.mask}`, false, true) : tag("unmasked", false, true),
         ` len ${ev.len} (+${ev.header_len} header) at byte ${ev.offset}`);
       if (ev.rtt_us !== undefined) f.push(el("span", { class: "rtt" }, ` round trip ${(ev.rtt_us / 1000).toFixed(3)} ms`));
       break;

@@ -156,6 +156,14 @@ try {
   const others = await view.locator(".ev:not(.violation):not(.ui)").count();
   check("violations only shows nothing else", others === 0, `${others} other rows`);
   await view.screenshot({ path: `${shotDir}/ui-violation.png` });
+
+  // The README's picture: the demo's connection from the top.
+  await view.uncheck("#f-violations");
+  await view.uncheck("#follow");
+  await view.locator("#conns tbody tr", { hasText: "/echo" }).first().click();
+  await view.setViewportSize({ width: 1280, height: 860 });
+  await view.evaluate(() => { document.getElementById("detail").scrollTop = 0; });
+  await view.screenshot({ path: `${shotDir}/ui-readme.png` });
 } catch (e) {
   failures.push(String(e));
   console.error(`browser: ${e}`);
