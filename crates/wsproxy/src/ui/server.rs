@@ -15,9 +15,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use wsproto::handshake::{Limits, Request, build_rejection, build_response, parse_request};
-use wsproto::{CloseCode, FrameHeader, OpCode, Status, apply_mask, encode_close_payload, encode_frame, parse_header};
+use wsproto::{FrameHeader, OpCode, Status, apply_mask, encode_frame, parse_header};
 
-use super::Hub;
+use super::{Hub, MAX_CLIENTS, Subscription};
 
 /// The page.
 const INDEX_HTML: &str = include_str!("index.html");
@@ -30,9 +30,6 @@ const APP_CSS: &str = include_str!("app.css");
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest frame a page may send (it sends only control frames).
 const MAX_PAGE_FRAME: u64 = 4096;
-/// Close code when [`super::MAX_CLIENTS`] pages already watch: "Try Again
-/// Later" (RFC 6455 §7.4.1 registry, code 1013).
-const TRY_AGAIN_LATER: u16 = 1013;
 
 /// Serves the view on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, hub: Hub) {
@@ -153,9 +150,18 @@ async fn handle(mut stream: TcpStream, hub: Hub) {
         Route::Refuse(status, reason, text) => response(status, reason, "text/plain; charset=utf-8", &text),
         Route::BadUpgrade(answer) => answer,
         Route::Events(answer) => {
+            // Subscribed before the 101: what happens after it reaches the page.
+            let Some(sub) = hub.subscribe() else {
+                let text = format!("at most {MAX_CLIENTS} pages watch at once");
+                let _ =
+                    stream.write_all(&response(503, "Service Unavailable", "text/plain; charset=utf-8", &text)).await;
+                return;
+            };
             if stream.write_all(&answer).await.is_ok() {
                 buf.drain(..head_len);
-                events(stream, hub, buf).await;
+                events(stream, &hub, sub, buf).await;
+            } else {
+                hub.unsubscribe(sub.id);
             }
             return;
         }
@@ -172,13 +178,8 @@ fn frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
 /// The event stream of one page: every batch from the hub as one text
 /// frame (JSON lines separated by `\n`); the page's pings answered, its
 /// close echoed.
-async fn events(mut stream: TcpStream, hub: Hub, mut inbuf: Vec<u8>) {
+async fn events(mut stream: TcpStream, hub: &Hub, mut sub: Subscription, mut inbuf: Vec<u8>) {
     let mut out = Vec::new();
-    let Some(mut sub) = hub.subscribe() else {
-        frame(&mut out, OpCode::Close, &encode_close_payload(CloseCode(TRY_AGAIN_LATER), "too many views open"));
-        let _ = stream.write_all(&out).await;
-        return;
-    };
     let (mut rd, mut wr) = stream.split();
     for batch in std::mem::take(&mut sub.snapshot) {
         out.clear();
