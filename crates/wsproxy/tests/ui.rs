@@ -108,3 +108,89 @@ async fn a_stuck_page_loses_events_not_throughput() {
     drop(page);
     echo.shutdown().await;
 }
+
+/// Starts the binary with `args` (events to nowhere) and returns it with
+/// its stderr lines up to and including the first that starts with `until`.
+fn start(args: &[&str], until: &str) -> (KillOnDrop, Vec<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsproxy"))
+        .args(["--listen", "127.0.0.1:0", "--format", "json"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start wsproxy");
+    let stderr = child.stderr.take().expect("stderr");
+    let child = KillOnDrop(child);
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.expect("stderr");
+        let last = line.starts_with(until);
+        lines.push(line);
+        if last {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+/// Kills the child when the test ends, even when it fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 request to `addr` (the view closes after its answer).
+fn http(addr: &str, target: &str, extra: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the view");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    write!(s, "GET {target} HTTP/1.1\r\nHost: {addr}\r\n{extra}\r\n").expect("request");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn the_demo_has_a_view_that_asks_for_its_token() {
+    let (_proxy, lines) = start(&["--ui-token", "t0k3n"], "wsproxy: then watch");
+    let listening = lines.iter().position(|l| l.starts_with("listening on ")).expect("listening line");
+    let url = lines[..listening]
+        .iter()
+        .find_map(|l| l.strip_prefix("wsproxy: live view at "))
+        .unwrap_or_else(|| panic!("no view URL before the listening line: {lines:#?}"));
+    assert!(
+        lines.iter().any(|l| l.contains("watch its handshake and frames live at") && l.ends_with(url)),
+        "{lines:#?}"
+    );
+    let addr =
+        url.strip_prefix("http://").and_then(|u| u.strip_suffix("/?token=t0k3n")).expect("the URL has the token");
+    assert!(addr.starts_with("127.0.0.1:"), "loopback by default: {addr}");
+
+    assert!(http(addr, "/", "").starts_with("HTTP/1.1 403 "));
+    assert!(http(addr, "/?token=wrong", "").starts_with("HTTP/1.1 403 "));
+    let page = http(addr, "/?token=t0k3n", "");
+    assert!(page.starts_with("HTTP/1.1 200 ") && page.contains("<title>wsproxy: live view</title>"), "{page}");
+    assert!(http(addr, "/app.js", "").contains("new WebSocket(url)"));
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                   Sec-WebSocket-Version: 13\r\n";
+    // Another site's page in the same browser may not read the events.
+    let foreign = http(addr, "/events?token=t0k3n", &format!("{upgrade}Origin: http://evil.example\r\n"));
+    assert!(foreign.starts_with("HTTP/1.1 403 "), "{foreign}");
+}
+
+#[test]
+fn no_view_with_no_ui_or_an_upstream() {
+    // The last start-up line of each.
+    for (args, until) in
+        [(&["--no-ui"][..], "wsproxy: open http"), (&["--upstream", "ws://127.0.0.1:1"][..], "wsproxy: upstream:")]
+    {
+        let (_proxy, lines) = start(args, until);
+        assert!(lines.iter().any(|l| l.starts_with("listening on ")), "{lines:#?}");
+        assert!(!lines.iter().any(|l| l.contains("live")), "{args:?}: {lines:#?}");
+    }
+}
