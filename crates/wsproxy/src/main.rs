@@ -157,6 +157,7 @@ Examples:
   wsproxy --upstream ws://127.0.0.1:8080/socket  pretty output on a terminal
   wsproxy --upstream ws://127.0.0.1:8080 --format json --log events.jsonl
   wsproxy --upstream ws://127.0.0.1:8080 --log events.jsonl --tee   (JSON there, pretty here)
+  wsproxy --upstream ws://127.0.0.1:8080 --ui 9003   (a live view at http://127.0.0.1:9003/)
   wsproxy --listen 9003 --upstream wss://localhost:8443 --upstream-ca cert.pem
   wsproxy --upstream ws://127.0.0.1:8080 --enforce --messages-only
   wsproxy --upstream ws://127.0.0.1:8080 --fault 'upstream,pong:swallow'   (keepalives fire)

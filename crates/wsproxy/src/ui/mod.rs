@@ -181,6 +181,9 @@ impl Hub {
             lines += 1;
             self.store(&mut state, line);
         }
+        if state.clients.is_empty() {
+            return;
+        }
         let batch: Arc<str> = Arc::from(text.trim_end_matches('\n'));
         let cap = self.options.client_queue_bytes;
         let State { clients, client_dropped, .. } = &mut *state;
