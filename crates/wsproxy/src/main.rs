@@ -136,11 +136,19 @@ struct Args {
     #[arg(long, value_name = "TOKEN", value_parser = wsproxy::ui::parse_token)]
     ui_token: Option<String>,
     /// Events the view keeps per connection (older ones are dropped, the handshake kept).
-    #[arg(long, value_name = "N", default_value_t = wsproxy::ui::UiOptions::default().per_conn)]
+    #[arg(long, value_name = "N", default_value_t = wsproxy::ui::UiOptions::default().per_conn, value_parser = at_least_one)]
     ui_per_conn: usize,
     /// Events the view keeps in all (the oldest connection's go first).
-    #[arg(long, value_name = "N", default_value_t = wsproxy::ui::UiOptions::default().total)]
+    #[arg(long, value_name = "N", default_value_t = wsproxy::ui::UiOptions::default().total, value_parser = at_least_one)]
     ui_max_events: usize,
+}
+
+/// A count of at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?}: expected a number of events, at least 1")),
+    }
 }
 
 fn ui_addr(s: &str) -> Result<SocketAddr, String> {
@@ -417,6 +425,13 @@ mod tests {
     fn cli_definition_is_valid() {
         use clap::CommandFactory;
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn view_bounds_are_at_least_one() {
+        assert_eq!(at_least_one("5000"), Ok(5000));
+        assert!(at_least_one("0").is_err());
+        assert!(at_least_one("many").is_err());
     }
 
     #[test]

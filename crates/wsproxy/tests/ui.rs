@@ -99,7 +99,8 @@ async fn a_stuck_page_loses_events_not_throughput() {
     let stats = view.hub().stats();
     eprintln!("the view after {} MiB each way: {stats:?}", TOTAL >> 20);
     let events = (4 * count) as u64; // a frame and a message each way per echo
-    assert!(stats.events_in >= events, "{stats:?}");
+    // (The view may skip batches when its own thread is behind: counted too.)
+    assert!(stats.events_in + stats.skipped >= events, "{stats:?}");
     assert_eq!(stats.clients, 1, "the stuck page is still connected: {stats:?}");
     assert!(stats.client_dropped > stats.events_in / 2, "the drop counter does not say so: {stats:?}");
     assert!(stats.client_queued_bytes <= PAGE_QUEUE, "{stats:?}");

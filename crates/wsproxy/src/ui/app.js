@@ -93,7 +93,10 @@ function ingest(ev) {
   }
   if (ev.conn === selected) {
     if (paused) pausedCount++;
-    else appendQueue.push(ev);
+    else if (appendQueue.length < MAX_ROWS) appendQueue.push(ev);
+    // A hidden tab draws no frames: past a screenful, redraw from the
+    // kept events instead of queueing more.
+    else { appendQueue.length = 0; detailDirty = true; }
   }
   listDirty = true;
   schedule();

@@ -7,7 +7,9 @@
 //! WebSocket that wsproxy serves itself with `wsproto` ([`server`]).
 //!
 //! Unlike the log, the view may drop, and never waits: the writer thread
-//! hands it a batch and returns at once. A page that reads too slowly (or
+//! copies each batch into a bounded queue and returns at once; a thread of
+//! the view's own stores it and passes it on (when that thread is behind,
+//! batches are dropped and counted). A page that reads too slowly (or
 //! not at all) has a bounded queue (`client_queue_bytes`); what does not
 //! fit is dropped, counted, and the page is told how much it missed as
 //! soon as it reads again. So a stuck browser never slows the relay.
@@ -15,7 +17,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -76,6 +78,9 @@ pub struct Stats {
     pub stored_bytes: usize,
     /// Events dropped from the store to stay within its bounds.
     pub evicted: u64,
+    /// Events the view never got because its thread was behind the
+    /// event writer (neither stored nor sent to any page).
+    pub skipped: u64,
     /// Pages watching now.
     pub clients: usize,
     /// Events not sent to a page because it read too slowly (all pages,
@@ -108,6 +113,8 @@ struct State {
     stored_bytes: usize,
     events_in: u64,
     evicted: u64,
+    /// Events the view's thread never got (see [`Hub::skipped`]).
+    skipped: u64,
     client_dropped: u64,
     clients: Vec<Client>,
     next_client: u64,
@@ -120,6 +127,9 @@ struct State {
 pub struct Hub {
     state: Arc<Mutex<State>>,
     options: Arc<UiOptions>,
+    /// Events the writer could not hand to the view's thread (it was
+    /// behind), not yet told to the pages.
+    skipped: Arc<AtomicU64>,
 }
 
 /// A page's end of the hub: batches of JSON lines (`\n`-separated) to send,
@@ -149,7 +159,7 @@ fn envelope(line: &str) -> Option<(u64, &str)> {
 impl Hub {
     /// An empty hub with these bounds.
     pub fn new(options: UiOptions) -> Hub {
-        Hub { state: Arc::default(), options: Arc::new(options) }
+        Hub { state: Arc::default(), options: Arc::new(options), skipped: Arc::default() }
     }
 
     /// The bounds.
@@ -168,14 +178,30 @@ impl Hub {
     /// page has no room for. Never waits.
     pub fn ingest(&self, bytes: &[u8]) {
         let mut state = self.lock();
-        let mut data = std::mem::take(&mut state.partial);
-        data.extend_from_slice(bytes);
+        let skipped = self.skipped.swap(0, Ordering::Relaxed);
+        if skipped > 0 {
+            // Lost for every page: each is told, as for its own drops.
+            state.skipped += skipped;
+            for c in &mut state.clients {
+                c.untold += skipped;
+            }
+        }
+        // The writer hands over whole lines: copy only to join a cut one.
+        let joined;
+        let data: &[u8] = if state.partial.is_empty() {
+            bytes
+        } else {
+            let mut partial = std::mem::take(&mut state.partial);
+            partial.extend_from_slice(bytes);
+            joined = partial;
+            &joined
+        };
         let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        state.partial = data.split_off(complete);
+        state.partial.extend_from_slice(&data[complete..]);
         if complete == 0 {
             return;
         }
-        let text = String::from_utf8_lossy(&data);
+        let text = String::from_utf8_lossy(&data[..complete]);
         let mut lines = 0u64;
         for line in text.lines().filter(|l| !l.is_empty()) {
             lines += 1;
@@ -311,6 +337,7 @@ impl Hub {
             stored: state.stored,
             stored_bytes: state.stored_bytes,
             evicted: state.evicted,
+            skipped: state.skipped + self.skipped.load(Ordering::Relaxed),
             clients: state.clients.iter().filter(|c| !c.tx.is_closed()).count(),
             client_dropped: state.client_dropped,
             client_queued_bytes: state.clients.iter().map(|c| c.queued.load(Ordering::Acquire)).sum(),
@@ -318,16 +345,63 @@ impl Hub {
     }
 }
 
+/// Batches waiting for the view's thread; past this the view drops them
+/// (and counts their events) rather than hold up the event writer.
+const FEED_BATCHES: usize = 512;
+
 /// The writer's end of the hub: an [`Output`] whose writes never block.
-struct HubWriter(Hub);
+/// The event writer thread only copies each batch into a bounded queue;
+/// a thread of the view's own stores it and passes it on to the pages, so
+/// the view's work never delays the log (which the relay waits for).
+struct HubWriter {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    hub: Hub,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HubWriter {
+    fn start(hub: Hub) -> HubWriter {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(FEED_BATCHES);
+        let feed = hub.clone();
+        let thread = std::thread::Builder::new()
+            .name("wsproxy-ui".into())
+            .spawn(move || {
+                while let Ok(batch) = rx.recv() {
+                    feed.ingest(&batch);
+                }
+            })
+            .ok();
+        HubWriter { tx: Some(tx), hub, thread }
+    }
+}
 
 impl Write for HubWriter {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.ingest(b);
+        let sent = match (&self.tx, &self.thread) {
+            (Some(tx), Some(_)) => tx.try_send(b.to_vec()).is_ok(),
+            // No thread (it could not start): the view goes without.
+            _ => false,
+        };
+        if !sent {
+            // The batch holds whole lines (the writer hands over whole
+            // batches): count them.
+            let lines = b.iter().filter(|&&c| c == b'\n').count() as u64;
+            self.hub.skipped.fetch_add(lines, Ordering::Relaxed);
+        }
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+impl Drop for HubWriter {
+    /// Lets the view's thread store what was queued, then ends it.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -350,9 +424,11 @@ impl View {
         Ok(View { hub, addr, token })
     }
 
-    /// The output to add to the event writer: JSON Lines into the hub.
+    /// The output to add to the event writer: JSON Lines into the hub,
+    /// through a thread of the view's own (call it once: each output
+    /// feeds the hub).
     pub fn output(&self) -> Output {
-        Output { format: Format::Json, writer: Box::new(HubWriter(self.hub.clone())) }
+        Output { format: Format::Json, writer: Box::new(HubWriter::start(self.hub.clone())) }
     }
 
     /// The hub (for its counters).
@@ -504,6 +580,26 @@ mod tests {
         hub.ingest(line(1, "frame", 0).as_bytes());
         assert_eq!(hub.stats().clients, 1);
         drop(kept);
+    }
+
+    #[test]
+    fn the_output_feeds_the_hub_and_counts_what_it_could_not() {
+        let hub = hub(100, 100);
+        let mut writer = HubWriter::start(hub.clone());
+        writer.write_all(line(1, "frame", 0).as_bytes()).expect("write");
+        drop(writer);
+        assert_eq!(hub.stats().events_in, 1, "the view's thread stored it before it ended");
+        // Without its thread the view counts what it missed and tells the page.
+        let mut sub = hub.subscribe().expect("room");
+        drain(&mut sub);
+        let mut orphan = HubWriter { tx: None, hub: hub.clone(), thread: None };
+        orphan.write_all(format!("{}{}", line(1, "frame", 1), line(1, "frame", 2)).as_bytes()).expect("write");
+        assert_eq!(hub.stats().skipped, 2);
+        hub.ingest(line(1, "frame", 3).as_bytes());
+        let got = drain(&mut sub);
+        assert_eq!(got[0], "{\"ui\":\"dropped\",\"events\":2}");
+        assert_eq!(hub.stats(), Stats { skipped: 2, ..hub.stats() });
+        assert_eq!(hub.stats().events_in, 2);
     }
 
     #[test]
