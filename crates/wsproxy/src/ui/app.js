@@ -43,6 +43,7 @@ function ingest(ev) {
     if (ev.ui === "hello") {
       limits = ev;
       if (ev.evicted > 0) notice(`${ev.evicted} older events were dropped by the proxy to stay within its bounds (--ui-per-conn ${ev.per_conn}, --ui-max-events ${ev.total})`);
+      if (ev.skipped > 0) notice(`${ev.skipped} events never reached the view: it fell behind the traffic (the proxy never waits for it)`);
     } else if (ev.ui === "dropped") {
       droppedForPage += ev.events;
       notice(`${droppedForPage} events not shown: this page read too slowly and the proxy dropped them (it never waits for the view)`);
@@ -176,6 +177,8 @@ function renderList() {
       el("td", {}, c.close === null ? "" : String(c.close)),
       el("td", { class: c.violations ? "bad" : "" }, c.violations ? String(c.violations) : ""));
     tr.onclick = () => select(id);
+    tr.tabIndex = 0;
+    tr.onkeydown = (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); select(id); } };
     rows.push(tr);
   }
   body.replaceChildren(...rows);

@@ -291,8 +291,8 @@ impl Hub {
             return None;
         }
         let hello = format!(
-            "{{\"ui\":\"hello\",\"per_conn\":{},\"total\":{},\"evicted\":{}}}",
-            self.options.per_conn, self.options.total, state.evicted
+            "{{\"ui\":\"hello\",\"per_conn\":{},\"total\":{},\"evicted\":{},\"skipped\":{}}}",
+            self.options.per_conn, self.options.total, state.evicted, state.skipped
         );
         let mut lines: Vec<Arc<str>> = Vec::with_capacity(state.stored + state.conns.len() + 1);
         lines.push(Arc::from(hello));
