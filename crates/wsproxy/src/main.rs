@@ -339,9 +339,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             };
             let view = wsproxy::ui::View::bind(ui_addr, options).await?;
             if !view.local_addr().ip().is_loopback() {
-                let advice = if args.ui_token.is_some() { "" } else { " (--ui-token requires a token)" };
+                let who = match &args.ui_token {
+                    Some(_) => "anyone who can reach it and has the token (sent in clear: plain HTTP)",
+                    None => "anyone who can reach it (--ui-token requires a token)",
+                };
                 eprintln!(
-                    "wsproxy: warning: --ui {}: anyone who can reach it can watch all traffic through this proxy{advice}",
+                    "wsproxy: warning: --ui {}: {who} can watch all traffic through this proxy",
                     view.local_addr()
                 );
             }
@@ -350,7 +353,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("wsproxy: live view at {}", view.url());
             Some(view)
         }
-        None => None,
+        None => {
+            if args.ui_token.is_some() {
+                eprintln!("wsproxy: note: --ui-token applies to the live view, which is off (add --ui ADDR)");
+            }
+            None
+        }
     };
     let (sink, writer) = wsproxy::log::start(outputs);
     eprintln!("listening on {scheme}://{addr}");
