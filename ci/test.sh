@@ -93,7 +93,7 @@ tcpdump --version | sed -n 1p
 export WSTOOLKIT_REQUIRE_TSHARK=1
 
 step "cargo test --workspace"
-cargo test --workspace 2>&1
+cargo test --workspace --no-fail-fast 2>&1
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
@@ -152,6 +152,15 @@ start_server wsproxy-e2e "$BIN/wsproxy" --listen 127.0.0.1:0 --format json --log
 # Chromium reports through the DevTools protocol.
 (cd crates/wsproxy/tests/browser && node demo.mjs "http://${SERVER_URL#ws://}/" "$ROOT/target/e2e-events.jsonl" "$ROOT/target/e2e.har")
 stop_server "$SERVER_PID"
+
+step "browser end to end: the live view (--ui) of the demo page's and raw clients' traffic"
+start_server wsproxy-ui "$BIN/wsproxy" --listen 127.0.0.1:0 --ui 127.0.0.1:0 --log /dev/null
+UI_PID=$SERVER_PID
+# wsproxy prints the view's URL before its "listening on" line.
+UI_URL=$(sed -n 's/^wsproxy: live view at //p' "$CI_TMP/wsproxy-ui.log" | head -n 1)
+[ -n "$UI_URL" ] || { echo "error: wsproxy did not print the live view's URL; its log:" >&2; cat "$CI_TMP/wsproxy-ui.log" >&2; exit 1; }
+(cd crates/wsproxy/tests/browser && node ui.mjs "http://${SERVER_URL#ws://}/" "$UI_URL" "$ROOT/target")
+stop_server "$UI_PID"
 
 step "fuzz targets (stable, no sanitizer, ${FUZZ_SECONDS:-30} s each)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-30} bash ci/fuzz.sh

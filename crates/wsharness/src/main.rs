@@ -24,8 +24,8 @@ Examples:
   wsharness autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json
   wsharness bench --url ws://127.0.0.1:9001 -c 10 -w 4 -s 64KiB -d 5
   wsharness bench --url ws://127.0.0.1:9001 -c 10 --rate 10000 -d 10
-  wsharness bench --url wss://echo.example.com/ws -H 'Authorization: Bearer TOKEN' --subprotocol chat.v1 --rate 100
-  wsharness bench --url wss://localhost:8443 --ca cert.pem -c 1000 --connect-rate 200 --rate 2000 --verbose
+  wsharness bench --url wss://example.com/ws -H 'Authorization: Bearer T' --subprotocol chat
+  wsharness bench --url wss://localhost:8443 --ca ca.pem -c 1000 --connect-rate 200 --rate 2000
   wsharness replay session.jsonl --url ws://127.0.0.1:8080 --ignore '\\d{13}'
 ";
 
@@ -33,8 +33,9 @@ const BENCH_EXAMPLES: &str = "\
 Examples:
   wsharness bench --url ws://127.0.0.1:9001 -c 10 -w 16 -d 5
   wsharness bench --url ws://127.0.0.1:9001 -c 10 --rate 10000 -d 10
-  wsharness bench --url wss://api.example.com/ws -H 'Authorization: Bearer TOKEN' --subprotocol chat.v1 --origin https://example.com --rate 100
-  wsharness bench --url wss://localhost:8443 --ca ca.pem -c 1000 --connect-rate 200 --warmup 6s --rate 2000 --verbose
+  wsharness bench --url wss://x.example/ws -H 'Authorization: Bearer T' --origin https://x.example
+  wsharness bench --url wss://example.com/ws --subprotocol chat.v1 --rate 100 --verbose
+  wsharness bench --url wss://localhost:8443 --ca ca.pem -c 1000 --connect-rate 200 --warmup 6s
   wsharness bench compare wsecho=ws://127.0.0.1:9001 proxy=ws://127.0.0.1:9002
 ";
 

@@ -37,6 +37,7 @@
 //! | `record` | what the relay and the session record of a connection for a capture | `event` |
 //! | `totals` | counters over the proxy's life; errors echoed on stderr | |
 //! | [`schema`] | the JSON Lines format as types, and the strict reader the tests use | |
+//! | [`ui`] | `--ui`: the live view in the browser, one more output of the events, its own server | `event` |
 //!
 //! No module imports from one that calls it; the session and everything
 //! below it take the time of each read as an argument and touch no socket.
@@ -54,6 +55,7 @@ pub mod schema;
 mod server;
 pub mod tls;
 mod totals;
+pub mod ui;
 pub mod upstream;
 
 // The machinery: one connection's I/O (relay), its sans-IO state (session),

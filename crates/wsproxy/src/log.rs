@@ -177,7 +177,19 @@ const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Vec<Vec<u8>>>(QUEUE);
     let pool = BufferPool::new(LOG_BUF, POOL);
-    let formats: Arc<[Format]> = outputs.iter().map(|o| o.format).collect();
+    // Each format is rendered once, however many outputs want it (a JSON
+    // log and the live view): `slots[i]` is output i's buffer.
+    let mut unique: Vec<Format> = Vec::new();
+    let slots: Vec<usize> = outputs
+        .iter()
+        .map(|o| {
+            unique.iter().position(|f| *f == o.format).unwrap_or_else(|| {
+                unique.push(o.format);
+                unique.len() - 1
+            })
+        })
+        .collect();
+    let formats: Arc<[Format]> = unique.into();
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let drained = Arc::new(Notify::new());
     let sink = LogSink {
@@ -196,18 +208,18 @@ pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
                 match rx.try_recv() {
                     Ok(bufs) => {
                         let bytes: usize = bufs.iter().map(Vec::len).sum();
-                        for (i, (writer, buf)) in writers.iter_mut().zip(bufs).enumerate() {
+                        for (i, (writer, &slot)) in writers.iter_mut().zip(&slots).enumerate() {
                             // A closed pipe (`wsproxy | head`) ends that output, not the proxy.
                             if let Some(w) = writer
-                                && let Err(e) = w.write_all(&buf)
+                                && let Err(e) = w.write_all(bufs.get(slot).map_or(&[], Vec::as_slice))
                             {
                                 if e.kind() != std::io::ErrorKind::BrokenPipe {
                                     eprintln!("wsproxy: error: output {} stopped: {e}", i + 1);
                                 }
                                 *writer = None;
                             }
-                            pool.give(buf);
                         }
+                        bufs.into_iter().for_each(|buf| pool.give(buf));
                         queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                         drained.notify_waiters();
                         wrote = true;
@@ -310,6 +322,28 @@ mod tests {
         drop(open);
         drop(sink);
         writer.join().expect("writer");
+    }
+
+    /// Two outputs in one format share one rendering, and both get it.
+    #[tokio::test]
+    async fn outputs_in_the_same_format_are_rendered_once() {
+        let (a, b) = (Shared::default(), Shared::default());
+        let outputs = vec![
+            Output { format: Format::Json, writer: Box::new(a.clone()) },
+            Output { format: Format::Pretty { color: false }, writer: Box::new(Broken) },
+            Output { format: Format::Json, writer: Box::new(b.clone()) },
+        ];
+        let (sink, writer) = start(outputs);
+        let mut events = sink.events();
+        assert_eq!(events.bufs.len(), 2, "one buffer per format");
+        let client = "127.0.0.1:1000".parse().expect("addr");
+        events.emit(&Stamp::at(std::time::UNIX_EPOCH), 1, &Open { client, upstream: "u:1" });
+        sink.send(events).await;
+        drop(sink);
+        writer.join().expect("writer");
+        let a = a.0.lock().expect("lock").clone();
+        assert!(a.starts_with(b"{\"ts\"") && a.ends_with(b"}\n"), "{}", String::from_utf8_lossy(&a));
+        assert_eq!(a, *b.0.lock().expect("lock"));
     }
 
     #[tokio::test]

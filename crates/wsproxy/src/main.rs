@@ -149,6 +149,35 @@ struct Args {
     /// Seed for --fault's p= draws, so that runs are repeatable (default: random).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Serve the live view (every connection and frame, in a browser) on
+    /// this address: PORT, IP:PORT… as for --listen. On by default, on a
+    /// free port of 127.0.0.1, with the embedded echo server (no --upstream).
+    #[arg(long, value_name = "ADDR", value_parser = ui_addr)]
+    ui: Option<SocketAddr>,
+    /// No live view, not even with the embedded echo server.
+    #[arg(long, conflicts_with = "ui")]
+    no_ui: bool,
+    /// Require this token in the view's URL (?token=TOKEN; letters, digits, - . _ ~).
+    #[arg(long, value_name = "TOKEN", value_parser = wsproxy::ui::parse_token)]
+    ui_token: Option<String>,
+    /// Events the view keeps per connection (older ones are dropped, the handshake kept).
+    #[arg(long, value_name = "N", default_value_t = wsproxy::ui::UiOptions::default().per_conn, value_parser = at_least_one)]
+    ui_per_conn: usize,
+    /// Events the view keeps in all (the oldest connection's go first).
+    #[arg(long, value_name = "N", default_value_t = wsproxy::ui::UiOptions::default().total, value_parser = at_least_one)]
+    ui_max_events: usize,
+}
+
+/// A count of at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?}: expected a number of events, at least 1")),
+    }
+}
+
+fn ui_addr(s: &str) -> Result<SocketAddr, String> {
+    wscli::parse_listen(s, 0)
 }
 
 fn parse_fault(s: &str) -> Result<wsproxy::FaultRule, String> {
@@ -219,7 +248,7 @@ Examples:
   wsproxy read session.pcapng                    a capture written with wsproxy --pcap
   tcpdump -i lo -w ws.pcap port 9001             (capture on a server, then:)
   wsproxy read ws.pcap --format json --log events.jsonl
-  wsproxy read ws.pcap --port 9001 --messages-only   no handshake in the capture: the server's port
+  wsproxy read ws.pcap --port 9001 --messages-only   no handshake captured: the server's port
   wsproxy read session.pcapng --har session.har  the same as HAR, for DevTools
 ";
 
@@ -229,6 +258,7 @@ Examples:
   wsproxy --upstream ws://127.0.0.1:8080/socket  pretty output on a terminal
   wsproxy --upstream ws://127.0.0.1:8080 --format json --log events.jsonl
   wsproxy --upstream ws://127.0.0.1:8080 --log events.jsonl --tee   (JSON there, pretty here)
+  wsproxy --upstream ws://127.0.0.1:8080 --ui 9003   (a live view at http://127.0.0.1:9003/)
   wsproxy --listen 9003 --upstream wss://localhost:8443 --upstream-ca cert.pem
   wsproxy --upstream ws://127.0.0.1:8080 --enforce --messages-only
   wsproxy --upstream ws://127.0.0.1:8080 --fault 'upstream,pong:swallow'   (keepalives fire)
@@ -415,6 +445,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if config.handshake_timeout.is_zero() {
         bail!("--handshake-timeout must be more than 0");
     }
+    let ui_addr = args.ui.or((embedded.is_some() && !args.no_ui).then(|| SocketAddr::from(([127, 0, 0, 1], 0))));
+    let view = match ui_addr {
+        Some(ui_addr) => {
+            let options = wsproxy::ui::UiOptions {
+                per_conn: args.ui_per_conn,
+                total: args.ui_max_events,
+                token: args.ui_token.clone(),
+                ..Default::default()
+            };
+            let view = wsproxy::ui::View::bind(ui_addr, options).await?;
+            if !view.local_addr().ip().is_loopback() {
+                let who = match &args.ui_token {
+                    Some(_) => "anyone who can reach it and has the token (sent in clear: plain HTTP)",
+                    None => "anyone who can reach it (--ui-token requires a token)",
+                };
+                eprintln!(
+                    "wsproxy: warning: --ui {}: {who} can watch all traffic through this proxy",
+                    view.local_addr()
+                );
+            }
+            outputs.push(view.output());
+            // Before `listening on`: scripts that wait for that line have this one too.
+            eprintln!("wsproxy: live view at {}", view.url());
+            Some(view)
+        }
+        None => {
+            if args.ui_token.is_some() {
+                eprintln!("wsproxy: note: --ui-token applies to the live view, which is off (add --ui ADDR)");
+            }
+            None
+        }
+    };
     let (sink, writer) = wsproxy::log::start(outputs);
     eprintln!("listening on {scheme}://{addr}");
     match &embedded {
@@ -424,6 +486,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "wsproxy: open {}://{addr}/ in a browser: the demo page talks to the echo server through this proxy",
                 if scheme == "wss" { "https" } else { "http" }
             );
+            if let Some(view) = &view {
+                eprintln!("wsproxy: then watch its handshake and frames live at {}", view.url());
+            }
         }
         None => {
             eprintln!("wsproxy: upstream: {upstream}");
@@ -587,6 +652,13 @@ mod tests {
     fn cli_definition_is_valid() {
         use clap::CommandFactory;
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn view_bounds_are_at_least_one() {
+        assert_eq!(at_least_one("5000"), Ok(5000));
+        assert!(at_least_one("0").is_err());
+        assert!(at_least_one("many").is_err());
     }
 
     #[test]

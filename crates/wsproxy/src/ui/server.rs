@@ -1,0 +1,295 @@
+//! The view's own server, on its own address (it never takes a path from
+//! the proxied traffic): the page (`/`, `/app.js`, `/app.css`, compiled
+//! into the binary) and `/events`, the WebSocket that streams the events,
+//! answered with `wsproto`'s handshake and frame encoder over tokio.
+//!
+//! One request per TCP connection (`Connection: close`). The page and
+//! the event stream need the token when one is set. Against other web pages reading the traffic
+//! through the visitor's browser: a `Host` that is not an IP address or
+//! `localhost` is refused (DNS rebinding), and `/events` refuses an
+//! `Origin` other than the view's own.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wsproto::handshake::{Limits, Request, build_rejection, build_response, parse_request};
+use wsproto::{FrameHeader, OpCode, Status, apply_mask, encode_frame, parse_header};
+
+use super::{Hub, MAX_CLIENTS, Subscription};
+
+/// The page.
+const INDEX_HTML: &str = include_str!("index.html");
+/// Its script.
+const APP_JS: &str = include_str!("app.js");
+/// Its style.
+const APP_CSS: &str = include_str!("app.css");
+
+/// How long a browser has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest frame a page may send (it sends only control frames).
+const MAX_PAGE_FRAME: u64 = 4096;
+
+/// Serves the view on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, hub: Hub) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(handle(stream, hub.clone()));
+            }
+            // Out of file descriptors and the like: try again shortly.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// What to answer a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    /// A static file: content type and body.
+    File(&'static str, &'static str),
+    /// An error status with a plain-text reason.
+    Refuse(u16, &'static str, String),
+    /// A WebSocket upgrade to the event stream: the 101 to send.
+    Events(Vec<u8>),
+    /// A WebSocket handshake that breaks RFC 6455 §4: the answer to send.
+    BadUpgrade(Vec<u8>),
+}
+
+/// The value of `name` in a query string (no percent-decoding: tokens need none).
+fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// Whether a `Host` value names this machine by address or as `localhost`.
+fn host_is_address(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+fn route(req: &Request<'_>, token: Option<&str>) -> Route {
+    let refuse = |status, reason, text: &str| Route::Refuse(status, reason, text.to_owned());
+    let (path, query) = req.target.split_once('?').unwrap_or((req.target, ""));
+    let host = req.header("host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
+    if !host_is_address(host) {
+        return refuse(403, "Forbidden", "the view answers only to an IP address or localhost in Host");
+    }
+    // The script and the style are the same for everyone (and the page
+    // asks for them without the query): only the page and the event
+    // stream need the token.
+    let public = matches!(path, "/app.js" | "/app.css");
+    if let Some(token) = token
+        && !public
+        && query_param(query, "token") != Some(token)
+    {
+        return refuse(403, "Forbidden", "this view needs its token: open the URL wsproxy printed (…/?token=…)");
+    }
+    if req.method != "GET" {
+        return refuse(405, "Method Not Allowed", "only GET");
+    }
+    match path {
+        "/" | "/index.html" => Route::File("text/html; charset=utf-8", INDEX_HTML),
+        "/app.js" => Route::File("text/javascript; charset=utf-8", APP_JS),
+        "/app.css" => Route::File("text/css; charset=utf-8", APP_CSS),
+        "/events" => {
+            if let Some(origin) = req.header("origin") {
+                let origin = std::str::from_utf8(origin).unwrap_or("");
+                let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+                if authority.is_none_or(|a| !a.eq_ignore_ascii_case(host)) {
+                    return refuse(403, "Forbidden", "the event stream is for the view's own page (Origin differs)");
+                }
+            }
+            match req.validate().map_err(build_rejection).and_then(|hs| {
+                build_response(&hs.accept_key(), None, None).map_err(|_| build_rejection(wsproto::Error::InvalidToken))
+            }) {
+                Ok(answer) => Route::Events(answer),
+                Err(rejection) => Route::BadUpgrade(rejection),
+            }
+        }
+        _ => refuse(404, "Not Found", "not found"),
+    }
+}
+
+/// An HTTP/1.1 response that closes the connection.
+fn response(status: u16, reason: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn handle(mut stream: TcpStream, hub: Hub) {
+    let limits = Limits::default();
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    let (route, head_len) = loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+        match parse_request(&buf, &limits) {
+            Ok(Status::Complete((req, len))) => break (route(&req, hub.options().token.as_deref()), len),
+            Ok(Status::Partial) => {}
+            Err(e) => {
+                let _ = stream.write_all(&build_rejection(e)).await;
+                return;
+            }
+        }
+    };
+    let answer = match route {
+        Route::File(content_type, body) => response(200, "OK", content_type, body),
+        Route::Refuse(status, reason, text) => response(status, reason, "text/plain; charset=utf-8", &text),
+        Route::BadUpgrade(answer) => answer,
+        Route::Events(answer) => {
+            // Subscribed before the 101: what happens after it reaches the page.
+            let Some(sub) = hub.subscribe() else {
+                let text = format!("at most {MAX_CLIENTS} pages watch at once");
+                let _ =
+                    stream.write_all(&response(503, "Service Unavailable", "text/plain; charset=utf-8", &text)).await;
+                return;
+            };
+            if stream.write_all(&answer).await.is_ok() {
+                buf.drain(..head_len);
+                events(stream, &hub, sub, buf).await;
+            } else {
+                hub.unsubscribe(sub.id);
+            }
+            return;
+        }
+    };
+    let _ = stream.write_all(&answer).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Appends a server frame (unmasked, RFC 6455 §5.1) to `out`.
+fn frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    encode_frame(&FrameHeader::new(opcode, payload.len() as u64), payload, out);
+}
+
+/// The event stream of one page: every batch from the hub as one text
+/// frame (JSON lines separated by `\n`); the page's pings answered, its
+/// close echoed.
+async fn events(mut stream: TcpStream, hub: &Hub, mut sub: Subscription, mut inbuf: Vec<u8>) {
+    let mut out = Vec::new();
+    let (mut rd, mut wr) = stream.split();
+    for batch in std::mem::take(&mut sub.snapshot) {
+        out.clear();
+        frame(&mut out, OpCode::Text, batch.as_bytes());
+        if wr.write_all(&out).await.is_err() {
+            hub.unsubscribe(sub.id);
+            return;
+        }
+    }
+    let mut chunk = [0u8; 4096];
+    'conn: loop {
+        // The page's frames: control frames only matter.
+        while let Status::Complete(parsed) = parse_header(&inbuf) {
+            let len = parsed.header.payload_len;
+            if len > MAX_PAGE_FRAME {
+                break 'conn;
+            }
+            let end = parsed.header_len + len as usize;
+            if inbuf.len() < end {
+                break;
+            }
+            let mut payload = inbuf[parsed.header_len..end].to_vec();
+            if let Some(key) = parsed.header.mask {
+                apply_mask(&mut payload, key, 0);
+            }
+            inbuf.drain(..end);
+            out.clear();
+            match parsed.header.opcode {
+                OpCode::Ping => frame(&mut out, OpCode::Pong, &payload),
+                OpCode::Close => {
+                    // §5.5.1: echo the status code.
+                    frame(&mut out, OpCode::Close, payload.get(..2).unwrap_or(&[]));
+                    let _ = wr.write_all(&out).await;
+                    break 'conn;
+                }
+                _ => continue,
+            }
+            if wr.write_all(&out).await.is_err() {
+                break 'conn;
+            }
+        }
+        tokio::select! {
+            batch = sub.rx.recv() => {
+                let Some(batch) = batch else { break };
+                sub.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+                out.clear();
+                frame(&mut out, OpCode::Text, batch.as_bytes());
+                if wr.write_all(&out).await.is_err() {
+                    break;
+                }
+            }
+            read = rd.read(&mut chunk) => match read {
+                Ok(n) if n > 0 => inbuf.extend_from_slice(&chunk[..n]),
+                _ => break,
+            },
+        }
+    }
+    hub.unsubscribe(sub.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route_of(head: &str, token: Option<&str>) -> Route {
+        let Ok(Status::Complete((req, _))) = parse_request(head.as_bytes(), &Limits::default()) else {
+            panic!("unparsable test head {head:?}");
+        };
+        route(&req, token)
+    }
+
+    const UPGRADE: &str = "GET /events HTTP/1.1\r\nHost: 127.0.0.1:9\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+    #[test]
+    fn routes() {
+        let get = |target: &str, host: &str| format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        assert!(matches!(route_of(&get("/", "127.0.0.1:9"), None), Route::File(t, _) if t.starts_with("text/html")));
+        assert!(matches!(route_of(&get("/app.js", "localhost:9"), None), Route::File(..)));
+        assert!(matches!(route_of(&get("/app.css", "[::1]:9"), None), Route::File(..)));
+        assert!(matches!(route_of(&get("/nope", "127.0.0.1"), None), Route::Refuse(404, ..)));
+        // DNS rebinding: a name other than localhost.
+        assert!(matches!(route_of(&get("/", "evil.example:9"), None), Route::Refuse(403, ..)));
+        // The token, on the page and the event stream.
+        assert!(matches!(route_of(&get("/", "127.0.0.1"), Some("s3cret")), Route::Refuse(403, ..)));
+        assert!(matches!(route_of(&get("/?token=nope", "127.0.0.1"), Some("s3cret")), Route::Refuse(403, ..)));
+        assert!(matches!(route_of(&get("/?token=s3cret", "127.0.0.1"), Some("s3cret")), Route::File(..)));
+        assert!(matches!(route_of(&get("/events?token=nope", "127.0.0.1"), Some("s3cret")), Route::Refuse(403, ..)));
+        // The page's script and style carry no secret (and no query).
+        assert!(matches!(route_of(&get("/app.js", "127.0.0.1"), Some("s3cret")), Route::File(..)));
+        // /events without an upgrade is a bad upgrade (426/400 from wsproto).
+        assert!(matches!(route_of(&get("/events", "127.0.0.1"), None), Route::BadUpgrade(_)));
+    }
+
+    #[test]
+    fn the_event_stream_checks_origin_and_answers_with_the_accept_key() {
+        let Route::Events(answer) = route_of(&format!("{UPGRADE}\r\n"), None) else { panic!("no upgrade") };
+        let answer = String::from_utf8(answer).expect("ascii");
+        // RFC 6455 §1.3's example key and accept value.
+        assert!(answer.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{answer}");
+        let same = format!("{UPGRADE}Origin: http://127.0.0.1:9\r\n\r\n");
+        assert!(matches!(route_of(&same, None), Route::Events(_)));
+        let other = format!("{UPGRADE}Origin: http://evil.example\r\n\r\n");
+        assert!(matches!(route_of(&other, None), Route::Refuse(403, ..)));
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param("a=1&token=x", "token"), Some("x"));
+        assert_eq!(query_param("tokens=x", "token"), None);
+        assert_eq!(query_param("", "token"), None);
+    }
+}
