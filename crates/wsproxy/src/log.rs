@@ -21,9 +21,14 @@ const QUEUE: usize = 1024;
 const POOL: usize = 256;
 /// The size of event buffers (a batch is handed over near this size).
 const LOG_BUF: usize = 64 << 10;
-/// Bytes of events queued for the writer before relays wait: the queue is
-/// bounded in bytes as well as in batches.
-const MAX_QUEUED_BYTES: usize = 64 << 20;
+/// Bytes of memory queued for the writer (the buffers' capacities, not
+/// only what they hold) before relays wait: the queue is bounded in bytes
+/// as well as in batches. A capture output is handed every byte that
+/// passes, so when it is behind the queue is full: this is most of the
+/// proxy's memory then (with 64 MiB, counted by length, a `--pcap` proxy
+/// at 64 KiB messages peaked near 290 MiB). 16 MiB is a hundred batches
+/// of 64 KiB reads, several writer wake-ups' worth at 1 GB/s.
+const MAX_QUEUED_BYTES: usize = 16 << 20;
 
 /// One destination of the events and the format it gets them in.
 pub struct Output {
@@ -87,6 +92,11 @@ impl Events {
     }
 }
 
+/// The memory a batch holds (what counts against [`MAX_QUEUED_BYTES`]).
+fn memory(bufs: &[Vec<u8>]) -> usize {
+    bufs.iter().map(Vec::capacity).sum()
+}
+
 /// Where relays send their events.
 #[derive(Clone)]
 pub struct LogSink {
@@ -117,7 +127,7 @@ impl LogSink {
             events.bufs.into_iter().for_each(|b| self.pool.give(b));
             return;
         }
-        let bytes: usize = events.bufs.iter().map(Vec::len).sum();
+        let bytes = memory(&events.bufs);
         let mut stalled = false;
         loop {
             let drained = self.drained.notified();
@@ -195,7 +205,7 @@ pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
             let done = loop {
                 match rx.try_recv() {
                     Ok(bufs) => {
-                        let bytes: usize = bufs.iter().map(Vec::len).sum();
+                        let bytes = memory(&bufs);
                         for (i, (writer, buf)) in writers.iter_mut().zip(bufs).enumerate() {
                             // A closed pipe (`wsproxy | head`) ends that output, not the proxy.
                             if let Some(w) = writer
