@@ -21,13 +21,16 @@ const QUEUE: usize = 1024;
 const POOL: usize = 256;
 /// The size of event buffers (a batch is handed over near this size).
 const LOG_BUF: usize = 64 << 10;
-/// Bytes of memory queued for the writer (the buffers' capacities, not
-/// only what they hold) before relays wait: the queue is bounded in bytes
-/// as well as in batches. A capture output is handed every byte that
-/// passes, so when it is behind the queue is full: this is most of the
-/// proxy's memory then (with 64 MiB, counted by length, a `--pcap` proxy
-/// at 64 KiB messages peaked near 290 MiB). 16 MiB is a hundred batches
-/// of 64 KiB reads, several writer wake-ups' worth at 1 GB/s.
+/// Bytes of memory queued for the writer before relays wait: the queue is
+/// bounded in bytes as well as in batches. A capture output is handed
+/// every byte that passes, so when it is behind the queue is full and is
+/// most of the proxy's memory. What counts is the buffers' capacity (the
+/// memory), and a batch's mostly empty buffers are traded for right-sized
+/// copies when it is queued (see [`LogSink::send`]): counted by length,
+/// a `--pcap` proxy at 64 KiB messages peaked at 130 MiB with a 16 MiB
+/// bound (each hand-over of a short read queues a 64 KiB buffer per
+/// output) and at 240 MiB with 64 MiB. 16 MiB is a hundred and more
+/// batches, several writer wake-ups' worth at 1 GB/s.
 const MAX_QUEUED_BYTES: usize = 16 << 20;
 
 /// One destination of the events and the format it gets them in.
@@ -126,6 +129,15 @@ impl LogSink {
         if events.is_empty() {
             events.bufs.into_iter().for_each(|b| self.pool.give(b));
             return;
+        }
+        let mut events = events;
+        for buf in &mut events.bufs {
+            // A buffer mostly empty is copied into one of its size; the
+            // large one goes back to the pool for the next batch.
+            if buf.len() < buf.capacity() / 4 {
+                let small = buf.as_slice().to_vec();
+                self.pool.give(std::mem::replace(buf, small));
+            }
         }
         let bytes = memory(&events.bufs);
         let mut stalled = false;
