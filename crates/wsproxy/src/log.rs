@@ -191,6 +191,26 @@ impl LogSink {
 /// futex round trip per burst costs more than formatting the events).
 const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// Bytes of a capture output's buffers kept before they are handed over
+/// (see [`start`]).
+const ROUND: usize = 4 << 20;
+
+/// Writes all of `bufs` to `w`, in as few `write_vectored` calls as it takes.
+fn write_all_vectored(w: &mut (impl Write + ?Sized), bufs: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        bufs.iter().filter(|b| !b.is_empty()).map(|b| std::io::IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match w.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Starts the writer on a thread of its own (output is blocking I/O) and
 /// returns the sink and a handle that finishes once every sink is dropped
 /// and all events are written. Each of `outputs` gets every event, in its
@@ -210,43 +230,75 @@ pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
         queued_bytes: queued_bytes.clone(),
         drained: drained.clone(),
     };
+    let capture: Vec<bool> = outputs.iter().map(|o| o.format == Format::Capture).collect();
     let mut writers: Vec<Option<Box<dyn Write + Send>>> = outputs.into_iter().map(|o| Some(o.writer)).collect();
     let handle = std::thread::spawn(move || {
+        // A capture output's buffers are kept until the end of the round
+        // (or until `ROUND` bytes are kept) and handed to it together in
+        // one `write_vectored`: it sorts their records by time and writes
+        // the payloads from where they are, with no copy of its own.
+        let mut kept: Vec<Vec<Vec<u8>>> = capture.iter().map(|_| Vec::new()).collect();
+        let mut kept_bytes = 0;
+        let stop = |writer: &mut Option<Box<dyn Write + Send>>, i: usize, e: std::io::Error| {
+            // A closed pipe (`wsproxy | head`) ends that output, not the proxy.
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("wsproxy: error: output {} stopped: {e}", i + 1);
+            }
+            *writer = None;
+        };
+        let hand_kept = |writers: &mut Vec<Option<Box<dyn Write + Send>>>, kept: &mut Vec<Vec<Vec<u8>>>| {
+            for (i, (writer, bufs)) in writers.iter_mut().zip(kept.iter_mut()).enumerate() {
+                if let Some(w) = writer
+                    && let Err(e) = write_all_vectored(w, bufs)
+                {
+                    stop(writer, i, e);
+                }
+                let bytes = memory(bufs);
+                bufs.drain(..).for_each(|b| pool.give(b));
+                queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            }
+            drained.notify_waiters();
+        };
         loop {
             let mut wrote = false;
             let done = loop {
                 match rx.try_recv() {
                     Ok(bufs) => {
-                        let bytes = memory(&bufs);
+                        let mut bytes = 0;
                         for (i, (writer, buf)) in writers.iter_mut().zip(bufs).enumerate() {
-                            // A closed pipe (`wsproxy | head`) ends that output, not the proxy.
+                            if capture[i] && writer.is_some() {
+                                kept_bytes += buf.len();
+                                kept[i].push(buf);
+                                continue;
+                            }
                             if let Some(w) = writer
                                 && let Err(e) = w.write_all(&buf)
                             {
-                                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                                    eprintln!("wsproxy: error: output {} stopped: {e}", i + 1);
-                                }
-                                *writer = None;
+                                stop(writer, i, e);
                             }
+                            bytes += buf.capacity();
                             pool.give(buf);
                         }
                         queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                         drained.notify_waiters();
                         wrote = true;
+                        if kept_bytes >= ROUND {
+                            hand_kept(&mut writers, &mut kept);
+                            kept_bytes = 0;
+                        }
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break false,
                     Err(mpsc::error::TryRecvError::Disconnected) => break true,
                 }
             };
             if wrote {
+                hand_kept(&mut writers, &mut kept);
+                kept_bytes = 0;
                 for (i, writer) in writers.iter_mut().enumerate() {
                     if let Some(w) = writer
                         && let Err(e) = w.flush()
                     {
-                        if e.kind() != std::io::ErrorKind::BrokenPipe {
-                            eprintln!("wsproxy: error: output {} stopped: {e}", i + 1);
-                        }
-                        *writer = None;
+                        stop(writer, i, e);
                     }
                 }
             }

@@ -122,9 +122,9 @@ pub struct PcapngWriter<W: Write> {
     pieces: Vec<Piece>,
     /// Where the part of `blocks` not yet in `pieces` starts.
     blocks_mark: usize,
-    /// Where the records being drained are (their address and length),
-    /// to find a payload's place in them.
-    source: (usize, usize),
+    /// Where the record being drained is: which buffer of them, its
+    /// address and length (to find a payload's place in it).
+    source: (usize, usize, usize),
     /// Payload bytes in `pieces`.
     payload_bytes: usize,
 }
@@ -133,8 +133,9 @@ pub struct PcapngWriter<W: Write> {
 #[derive(Debug, Clone)]
 enum Piece {
     Blocks(std::ops::Range<usize>),
-    /// A payload, in the records being drained.
-    Source(std::ops::Range<usize>),
+    /// A payload, in the records being drained (which buffer of them,
+    /// where in it).
+    Source(usize, std::ops::Range<usize>),
 }
 
 impl<W: Write> PcapngWriter<W> {
@@ -186,7 +187,7 @@ impl<W: Write> PcapngWriter<W> {
             scratch: Vec::new(),
             pieces: Vec::new(),
             blocks_mark: 0,
-            source: (0, 0),
+            source: (0, 0, 0),
             payload_bytes: 0,
         })
     }
@@ -200,35 +201,47 @@ impl<W: Write> PcapngWriter<W> {
     /// Writes the packets of the whole records pending, sorted by time.
     fn drain(&mut self) -> io::Result<()> {
         let pending = std::mem::take(&mut self.pending);
-        let mut records = Vec::new();
-        let mut at = 0;
-        while let Some((decoded, used)) =
-            decode(&pending[at..]).map_err(|()| io::Error::other("a capture record that cannot be decoded"))?
-        {
-            records.push((decoded, at..at + used));
-            at += used;
-        }
-        // Stable: records of the same time keep their order.
-        records.sort_by_key(|((_, us, _), _)| *us);
-        self.source = (pending.as_ptr() as usize, pending.len());
-        for ((conn, us, record), range) in records {
-            self.apply(conn, us, record, &pending[range]);
-            if self.blocks.get_ref().len() + self.payload_bytes >= MAX_BLOCKS {
-                self.write_blocks(&pending)?;
-            }
-        }
-        let written = self.write_blocks(&pending);
-        self.source = (0, 0);
+        let result = self.write_sorted(&[&pending]);
         // What is left is part of a record: kept, in the same buffer.
         self.pending = pending;
+        let at = result?;
         self.pending.drain(..at);
-        written
+        Ok(())
+    }
+
+    /// Writes the packets of the whole records in `sources`, sorted by
+    /// time; returns the length of the whole records at the start of the
+    /// last source (what follows is part of a record).
+    fn write_sorted(&mut self, sources: &[&[u8]]) -> io::Result<usize> {
+        let mut records = Vec::new();
+        let mut at = 0;
+        for (i, source) in sources.iter().enumerate() {
+            at = 0;
+            while let Some((decoded, used)) =
+                decode(&source[at..]).map_err(|()| io::Error::other("a capture record that cannot be decoded"))?
+            {
+                records.push((decoded, i, at..at + used));
+                at += used;
+            }
+        }
+        // Stable: records of the same time keep their order.
+        records.sort_by_key(|((_, us, _), _, _)| *us);
+        for ((conn, us, record), i, range) in records {
+            self.source = (i, sources[i].as_ptr() as usize, sources[i].len());
+            self.apply(conn, us, record, &sources[i][range]);
+            if self.blocks.get_ref().len() + self.payload_bytes >= MAX_BLOCKS {
+                self.write_blocks(sources)?;
+            }
+        }
+        let written = self.write_blocks(sources);
+        self.source = (0, 0, 0);
+        written.map(|()| at)
     }
 
     /// Writes the encoded blocks out, whole: the headers from `blocks`,
     /// the payloads from `source` (the records being drained), in as few
     /// `writev` calls as the system allows.
-    fn write_blocks(&mut self, source: &[u8]) -> io::Result<()> {
+    fn write_blocks(&mut self, sources: &[&[u8]]) -> io::Result<()> {
         self.close_blocks_piece();
         let blocks = self.blocks.get_ref();
         let mut slices: Vec<IoSlice<'_>> = self
@@ -236,7 +249,7 @@ impl<W: Write> PcapngWriter<W> {
             .iter()
             .map(|p| match p {
                 Piece::Blocks(r) => IoSlice::new(&blocks[r.clone()]),
-                Piece::Source(r) => IoSlice::new(&source[r.clone()]),
+                Piece::Source(i, r) => IoSlice::new(&sources[*i][r.clone()]),
             })
             .collect();
         let mut rest = &mut slices[..];
@@ -460,7 +473,7 @@ impl<W: Write> PcapngWriter<W> {
         // TCP headers go into the block buffer; the payload is written from
         // where the record has it (copied only when it is not there: bytes
         // held until the upstream connected, and short ones).
-        let (base, len) = self.source;
+        let (source, base, len) = self.source;
         let at = (payload.as_ptr() as usize).wrapping_sub(base);
         let in_source = payload.len() >= MIN_SOURCE_PIECE && at <= len && payload.len() <= len - at;
         let blocks = self.blocks.get_mut();
@@ -476,7 +489,7 @@ impl<W: Write> PcapngWriter<W> {
         blocks.extend_from_slice(&headers);
         if in_source {
             self.close_blocks_piece();
-            self.pieces.push(Piece::Source(at..at + payload.len()));
+            self.pieces.push(Piece::Source(source, at..at + payload.len()));
             self.payload_bytes += payload.len();
         } else {
             self.blocks.get_mut().extend_from_slice(payload);
@@ -595,10 +608,35 @@ impl<W: Write> Write for PcapngWriter<W> {
         Ok(buf.len())
     }
 
+    /// Several buffers of whole records (a round of the log writer's
+    /// batches): their packets are written at once, sorted by time, the
+    /// payloads straight from the buffers, nothing copied. Records cut
+    /// short go through `write`.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let total = bufs.iter().map(|b| b.len()).sum();
+        let sources: Vec<&[u8]> = bufs.iter().map(|b| &**b).collect();
+        if self.pending.is_empty() && sources.iter().all(|s| holds_whole_records(s)) {
+            self.write_sorted(&sources)?;
+        } else {
+            for source in sources {
+                self.write_all(source)?;
+            }
+        }
+        Ok(total)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.drain()?;
         self.out.flush()
     }
+}
+
+/// Whether `b` is whole records, none cut short.
+fn holds_whole_records(mut b: &[u8]) -> bool {
+    while let Ok(Some((_, used))) = decode(b) {
+        b = &b[used..];
+    }
+    b.is_empty()
 }
 
 #[cfg(test)]
@@ -606,6 +644,48 @@ mod tests {
     use pcap_file::pcapng::{Block, PcapNgReader};
 
     use super::*;
+
+    /// The records of one connection whose reads have `sizes` bytes, each
+    /// in a buffer of its own.
+    fn records_of_reads(client: &str, upstream: &str, sizes: &[usize]) -> Vec<Vec<u8>> {
+        let (client, upstream) = (client.parse().expect("addr"), upstream.parse().expect("addr"));
+        let mut records = vec![Vec::new(), Vec::new()];
+        Record::Open { client, proxy: upstream, tls: TlsLegs::default() }.encode(1, 10, &mut records[0]);
+        Record::Connected { upstream }.encode(1, 11, &mut records[1]);
+        for (i, &n) in sizes.iter().enumerate() {
+            let from = if i % 2 == 0 { Side::Client } else { Side::Upstream };
+            let bytes: Vec<u8> = (0..n).map(|b| (b * 7 + i) as u8).collect();
+            let mut record = Vec::new();
+            // Out of time order, as the two directions' batches come.
+            let us = if i % 2 == 0 { 12 + i as u64 + 1 } else { 12 + i as u64 - 1 };
+            Record::Data { from, bytes: &bytes }.encode(1, us, &mut record);
+            records.push(record);
+        }
+        let mut end = Vec::new();
+        Record::End { reset: false }.encode(1, 99, &mut end);
+        records.push(end);
+        records
+    }
+
+    /// Records handed over as separate buffers in one `write_vectored`
+    /// (as the log writer does), whole or cut anywhere, make the same
+    /// capture as all of them in one `write`.
+    #[test]
+    fn records_in_several_buffers_make_the_same_capture() {
+        let records = records_of_reads("127.0.0.1:4000", "127.0.0.1:9001", &[3, 3000, 70_000, 600, 1]);
+        let all = records.concat();
+        let mut w = PcapngWriter::new(Vec::new(), None).expect("into memory");
+        w.write_all(&all).expect("into memory");
+        let expected = w.into_inner().expect("into memory");
+        let cut_at = all.len() / 2;
+        let cut = [all[..cut_at].to_vec(), all[cut_at..].to_vec()];
+        for buffers in [&records[..], &cut[..]] {
+            let mut w = PcapngWriter::new(Vec::new(), None).expect("into memory");
+            let slices: Vec<IoSlice<'_>> = buffers.iter().map(|b| IoSlice::new(b)).collect();
+            assert_eq!(w.write_vectored(&slices).expect("into memory"), all.len());
+            assert!(w.into_inner().expect("into memory") == expected, "{} buffers", buffers.len());
+        }
+    }
 
     /// A capture of one connection whose reads have `sizes` bytes.
     fn capture_of_reads(client: &str, upstream: &str, sizes: &[usize]) -> Vec<u8> {
