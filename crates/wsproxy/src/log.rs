@@ -21,9 +21,17 @@ const QUEUE: usize = 1024;
 const POOL: usize = 256;
 /// The size of event buffers (a batch is handed over near this size).
 const LOG_BUF: usize = 64 << 10;
-/// Bytes of events queued for the writer before relays wait: the queue is
-/// bounded in bytes as well as in batches.
-const MAX_QUEUED_BYTES: usize = 64 << 20;
+/// Bytes of memory queued for the writer before relays wait: the queue is
+/// bounded in bytes as well as in batches. A capture output is handed
+/// every byte that passes, so when it is behind the queue is full and is
+/// most of the proxy's memory. What counts is the buffers' capacity (the
+/// memory), and a batch's mostly empty buffers are traded for right-sized
+/// copies when it is queued (see [`LogSink::send`]): counted by length,
+/// a `--pcap` proxy at 64 KiB messages peaked at 130 MiB with a 16 MiB
+/// bound (each hand-over of a short read queues a 64 KiB buffer per
+/// output) and at 240 MiB with 64 MiB. 16 MiB is a hundred and more
+/// batches, several writer wake-ups' worth at 1 GB/s.
+const MAX_QUEUED_BYTES: usize = 16 << 20;
 
 /// One destination of the events and the format it gets them in.
 pub struct Output {
@@ -87,6 +95,11 @@ impl Events {
     }
 }
 
+/// The memory a batch holds (what counts against [`MAX_QUEUED_BYTES`]).
+fn memory(bufs: &[Vec<u8>]) -> usize {
+    bufs.iter().map(Vec::capacity).sum()
+}
+
 /// Where relays send their events.
 #[derive(Clone)]
 pub struct LogSink {
@@ -117,7 +130,16 @@ impl LogSink {
             events.bufs.into_iter().for_each(|b| self.pool.give(b));
             return;
         }
-        let bytes: usize = events.bufs.iter().map(Vec::len).sum();
+        let mut events = events;
+        for buf in &mut events.bufs {
+            // A buffer mostly empty is copied into one of its size; the
+            // large one goes back to the pool for the next batch.
+            if buf.len() < buf.capacity() / 4 {
+                let small = buf.as_slice().to_vec();
+                self.pool.give(std::mem::replace(buf, small));
+            }
+        }
+        let bytes = memory(&events.bufs);
         let mut stalled = false;
         loop {
             let drained = self.drained.notified();
@@ -169,6 +191,26 @@ impl LogSink {
 /// futex round trip per burst costs more than formatting the events).
 const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// Bytes of a capture output's buffers kept before they are handed over
+/// (see [`start`]).
+const ROUND: usize = 4 << 20;
+
+/// Writes all of `bufs` to `w`, in as few `write_vectored` calls as it takes.
+fn write_all_vectored(w: &mut (impl Write + ?Sized), bufs: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        bufs.iter().filter(|b| !b.is_empty()).map(|b| std::io::IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match w.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Starts the writer on a thread of its own (output is blocking I/O) and
 /// returns the sink and a handle that finishes once every sink is dropped
 /// and all events are written. Each of `outputs` gets every event, in its
@@ -200,43 +242,82 @@ pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
         queued_bytes: queued_bytes.clone(),
         drained: drained.clone(),
     };
+    let capture: Vec<bool> = outputs.iter().map(|o| o.format == Format::Capture).collect();
     let mut writers: Vec<Option<Box<dyn Write + Send>>> = outputs.into_iter().map(|o| Some(o.writer)).collect();
     let handle = std::thread::spawn(move || {
+        // A capture output's buffers are kept until the end of the round
+        // (or until `ROUND` bytes are kept) and handed to it together in
+        // one `write_vectored`: it sorts their records by time and writes
+        // the payloads from where they are, with no copy of its own.
+        let mut kept: Vec<Vec<Vec<u8>>> = capture.iter().map(|_| Vec::new()).collect();
+        let mut kept_bytes = 0;
+        let stop = |writer: &mut Option<Box<dyn Write + Send>>, i: usize, e: std::io::Error| {
+            // A closed pipe (`wsproxy | head`) ends that output, not the proxy.
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("wsproxy: error: output {} stopped: {e}", i + 1);
+            }
+            *writer = None;
+        };
+        let hand_kept = |writers: &mut Vec<Option<Box<dyn Write + Send>>>, kept: &mut Vec<Vec<Vec<u8>>>| {
+            for (i, (writer, bufs)) in writers.iter_mut().zip(kept.iter_mut()).enumerate() {
+                if let Some(w) = writer
+                    && let Err(e) = write_all_vectored(w, bufs)
+                {
+                    stop(writer, i, e);
+                }
+                let bytes = memory(bufs);
+                bufs.drain(..).for_each(|b| pool.give(b));
+                queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            }
+            drained.notify_waiters();
+        };
         loop {
             let mut wrote = false;
             let done = loop {
                 match rx.try_recv() {
                     Ok(bufs) => {
-                        let bytes: usize = bufs.iter().map(Vec::len).sum();
+                        let mut bytes = 0;
+                        // One buffer per format (`slots`); a capture output
+                        // takes its buffer (there is one capture at most).
+                        let mut bufs: Vec<Option<Vec<u8>>> = bufs.into_iter().map(Some).collect();
                         for (i, (writer, &slot)) in writers.iter_mut().zip(&slots).enumerate() {
-                            // A closed pipe (`wsproxy | head`) ends that output, not the proxy.
-                            if let Some(w) = writer
-                                && let Err(e) = w.write_all(bufs.get(slot).map_or(&[], Vec::as_slice))
-                            {
-                                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                                    eprintln!("wsproxy: error: output {} stopped: {e}", i + 1);
+                            if capture[i] && writer.is_some() {
+                                if let Some(buf) = bufs.get_mut(slot).and_then(Option::take) {
+                                    kept_bytes += buf.len();
+                                    kept[i].push(buf);
                                 }
-                                *writer = None;
+                                continue;
+                            }
+                            if let Some(w) = writer
+                                && let Err(e) = w.write_all(bufs.get(slot).and_then(Option::as_deref).unwrap_or(&[]))
+                            {
+                                stop(writer, i, e);
                             }
                         }
-                        bufs.into_iter().for_each(|buf| pool.give(buf));
+                        for buf in bufs.into_iter().flatten() {
+                            bytes += buf.capacity();
+                            pool.give(buf);
+                        }
                         queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                         drained.notify_waiters();
                         wrote = true;
+                        if kept_bytes >= ROUND {
+                            hand_kept(&mut writers, &mut kept);
+                            kept_bytes = 0;
+                        }
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break false,
                     Err(mpsc::error::TryRecvError::Disconnected) => break true,
                 }
             };
             if wrote {
+                hand_kept(&mut writers, &mut kept);
+                kept_bytes = 0;
                 for (i, writer) in writers.iter_mut().enumerate() {
                     if let Some(w) = writer
                         && let Err(e) = w.flush()
                     {
-                        if e.kind() != std::io::ErrorKind::BrokenPipe {
-                            eprintln!("wsproxy: error: output {} stopped: {e}", i + 1);
-                        }
-                        *writer = None;
+                        stop(writer, i, e);
                     }
                 }
             }

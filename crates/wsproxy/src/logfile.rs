@@ -69,9 +69,10 @@ fn drop_cached(file: &File, from: u64, to: u64) {
 #[cfg(not(target_os = "linux"))]
 fn drop_cached(_file: &File, _from: u64, _to: u64) {}
 
-impl Write for LogFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+impl LogFile {
+    /// Counts `n` bytes written and hands a stretch to the helper when one
+    /// is complete.
+    fn wrote(&mut self, n: usize) {
         self.written += n as u64;
         if self.written - self.handed_over >= STRETCH
             && let Some(helper) = &self.helper
@@ -83,6 +84,21 @@ impl Write for LogFile {
                 Err(TrySendError::Disconnected(_)) => self.helper = None,
             }
         }
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.wrote(n);
+        Ok(n)
+    }
+
+    /// One `writev` (the `--pcap` writer hands headers and payloads as
+    /// separate slices).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.file.write_vectored(bufs)?;
+        self.wrote(n);
         Ok(n)
     }
 

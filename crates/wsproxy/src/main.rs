@@ -410,7 +410,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         outputs.push(wsproxy::log::Output { format, writer: stdout() });
     }
     if let Some(path) = &args.pcap {
-        let file = std::fs::File::create(path).with_context(|| format!("--pcap: creating {}", path.display()))?;
+        // A log file: written as a stream, its pages reused (see
+        // `logfile`): a capture writes as many bytes as pass.
+        let file =
+            wsproxy::logfile::LogFile::create(path).with_context(|| format!("--pcap: creating {}", path.display()))?;
         let writer = wsproxy::capture::pcapng::PcapngWriter::new(file, Some((&upstream, args.preserve_host)))
             .with_context(|| format!("--pcap: writing to {}", path.display()))?;
         outputs.push(wsproxy::log::Output { format: Format::Capture, writer: Box::new(writer) });
