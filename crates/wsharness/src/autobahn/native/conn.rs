@@ -19,7 +19,9 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
-use super::cases::{Action, CLOSE_GOING_AWAY, CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL_ERROR, Case, Frame, Observed};
+use super::cases::{
+    Action, CLOSE_GOING_AWAY, CLOSE_INVALID_PAYLOAD, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, Case, Frame, Kind, Observed,
+};
 use super::judge::{Flags, judge};
 use super::wirelog::{ascii_log_data, bin_log_data, seconds};
 
@@ -60,16 +62,20 @@ enum State {
 enum Timer {
     Kill,
     Close,
-    Continue { part: usize, tag: Option<String> },
+    Continue {
+        part: usize,
+        tag: Option<String>,
+    },
     CloseHandshake,
     ServerDrop,
     OpenHandshake,
+    /// `_send`: the next chopped or synchronous write, one reactor turn later.
+    Send,
 }
 
-/// What the writer task gets: bytes, written alone (`true`) or coalesced
-/// with whatever else is queued, or the end.
+/// What the writer task gets: one flush of the transport buffer, or the end.
 enum Write {
-    Data(Vec<u8>, bool),
+    Data(Vec<u8>),
     Shutdown,
 }
 
@@ -140,6 +146,8 @@ pub struct CaseRun {
     pub started: String,
     /// Milliseconds from the open handshake to the end.
     pub duration_ms: u64,
+    /// Whether the wire log was on at the end.
+    pub create_wirelog: bool,
 }
 
 struct Conn<'c> {
@@ -159,12 +167,21 @@ struct Conn<'c> {
     raw_mask: [u8; 4],
     raw_pos: usize,
     http_response: String,
+    /// Twisted's transport buffer: what this reactor turn wrote.
+    pending: Vec<u8>,
+    /// Autobahn's `send_queue`: chopped and synchronous writes, one per turn.
+    send_queue: std::collections::VecDeque<Vec<u8>>,
+    /// Autobahn's `triggered`: the queue is being drained.
+    triggered: bool,
+    /// `createWirelog`: the 9.* cases turn the octet and frame log off.
+    wirelog_on: bool,
+    /// Messages sent so far (9.7.*, 9.8.*).
+    count: usize,
 }
 
 /// Runs one case against the target and returns what happened.
 pub async fn run_case(case: &Case, target: &Target) -> CaseRun {
     let started = super::wirelog::utc_now();
-    let t0 = Instant::now();
     let mut conn = Conn {
         case,
         state: State::Connecting,
@@ -182,6 +199,11 @@ pub async fn run_case(case: &Case, target: &Target) -> CaseRun {
         raw_mask: [0; 4],
         raw_pos: 0,
         http_response: String::new(),
+        pending: Vec::new(),
+        send_queue: std::collections::VecDeque::new(),
+        triggered: false,
+        wirelog_on: true,
+        count: 0,
     };
     let key = wsproto::handshake::encode_key(conn.random_bytes());
     let http_request = format!(
@@ -197,8 +219,9 @@ pub async fn run_case(case: &Case, target: &Target) -> CaseRun {
             let (tx, rx) = mpsc::unbounded_channel();
             let writer_task = tokio::spawn(write_loop(writer, rx));
             conn.writer = Some(tx);
-            conn.send_data(http_request.as_bytes().to_vec(), false);
+            conn.send_data(http_request.as_bytes().to_vec(), false, None);
             conn.schedule(OPEN_HANDSHAKE_TIMEOUT.as_secs_f64(), Timer::OpenHandshake);
+            conn.flush();
             let mut buf = vec![0u8; 64 * 1024];
             let mut head = Vec::new();
             while conn.state != State::Closed {
@@ -222,12 +245,17 @@ pub async fn run_case(case: &Case, target: &Target) -> CaseRun {
                             }
                         }
                     },
-                    () = sleep => conn.fire_timers(),
+                    () = sleep => {}
                 }
+                // A reactor turn: the timers that are due run, then what
+                // the turn wrote goes out in one write.
+                conn.fire_timers();
+                conn.flush();
             }
             conn.state = State::Closed;
             // Let what is queued go out before the connection closes, as
             // Twisted's loseConnection does.
+            conn.flush_anyway();
             if let Some(tx) = conn.writer.take() {
                 let _ = tx.send(Write::Shutdown);
             }
@@ -240,7 +268,6 @@ pub async fn run_case(case: &Case, target: &Target) -> CaseRun {
     }
     conn.connection_lost();
     let duration_ms = open_at.map_or(0, |t| t.elapsed().as_millis() as u64);
-    let _ = t0;
     CaseRun {
         flags: conn.flags,
         received: conn.received,
@@ -253,40 +280,23 @@ pub async fn run_case(case: &Case, target: &Target) -> CaseRun {
         http_response: conn.http_response,
         started,
         duration_ms,
+        create_wirelog: conn.wirelog_on,
     }
 }
 
-/// Writes what it is given in order; data not marked "alone" that is queued
-/// together goes out in one write, as Twisted coalesces the writes of one
-/// reactor turn.
+/// Writes each flush on its own, in order, then closes the sending side.
 async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Write>) {
-    let mut pending: Vec<u8> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
-            match item {
-                Write::Data(bytes, false) => pending.extend_from_slice(&bytes),
-                Write::Data(bytes, true) => {
-                    if !pending.is_empty() && writer.write_all(&std::mem::take(&mut pending)).await.is_err() {
-                        return;
-                    }
-                    if writer.write_all(&bytes).await.is_err() {
-                        return;
-                    }
-                    tokio::task::yield_now().await;
-                }
-                Write::Shutdown => {
-                    if !pending.is_empty() {
-                        let _ = writer.write_all(&pending).await;
-                    }
-                    let _ = writer.shutdown().await;
+    while let Some(item) = rx.recv().await {
+        match item {
+            Write::Data(bytes) => {
+                if writer.write_all(&bytes).await.is_err() {
                     return;
                 }
             }
-            next = rx.try_recv().ok();
-        }
-        if !pending.is_empty() && writer.write_all(&std::mem::take(&mut pending)).await.is_err() {
-            return;
+            Write::Shutdown => {
+                let _ = writer.shutdown().await;
+                return;
+            }
         }
     }
 }
@@ -328,18 +338,76 @@ impl Conn<'_> {
 
     fn log_rx_octets(&mut self, data: &[u8]) {
         *self.rx_octets.entry(data.len()).or_default() += 1;
-        self.wirelog.push(json!(["RO", [data.len(), bin_log_data(data)]]));
+        if self.wirelog_on {
+            self.wirelog.push(json!(["RO", [data.len(), bin_log_data(data)]]));
+        }
     }
 
-    /// `sendData`: queues bytes for the writer (nothing once closed).
-    fn send_data(&mut self, data: Vec<u8>, alone: bool) {
+    /// `transport.write`: into this turn's buffer (nothing once closed).
+    fn transport_write(&mut self, data: &[u8], sync: bool) {
         if self.state == State::Closed {
             return;
         }
         *self.tx_octets.entry(data.len()).or_default() += 1;
-        self.wirelog.push(json!(["TO", [data.len(), bin_log_data(&data)], alone]));
-        if let Some(tx) = &self.writer {
-            let _ = tx.send(Write::Data(data, alone));
+        if self.wirelog_on {
+            self.wirelog.push(json!(["TO", [data.len(), bin_log_data(data)], sync]));
+        }
+        self.pending.extend_from_slice(data);
+    }
+
+    /// `sendData`: chopped and synchronous writes are queued and go out one
+    /// per reactor turn; others join this turn's buffer (behind the queue).
+    fn send_data(&mut self, data: Vec<u8>, sync: bool, chopsize: Option<usize>) {
+        match chopsize {
+            Some(n) if n > 0 => {
+                for chunk in data.chunks(n) {
+                    self.send_queue.push_back(chunk.to_vec());
+                }
+                if data.is_empty() {
+                    self.send_queue.push_back(Vec::new());
+                }
+                self.trigger();
+            }
+            _ if sync || !self.send_queue.is_empty() => {
+                self.send_queue.push_back(data);
+                self.trigger();
+            }
+            _ => self.transport_write(&data, false),
+        }
+    }
+
+    fn trigger(&mut self) {
+        if !self.triggered {
+            self.triggered = true;
+            self.send_next();
+        }
+    }
+
+    /// `_send`.
+    fn send_next(&mut self) {
+        match self.send_queue.pop_front() {
+            Some(data) => {
+                self.transport_write(&data, true);
+                self.timers.push((Instant::now(), Timer::Send));
+            }
+            None => self.triggered = false,
+        }
+    }
+
+    /// The end of a reactor turn: the buffer goes out as one write.
+    fn flush(&mut self) {
+        if self.state != State::Closed {
+            self.flush_anyway();
+        }
+    }
+
+    /// Hands the buffer to the writer (a closing connection still sends
+    /// what it wrote, as Twisted's `loseConnection` does).
+    fn flush_anyway(&mut self) {
+        if !self.pending.is_empty()
+            && let Some(tx) = &self.writer
+        {
+            let _ = tx.send(Write::Data(std::mem::take(&mut self.pending)));
         }
     }
 
@@ -362,6 +430,10 @@ impl Conn<'_> {
         let mut raw = Vec::with_capacity(payload.len() + wsproto::MAX_HEADER_LEN);
         wsproto::encode_frame(&header, &payload, &mut raw);
         *self.tx_frames.entry(f.opcode).or_default() += 1;
+        if !self.wirelog_on {
+            self.send_data(raw, f.sync, f.chopsize);
+            return;
+        }
         self.wirelog.push(json!([
             "TF",
             [f.payload.len(), ascii_log_data(&f.payload)],
@@ -373,14 +445,7 @@ impl Conn<'_> {
             f.chopsize,
             f.sync
         ]));
-        match f.chopsize {
-            Some(n) if n > 0 => {
-                for chunk in raw.chunks(n) {
-                    self.send_data(chunk.to_vec(), true);
-                }
-            }
-            _ => self.send_data(raw, f.sync),
-        }
+        self.send_data(raw, f.sync, f.chopsize);
     }
 
     /// `sendCloseFrame`: only while open; starts the closing handshake.
@@ -465,6 +530,19 @@ impl Conn<'_> {
         self.state = State::Open;
         self.cancel(|t| matches!(t, Timer::OpenHandshake));
         self.flags.connection_was_open = true;
+        match self.case.kind {
+            Kind::Standard => {}
+            Kind::Limits { wait, .. } => {
+                self.wirelog_on = false;
+                self.flags.result = format!("Did not receive message within {wait} seconds.");
+            }
+            Kind::RoundTrip { wait, .. } => {
+                self.enable_wirelog(false);
+                self.flags.result = format!("Case did not finish within {wait} seconds.");
+                self.run_actions(&[Action::CloseAfter(f64::from(wait))]);
+                self.send_one();
+            }
+        }
         let actions = self.case.on_open.clone();
         self.run_actions(&actions);
         self.rx.buf.extend_from_slice(&head[end..]);
@@ -512,7 +590,7 @@ impl Conn<'_> {
                     let mut buf = [0u8; wsproto::MAX_HEADER_LEN];
                     let n = header.encode(&mut buf);
                     *self.tx_frames.entry(1).or_default() += 1;
-                    self.send_data(buf[..n].to_vec(), false);
+                    self.send_data(buf[..n].to_vec(), false, None);
                 }
                 Action::FrameData(data) => {
                     if self.state != State::Open {
@@ -521,7 +599,7 @@ impl Conn<'_> {
                     let mut data = data.clone();
                     wsproto::apply_mask(&mut data, self.raw_mask, self.raw_pos % 4);
                     self.raw_pos += data.len();
-                    self.send_data(data, false);
+                    self.send_data(data, false, None);
                 }
                 Action::KillAfter(d) => {
                     self.wirelog.push(json!(["KL", seconds(*d)]));
@@ -557,6 +635,11 @@ impl Conn<'_> {
     }
 
     fn fire(&mut self, timer: Timer) {
+        if let Timer::Send = timer {
+            // Runs even once closed (its write is then skipped), to empty the queue.
+            self.send_next();
+            return;
+        }
         if self.state == State::Closed {
             return;
         }
@@ -592,6 +675,7 @@ impl Conn<'_> {
                 self.flags.was_server_connection_drop_timeout = true;
                 self.drop_connection();
             }
+            Timer::Send => {}
             Timer::OpenHandshake => {
                 if self.state == State::Connecting {
                     self.flags.was_clean = false;
@@ -759,15 +843,17 @@ impl Conn<'_> {
             std::mem::take(&mut self.rx.frame_data)
         };
         *self.rx_frames.entry(frame.opcode).or_default() += 1;
-        self.wirelog.push(json!([
-            "RF",
-            [payload.len(), ascii_log_data(&payload)],
-            frame.opcode,
-            frame.fin,
-            frame.rsv,
-            frame.mask.is_some(),
-            frame.mask.map(|m| hex(&m))
-        ]));
+        if self.wirelog_on {
+            self.wirelog.push(json!([
+                "RF",
+                [payload.len(), ascii_log_data(&payload)],
+                frame.opcode,
+                frame.fin,
+                frame.rsv,
+                frame.mask.is_some(),
+                frame.mask.map(|m| hex(&m))
+            ]));
+        }
         if frame.opcode > 7 {
             self.control_frame(frame.opcode, payload);
             return;
@@ -837,9 +923,77 @@ impl Conn<'_> {
         }
     }
 
+    /// `enableWirelog`: switching is itself logged.
+    fn enable_wirelog(&mut self, on: bool) {
+        if on != self.wirelog_on {
+            self.wirelog_on = on;
+            self.wirelog.push(json!(["WLM", on]));
+        }
+    }
+
+    /// `sendOne` of 9.7.* and 9.8.*.
+    fn send_one(&mut self) {
+        if let Kind::RoundTrip { len, binary, .. } = self.case.kind {
+            let f = if binary { Frame::new(2, b"\xfe".to_vec()) } else { Frame::new(1, b"*".to_vec()) };
+            self.send_frame(&f.repeat(len));
+            self.count += 1;
+        }
+    }
+
+    /// The `onMessage` of the 9.* cases.
+    fn on_limits_message(&mut self, message: &[u8], got_binary: bool) {
+        let kind_name = |b: bool| if b { "binary" } else { "text" };
+        match self.case.kind {
+            Kind::Standard => {}
+            Kind::Limits { len, binary, .. } => {
+                if got_binary != binary {
+                    // 9.4.1's message says "binary" twice, as Autobahn's does.
+                    let got = if self.case.id == "9.4.1" { "binary" } else { kind_name(got_binary) };
+                    self.flags.result = format!("Expected {} message with payload, but got {got}.", kind_name(binary));
+                } else if message.len() != len {
+                    self.flags.result = format!(
+                        "Expected {} message with payload of length {len}, but got {}.",
+                        kind_name(binary),
+                        message.len()
+                    );
+                } else {
+                    self.flags.behavior = super::judge::OK;
+                    self.flags.result = format!("Received {} message of length {}.", kind_name(binary), message.len());
+                }
+                self.wirelog_on = true;
+                self.send_close_frame(Some(CLOSE_NORMAL), None, false);
+            }
+            Kind::RoundTrip { len, count, binary, .. } => {
+                if got_binary != binary || message.len() != len {
+                    self.flags.behavior = super::judge::FAILED;
+                    self.flags.result = format!(
+                        "Echo'ed message type or length differs from what I sent (got binary = {}, payload length = {}).",
+                        if got_binary { "True" } else { "False" },
+                        message.len()
+                    );
+                } else if self.count < count {
+                    self.send_one();
+                    return;
+                } else {
+                    self.flags.behavior = super::judge::OK;
+                    self.flags.result = "Ok, received all echo'ed messages in time.".into();
+                }
+                self.enable_wirelog(true);
+                self.send_close_frame(Some(CLOSE_NORMAL), None, false);
+            }
+        }
+    }
+
     /// Records an event and, once it matches the one expected outcome,
     /// starts the closing handshake (`finishWhenDone`).
     fn observe(&mut self, event: Observed) {
+        if self.case.kind != Kind::Standard {
+            // The 9.* cases record nothing (their `onMessage` replaces Case's).
+            if let Observed::Message(message, binary) = &event {
+                self.on_limits_message(message, *binary);
+            }
+            return;
+        }
         self.received.push(event);
         let all_match = self.case.expected.values().all(|e| *e == self.received);
         if all_match && self.case.expected_close.closed_by_me && !self.case.suppress_close {
