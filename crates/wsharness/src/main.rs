@@ -211,6 +211,10 @@ struct RunArgs {
     /// engine (no Python, no Docker; families 1-7 and 10 so far).
     #[arg(long, value_enum, default_value_t = Engine::Wstest)]
     engine: Engine,
+    /// Cases to run at the same time (native engine): their waits overlap,
+    /// which a server that serves one connection at a time may not like.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: u16,
     /// Same as --engine docker (kept for existing scripts).
     #[arg(long, conflicts_with = "engine")]
     docker: bool,
@@ -258,6 +262,7 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 docker: args.docker || args.engine == Engine::Docker,
                 image: args.image,
                 venv: args.venv,
+                jobs: usize::from(args.jobs),
             };
             let dir = if args.engine == Engine::Native {
                 autobahn::native::run_native(&opts)?

@@ -219,6 +219,35 @@ pub enum Judge {
     AutoFragment,
 }
 
+/// What a case does with the messages it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Record them and compare with the expected outcomes (most cases).
+    Standard,
+    /// 9.1.* to 9.6.*: one big message; OK when its echo has the right
+    /// type and length; the wire log is off until then.
+    Limits {
+        /// The message's length.
+        len: usize,
+        /// Binary or text.
+        binary: bool,
+        /// Seconds to wait for the echo.
+        wait: u32,
+    },
+    /// 9.7.* and 9.8.*: `count` messages one after the other, each sent when
+    /// the echo of the one before is back.
+    RoundTrip {
+        /// Each message's length.
+        len: usize,
+        /// How many.
+        count: usize,
+        /// Binary or text.
+        binary: bool,
+        /// Seconds for all of them.
+        wait: u32,
+    },
+}
+
 /// One case: its report text, its script and its expectations.
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -244,6 +273,8 @@ pub struct Case {
     pub judge: Judge,
     /// Fragment size of `sendMessage` when the case sets `autoFragmentSize`.
     pub auto_fragment_size: Option<usize>,
+    /// How it treats the messages it gets.
+    pub kind: Kind,
 }
 
 /// The parts of a case a family builder fills in.
@@ -255,6 +286,7 @@ struct Script {
     suppress_close: bool,
     judge: Judge,
     auto_fragment_size: Option<usize>,
+    kind: Kind,
 }
 
 impl Script {
@@ -267,6 +299,7 @@ impl Script {
             suppress_close: false,
             judge: Judge::Default,
             auto_fragment_size: None,
+            kind: Kind::Standard,
         }
     }
     fn non_strict(mut self, outcome: Vec<Observed>) -> Script {
@@ -738,6 +771,61 @@ fn misc(id: &[u32]) -> Option<Script> {
     Some(s)
 }
 
+/// 9.*: limits and performance, from the parameters of Autobahn's classes.
+fn limits(id: &[u32]) -> Option<Script> {
+    let idx = usize::try_from(id[2]).ok()?.checked_sub(1)?;
+    const MIB: usize = 1 << 20;
+    const KIB: usize = 1 << 10;
+    let normal = ExpectedClose::clean_by_me(CLOSE_NORMAL);
+    let script = |kind: Kind, actions: Vec<Action>| {
+        let mut s = Script::new(vec![], normal.clone(), actions);
+        s.expected.clear();
+        s.kind = kind;
+        s
+    };
+    let text_repeat: &[u8] = b"BAsd7&jh23";
+    let binary_repeat: &[u8] = b"\x00\xfe\x23\xfa\xf0";
+    Some(match id[1] {
+        1 | 2 => {
+            let binary = id[1] == 2;
+            let len = *[64 * KIB, 256 * KIB, MIB, 4 * MIB, 8 * MIB, 16 * MIB].get(idx)?;
+            let wait = if binary { [10, 10, 10, 10, 100, 100] } else { [10, 10, 100, 100, 100, 100] }[idx];
+            let (opcode, repeat) = if binary { (2, binary_repeat) } else { (1, text_repeat) };
+            script(
+                Kind::Limits { len, binary, wait },
+                vec![send(frame(opcode, repeat).repeat(len)), Action::CloseAfter(f64::from(wait))],
+            )
+        }
+        3 | 4 => {
+            let binary = id[1] == 4;
+            let fragment = *[64, 256, KIB, 4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, MIB, 4 * MIB].get(idx)?;
+            let len = 4 * MIB;
+            let byte = if binary && idx == 0 { 0xfe } else { b'*' };
+            script(
+                Kind::Limits { len, binary, wait: 100 },
+                vec![
+                    Action::Message { payload: vec![byte; len], binary, fragment_size: Some(fragment) },
+                    Action::CloseAfter(100.0),
+                ],
+            )
+        }
+        5 | 6 => {
+            let binary = id[1] == 6;
+            let chop = *[64, 128, 256, 512, 1024, 2048].get(idx)?;
+            let (opcode, repeat) = if binary { (2, binary_repeat) } else { (1, text_repeat) };
+            script(
+                Kind::Limits { len: MIB, binary, wait: 1000 },
+                vec![send(frame(opcode, repeat).repeat(MIB).chop(chop)), Action::CloseAfter(1000.0)],
+            )
+        }
+        7 | 8 => {
+            let (len, wait) = *[(0, 60), (16, 60), (64, 60), (256, 120), (1024, 240), (4096, 480)].get(idx)?;
+            script(Kind::RoundTrip { len, count: 1000, binary: id[1] == 8, wait }, vec![])
+        }
+        _ => return None,
+    })
+}
+
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) {
         return None;
@@ -756,6 +844,7 @@ fn script(row: &SpecRow) -> Option<Script> {
         5 if id.len() == 2 => fragmentation(id[1]),
         6 if id.len() == 3 => utf8(&id, row),
         7 => closing(&id),
+        9 if id.len() == 3 => limits(&id),
         10 => misc(&id),
         _ => None,
     }
@@ -780,6 +869,7 @@ pub fn all_cases() -> Vec<Case> {
                 suppress_close: s.suppress_close,
                 judge: s.judge,
                 auto_fragment_size: s.auto_fragment_size,
+                kind: s.kind,
             })
         })
         .collect()
@@ -802,11 +892,21 @@ mod tests {
     fn the_native_families_are_complete() {
         let cases = all_cases();
         let count = |prefix: &str| cases.iter().filter(|c| c.id.starts_with(prefix)).count();
-        let table = [("1.", 16), ("2.", 11), ("3.", 7), ("4.", 10), ("5.", 20), ("6.", 145), ("7.", 37), ("10.", 1)];
+        let table = [
+            ("1.", 16),
+            ("2.", 11),
+            ("3.", 7),
+            ("4.", 10),
+            ("5.", 20),
+            ("6.", 145),
+            ("7.", 37),
+            ("9.", 54),
+            ("10.", 1),
+        ];
         for (prefix, n) in table {
             assert_eq!(count(prefix), n, "family {prefix}");
         }
-        assert_eq!(cases.len(), 247);
+        assert_eq!(cases.len(), 301);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! * `wirelog`: the report's renderings of bytes and times.
 //!
 //! [`run_native`] runs the selected cases one after the other, as wstest
-//! does, and writes `index.json` and one `AGENT_case_X_Y_Z.json` per case in
+//! does (or `--jobs N` at a time: the waits some cases are made of then
+//! overlap), and writes `index.json` and one `AGENT_case_X_Y_Z.json` per case in
 //! wstest's layout, so `check`, `diff` and `export` read them unchanged.
 //! Cases of families the engine does not have yet are not run, and the run
 //! says so.
@@ -33,7 +34,7 @@ use cases::{ExpectedClose, Observed};
 use conn::CaseRun;
 
 /// The families (first id components) the native engine runs.
-pub const NATIVE_FAMILIES: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 10];
+pub const NATIVE_FAMILIES: [u32; 9] = [1, 2, 3, 4, 5, 6, 7, 9, 10];
 
 /// `ws://host[:port][/path]` → where to connect and what to ask for.
 pub fn target(url: &str) -> anyhow::Result<Target> {
@@ -117,7 +118,7 @@ fn case_report(case: &Case, agent: &str, run: &CaseRun) -> Value {
         ("case", json!(case.index)),
         ("closedByMe", json!(f.closed_by_me)),
         ("createStats", json!(true)),
-        ("createWirelog", json!(true)),
+        ("createWirelog", json!(run.create_wirelog)),
         ("description", json!(case.description)),
         ("droppedByMe", json!(f.dropped_by_me)),
         ("duration", json!(run.duration_ms)),
@@ -135,7 +136,7 @@ fn case_report(case: &Case, agent: &str, run: &CaseRun) -> Value {
         ("remoteCloseCode", json!(f.remote_close_code)),
         ("remoteCloseReason", json!(f.remote_close_reason)),
         ("reportCompressionRatio", json!(false)),
-        ("reportTime", json!(false)),
+        ("reportTime", json!(case.kind != cases::Kind::Standard)),
         ("result", json!(f.result)),
         ("resultClose", json!(f.result_close)),
         ("rxFrameStats", stats(&run.rx_frame_stats)),
@@ -218,12 +219,39 @@ pub fn run_native(opts: &RunOptions) -> anyhow::Result<PathBuf> {
         ProgressStyle::with_template("{bar:30} autobahn {pos}/{len} cases [{elapsed}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let jobs = opts.jobs.max(1);
+    let runs: Vec<(usize, CaseRun)> = runtime.block_on(async {
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(jobs));
+        let mut set = tokio::task::JoinSet::new();
+        let mut done = Vec::with_capacity(cases.len());
+        for (i, case) in cases.iter().enumerate() {
+            let Ok(slot) = std::sync::Arc::clone(&slots).acquire_owned().await else { break };
+            let (case, target) = (case.clone(), target.clone());
+            bar.set_message(case.id.clone());
+            set.spawn(async move {
+                let run = conn::run_case(&case, &target).await;
+                drop(slot);
+                (i, run)
+            });
+            while let Some(Ok(finished)) = set.try_join_next() {
+                bar.inc(1);
+                done.push(finished);
+            }
+        }
+        while let Some(finished) = set.join_next().await {
+            if let Ok(finished) = finished {
+                bar.inc(1);
+                done.push(finished);
+            }
+        }
+        done.sort_by_key(|(i, _)| *i);
+        done
+    });
     let mut index = serde_json::Map::new();
-    for case in &cases {
-        bar.set_message(case.id.clone());
-        let run = runtime.block_on(conn::run_case(case, &target));
+    for (i, run) in &runs {
+        let case = &cases[*i];
         let file = report_file_name(&opts.agent, &case.id);
-        write_json(&out.join(&file), &case_report(case, &opts.agent, &run))?;
+        write_json(&out.join(&file), &case_report(case, &opts.agent, run))?;
         let f = &run.flags;
         index.insert(
             case.id.clone(),
@@ -235,7 +263,6 @@ pub fn run_native(opts: &RunOptions) -> anyhow::Result<PathBuf> {
                 "reportfile": file,
             }),
         );
-        bar.inc(1);
     }
     bar.finish_and_clear();
     let mut agents = serde_json::Map::new();
