@@ -31,6 +31,11 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 const SERVER_DROP_TIMEOUT: Duration = Duration::from_secs(1);
 /// `openHandshakeTimeout`.
 const OPEN_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the engine waits when no timer is left and the server neither
+/// sends nor closes. wstest waits forever there (6.4.* against a server that
+/// fails the connection but never closes TCP hangs the whole run); the
+/// native engine drops the connection instead, and says so.
+const STALL_LIMIT: Duration = Duration::from_secs(10);
 /// The fuzzer's user agent, as wstest 25.10.1 sends it.
 pub const USER_AGENT: &str = "AutobahnTestSuite/25.10.1-0.10.9";
 /// The cap on the server's response head.
@@ -226,9 +231,8 @@ pub async fn run_case(case: &Case, target: &Target) -> CaseRun {
             let mut head = Vec::new();
             while conn.state != State::Closed {
                 let deadline = conn.timers.iter().map(|(t, _)| *t).min();
-                let sleep = tokio::time::sleep_until(
-                    deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)).into(),
-                );
+                let stalled = deadline.is_none();
+                let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + STALL_LIMIT).into());
                 tokio::select! {
                     read = reader.read(&mut buf) => match read {
                         Ok(0) | Err(_) => break,
@@ -245,7 +249,13 @@ pub async fn run_case(case: &Case, target: &Target) -> CaseRun {
                             }
                         }
                     },
-                    () = sleep => {}
+                    () = sleep => if stalled {
+                        conn.flags.was_not_clean_reason = Some(format!(
+                            "nothing happened for {} s with no timer left (wstest would wait forever here)",
+                            STALL_LIMIT.as_secs()
+                        ));
+                        conn.drop_connection();
+                    },
                 }
                 // A reactor turn: the timers that are due run, then what
                 // the turn wrote goes out in one write.
