@@ -232,30 +232,46 @@ pub async fn run_case(case: &Case, target: &Target) -> CaseRun {
             while conn.state != State::Closed {
                 let deadline = conn.timers.iter().map(|(t, _)| *t).min();
                 let stalled = deadline.is_none();
-                let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + STALL_LIMIT).into());
-                tokio::select! {
-                    read = reader.read(&mut buf) => match read {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            conn.log_rx_octets(&buf[..n]);
-                            if conn.state == State::Connecting {
-                                head.extend_from_slice(&buf[..n]);
-                                if conn.handshake(&head, key.as_bytes()) {
-                                    open_at = Some(Instant::now());
-                                }
-                            } else {
-                                conn.rx.buf.extend_from_slice(&buf[..n]);
-                                conn.consume();
+                let read = if deadline.is_some_and(|d| d <= Instant::now()) {
+                    // A timer is due (a chopped write's next piece): poll the
+                    // socket without waiting, let the writer run, and go on;
+                    // tokio's sleep would round this turn up to a millisecond.
+                    tokio::task::yield_now().await;
+                    tokio::select! {
+                        biased;
+                        read = reader.read(&mut buf) => Some(read),
+                        () = std::future::ready(()) => None,
+                    }
+                } else {
+                    let sleep =
+                        tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + STALL_LIMIT).into());
+                    tokio::select! {
+                        read = reader.read(&mut buf) => Some(read),
+                        () = sleep => None,
+                    }
+                };
+                match read {
+                    Some(Ok(0) | Err(_)) => break,
+                    Some(Ok(n)) => {
+                        conn.log_rx_octets(&buf[..n]);
+                        if conn.state == State::Connecting {
+                            head.extend_from_slice(&buf[..n]);
+                            if conn.handshake(&head, key.as_bytes()) {
+                                open_at = Some(Instant::now());
                             }
+                        } else {
+                            conn.rx.buf.extend_from_slice(&buf[..n]);
+                            conn.consume();
                         }
-                    },
-                    () = sleep => if stalled {
+                    }
+                    None if stalled => {
                         conn.flags.was_not_clean_reason = Some(format!(
                             "nothing happened for {} s with no timer left (wstest would wait forever here)",
                             STALL_LIMIT.as_secs()
                         ));
                         conn.drop_connection();
-                    },
+                    }
+                    None => {}
                 }
                 // A reactor turn: the timers that are due run, then what
                 // the turn wrote goes out in one write.
