@@ -5,16 +5,18 @@
 //! * `conn`: one case on one connection, Autobahn's client rebuilt on tokio.
 //! * `judge`: `behavior` and `behaviorClose`, as `Case.onConnectionLost` decides.
 //! * `wirelog`: the report's renderings of bytes and times.
+//! * `html`: `index.html`, the run as one self-contained page.
 //!
 //! [`run_native`] runs the selected cases one after the other, as wstest
 //! does (or `--jobs N` at a time: the waits some cases are made of then
 //! overlap), and writes `index.json` and one `AGENT_case_X_Y_Z.json` per case in
-//! wstest's layout, so `check`, `diff` and `export` read them unchanged.
+//! wstest's layout (and an `index.html` of its own), so `check`, `diff` and `export` read them unchanged.
 //! Cases of families the engine does not have yet are not run, and the run
 //! says so.
 
 mod cases;
 mod conn;
+mod html;
 mod judge;
 mod wirelog;
 
@@ -248,10 +250,13 @@ pub fn run_native(opts: &RunOptions) -> anyhow::Result<PathBuf> {
         done
     });
     let mut index = serde_json::Map::new();
+    let mut reports = Vec::with_capacity(runs.len());
     for (i, run) in &runs {
         let case = &cases[*i];
         let file = report_file_name(&opts.agent, &case.id);
-        write_json(&out.join(&file), &case_report(case, &opts.agent, run))?;
+        let report = case_report(case, &opts.agent, run);
+        write_json(&out.join(&file), &report)?;
+        reports.push(report);
         let f = &run.flags;
         index.insert(
             case.id.clone(),
@@ -267,6 +272,9 @@ pub fn run_native(opts: &RunOptions) -> anyhow::Result<PathBuf> {
     bar.finish_and_clear();
     let mut agents = serde_json::Map::new();
     agents.insert(opts.agent.clone(), Value::Object(index));
+    let page = out.join("index.html");
+    std::fs::write(&page, html::render(&opts.agent, &reports))
+        .with_context(|| format!("writing {}", page.display()))?;
     write_json(&out.join("index.json"), &Value::Object(agents))?;
     eprintln!(
         "autobahn: {} run natively against {}, reports in {}",
@@ -299,8 +307,8 @@ mod tests {
 
     #[test]
     fn selection_names_what_is_not_native() {
-        let (cases, missing) = select(&["1.*".into(), "9.1.1".into()], &["1.2.*".into()]);
-        assert_eq!(cases.len(), 8);
-        assert_eq!(missing, ["9.1.1"]);
+        let (cases, missing) = select(&["1.*".into(), "9.1.1".into(), "12.1.1".into()], &["1.2.*".into()]);
+        assert_eq!(cases.len(), 9);
+        assert_eq!(missing, ["12.1.1"]);
     }
 }
