@@ -1,6 +1,7 @@
 //! The native engine's parity gate: its verdicts, case by case, equal
 //! wstest's on the same servers, for the families it has (1.* to 7.*, 10.*).
 //!
+//! The native runs have nothing on their PATH: no Python, no Docker.
 //! wstest's results are checked in (`autobahn/expected/*.json`, exported from
 //! wstest 25.10.1 runs), so this test needs no Python: it runs
 //! `wsharness autobahn run --engine native` against wsecho and against the
@@ -27,7 +28,9 @@ fn text(o: &Output) -> String {
 /// results in `autobahn/expected/{expected}`; returns the diff's output.
 fn native_run_diffs_clean(url: &str, agent: &str, expected: &str) -> String {
     let out = std::env::temp_dir().join(format!("wsharness-parity-{agent}-{}", std::process::id()));
+    // No Python, no Docker: nothing on the PATH at all.
     let run = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .env("PATH", "/nonexistent")
         .args(["autobahn", "run", "--engine", "native", "--jobs", "16", "--url", url, "--agent", agent])
         .args(["--cases", FAMILIES, "--out"])
         .arg(&out)
