@@ -37,6 +37,8 @@ fn native_run_diffs_clean(url: &str, agent: &str, expected: &str) -> String {
         .output()
         .expect("runs wsharness");
     assert!(out.join("index.json").is_file(), "no reports: {}", text(&run));
+    let page = std::fs::read_to_string(out.join("index.html")).expect("index.html");
+    assert!(page.contains("<table id=\"cases\">") && page.contains("id=\"case-7.1.1\""), "the HTML report");
     let diff = Command::new(env!("CARGO_BIN_EXE_wsharness"))
         .current_dir(root())
         .args(["autobahn", "diff"])
@@ -89,4 +91,17 @@ fn native_verdicts_equal_wstests_on_broken_servers() {
     assert!(lazy.iter().any(|b| b == "NON-STRICT"));
     let (_, linger_close) = verdicts("broken-linger.json");
     assert!(linger_close.iter().any(|b| b == "UNCLEAN"));
+}
+
+/// Cases the native engine does not have yet are named, not silently
+/// skipped; selecting only those is an error that says what to use.
+#[test]
+fn cases_the_native_engine_lacks_are_refused_with_a_pointer_to_wstest() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .args(["autobahn", "run", "--engine", "native", "--url", "ws://127.0.0.1:9", "--cases", "12.*,13.*"])
+        .output()
+        .expect("runs wsharness");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains("216 selected cases need --engine wstest"), "{shown}");
 }
