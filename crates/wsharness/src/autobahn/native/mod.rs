@@ -9,10 +9,10 @@
 //!
 //! [`run_native`] runs the selected cases one after the other, as wstest
 //! does (or `--jobs N` at a time: the waits some cases are made of then
-//! overlap), and writes `index.json` and one `AGENT_case_X_Y_Z.json` per case in
-//! wstest's layout (and an `index.html` of its own), so `check`, `diff` and `export` read them unchanged.
-//! Cases of families the engine does not have yet are not run, and the run
-//! says so.
+//! overlap), and writes `index.json` and one `AGENT_case_X_Y_Z.json` per
+//! case in wstest's layout (and an `index.html` of its own), so `check`,
+//! `diff` and `export` read them unchanged. Cases of families the engine
+//! does not have yet (12.*, 13.*) are not run, and the run says so.
 
 mod cases;
 mod conn;
