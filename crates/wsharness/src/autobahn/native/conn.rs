@@ -195,6 +195,9 @@ struct Conn<'c> {
     wirelog_on: bool,
     /// Messages sent so far (9.7.*, 9.8.*).
     count: usize,
+    /// Autobahn's client raised while reading (a close reason that is not
+    /// UTF-8): the connection is lost at once, nothing queued goes out.
+    crashed: bool,
 }
 
 /// Runs one case against the target and returns what happened.
@@ -222,6 +225,7 @@ pub async fn run_case(case: &Case, target: &Target) -> CaseRun {
         triggered: false,
         wirelog_on: true,
         count: 0,
+        crashed: false,
     };
     let key = wsproto::handshake::encode_key(conn.random_bytes());
     let http_request = format!(
@@ -300,7 +304,10 @@ pub async fn run_case(case: &Case, target: &Target) -> CaseRun {
             }
             conn.state = State::Closed;
             // Let what is queued go out before the connection closes, as
-            // Twisted's loseConnection does.
+            // Twisted's loseConnection does (not after an exception).
+            if conn.crashed {
+                conn.pending.clear();
+            }
             conn.flush_anyway();
             if let Some(tx) = conn.writer.take() {
                 let _ = tx.send(Write::Shutdown);
@@ -964,6 +971,14 @@ impl Conn<'_> {
                 let mut v = wsproto::Utf8Validator::new();
                 if v.feed(&reason).is_err() {
                     self.invalid_payload("invalid close reason (non-UTF-8 payload)");
+                }
+                if std::str::from_utf8(&reason).is_err() {
+                    // Autobahn goes on to `reasonRaw.decode('utf8')`, which
+                    // raises: Twisted then loses the connection on the spot,
+                    // with no close reply and no drop of ours.
+                    self.crashed = true;
+                    self.state = State::Closed;
+                    return;
                 }
                 self.flags.remote_close_reason = Some(String::from_utf8_lossy(&reason).into_owned());
             }
