@@ -9,8 +9,9 @@
 //!   invalid UTF-8, fragmented control frames, and answers every close with
 //!   1000 (FAILED and WRONG CODE verdicts).
 //! * [`Flaw::Lazy`]: checks everything, but UTF-8 only once a message is
-//!   complete, and answers a read only after checking all of it, so a
-//!   violation swallows the echoes before it (NON-STRICT verdicts).
+//!   complete, and holds its answers until the client has been quiet for
+//!   50 ms, so a violation swallows the echoes before it (NON-STRICT
+//!   verdicts, whatever the pace of the client's writes).
 //! * [`Flaw::Linger`]: right in every frame, but after answering the
 //!   client's close it never closes the TCP connection (UNCLEAN verdicts).
 //!   (It does close after failing a connection itself: a server that never
@@ -36,7 +37,7 @@ use std::time::Duration;
 pub enum Flaw {
     /// Checks nothing and echoes everything.
     Unchecked,
-    /// Checks UTF-8 late and answers a read only after checking all of it.
+    /// Checks UTF-8 late and holds its answers until the client is quiet.
     Lazy,
     /// Never closes the TCP connection after the client's closing handshake.
     Linger,
@@ -235,6 +236,10 @@ impl Conn {
     }
 }
 
+/// How long the connection must be quiet before a lazy server sends what
+/// it holds.
+const LAZY_IDLE: Duration = Duration::from_millis(50);
+
 fn serve(mut stream: TcpStream, flaw: Flaw) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf = handshake(&mut stream)?;
@@ -244,8 +249,10 @@ fn serve(mut stream: TcpStream, flaw: Flaw) -> io::Result<()> {
     // Whether the closing handshake was the client's (which a lingering
     // server then never ends).
     let mut answered_close = false;
+    // A lazy server holds its answers until the client has been quiet for
+    // LAZY_IDLE, and a violation before then swallows them.
+    let mut held = Vec::new();
     loop {
-        let mut out = Vec::new();
         let mut end = None;
         // Once closing, nothing more is read as frames.
         while !done && end.is_none() {
@@ -260,30 +267,28 @@ fn serve(mut stream: TcpStream, flaw: Flaw) -> io::Result<()> {
                 wsproto::apply_mask(&mut payload, key, 0);
             }
             buf.drain(..total);
-            match conn.frame(&parsed.header, &payload, &mut out) {
+            match conn.frame(&parsed.header, &payload, &mut held) {
                 Next::Go => {}
                 Next::Fail(code) => end = Some(Some(code)),
                 Next::Closed => end = Some(None),
             }
-            // A lazy server answers a read only once all of it is checked
-            // (and a violation swallows the answers before it).
             if flaw != Flaw::Lazy {
-                stream.write_all(&std::mem::take(&mut out))?;
+                stream.write_all(&std::mem::take(&mut held))?;
             }
         }
         match end {
             Some(Some(code)) => {
-                out.clear();
-                close_frame(code, &mut out);
-                stream.write_all(&out)?;
+                held.clear();
+                close_frame(code, &mut held);
+                stream.write_all(&std::mem::take(&mut held))?;
                 done = true;
             }
             Some(None) => {
-                stream.write_all(&out)?;
+                stream.write_all(&std::mem::take(&mut held))?;
                 done = true;
                 answered_close = true;
             }
-            None => stream.write_all(&out)?,
+            None => {}
         }
         if done && !(flaw == Flaw::Linger && answered_close) {
             // Give the peer's close a moment to arrive, then close TCP.
@@ -292,7 +297,15 @@ fn serve(mut stream: TcpStream, flaw: Flaw) -> io::Result<()> {
             let _ = stream.shutdown(Shutdown::Both);
             return Ok(());
         }
-        let n = stream.read(&mut chunk)?;
+        let _ = stream.set_read_timeout(if held.is_empty() { None } else { Some(LAZY_IDLE) });
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                stream.write_all(&std::mem::take(&mut held))?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Ok(());
         }
