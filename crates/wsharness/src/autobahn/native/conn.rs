@@ -36,13 +36,15 @@ const OPEN_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// fails the connection but never closes TCP hangs the whole run); the
 /// native engine drops the connection instead, and says so.
 const STALL_LIMIT: Duration = Duration::from_secs(10);
-/// The least time between two turns that send a chop or a "sync" write: what
-/// a turn of Twisted's reactor takes under wstest on CPython (9.5.1 sends
-/// 16384 chops in about 2.2 s, 2.11 about 160 one-byte chops in 17 ms).
-/// Without it the chops leave about 100 times faster than wstest sends them,
-/// and a server that reads slowly sees them joined in fewer reads than
-/// under wstest (4.1.5 and 4.2.5 against `wsbroken`'s lazy server).
-const TURN_PACE: Duration = Duration::from_micros(100);
+/// The least time between two turns that send a chop or a "sync" write. A
+/// turn of Twisted's reactor under wstest on CPython takes about 50-100 µs
+/// (9.5.1 sends 16384 chops in 1.5-2.2 s, 2.11 about 160 one-byte chops in
+/// 9-17 ms). Without a pace the chops leave about 100 times faster than
+/// wstest sends them, and a server that reads slowly sees them joined in
+/// fewer reads than under wstest (4.1.5 and 4.2.5 against `wsbroken`'s lazy
+/// server). The wait yields (tokio's timers tick in milliseconds), so it
+/// costs CPU while chopped cases run.
+const TURN_PACE: Duration = Duration::from_micros(50);
 /// The fuzzer's user agent, as wstest 25.10.1 sends it.
 pub const USER_AGENT: &str = "AutobahnTestSuite/25.10.1-0.10.9";
 /// The cap on the server's response head.
