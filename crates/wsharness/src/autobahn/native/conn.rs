@@ -859,7 +859,7 @@ impl Conn<'_> {
 
     fn frame_begin(&mut self) {
         let Some(frame) = &self.rx.frame else { return };
-        let (opcode, len) = (frame.opcode, frame.len);
+        let opcode = frame.opcode;
         if opcode > 7 {
             self.rx.control_data.clear();
             return;
@@ -877,7 +877,6 @@ impl Conn<'_> {
             self.rx.message_data.clear();
         }
         self.rx.frame_data.clear();
-        let _ = len;
     }
 
     fn frame_data(&mut self, data: Vec<u8>) {
