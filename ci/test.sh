@@ -108,6 +108,11 @@ ECHO_PID=$SERVER_PID
 "$BIN/wsharness" autobahn run --url "$SERVER_URL" --agent wsecho --out target/autobahn/wsecho
 "$BIN/wsharness" autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json --require-all-cases
 
+step "Autobahn, native engine, against wsecho: wstest's verdicts of this run (families 1-7, 9, 10), with nothing on the PATH"
+env PATH=/nonexistent "$BIN/wsharness" autobahn run --engine native --jobs 8 --url "$SERVER_URL" --agent wsecho \
+    --cases '1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*' --out target/autobahn/wsecho-native
+"$BIN/wsharness" autobahn diff target/autobahn/wsecho-native target/autobahn/wsecho
+
 step "Autobahn fuzzingclient, full suite, through wsproxy to wsecho"
 start_server wsproxy "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$SERVER_URL" --format json --log target/autobahn/wsproxy.jsonl
 PROXY_PID=$SERVER_PID

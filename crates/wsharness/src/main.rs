@@ -20,6 +20,7 @@ const EXAMPLES: &str = "\
 Examples:
   wsharness autobahn run --url ws://127.0.0.1:9001 --agent wsecho --out target/autobahn/wsecho
   wsharness autobahn run --url ws://127.0.0.1:9001 --cases '1.*,2.*' --exclude 2.10
+  wsharness autobahn run --engine native --url ws://127.0.0.1:9001 --cases '1.*,2.*,3.*,4.*,5.*,6.*,7.*,10.*'
   wsharness autobahn check target/autobahn/wsecho
   wsharness autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json
   wsharness bench --url ws://127.0.0.1:9001 -c 10 -w 4 -s 64KiB -d 5
@@ -307,6 +308,17 @@ enum AutobahnCommand {
     },
 }
 
+/// The engines `autobahn run` can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Engine {
+    /// wstest in a cached Python 2.7 virtualenv.
+    Wstest,
+    /// wstest in the pinned Docker image.
+    Docker,
+    /// The cases in Rust (wsharness itself).
+    Native,
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
     /// The server under test.
@@ -324,9 +336,17 @@ struct RunArgs {
     /// Report directory.
     #[arg(long, default_value = "autobahn/reports")]
     out: PathBuf,
-    /// Run the testsuite in Docker (host networking) instead of a local
-    /// Python 2.7 virtualenv.
-    #[arg(long)]
+    /// Which engine runs the cases: wstest in a local Python 2.7
+    /// virtualenv, wstest in Docker (host networking), or the native Rust
+    /// engine (no Python, no Docker; families 1-7 and 10 so far).
+    #[arg(long, value_enum, default_value_t = Engine::Wstest)]
+    engine: Engine,
+    /// Cases to run at the same time (native engine): their waits overlap,
+    /// which a server that serves one connection at a time may not like.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: u16,
+    /// Same as --engine docker (kept for existing scripts).
+    #[arg(long, conflicts_with = "engine")]
     docker: bool,
     /// The Docker image (with --docker).
     #[arg(long, default_value = autobahn::DEFAULT_IMAGE)]
@@ -370,11 +390,16 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 cases: args.cases,
                 exclude: args.exclude,
                 out: args.out,
-                docker: args.docker,
+                docker: args.docker || args.engine == Engine::Docker,
                 image: args.image,
                 venv: args.venv,
+                jobs: usize::from(args.jobs),
             };
-            let dir = autobahn::run(&opts)?;
+            let dir = if args.engine == Engine::Native {
+                autobahn::native::run_native(&opts)?
+            } else {
+                autobahn::run(&opts)?
+            };
             check(&dir, Some(&args.agent))
         }
         AutobahnCommand::Check { dir, agent } => check(&dir, agent.as_deref()),

@@ -1,7 +1,9 @@
-//! The Autobahn|Testsuite: reports, verdicts, diffs, and running `wstest`.
+//! The Autobahn|Testsuite: reports, verdicts, diffs, running `wstest`, and
+//! the [`native`] engine that runs the cases without it.
 
 mod check;
 mod diff;
+pub mod native;
 mod proxylog;
 mod report;
 mod run;

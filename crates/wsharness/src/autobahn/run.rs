@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub image: String,
     /// The virtualenv (default: in the user's cache directory).
     pub venv: Option<PathBuf>,
+    /// Cases run at the same time (native engine only; wstest runs one).
+    pub jobs: usize,
 }
 
 /// Every case id the testsuite has (from wsecho's expected results).
@@ -358,6 +360,7 @@ mod tests {
             docker: false,
             image: String::new(),
             venv: None,
+            jobs: 1,
         };
         assert_eq!(selected_count(&opts(&["*"], &[])), 517);
         assert_eq!(selected_count(&opts(&["*"], &["12.*", "13.*"])), 517 - 216);

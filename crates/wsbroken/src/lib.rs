@@ -1,0 +1,363 @@
+//! Test support: WebSocket echo servers that are wrong on purpose.
+//!
+//! The native Autobahn engine must give wstest's verdicts where it matters,
+//! on servers that fail cases, not only on all-green runs. Each [`Flaw`] is a
+//! small, blocking, thread-per-connection echo server that gets one thing
+//! wrong in a way Autobahn catches:
+//!
+//! * [`Flaw::Unchecked`]: checks nothing: echoes reserved bits and opcodes,
+//!   invalid UTF-8, fragmented control frames, and answers every close with
+//!   1000 (FAILED and WRONG CODE verdicts).
+//! * [`Flaw::Lazy`]: checks everything, but UTF-8 only once a message is
+//!   complete, and holds its answers until the client has been quiet for
+//!   50 ms, so a violation swallows the echoes before it (NON-STRICT
+//!   verdicts, whatever the pace of the client's writes).
+//! * [`Flaw::Linger`]: right in every frame, but after answering the
+//!   client's close it never closes the TCP connection (UNCLEAN verdicts).
+//!   (It does close after failing a connection itself: a server that never
+//!   does makes wstest wait forever in 6.4.*, whose only timer is gone by
+//!   then.)
+//!
+//! This crate is not part of the product: it is a fixture for tests.
+//!
+//! ```no_run
+//! let server = wsbroken::spawn("127.0.0.1:0", wsbroken::Flaw::Lazy)?;
+//! println!("listening on ws://{}", server.local_addr());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How a server is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flaw {
+    /// Checks nothing and echoes everything.
+    Unchecked,
+    /// Checks UTF-8 late and holds its answers until the client is quiet.
+    Lazy,
+    /// Never closes the TCP connection after the client's closing handshake.
+    Linger,
+}
+
+impl Flaw {
+    /// Every flaw.
+    pub const ALL: [Flaw; 3] = [Flaw::Unchecked, Flaw::Lazy, Flaw::Linger];
+
+    /// The flaw's name (`unchecked`, `lazy`, `linger`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Flaw::Unchecked => "unchecked",
+            Flaw::Lazy => "lazy",
+            Flaw::Linger => "linger",
+        }
+    }
+
+    /// The flaw with this name.
+    pub fn from_name(name: &str) -> Option<Flaw> {
+        Flaw::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// A running server; dropping it stops accepting (open connections end
+/// when their peer closes them).
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Starts a server with `flaw` on `addr` (port 0 picks a free port).
+pub fn spawn(addr: &str, flaw: Flaw) -> io::Result<Server> {
+    let listener = TcpListener::bind(addr)?;
+    let addr = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Ok(stream) = stream {
+                std::thread::spawn(move || {
+                    let _ = serve(stream, flaw);
+                });
+            }
+        }
+    });
+    Ok(Server { addr, stop })
+}
+
+/// Reads the upgrade request and answers it; returns the bytes after it.
+fn handshake(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let limits = wsproto::handshake::Limits::default();
+        match wsproto::handshake::parse_request(&buf, &limits) {
+            Ok(wsproto::Status::Partial) => continue,
+            Ok(wsproto::Status::Complete((request, consumed))) => {
+                let upgrade = request.validate().map_err(|e| io::Error::other(e.to_string()))?;
+                let response = wsproto::handshake::build_response(&upgrade.accept_key(), None, None)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                stream.write_all(&response)?;
+                return Ok(buf[consumed..].to_vec());
+            }
+            Err(e) => return Err(io::Error::other(e.to_string())),
+        }
+    }
+}
+
+fn frame(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
+    let header = wsproto::FrameHeader::new(wsproto::OpCode::from_u4(opcode), payload.len() as u64);
+    wsproto::encode_frame(&header, payload, out);
+}
+
+fn close_frame(code: u16, out: &mut Vec<u8>) {
+    frame(8, &code.to_be_bytes(), out);
+}
+
+/// A close code a peer may send (RFC 6455 §7.4).
+fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+}
+
+/// One connection's state.
+struct Conn {
+    flaw: Flaw,
+    /// The opcode of the message being received, if one is.
+    message: Option<u8>,
+    data: Vec<u8>,
+    utf8: wsproto::Utf8Validator,
+}
+
+/// What to do after a frame.
+enum Next {
+    Go,
+    /// Send a close with this code and stop reading frames.
+    Fail(u16),
+    /// The peer closed; our answer is queued.
+    Closed,
+}
+
+impl Conn {
+    fn frame(&mut self, h: &wsproto::FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Next {
+        let opcode = h.opcode.as_u4();
+        let checked = self.flaw != Flaw::Unchecked;
+        if checked {
+            if h.rsv1 || h.rsv2 || h.rsv3 || h.opcode.is_reserved() {
+                return Next::Fail(1002);
+            }
+            if h.opcode.is_control() && (!h.fin || payload.len() > 125) {
+                return Next::Fail(1002);
+            }
+        }
+        match opcode {
+            8 => {
+                let reply = match payload {
+                    [] => 1000,
+                    [_] => 1002,
+                    [a, b, reason @ ..] => {
+                        let code = u16::from_be_bytes([*a, *b]);
+                        if !valid_close_code(code) {
+                            1002
+                        } else if std::str::from_utf8(reason).is_err() {
+                            1007
+                        } else {
+                            code
+                        }
+                    }
+                };
+                close_frame(if checked { reply } else { 1000 }, out);
+                Next::Closed
+            }
+            9 => {
+                frame(10, payload, out);
+                Next::Go
+            }
+            10 => Next::Go,
+            _ if h.opcode.is_control() => {
+                // Unchecked: a reserved control opcode is echoed as is.
+                frame(opcode, payload, out);
+                Next::Go
+            }
+            _ => {
+                let start = opcode != 0;
+                if checked && start == self.message.is_some() {
+                    return Next::Fail(1002);
+                }
+                if start || self.message.is_none() {
+                    self.message = Some(opcode);
+                    self.data.clear();
+                    self.utf8.reset();
+                }
+                let text = self.message == Some(1);
+                self.data.extend_from_slice(payload);
+                if checked && text && self.flaw != Flaw::Lazy && self.utf8.feed(payload).is_err() {
+                    return Next::Fail(1007);
+                }
+                if h.fin {
+                    let opcode = self.message.take().unwrap_or(2);
+                    if checked && text && std::str::from_utf8(&self.data).is_err() {
+                        return Next::Fail(1007);
+                    }
+                    // Unchecked: the reserved bits of the last frame go back too.
+                    let mut echo = wsproto::FrameHeader::new(wsproto::OpCode::from_u4(opcode), 0);
+                    (echo.rsv1, echo.rsv2, echo.rsv3) =
+                        if checked { (false, false, false) } else { (h.rsv1, h.rsv2, h.rsv3) };
+                    wsproto::encode_frame(&echo, &self.data, out);
+                }
+                Next::Go
+            }
+        }
+    }
+}
+
+/// How long the connection must be quiet before a lazy server sends what
+/// it holds.
+const LAZY_IDLE: Duration = Duration::from_millis(50);
+
+fn serve(mut stream: TcpStream, flaw: Flaw) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut buf = handshake(&mut stream)?;
+    let mut conn = Conn { flaw, message: None, data: Vec::new(), utf8: wsproto::Utf8Validator::new() };
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut done = false;
+    // Whether the closing handshake was the client's (which a lingering
+    // server then never ends).
+    let mut answered_close = false;
+    // A lazy server holds its answers until the client has been quiet for
+    // LAZY_IDLE, and a violation before then swallows them.
+    let mut held = Vec::new();
+    loop {
+        let mut end = None;
+        // Once closing, nothing more is read as frames.
+        while !done && end.is_none() {
+            let wsproto::Status::Complete(parsed) = wsproto::parse_header(&buf) else { break };
+            let total = parsed.header_len as u64 + parsed.header.payload_len;
+            if (buf.len() as u64) < total {
+                break;
+            }
+            let total = total as usize;
+            let mut payload = buf[parsed.header_len..total].to_vec();
+            if let Some(key) = parsed.header.mask {
+                wsproto::apply_mask(&mut payload, key, 0);
+            }
+            buf.drain(..total);
+            match conn.frame(&parsed.header, &payload, &mut held) {
+                Next::Go => {}
+                Next::Fail(code) => end = Some(Some(code)),
+                Next::Closed => end = Some(None),
+            }
+            if flaw != Flaw::Lazy {
+                stream.write_all(&std::mem::take(&mut held))?;
+            }
+        }
+        match end {
+            Some(Some(code)) => {
+                held.clear();
+                close_frame(code, &mut held);
+                stream.write_all(&std::mem::take(&mut held))?;
+                done = true;
+            }
+            Some(None) => {
+                stream.write_all(&std::mem::take(&mut held))?;
+                done = true;
+                answered_close = true;
+            }
+            None => {}
+        }
+        if done && !(flaw == Flaw::Linger && answered_close) {
+            // Give the peer's close a moment to arrive, then close TCP.
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = stream.read(&mut chunk);
+            let _ = stream.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        let _ = stream.set_read_timeout(if held.is_empty() { None } else { Some(LAZY_IDLE) });
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                stream.write_all(&std::mem::take(&mut held))?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if !done {
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for f in Flaw::ALL {
+            assert_eq!(Flaw::from_name(f.name()), Some(f));
+        }
+        assert_eq!(Flaw::from_name("nope"), None);
+    }
+
+    fn exchange(flaw: Flaw, frames: &[u8]) -> Vec<u8> {
+        let server = spawn("127.0.0.1:0", flaw).expect("binds");
+        let mut s = TcpStream::connect(server.local_addr()).expect("connects");
+        let request = wsproto::handshake::build_request("x", "/", "dGhlIHNhbXBsZSBub25jZQ==", &[], None).expect("ok");
+        s.write_all(&request).expect("writes");
+        s.write_all(frames).expect("writes");
+        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = s.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+            if got.windows(2).any(|w| w[0] == 0x88 && w[1] == 0x02) {
+                break;
+            }
+        }
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("101") + 4;
+        got[end..].to_vec()
+    }
+
+    #[test]
+    fn unchecked_echoes_reserved_bits_and_lazy_swallows_the_echo_before_a_violation() {
+        // "Hi" (text), then "Hi" with RSV2, masked with a zero key.
+        let frames = [0x81, 0x82, 0, 0, 0, 0, b'H', b'i', 0xA1, 0x82, 0, 0, 0, 0, b'H', b'i'];
+        let got = exchange(Flaw::Unchecked, &frames);
+        assert!(got.starts_with(&[0x81, 0x02, b'H', b'i', 0xA1, 0x02, b'H', b'i']), "{got:02x?}");
+        let got = exchange(Flaw::Lazy, &frames);
+        assert_eq!(got[..4], [0x88, 0x02, 0x03, 0xea], "a close 1002 and nothing before it: {got:02x?}");
+        let got = exchange(Flaw::Linger, &frames);
+        assert!(got.starts_with(&[0x81, 0x02, b'H', b'i', 0x88, 0x02, 0x03, 0xea]), "{got:02x?}");
+    }
+}

@@ -1,0 +1,107 @@
+//! The native engine's parity gate: its verdicts, case by case, equal
+//! wstest's on the same servers, for the families it has (1.* to 7.*, 10.*).
+//!
+//! The native runs have nothing on their PATH: no Python, no Docker.
+//! wstest's results are checked in (`autobahn/expected/*.json`, exported from
+//! wstest 25.10.1 runs), so this test needs no Python: it runs
+//! `wsharness autobahn run --engine native` against wsecho and against the
+//! deliberately broken servers of the `wsbroken` crate, and `autobahn diff`s
+//! each run against wstest's results for the same server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The families the native engine runs.
+const FAMILIES: &str = "1.*,2.*,3.*,4.*,5.*,6.*,7.*,10.*";
+/// Cases in those families.
+const NATIVE_CASES: usize = 247;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Runs the native engine against `url`, then diffs the run against wstest's
+/// results in `autobahn/expected/{expected}`; returns the diff's output.
+fn native_run_diffs_clean(url: &str, agent: &str, expected: &str) -> String {
+    let out = std::env::temp_dir().join(format!("wsharness-parity-{agent}-{}", std::process::id()));
+    // No Python, no Docker: nothing on the PATH at all.
+    let run = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .env("PATH", "/nonexistent")
+        .args(["autobahn", "run", "--engine", "native", "--jobs", "16", "--url", url, "--agent", agent])
+        .args(["--cases", FAMILIES, "--out"])
+        .arg(&out)
+        .output()
+        .expect("runs wsharness");
+    assert!(out.join("index.json").is_file(), "no reports: {}", text(&run));
+    let page = std::fs::read_to_string(out.join("index.html")).expect("index.html");
+    assert!(page.contains("<table id=\"cases\">") && page.contains("id=\"case-7.1.1\""), "the HTML report");
+    let diff = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .current_dir(root())
+        .args(["autobahn", "diff"])
+        .arg(&out)
+        .arg(format!("autobahn/expected/{expected}"))
+        .output()
+        .expect("runs wsharness");
+    let _ = std::fs::remove_dir_all(&out);
+    let shown = text(&diff);
+    assert_eq!(diff.status.code(), Some(0), "the native engine's verdicts differ from wstest's:\n{shown}");
+    assert!(
+        shown.starts_with(&format!("no differences: {NATIVE_CASES} cases")),
+        "every native case is compared: {shown}"
+    );
+    shown
+}
+
+/// The verdicts in an expected-results file, counted.
+fn verdicts(expected: &str) -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(root().join("autobahn/expected").join(expected)).expect("expected results");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let cases = value["cases"].as_object().expect("cases");
+    let pick = |field: &str| cases.values().filter_map(|c| c[field].as_str().map(str::to_owned)).collect();
+    (pick("behavior"), pick("behaviorClose"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_verdicts_equal_wstests_on_wsecho() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = wsecho::spawn(listener, wsecho::Config::default()).expect("wsecho");
+    let url = format!("ws://{}", server.local_addr());
+    tokio::task::spawn_blocking(move || native_run_diffs_clean(&url, "wsecho", "wsecho.json")).await.expect("join");
+    server.shutdown().await;
+}
+
+/// Each broken server, natively, gets wstest's verdicts, and wstest's results
+/// for them hold the verdicts the gate is about: FAILED, NON-STRICT, WRONG
+/// CODE, UNCLEAN.
+#[test]
+fn native_verdicts_equal_wstests_on_broken_servers() {
+    for flaw in wsbroken::Flaw::ALL {
+        let server = wsbroken::spawn("127.0.0.1:0", flaw).expect("binds");
+        let agent = format!("broken-{}", flaw.name());
+        native_run_diffs_clean(&format!("ws://{}", server.local_addr()), &agent, &format!("{agent}.json"));
+    }
+    let (unchecked, unchecked_close) = verdicts("broken-unchecked.json");
+    assert!(unchecked.iter().any(|b| b == "FAILED"));
+    assert!(unchecked_close.iter().any(|b| b == "WRONG CODE"));
+    let (lazy, _) = verdicts("broken-lazy.json");
+    assert!(lazy.iter().any(|b| b == "NON-STRICT"));
+    let (_, linger_close) = verdicts("broken-linger.json");
+    assert!(linger_close.iter().any(|b| b == "UNCLEAN"));
+}
+
+/// Cases the native engine does not have yet are named, not silently
+/// skipped; selecting only those is an error that says what to use.
+#[test]
+fn cases_the_native_engine_lacks_are_refused_with_a_pointer_to_wstest() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .args(["autobahn", "run", "--engine", "native", "--url", "ws://127.0.0.1:9", "--cases", "12.*,13.*"])
+        .output()
+        .expect("runs wsharness");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains("216 selected cases need --engine wstest"), "{shown}");
+}
