@@ -20,7 +20,7 @@ const EXAMPLES: &str = "\
 Examples:
   wsharness autobahn run --url ws://127.0.0.1:9001 --agent wsecho --out target/autobahn/wsecho
   wsharness autobahn run --url ws://127.0.0.1:9001 --cases '1.*,2.*' --exclude 2.10
-  wsharness autobahn run --engine native --url ws://127.0.0.1:9001 --cases '1.*,2.*,3.*,4.*,5.*,6.*,7.*,10.*'
+  wsharness autobahn run --engine native --url ws://127.0.0.1:9001 --cases '1.*,6.*,7.*' --jobs 4
   wsharness autobahn check target/autobahn/wsecho
   wsharness autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json
   wsharness bench --url ws://127.0.0.1:9001 -c 10 -w 4 -s 64KiB -d 5
