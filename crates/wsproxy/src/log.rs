@@ -243,6 +243,11 @@ pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
         drained: drained.clone(),
     };
     let capture: Vec<bool> = outputs.iter().map(|o| o.format == Format::Capture).collect();
+    // The last output that reads each format's buffer.
+    let mut last_of_slot = vec![0; slots.iter().max().map_or(0, |m| m + 1)];
+    for (i, &slot) in slots.iter().enumerate() {
+        last_of_slot[slot] = i;
+    }
     let mut writers: Vec<Option<Box<dyn Write + Send>>> = outputs.into_iter().map(|o| Some(o.writer)).collect();
     let handle = std::thread::spawn(move || {
         // A capture output's buffers are kept until the end of the round
@@ -277,12 +282,23 @@ pub fn start(outputs: Vec<Output>) -> (LogSink, std::thread::JoinHandle<()>) {
                 match rx.try_recv() {
                     Ok(bufs) => {
                         let mut bytes = 0;
-                        // One buffer per format (`slots`); a capture output
-                        // takes its buffer (there is one capture at most).
+                        // One buffer per format (`slots`). A capture output
+                        // keeps its buffer for the round: the last output of
+                        // that format takes it, earlier ones (`--pcap` and
+                        // `--har` both read the records) keep a copy.
                         let mut bufs: Vec<Option<Vec<u8>>> = bufs.into_iter().map(Some).collect();
                         for (i, (writer, &slot)) in writers.iter_mut().zip(&slots).enumerate() {
                             if capture[i] && writer.is_some() {
-                                if let Some(buf) = bufs.get_mut(slot).and_then(Option::take) {
+                                let buf = if last_of_slot[slot] == i {
+                                    bufs.get_mut(slot).and_then(Option::take)
+                                } else {
+                                    // The copy is memory the queue holds
+                                    // too, given back with the round.
+                                    let copy = bufs.get(slot).and_then(Option::clone);
+                                    queued_bytes.fetch_add(copy.as_ref().map_or(0, Vec::capacity), Ordering::AcqRel);
+                                    copy
+                                };
+                                if let Some(buf) = buf {
                                     kept_bytes += buf.len();
                                     kept[i].push(buf);
                                 }
