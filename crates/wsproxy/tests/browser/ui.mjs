@@ -24,6 +24,12 @@ const TIMEOUT = 10_000;
 const failures = [];
 let passed = 0;
 
+// The view redraws on the next animation frame after a filter changes:
+// wait for two, so the count is of what the filter shows.
+async function rendered(page) {
+  await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+}
+
 function check(what, ok, detail = "") {
   if (ok) {
     passed++;
@@ -124,10 +130,12 @@ try {
 
   // The direction filter hides the client's frames.
   await view.selectOption("#f-dir", "upstream");
+  await rendered(view);
   const clientRows = await view.locator(".ev[data-from=client]").count();
   const upstreamRows = await view.locator(".ev[data-from=upstream]").count();
   check("the upstream filter hides every client row", clientRows === 0 && upstreamRows >= 2, `client ${clientRows}, upstream ${upstreamRows}`);
   await view.selectOption("#f-dir", "");
+  await rendered(view);
   check("clearing the filter shows them again", (await view.locator(".ev[data-from=client]").count()) >= 2);
   await view.screenshot({ path: `${shotDir}/ui-view.png` });
 
@@ -153,6 +161,7 @@ try {
   const listed = await view.locator("#conns tbody tr", { hasText: "/raw-violation" }).first().locator("td.bad").textContent();
   check("the connection list counts it", Number(listed) >= 1, listed);
   await view.check("#f-violations");
+  await rendered(view);
   const others = await view.locator(".ev:not(.violation):not(.ui)").count();
   check("violations only shows nothing else", others === 0, `${others} other rows`);
   await view.screenshot({ path: `${shotDir}/ui-violation.png` });
