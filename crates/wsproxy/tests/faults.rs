@@ -11,19 +11,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::Proxy;
 use wsproxy::schema::{Event, Opcode, Side};
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
-fn required() -> bool {
-    std::env::var("WSTOOLKIT_REQUIRE_INTEROP").is_ok_and(|v| v == "1")
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Peer {
@@ -34,35 +25,11 @@ enum Peer {
 /// The command that runs the fault peer of `kind`, if it is installed.
 fn peer(kind: Peer) -> Option<Command> {
     let found = match kind {
-        Peer::Python => {
-            let python = std::env::var_os("WSTOOLKIT_PYTHON")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| interop_dir().join(".venv/bin/python"));
-            let ok = Command::new(&python)
-                .args(["-c", "import websockets"])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            ok.then(|| {
-                let mut c = Command::new(python);
-                c.arg(interop_dir().join("fault_peer.py"));
-                c
-            })
-        }
-        Peer::Node => {
-            let modules = std::env::var_os("WSTOOLKIT_NODE_MODULES")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| interop_dir().join("node_modules"));
-            let node = Command::new("node").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-            (modules.join("ws").is_dir() && node).then(|| {
-                let mut c = Command::new("node");
-                c.env("WSTOOLKIT_NODE_MODULES", &modules).arg(interop_dir().join("fault_peer.mjs"));
-                c
-            })
-        }
+        Peer::Python => common::python_peer("fault_peer.py"),
+        Peer::Node => common::node_peer("fault_peer.mjs"),
     };
     if found.is_none() {
-        assert!(!required(), "the {kind:?} peer is missing (WSTOOLKIT_REQUIRE_INTEROP=1)");
+        assert!(!common::interop_required(), "the {kind:?} peer is missing (WSTOOLKIT_REQUIRE_INTEROP=1)");
         eprintln!("skipped with {kind:?}: peer not installed (ci/test.sh installs it)");
     }
     found

@@ -7,51 +7,23 @@
 //! installs them and sets `WSTOOLKIT_REQUIRE_INTEROP=1`, which turns a
 //! missing peer into a failure. Elsewhere a missing peer skips the test
 //! with a note on stderr. `WSTOOLKIT_PYTHON` names the Python that has
-//! `websockets` (default: tests/interop/.venv/bin/python).
+//! `websockets` (default: tests/interop/.venv/bin/python) and
+//! `WSTOOLKIT_NODE_MODULES` the node_modules with `ws` (default:
+//! tests/interop/node_modules); both are found by `common`.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::Proxy;
 use wsproxy::schema::{Event, Side};
 
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
-fn required() -> bool {
-    std::env::var("WSTOOLKIT_REQUIRE_INTEROP").is_ok_and(|v| v == "1")
-}
-
 /// The command that runs a peer of `kind`, if it is installed.
 fn peer_command(kind: Kind) -> Option<Command> {
     match kind {
-        Kind::Python => {
-            let python = std::env::var_os("WSTOOLKIT_PYTHON")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| interop_dir().join(".venv/bin/python"));
-            let ok = Command::new(&python)
-                .args(["-c", "import websockets"])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            ok.then(|| {
-                let mut c = Command::new(python);
-                c.arg(interop_dir().join("peer.py"));
-                c
-            })
-        }
-        Kind::Node => {
-            let installed = interop_dir().join("node_modules/ws").is_dir();
-            let node = Command::new("node").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-            (installed && node).then(|| {
-                let mut c = Command::new("node");
-                c.arg(interop_dir().join("peer.mjs"));
-                c
-            })
-        }
+        Kind::Python => common::python_peer("peer.py"),
+        Kind::Node => common::node_peer("peer.mjs"),
     }
 }
 
@@ -136,7 +108,7 @@ fn decode_preview(preview: &str, encoding: &str) -> Vec<u8> {
 fn scenario(client: Kind, server_kind: Kind, deflate: &str) -> Option<String> {
     let server = server_kind;
     let (Some(server_cmd), Some(mut client_cmd)) = (peer_command(server), peer_command(client)) else {
-        assert!(!required(), "{client:?} or {server:?} peer missing (WSTOOLKIT_REQUIRE_INTEROP=1)");
+        assert!(!common::interop_required(), "{client:?} or {server:?} peer missing (WSTOOLKIT_REQUIRE_INTEROP=1)");
         eprintln!("skipped {client:?} → {server:?}: peer not installed (ci/test.sh installs them)");
         return None;
     };

@@ -242,3 +242,49 @@ pub fn answered_with(answer: Vec<u8>) -> (Vec<u8>, Vec<Event>) {
     upstream.join();
     (got, proxy.connection(1))
 }
+
+/// Where the interop peers live (tests/interop: scripts, `.venv`,
+/// `node_modules`).
+pub fn interop_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// Whether a missing interop peer fails the test instead of skipping it
+/// (`WSTOOLKIT_REQUIRE_INTEROP=1`, as ci/test.sh sets).
+pub fn interop_required() -> bool {
+    std::env::var("WSTOOLKIT_REQUIRE_INTEROP").is_ok_and(|v| v == "1")
+}
+
+/// `python SCRIPT` (a script in tests/interop) with a Python that has
+/// `websockets`: `WSTOOLKIT_PYTHON`, default tests/interop/.venv/bin/python.
+/// `None` when there is none.
+pub fn python_peer(script: &str) -> Option<Command> {
+    let python = std::env::var_os("WSTOOLKIT_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| interop_dir().join(".venv/bin/python"));
+    let ok = Command::new(&python)
+        .args(["-c", "import websockets"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| {
+        let mut c = Command::new(python);
+        c.arg(interop_dir().join(script));
+        c
+    })
+}
+
+/// `node SCRIPT` (a script in tests/interop) with Node's `ws` from
+/// `WSTOOLKIT_NODE_MODULES`, default tests/interop/node_modules (passed on
+/// to the script in that variable). `None` when either is missing.
+pub fn node_peer(script: &str) -> Option<Command> {
+    let modules = std::env::var_os("WSTOOLKIT_NODE_MODULES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| interop_dir().join("node_modules"));
+    let node = Command::new("node").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    (modules.join("ws").is_dir() && node).then(|| {
+        let mut c = Command::new("node");
+        c.env("WSTOOLKIT_NODE_MODULES", &modules).arg(interop_dir().join(script));
+        c
+    })
+}

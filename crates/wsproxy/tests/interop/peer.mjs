@@ -12,8 +12,14 @@
 // MODE: "default" (context takeover, 15-bit windows) or "no-context" (both
 // no_context_takeover parameters and 10-bit windows).
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { WebSocket, WebSocketServer } from "ws";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+
+// `ws` from WSTOOLKIT_NODE_MODULES when set (as the tests pass it), else
+// from the node_modules next to this script.
+const modules = process.env.WSTOOLKIT_NODE_MODULES;
+const require = createRequire(modules ? join(dirname(modules), "x.js") : import.meta.url);
+const { WebSocket, WebSocketServer } = require("ws");
 
 const args = process.argv.slice(2);
 const role = args[0];
