@@ -48,6 +48,25 @@ pub enum Opcode {
     Number(u8),
 }
 
+impl Opcode {
+    /// The opcode's number (RFC 6455 §5.2), `None` for a name that is none
+    /// of the six.
+    pub fn number(&self) -> Option<u8> {
+        match self {
+            Opcode::Number(n) => Some(*n),
+            Opcode::Name(n) => match n.as_str() {
+                "continuation" => Some(0),
+                "text" => Some(1),
+                "binary" => Some(2),
+                "close" => Some(8),
+                "ping" => Some(9),
+                "pong" => Some(10),
+                _ => None,
+            },
+        }
+    }
+}
+
 /// Bytes, frames or pings per side.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 pub struct PerSide {

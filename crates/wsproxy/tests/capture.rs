@@ -371,18 +371,7 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 fn opcode_number(op: &Opcode) -> u8 {
-    match op {
-        Opcode::Number(n) => *n,
-        Opcode::Name(n) => match n.as_str() {
-            "continuation" => 0,
-            "text" => 1,
-            "binary" => 2,
-            "close" => 8,
-            "ping" => 9,
-            "pong" => 10,
-            other => panic!("opcode {other}"),
-        },
-    }
+    op.number().unwrap_or_else(|| panic!("opcode {op:?}"))
 }
 
 /// What a reader of the traffic saw, per side ([`Side::index`] order:

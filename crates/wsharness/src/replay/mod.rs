@@ -95,19 +95,9 @@ fn decode_preview(preview: &str, encoding: &str) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// The opcode's number; 15 (reserved) for a name the log should not hold.
 fn opcode_u4(op: &Opcode) -> u8 {
-    match op {
-        Opcode::Name(n) => match n.as_str() {
-            "continuation" => 0,
-            "text" => 1,
-            "binary" => 2,
-            "close" => 8,
-            "ping" => 9,
-            "pong" => 10,
-            _ => 15,
-        },
-        Opcode::Number(n) => *n,
-    }
+    op.number().unwrap_or(15)
 }
 
 impl Recording {
