@@ -297,6 +297,28 @@ impl Drop for Server {
     }
 }
 
+/// The URL of a server's `listening on URL` line on stderr, read on a
+/// thread so a silent server fails the test after 30 s instead of hanging
+/// it.
+fn announced_url(child: &mut Child) -> String {
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the Python server did not announce its address within 30 s");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_owned();
+        }
+    }
+}
+
 /// A directory removed on drop, even when the test fails.
 struct TempDir(PathBuf);
 
@@ -334,32 +356,15 @@ fn wss_with_a_header_and_a_subprotocol_against_python_websockets() {
     let (dir, ca, cert, key) = certificates();
     let script = dir.0.join("tls_server.py");
     std::fs::write(&script, TLS_SERVER).expect("write the server");
-    let mut child = Command::new(python)
+    let child = Command::new(python)
         .arg(&script)
         .args([&cert, &key])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the Python server");
-    let stderr = child.stderr.take().expect("stderr");
-    let _server = Server(child);
-    // Its "listening on" line, read on a thread so a silent server fails
-    // the test after a bound instead of hanging it.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let url = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the Python server did not announce its address within 30 s");
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_owned();
-        }
-    };
+    let mut server = Server(child);
+    let url = announced_url(&mut server.0);
     let ca = ca.to_str().expect("UTF-8 path");
     let common = ["--url", &url, "--conns", "2", "--window", "2", "--messages", "100", "--size", "64"];
 
@@ -467,29 +472,14 @@ fn start_python_server(python: &Path, script: &str, name: &str) -> (TempDir, Ser
     let dir = TempDir(dir);
     let path = dir.0.join(format!("{name}.py"));
     std::fs::write(&path, script).expect("write the server");
-    let mut child = Command::new(python)
+    let child = Command::new(python)
         .arg(&path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the Python server");
-    let stderr = child.stderr.take().expect("stderr");
-    let server = Server(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let url = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the Python server did not announce its address within 30 s");
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_owned();
-        }
-    };
+    let mut server = Server(child);
+    let url = announced_url(&mut server.0);
     (dir, server, url)
 }
 
