@@ -251,6 +251,15 @@ enum BenchCommand {
 enum AutobahnCommand {
     /// Run the fuzzingclient against a server, then check the results.
     Run(RunArgs),
+    /// Create the testsuite's Python 2.7 virtualenv (once) and print where
+    /// it is: wstest runs in it, and the native engine reads the
+    /// compression cases' test data files from it.
+    Setup {
+        /// The virtualenv to create (default: in the cache directory; also
+        /// $WSHARNESS_VENV).
+        #[arg(long)]
+        venv: Option<PathBuf>,
+    },
     /// Judge a report directory: counts per category, failing cases; exits
     /// 1 when any case fails.
     Check {
@@ -401,6 +410,11 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 autobahn::run(&opts)?
             };
             check(&dir, Some(&args.agent))
+        }
+        AutobahnCommand::Setup { venv } => {
+            let venv = autobahn::ensure_venv(venv)?;
+            emit(&format!("{}\n", venv.display()));
+            Ok(true)
         }
         AutobahnCommand::Check { dir, agent } => check(&dir, agent.as_deref()),
         AutobahnCommand::Diff { left, right, left_agent, right_agent, require_all_cases } => {

@@ -2,8 +2,15 @@
 //! wstest's on the same servers: every case against wsecho (the compression
 //! cases 12.* and 13.* are UNIMPLEMENTED there: wsecho declines
 //! permessage-deflate), families 1.* to 7.* and 10.* against the broken
-//! servers (9.* takes minutes; `ci/test.sh` runs it, and the compression
-//! cases against servers that compress).
+//! servers, and the compression cases against `takeover`, the broken server
+//! that compresses (9.* takes minutes; `ci/test.sh` runs it, and the
+//! compression cases against Python `websockets` and Node `ws`).
+//!
+//! The compression cases cut their messages from the testsuite's test data
+//! files, which the native engine reads from the testsuite's virtualenv
+//! (`wsharness autobahn setup` creates it): where there is none, the
+//! compression cases against `takeover` are skipped with a note, unless
+//! `WSTOOLKIT_REQUIRE_TESTDATA=1` (set by `ci/test.sh`).
 //!
 //! The native runs have nothing on their PATH: no Python, no Docker.
 //! wstest's results are checked in (`autobahn/expected/*.json`, exported from
@@ -85,16 +92,57 @@ async fn native_verdicts_equal_wstests_on_wsecho() {
     server.shutdown().await;
 }
 
+/// Whether the testsuite's test data files are where the native engine
+/// looks for them: `$WSHARNESS_AUTOBAHN_TESTDATA`, `$WSHARNESS_VENV`, or a
+/// testsuite virtualenv in the cache.
+fn testdata_available() -> bool {
+    let in_venv = |venv: &Path| {
+        std::fs::read_dir(venv.join("lib"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .any(|e| e.path().join("site-packages/autobahntestsuite/testdata/data1.json").is_file())
+    };
+    if let Some(dir) = std::env::var_os("WSHARNESS_AUTOBAHN_TESTDATA") {
+        return Path::new(&dir).join("data1.json").is_file();
+    }
+    if let Some(venv) = std::env::var_os("WSHARNESS_VENV") {
+        return in_venv(Path::new(&venv));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    let venvs = cache.map(|c| c.join("wstoolkit")).and_then(|d| std::fs::read_dir(d).ok());
+    venvs
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("autobahn-py27-") && in_venv(&e.path()))
+}
+
 /// Each broken server, natively, gets wstest's verdicts, and wstest's results
 /// for them hold the verdicts the gate is about: FAILED, NON-STRICT, WRONG
 /// CODE, UNCLEAN.
 #[test]
 fn native_verdicts_equal_wstests_on_broken_servers() {
+    let testdata = testdata_available();
+    if !testdata {
+        assert!(
+            !std::env::var("WSTOOLKIT_REQUIRE_TESTDATA").is_ok_and(|v| v == "1"),
+            "WSTOOLKIT_REQUIRE_TESTDATA=1 but the testsuite's test data files are not found"
+        );
+        eprintln!("note: no testsuite virtualenv: the compression cases against broken-takeover are skipped");
+    }
     for flaw in wsbroken::Flaw::ALL {
         let server = wsbroken::spawn("127.0.0.1:0", flaw).expect("binds");
         let agent = format!("broken-{}", flaw.name());
         let url = format!("ws://{}", server.local_addr());
-        native_run_diffs_clean(&url, &agent, &format!("{agent}.json"), FAMILIES, NATIVE_CASES);
+        let (cases, count) = if flaw == wsbroken::Flaw::Takeover && testdata {
+            (format!("{FAMILIES},{COMPRESSION}"), NATIVE_CASES + COMPRESSION_CASES)
+        } else {
+            (FAMILIES.to_owned(), NATIVE_CASES)
+        };
+        native_run_diffs_clean(&url, &agent, &format!("{agent}.json"), &cases, count);
     }
     let (unchecked, unchecked_close) = verdicts("broken-unchecked.json");
     assert!(unchecked.iter().any(|b| b == "FAILED"));
@@ -103,6 +151,11 @@ fn native_verdicts_equal_wstests_on_broken_servers() {
     assert!(lazy.iter().any(|b| b == "NON-STRICT"));
     let (_, linger_close) = verdicts("broken-linger.json");
     assert!(linger_close.iter().any(|b| b == "UNCLEAN"));
+    // The compression cases fail against takeover: the client cannot
+    // inflate a message that refers back past its start.
+    let (takeover, takeover_close) = verdicts("broken-takeover.json");
+    assert_eq!(takeover.iter().filter(|b| *b == "FAILED").count(), COMPRESSION_CASES);
+    assert_eq!(takeover_close.iter().filter(|b| *b == "FAILED").count(), COMPRESSION_CASES);
 }
 
 /// A selection that matches no case is an error that says so.

@@ -9,7 +9,7 @@
 //! Where it looks, first found wins:
 //! 1. `$WSHARNESS_AUTOBAHN_TESTDATA`, a directory holding the files;
 //! 2. the testsuite's virtualenv (`--venv`, `$WSHARNESS_VENV`, or the one
-//!    `autobahn run --engine wstest` creates in the cache), under
+//!    `wsharness autobahn setup` or any wstest run creates in the cache), under
 //!    `lib/python*/site-packages/autobahntestsuite/testdata`.
 //!
 //! Reading them runs no Python. On a machine without the virtualenv, the
@@ -139,7 +139,7 @@ pub fn load(
     };
     bail!(
         "the compression cases (12.*, 13.*) need the testsuite's test data files ({looked}). Create the \
-         virtualenv once (any `wsharness autobahn run --engine wstest`), pass it with --venv, or set \
+         virtualenv once (`wsharness autobahn setup`), pass it with --venv, or set \
          ${TESTDATA_ENV} to a directory with the files of autobahntestsuite 25.10.1's testdata/ \
          (`pip download --no-deps autobahntestsuite==25.10.1`, then unpack them)"
     )
