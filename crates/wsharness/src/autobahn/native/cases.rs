@@ -325,7 +325,7 @@ pub struct Case {
     pub auto_fragment_size: Option<usize>,
     /// How it treats the messages it gets.
     pub kind: Kind,
-    /// The compression cases' parameters ([`Kind::Deflate`]).
+    /// The compression cases' parameters (12.*, 13.*).
     pub deflate: Option<DeflateSpec>,
 }
 
