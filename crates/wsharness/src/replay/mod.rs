@@ -3,7 +3,8 @@
 //! what the server answers with what the recorded server answered.
 //!
 //! Three layers: [`Recording::load`] reads the log into what to send and
-//! what to expect (pure), [`run`] does the I/O (one connection, every wait
+//! what to expect (pure; [`Recording::from_file`] first decodes a pcap or
+//! pcapng capture into that log with wsproxy's own capture reader), [`run`] does the I/O (one connection, every wait
 //! bounded), [`compare`] judges the answers (pure), and [`Report`] is what
 //! is printed, as text or JSON.
 
@@ -100,7 +101,62 @@ fn opcode_u4(op: &Opcode) -> u8 {
     op.number().unwrap_or(15)
 }
 
+/// Whether `bytes` start as a pcap (either byte order, micro- or
+/// nanosecond timestamps) or a pcapng file does: by its first four bytes,
+/// as the capture reader tells them apart.
+pub fn is_capture(bytes: &[u8]) -> bool {
+    matches!(
+        bytes.get(..4),
+        Some(
+            [0x0a, 0x0d, 0x0d, 0x0a]
+                | [0xa1, 0xb2, 0xc3, 0xd4]
+                | [0xd4, 0xc3, 0xb2, 0xa1]
+                | [0xa1, 0xb2, 0x3c, 0x4d]
+                | [0x4d, 0x3c, 0xb2, 0xa1]
+        )
+    )
+}
+
+/// Decodes a pcap or pcapng capture (`wsproxy --pcap`, `tcpdump -w`,
+/// `tshark -w`) into the JSON log `wsproxy read --format json
+/// --max-preview all` writes: the same events, with every payload whole
+/// and the capture's timestamps (so the recorded pacing is the capture's).
+/// Errors: a capture that is cut short or malformed (what the reader says,
+/// and after how many packets), or that cannot be read.
+pub fn log_of_capture(capture: &[u8]) -> anyhow::Result<String> {
+    use wsproxy::capture::read::{ReadOptions, read};
+    // The capture names its own upstream; this one is never used.
+    let placeholder = wsproxy::Upstream { secure: false, host: "0.0.0.0".into(), port: 1, path: String::new() };
+    let options = ReadOptions {
+        config: wsproxy::Config { max_preview: wsproxy::PreviewLimit::All, ..wsproxy::Config::new(placeholder) },
+        server: None,
+    };
+    let mut log = Vec::new();
+    let mut sink = |events: &wsproxy::log::Events| -> std::io::Result<()> {
+        log.extend_from_slice(events.output(0));
+        Ok(())
+    };
+    read(capture, &options, &[wsproxy::Format::Json], &mut sink).context("decoding the capture")?;
+    String::from_utf8(log).context("the capture's events are not UTF-8 JSON")
+}
+
 impl Recording {
+    /// Reads connection `conn` of a recording's bytes: a pcap or pcapng
+    /// capture (decoded with [`log_of_capture`]) or a wsproxy JSON log
+    /// (see [`Recording::load`]).
+    pub fn from_file(bytes: &[u8], conn: Option<u64>) -> anyhow::Result<Recording> {
+        if is_capture(bytes) {
+            return Recording::load(&log_of_capture(bytes)?, conn);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "neither a pcap/pcapng capture (by its first bytes) nor a wsproxy JSON log (not UTF-8 at byte {})",
+                e.valid_up_to()
+            )
+        })?;
+        Recording::load(text, conn)
+    }
+
     /// Reads connection `conn` (default: the first one that upgraded) from
     /// a `wsproxy --format json` log. Errors name what cannot be replayed:
     /// no WebSocket connection, a payload the log cut (`--max-preview`).
@@ -255,6 +311,15 @@ impl Recording {
                 Event::Close { from: Side::Upstream, code, reason, .. } => {
                     rec.close = Some(Close { code: *code, reason: reason.clone() });
                 }
+                // A capture that missed bytes: what they held is unknown, so
+                // neither what to send nor what to expect can be told.
+                Event::Gap { from, offset, len } => bail!(
+                    "connection {conn} cannot be replayed: the capture misses {len} bytes the {} sent (from byte {offset} of its stream)",
+                    match from {
+                        Side::Client => "client",
+                        Side::Upstream => "server",
+                    }
+                ),
                 _ => {}
             }
         }
