@@ -43,6 +43,11 @@ fn max_download_body(hub: &Hub) -> usize {
     hub.options().total_bytes.saturating_mul(2).max(1 << 20)
 }
 
+/// Downloads read and rendered at once (each may hold its events and its
+/// file in memory: up to `2 × total_bytes` and 256 MiB); more are answered 503.
+const MAX_DOWNLOADS: usize = 2;
+static DOWNLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DOWNLOADS);
+
 /// A download's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Download {
@@ -236,6 +241,12 @@ async fn handle(mut stream: TcpStream, hub: Hub) {
             response(413, "Content Too Large", "text/plain; charset=utf-8", &text)
         }
         Route::Download(download, length) => {
+            let Ok(_permit) = DOWNLOADS.try_acquire() else {
+                let text = format!("at most {MAX_DOWNLOADS} downloads at once: try again when one is done");
+                let _ =
+                    stream.write_all(&response(503, "Service Unavailable", "text/plain; charset=utf-8", &text)).await;
+                return;
+            };
             buf.drain(..head_len);
             let Some(body) = read_body(&mut stream, buf, length).await else { return };
             // Rendering a large capture takes a while: off the runtime's threads.
