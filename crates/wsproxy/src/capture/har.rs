@@ -217,68 +217,119 @@ fn take_events(c: &mut Conn, max_message: usize, done: &mut Vec<Value>) -> bool 
     c.events.clear();
     for line in text.lines() {
         let Ok(record) = serde_json::from_str::<schema::Record>(line) else { continue };
-        let secs = seconds(&record.ts);
-        let s = &mut c.state;
-        match record.event {
-            Event::HandshakeRequest { method, target, version, headers, .. } => {
-                s.request = Some((record.ts, headers, method, target, version));
-            }
-            Event::HandshakeResponse { status, reason, version, headers, upgraded, .. } => {
-                s.response = Some((record.ts, status, reason, version, headers));
-                if !upgraded {
-                    // A refused upgrade is an exchange of its own; the
-                    // connection may go on to another.
-                    if let Some(entry) = websocket_entry(s, c.secure) {
-                        done.push(entry);
-                    }
-                    s.request = None;
-                    s.response = None;
-                }
-            }
-            Event::Http { method, target, status, request_body_len, response_body_len, .. } => {
-                done.push(http_entry(
-                    &record.ts,
-                    &s.upstream,
-                    c.secure,
-                    &method,
-                    &target,
-                    status,
-                    request_body_len,
-                    response_body_len,
-                ));
-            }
-            Event::Message { from, kind, len: _, preview, preview_encoding, preview_truncated, .. } => {
-                let bytes = if preview_encoding == "hex" { unhex(&preview) } else { preview.into_bytes() };
-                let (opcode, data) = match (kind.as_str(), String::from_utf8(bytes)) {
-                    ("text", Ok(text)) => (1, text),
-                    (_, Ok(text)) => (2, data_encoding::BASE64.encode(text.as_bytes())),
-                    (_, Err(e)) => (if kind == "text" { 1 } else { 2 }, data_encoding::BASE64.encode(e.as_bytes())),
-                };
-                let mut m = json!({
-                    "type": if from == schema::Side::Client { "send" } else { "receive" },
-                    "time": secs,
-                    "opcode": opcode,
-                    "data": data,
-                });
-                if preview_truncated {
-                    m["_truncated"] = json!(true);
-                    m["_maxMessage"] = json!(max_message);
-                }
-                s.messages.push(m);
-            }
-            Event::Close { from, code, reason, .. } => {
-                s.closes.push(json!({"from": from, "time": secs, "code": code, "reason": reason}));
-            }
-            Event::End { .. } => {
-                ended = true;
-                if let Some(entry) = websocket_entry(s, c.secure) {
-                    done.push(entry);
-                }
-            }
-            _ => {}
-        }
+        ended |= apply_event(&mut c.state, c.secure, record, Some(max_message), done);
     }
     ended
+}
+
+/// Adds one event of a connection to its HAR state; appends finished
+/// entries to `done`; returns whether it was the connection's end.
+/// `max_message` is the cap the messages were cut at, if known.
+fn apply_event(
+    s: &mut ConnState,
+    secure: bool,
+    record: schema::Record,
+    max_message: Option<usize>,
+    done: &mut Vec<Value>,
+) -> bool {
+    let secs = seconds(&record.ts);
+    match record.event {
+        // The proxy's writer names the upstream itself; the view's events name it here.
+        Event::Open { upstream, .. } if s.upstream.is_empty() => s.upstream = upstream,
+        Event::HandshakeRequest { method, target, version, headers, .. } => {
+            s.request = Some((record.ts, headers, method, target, version));
+        }
+        Event::HandshakeResponse { status, reason, version, headers, upgraded, .. } => {
+            s.response = Some((record.ts, status, reason, version, headers));
+            if !upgraded {
+                // A refused upgrade is an exchange of its own; the
+                // connection may go on to another.
+                if let Some(entry) = websocket_entry(s, secure) {
+                    done.push(entry);
+                }
+                s.request = None;
+                s.response = None;
+            }
+        }
+        Event::Http { method, target, status, request_body_len, response_body_len, .. } => {
+            done.push(http_entry(
+                &record.ts,
+                &s.upstream,
+                secure,
+                &method,
+                &target,
+                status,
+                request_body_len,
+                response_body_len,
+            ));
+        }
+        Event::Message { from, kind, len: _, preview, preview_encoding, preview_truncated, .. } => {
+            let bytes = if preview_encoding == "hex" { unhex(&preview) } else { preview.into_bytes() };
+            let (opcode, data) = match (kind.as_str(), String::from_utf8(bytes)) {
+                ("text", Ok(text)) => (1, text),
+                (_, Ok(text)) => (2, data_encoding::BASE64.encode(text.as_bytes())),
+                (_, Err(e)) => (if kind == "text" { 1 } else { 2 }, data_encoding::BASE64.encode(e.as_bytes())),
+            };
+            let mut m = json!({
+                "type": if from == schema::Side::Client { "send" } else { "receive" },
+                "time": secs,
+                "opcode": opcode,
+                "data": data,
+            });
+            if preview_truncated {
+                m["_truncated"] = json!(true);
+                if let Some(max_message) = max_message {
+                    m["_maxMessage"] = json!(max_message);
+                }
+            }
+            s.messages.push(m);
+        }
+        Event::Close { from, code, reason, .. } => {
+            s.closes.push(json!({"from": from, "time": secs, "code": code, "reason": reason}));
+        }
+        Event::End { .. } => {
+            if let Some(entry) = websocket_entry(s, secure) {
+                done.push(entry);
+            }
+            return true;
+        }
+        _ => {}
+    }
+    false
+}
+
+/// HAR 1.2 of events already rendered as JSON Lines (the live view's
+/// download, [`crate::ui`]): the same entries as `--har` writes, built
+/// from the events alone. Messages are what the events' previews hold
+/// (cut at `--max-preview`, then `_truncated: true`); a connection whose
+/// `end` is not among the events is written as it is; the URL's scheme is
+/// `ws`/`http` (the events do not say whether the client leg was TLS).
+/// Lines that are not events are skipped.
+pub fn from_json_lines(lines: &str) -> Vec<u8> {
+    let mut states: std::collections::BTreeMap<u64, ConnState> = std::collections::BTreeMap::new();
+    let mut done = Vec::new();
+    for line in lines.lines() {
+        let Ok(record) = serde_json::from_str::<schema::Record>(line) else { continue };
+        let conn = record.conn;
+        let state = states.entry(conn).or_default();
+        if apply_event(state, false, record, None, &mut done) {
+            states.remove(&conn);
+        }
+    }
+    done.extend(states.values().filter_map(|s| websocket_entry(s, false)));
+    let creator = json!({"name": "wsproxy", "version": env!("CARGO_PKG_VERSION")});
+    let mut out =
+        format!("{{\"log\":{{\"version\":\"1.2\",\"creator\":{creator},\"pages\":[],\"entries\":[").into_bytes();
+    for (i, entry) in done.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'\n');
+        // A `Value` always serializes.
+        let _ = serde_json::to_writer(&mut out, entry);
+    }
+    out.extend_from_slice(FOOTER);
+    out
 }
 
 /// RFC 3339 to seconds since the Unix epoch (0 if it does not parse).

@@ -411,18 +411,52 @@ $("pause").addEventListener("click", () => {
   schedule();
 });
 $("follow").addEventListener("change", followScroll);
-$("download").addEventListener("click", () => {
+// What a download holds: the shown events of the selected connection (or
+// of all, when none is), in order. HAR and pcapng also need each
+// connection's opening and end (the upgrade, the addresses), shown or not.
+const CONTEXT = new Set(["open", "handshake_request", "handshake_response", "end"]);
+function downloadEvents(withContext) {
   const f = filters();
-  const events = selected !== null && conns.has(selected)
-    ? conns.get(selected).events
-    : [...conns.values()].flatMap((c) => c.events);
-  const text = events.filter((ev) => shows(ev, f)).map((ev) => JSON.stringify(ev) + "\n").join("");
-  const a = el("a", { href: URL.createObjectURL(new Blob([text], { type: "application/jsonl" })),
-    download: selected !== null ? `wsproxy-conn-${selected}.jsonl` : "wsproxy-events.jsonl" });
+  const scope = selected !== null && conns.has(selected) ? [conns.get(selected)] : [...conns.values()];
+  const out = [];
+  for (const c of scope) {
+    const shown = c.events.filter((ev) => shows(ev, f));
+    if (!withContext) out.push(...shown);
+    else if (shown.length) out.push(...c.events.filter((ev) => shows(ev, f) || CONTEXT.has(ev.event)));
+  }
+  return out.map((ev) => JSON.stringify(ev) + "\n").join("");
+}
+
+function save(blob, ext) {
+  const a = el("a", { href: URL.createObjectURL(blob),
+    download: selected !== null ? `wsproxy-conn-${selected}.${ext}` : `wsproxy-events.${ext}` });
   document.body.append(a);
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+$("download").addEventListener("click", () => {
+  save(new Blob([downloadEvents(false)], { type: "application/jsonl" }), "jsonl");
 });
+
+// HAR and pcapng are written by wsproxy itself, with the writers of --har
+// and --pcap: the page posts the events and saves the answer.
+async function downloadAs(format, type) {
+  const button = $(`download-${format}`);
+  button.disabled = true;
+  try {
+    const url = `/download.${format}` + (token ? "?token=" + encodeURIComponent(token) : "");
+    const res = await fetch(url, { method: "POST", body: downloadEvents(true), headers: { "Content-Type": "application/jsonl" } });
+    if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
+    save(new Blob([await res.arrayBuffer()], { type }), format);
+  } catch (e) {
+    notice(`The ${format} download failed: ${e.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+$("download-har").addEventListener("click", () => downloadAs("har", "application/json"));
+$("download-pcapng").addEventListener("click", () => downloadAs("pcapng", "application/x-pcapng"));
 
 connect();

@@ -3,6 +3,9 @@
 //! into the binary) and `/events`, the WebSocket that streams the events,
 //! answered with `wsproto`'s handshake and frame encoder over tokio.
 //!
+//! `POST /download.har` and `POST /download.pcapng` take the events the
+//! page shows (JSON Lines) and answer them as HAR or pcapng ([`export`]).
+//!
 //! One request per TCP connection (`Connection: close`). The page and
 //! the event stream need the token when one is set. Against other web pages reading the traffic
 //! through the visitor's browser: a `Host` that is not an IP address or
@@ -17,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use wsproto::handshake::{Limits, Request, build_rejection, build_response, parse_request};
 use wsproto::{FrameHeader, OpCode, Status, apply_mask, encode_frame, parse_header};
 
+use super::export::{self, ExportError};
 use super::{Hub, MAX_CLIENTS, Subscription};
 
 /// The page.
@@ -30,6 +34,26 @@ const APP_CSS: &str = include_str!("app.css");
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest frame a page may send (it sends only control frames).
 const MAX_PAGE_FRAME: u64 = 4096;
+/// How long a page has to send the events of a download.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest download request: the events of a page, which keeps at most
+/// what the view keeps (64 MiB by default), and room for JSON's own
+/// spelling of them.
+fn max_download_body(hub: &Hub) -> usize {
+    hub.options().total_bytes.saturating_mul(2).max(1 << 20)
+}
+
+/// Downloads read and rendered at once (each may hold its events and its
+/// file in memory: up to `2 × total_bytes` and 256 MiB); more are answered 503.
+const MAX_DOWNLOADS: usize = 2;
+static DOWNLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DOWNLOADS);
+
+/// A download's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Download {
+    Har,
+    Pcapng,
+}
 
 /// Serves the view on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, hub: Hub) {
@@ -56,6 +80,9 @@ enum Route {
     Events(Vec<u8>),
     /// A WebSocket handshake that breaks RFC 6455 §4: the answer to send.
     BadUpgrade(Vec<u8>),
+    /// A download: the events (JSON Lines, `Content-Length` bytes) to
+    /// answer in this format.
+    Download(Download, usize),
 }
 
 /// The value of `name` in a query string (no percent-decoding: tokens need none).
@@ -90,6 +117,31 @@ fn route(req: &Request<'_>, token: Option<&str>) -> Route {
     {
         return refuse(403, "Forbidden", "this view needs its token: open the URL wsproxy printed (…/?token=…)");
     }
+    let origin_differs = || {
+        req.header("origin").is_some_and(|origin| {
+            let origin = std::str::from_utf8(origin).unwrap_or("");
+            let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+            authority.is_none_or(|a| !a.eq_ignore_ascii_case(host))
+        })
+    };
+    let download = match path {
+        "/download.har" => Some(Download::Har),
+        "/download.pcapng" => Some(Download::Pcapng),
+        _ => None,
+    };
+    if let Some(download) = download {
+        if req.method != "POST" {
+            return refuse(405, "Method Not Allowed", "POST the events to render (JSON Lines)");
+        }
+        if origin_differs() {
+            return refuse(403, "Forbidden", "downloads are for the view's own page (Origin differs)");
+        }
+        let length = req.header("content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+        return match length {
+            Some(length) => Route::Download(download, length),
+            None => refuse(411, "Length Required", "send the events with a Content-Length"),
+        };
+    }
     if req.method != "GET" {
         return refuse(405, "Method Not Allowed", "only GET");
     }
@@ -98,12 +150,8 @@ fn route(req: &Request<'_>, token: Option<&str>) -> Route {
         "/app.js" => Route::File("text/javascript; charset=utf-8", APP_JS),
         "/app.css" => Route::File("text/css; charset=utf-8", APP_CSS),
         "/events" => {
-            if let Some(origin) = req.header("origin") {
-                let origin = std::str::from_utf8(origin).unwrap_or("");
-                let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
-                if authority.is_none_or(|a| !a.eq_ignore_ascii_case(host)) {
-                    return refuse(403, "Forbidden", "the event stream is for the view's own page (Origin differs)");
-                }
+            if origin_differs() {
+                return refuse(403, "Forbidden", "the event stream is for the view's own page (Origin differs)");
             }
             match req.validate().map_err(build_rejection).and_then(|hs| {
                 build_response(&hs.accept_key(), None, None).map_err(|_| build_rejection(wsproto::Error::InvalidToken))
@@ -118,12 +166,54 @@ fn route(req: &Request<'_>, token: Option<&str>) -> Route {
 
 /// An HTTP/1.1 response that closes the connection.
 fn response(status: u16, reason: &str, content_type: &str, body: &str) -> Vec<u8> {
-    format!(
+    response_bytes(status, reason, content_type, "", body.as_bytes())
+}
+
+/// An HTTP/1.1 response that closes the connection, with `extra` header
+/// lines (each ending in CRLF).
+fn response_bytes(status: u16, reason: &str, content_type: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n{body}",
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     )
-    .into_bytes()
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The answer to a download: the events in `body` rendered as `download`.
+fn render_download(download: Download, body: &[u8]) -> Vec<u8> {
+    let lines = String::from_utf8_lossy(body);
+    let rendered = match download {
+        Download::Har => Ok((export::har(&lines), "application/json", "wsproxy-view.har")),
+        Download::Pcapng => export::pcapng(&lines).map(|c| (c, "application/x-pcapng", "wsproxy-view.pcapng")),
+    };
+    match rendered {
+        Ok((body, content_type, name)) => {
+            let disposition = format!("Content-Disposition: attachment; filename=\"{name}\"\r\n");
+            response_bytes(200, "OK", content_type, &disposition, &body)
+        }
+        Err(e @ ExportError::TooLarge) => {
+            response(413, "Content Too Large", "text/plain; charset=utf-8", &e.to_string())
+        }
+    }
+}
+
+/// Reads the rest of a request body of `length` bytes (`body` holds its
+/// start); `None` when the page goes away or is too slow.
+async fn read_body(stream: &mut TcpStream, mut body: Vec<u8>, length: usize) -> Option<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + BODY_TIMEOUT;
+    body.truncate(length);
+    body.reserve(length - body.len());
+    let mut chunk = vec![0u8; 64 << 10];
+    while body.len() < length {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => body.extend_from_slice(&chunk[..n.min(length - body.len())]),
+            _ => return None,
+        }
+    }
+    Some(body)
 }
 
 async fn handle(mut stream: TcpStream, hub: Hub) {
@@ -146,6 +236,25 @@ async fn handle(mut stream: TcpStream, hub: Hub) {
         }
     };
     let answer = match route {
+        Route::Download(_, length) if length > max_download_body(&hub) => {
+            let text = format!("at most {} MiB of events per download", max_download_body(&hub) >> 20);
+            response(413, "Content Too Large", "text/plain; charset=utf-8", &text)
+        }
+        Route::Download(download, length) => {
+            let Ok(_permit) = DOWNLOADS.try_acquire() else {
+                let text = format!("at most {MAX_DOWNLOADS} downloads at once: try again when one is done");
+                let _ =
+                    stream.write_all(&response(503, "Service Unavailable", "text/plain; charset=utf-8", &text)).await;
+                return;
+            };
+            buf.drain(..head_len);
+            let Some(body) = read_body(&mut stream, buf, length).await else { return };
+            // Rendering a large capture takes a while: off the runtime's threads.
+            match tokio::task::spawn_blocking(move || render_download(download, &body)).await {
+                Ok(answer) => answer,
+                Err(_) => response(500, "Internal Server Error", "text/plain; charset=utf-8", "rendering failed"),
+            }
+        }
         Route::File(content_type, body) => response(200, "OK", content_type, body),
         Route::Refuse(status, reason, text) => response(status, reason, "text/plain; charset=utf-8", &text),
         Route::BadUpgrade(answer) => answer,
@@ -272,6 +381,43 @@ mod tests {
         assert!(matches!(route_of(&get("/app.js", "127.0.0.1"), Some("s3cret")), Route::File(..)));
         // /events without an upgrade is a bad upgrade (426/400 from wsproto).
         assert!(matches!(route_of(&get("/events", "127.0.0.1"), None), Route::BadUpgrade(_)));
+    }
+
+    #[test]
+    fn downloads_are_posted_with_their_length_from_the_page_itself() {
+        let post = |target: &str, extra: &str| format!("POST {target} HTTP/1.1\r\nHost: 127.0.0.1:9\r\n{extra}\r\n");
+        let len = "Content-Length: 12\r\n";
+        assert_eq!(route_of(&post("/download.har", len), None), Route::Download(Download::Har, 12));
+        assert_eq!(route_of(&post("/download.pcapng", len), None), Route::Download(Download::Pcapng, 12));
+        assert!(matches!(route_of(&post("/download.har", ""), None), Route::Refuse(411, ..)));
+        let get = "GET /download.har HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n";
+        assert!(matches!(route_of(get, None), Route::Refuse(405, ..)));
+        let foreign = format!("{len}Origin: http://evil.example\r\n");
+        assert!(matches!(route_of(&post("/download.har", &foreign), None), Route::Refuse(403, ..)));
+        let own = format!("{len}Origin: http://127.0.0.1:9\r\n");
+        assert!(matches!(route_of(&post("/download.har", &own), None), Route::Download(..)));
+        // The token, as for the page.
+        assert!(matches!(route_of(&post("/download.har", len), Some("s3cret")), Route::Refuse(403, ..)));
+        assert!(matches!(route_of(&post("/download.har?token=s3cret", len), Some("s3cret")), Route::Download(..)));
+        // Pages are only GET.
+        assert!(matches!(route_of(&post("/", len), None), Route::Refuse(405, ..)));
+    }
+
+    #[test]
+    fn a_download_answers_the_file_or_why_not() {
+        let events =
+            r#"{"ts":"2026-01-01T00:00:00Z","conn":1,"event":"open","client":"127.0.0.1:1","upstream":"127.0.0.1:2"}"#;
+        let har = String::from_utf8(render_download(Download::Har, events.as_bytes())).expect("text");
+        assert!(har.starts_with("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"), "{har}");
+        assert!(
+            har.contains("filename=\"wsproxy-view.har\"") && har.contains("{\"log\":{\"version\":\"1.2\""),
+            "{har}"
+        );
+        let pcap = render_download(Download::Pcapng, events.as_bytes());
+        assert!(pcap.starts_with(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-pcapng\r\n"));
+        let huge = r#"{"ts":"2026-01-01T00:00:00Z","conn":1,"event":"frame","from":"client","fin":true,"rsv1":false,"rsv2":false,"rsv3":false,"opcode":"binary","masked":false,"mask":null,"len":999999999999,"header_len":10,"offset":0,"preview":"","preview_encoding":"hex","preview_truncated":true}"#;
+        let refused = String::from_utf8(render_download(Download::Pcapng, huge.as_bytes())).expect("text");
+        assert!(refused.starts_with("HTTP/1.1 413 ") && refused.contains("larger than 256 MiB"), "{refused}");
     }
 
     #[test]
