@@ -115,9 +115,9 @@ fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
         .iter()
         .map(|r| regex::Regex::new(r).with_context(|| format!("--ignore {r}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let bytes = std::fs::read(&args.recording)
-        .with_context(|| format!("reading the recording {}", args.recording.display()))?;
-    let rec = wsharness::replay::Recording::from_file(&bytes, args.conn)
+    let file = std::fs::File::open(&args.recording)
+        .with_context(|| format!("opening the recording {}", args.recording.display()))?;
+    let rec = wsharness::replay::Recording::from_reader(file, args.conn)
         .with_context(|| format!("{}", args.recording.display()))?;
     let opts = wsharness::replay::Options {
         url: args.url,

@@ -154,14 +154,31 @@ fn a_recording_is_a_capture_or_a_log_by_its_first_bytes() {
     assert!(!is_capture(b"{\"ts\""));
     assert!(!is_capture(&[0x0a, 0x0d]));
     // A log loads as a log.
-    assert_eq!(Recording::from_file(handshake().join("\n").as_bytes(), None).expect("a log").target, "/chat?x=1");
+    assert_eq!(Recording::from_reader(handshake().join("\n").as_bytes(), None).expect("a log").target, "/chat?x=1");
     // Neither: said so, with where the bytes stop being text.
-    let e = Recording::from_file(b"{\"ts\xff", None).expect_err("binary junk");
+    let e = Recording::from_reader(&b"{\"ts\xff"[..], None).expect_err("binary junk");
     assert!(
         format!("{e:#}").contains("neither a pcap/pcapng capture") && format!("{e:#}").contains("at byte 4"),
         "{e:#}"
     );
     // A pcapng cut inside its first block: the reader's reason.
-    let e = Recording::from_file(&[0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0, 0], None).expect_err("cut capture");
+    let e = Recording::from_reader(&[0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0, 0][..], None).expect_err("cut capture");
     assert!(format!("{e:#}").starts_with("decoding the capture: the capture is cut short or malformed"), "{e:#}");
+}
+
+#[test]
+fn a_capture_log_keeps_only_the_connection_replayed() {
+    let open = |conn: u64| line(TS0, conn, r#""open","client":"127.0.0.1:5","upstream":"127.0.0.1:9""#);
+    let upgrade = |conn: u64| {
+        line(
+            TS0,
+            conn,
+            r#""handshake_response","status":101,"reason":"Switching Protocols","version":"HTTP/1.1","headers":[],"extensions":[],"upgraded":true"#,
+        )
+    };
+    assert_eq!(conn_of_line(open(12).as_bytes()), Some(12));
+    assert_eq!(conn_of_line(b"{\"ts\":\"x\"}"), None);
+    assert!(is_upgrade_line(upgrade(3).as_bytes()));
+    assert!(!is_upgrade_line(open(3).as_bytes()));
+    assert!(!is_upgrade_line(upgrade(3).replace("true", "false").as_bytes()));
 }
