@@ -267,3 +267,97 @@ fn the_view_writes_the_posted_events_as_a_capture_that_reads_back() {
     let wsproxy::schema::Event::Frame { preview, mask, .. } = &frames[999].event else { unreachable!() };
     assert_eq!((preview.as_str(), mask.as_deref()), ("message number 999", Some("01020304")));
 }
+
+/// The address of the view of a binary started with `args`.
+fn view(args: &[&str]) -> (KillOnDrop, String) {
+    let (proxy, lines) = start(args, "wsproxy: then watch");
+    let url = lines.iter().find_map(|l| l.strip_prefix("wsproxy: live view at ")).expect("the view's URL");
+    let addr = url.strip_prefix("http://").and_then(|u| u.split_once('/')).expect("an address").0;
+    (proxy, addr.to_owned())
+}
+
+/// The head of a download request for `length` bytes of events.
+fn download_head(addr: &str, target: &str, length: usize) -> String {
+    format!("POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {length}\r\n\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_keeps_its_place_until_its_answer_is_read() {
+    let (_proxy, addr) = view(&[]);
+    // 16 MiB of capture from one event (its payload zero-filled): far more
+    // than the sockets between hold, so its answer is stuck while it is not read.
+    let events = format!(
+        "{{\"ts\":\"2026-01-01T00:00:00Z\",\"conn\":1,\"event\":\"frame\",\"from\":\"upstream\",\"fin\":true,\
+         \"rsv1\":false,\"rsv2\":false,\"rsv3\":false,\"opcode\":\"binary\",\"masked\":false,\"mask\":null,\
+         \"len\":{},\"header_len\":10,\"offset\":0,\"preview\":\"\",\"preview_encoding\":\"hex\",\"preview_truncated\":true}}\n",
+        16 << 20
+    );
+    let mut stuck = Vec::new();
+    for _ in 0..2 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("rcvbuf");
+        let mut s = socket.connect(addr.parse().expect("addr")).await.expect("connect to the view");
+        let request = download_head(&addr, "/download.pcapng", events.len()) + &events;
+        s.write_all(request.as_bytes()).await.expect("request");
+        stuck.push(s);
+    }
+    // Both rendered and being answered (the answers have begun), never read:
+    // no place for a third download while they are.
+    for s in &stuck {
+        s.readable().await.expect("the answer begins");
+    }
+    let small = addr.clone();
+    let answer = tokio::task::spawn_blocking(move || post(&small, "/download.har", b"")).await.expect("post");
+    assert!(answer.starts_with(b"HTTP/1.1 503 "), "{}", String::from_utf8_lossy(&answer));
+    // Their readers gone, the answers fail and give their places back.
+    drop(stuck);
+    let mut freed = false;
+    for _ in 0..100 {
+        let small = addr.clone();
+        let answer = tokio::task::spawn_blocking(move || post(&small, "/download.har", b"")).await.expect("post");
+        if answer.starts_with(b"HTTP/1.1 200 ") {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the places were not given back");
+}
+
+#[test]
+fn a_download_that_sends_no_events_holds_no_place() {
+    use std::io::Write;
+    let (_proxy, addr) = view(&[]);
+    // More than the downloads at once: heads that promise events and never send them.
+    let idle: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).expect("connect to the view");
+            s.write_all(download_head(&addr, "/download.har", 1000).as_bytes()).expect("head");
+            s
+        })
+        .collect();
+    // A round trip after them: their heads have been read.
+    assert!(http(&addr, "/nope", "").starts_with("HTTP/1.1 404 "));
+    let answer = post(&addr, "/download.har", b"");
+    assert!(answer.starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&answer));
+    drop(idle);
+}
+
+#[test]
+fn a_refused_download_is_answered_not_reset() {
+    use std::io::{Read, Write};
+    let (_proxy, addr) = view(&["--ui-token", "t0k3n"]);
+    let body = vec![b'\n'; 4 << 20];
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect to the view");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
+    // No token: refused at the head, while the page is still sending its events.
+    s.write_all(download_head(&addr, "/download.har", body.len()).as_bytes()).expect("head");
+    let mut writer = s.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || writer.write_all(&body));
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("the answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 403 ") && answer.contains("needs its token"), "{answer}");
+    // The view read what the page sent: no reset, so a browser shows the reason.
+    sender.join().expect("sender").expect("the events were all taken");
+}

@@ -185,8 +185,8 @@ impl<W: Write + Seek> HarWriter<W> {
         let mut ids: Vec<u64> = self.conns.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
-            if let Some(c) = self.conns.remove(&id)
-                && let Some(entry) = websocket_entry(&c.state, c.secure)
+            if let Some(mut c) = self.conns.remove(&id)
+                && let Some(entry) = websocket_entry(&mut c.state, c.secure)
             {
                 self.append(&entry)?;
             }
@@ -305,31 +305,48 @@ fn apply_event(
 /// `end` is not among the events is written as it is; the URL's scheme is
 /// `ws`/`http` (the events do not say whether the client leg was TLS).
 /// Lines that are not events are skipped.
-pub fn from_json_lines(lines: &str) -> Vec<u8> {
+///
+/// The work and the file are bounded by the lines: each entry is written
+/// out as soon as it is complete, its messages moved into it, not copied;
+/// `None` when the lines name more than `max_conns` connections.
+pub fn from_json_lines(lines: &str, max_conns: usize) -> Option<Vec<u8>> {
     let mut states: std::collections::BTreeMap<u64, ConnState> = std::collections::BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
     let mut done = Vec::new();
-    for line in lines.lines() {
-        let Ok(record) = serde_json::from_str::<schema::Record>(line) else { continue };
-        let conn = record.conn;
-        let state = states.entry(conn).or_default();
-        if apply_event(state, false, record, None, &mut done) {
-            states.remove(&conn);
-        }
-    }
-    done.extend(states.values().filter_map(|s| websocket_entry(s, false)));
     let creator = json!({"name": "wsproxy", "version": env!("CARGO_PKG_VERSION")});
     let mut out =
         format!("{{\"log\":{{\"version\":\"1.2\",\"creator\":{creator},\"pages\":[],\"entries\":[").into_bytes();
-    for (i, entry) in done.iter().enumerate() {
-        if i > 0 {
+    let mut entries = 0usize;
+    let mut write = |out: &mut Vec<u8>, entry: &Value| {
+        if entries > 0 {
             out.push(b',');
         }
         out.push(b'\n');
         // A `Value` always serializes.
-        let _ = serde_json::to_writer(&mut out, entry);
+        let _ = serde_json::to_writer(&mut *out, entry);
+        entries += 1;
+    };
+    for line in lines.lines() {
+        let Ok(record) = serde_json::from_str::<schema::Record>(line) else { continue };
+        let conn = record.conn;
+        if seen.insert(conn) && seen.len() > max_conns {
+            return None;
+        }
+        let state = states.entry(conn).or_default();
+        if apply_event(state, false, record, None, &mut done) {
+            states.remove(&conn);
+        }
+        for entry in done.drain(..) {
+            write(&mut out, &entry);
+        }
+    }
+    for state in states.values_mut() {
+        if let Some(entry) = websocket_entry(state, false) {
+            write(&mut out, &entry);
+        }
     }
     out.extend_from_slice(FOOTER);
-    out
+    Some(out)
 }
 
 /// RFC 3339 to seconds since the Unix epoch (0 if it does not parse).
@@ -348,12 +365,22 @@ fn headers_json(headers: &[Header]) -> Value {
     Value::Array(headers.iter().map(|h| json!({"name": h.name, "value": h.value})).collect())
 }
 
+/// Query parameters listed in an entry's `queryString`, at most.
+///
+/// A target such as `/?a&a&a&…` would otherwise make an object of a few
+/// hundred bytes in memory of every two bytes of it. The entry's `url`
+/// keeps the whole query; `queryString` is a convenience parse of it, and
+/// HAR 1.2 does not ask for it to be complete (an empty list is valid).
+const MAX_QUERY_PARAMS: usize = 100;
+
+/// The first [`MAX_QUERY_PARAMS`] parameters of `target`'s query.
 fn query_string(target: &str) -> Value {
     let query = target.split_once('?').map_or("", |(_, q)| q);
     Value::Array(
         query
             .split('&')
             .filter(|p| !p.is_empty())
+            .take(MAX_QUERY_PARAMS)
             .map(|p| {
                 let (name, value) = p.split_once('=').unwrap_or((p, ""));
                 json!({"name": name, "value": value})
@@ -414,12 +441,13 @@ fn http_entry(
 }
 
 /// The entry of a connection's upgrade request: with its messages when it
-/// was answered with 101; `None` when no upgrade request was seen.
-fn websocket_entry(s: &ConnState, secure: bool) -> Option<Value> {
+/// was answered with 101 (moved out of `s`, not copied); `None` when no
+/// upgrade request was seen.
+fn websocket_entry(s: &mut ConnState, secure: bool) -> Option<Value> {
     let (ts, req_headers, method, target, version) = s.request.as_ref()?;
     // In the order they were sent: the two directions reach the writer in
     // batches of their own.
-    let mut messages = s.messages.clone();
+    let mut messages = std::mem::take(&mut s.messages);
     messages.sort_by(|a, b| a["time"].as_f64().unwrap_or(0.0).total_cmp(&b["time"].as_f64().unwrap_or(0.0)));
     let host = req_headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value.as_str());
     let scheme = if secure { "wss" } else { "ws" };
@@ -460,8 +488,8 @@ fn websocket_entry(s: &ConnState, secure: bool) -> Option<Value> {
     });
     if s.response.as_ref().is_some_and(|(_, status, ..)| *status == 101) {
         entry["_resourceType"] = json!("websocket");
-        entry["_webSocketMessages"] = json!(messages);
-        entry["_webSocketClose"] = json!(s.closes);
+        entry["_webSocketMessages"] = Value::Array(messages);
+        entry["_webSocketClose"] = Value::Array(std::mem::take(&mut s.closes));
     }
     Some(entry)
 }
@@ -483,5 +511,34 @@ impl<W: Write + Seek> Drop for HarWriter<W> {
     fn drop(&mut self) {
         // Connections still open at exit are written as they are.
         let _ = self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQUEST: &str = r#"{"ts":"2026-01-01T00:00:00Z","conn":CONN,"event":"handshake_request","method":"GET","target":"TARGET","version":"HTTP/1.1","headers":[{"name":"Host","value":"h"}]}"#;
+
+    #[test]
+    fn a_long_query_is_listed_in_part_and_kept_whole_in_the_url() {
+        let target = format!("/?{}", "a&".repeat(50_000));
+        let lines = REQUEST.replace("CONN", "1").replace("TARGET", &target);
+        let har = from_json_lines(&lines, 10).expect("one connection");
+        // Bounded by the input, not by the number of parameters in it.
+        assert!(har.len() < 2 * lines.len() + 1024, "{} bytes of HAR for {} of events", har.len(), lines.len());
+        let har: Value = serde_json::from_slice(&har).expect("JSON");
+        let request = &har["log"]["entries"][0]["request"];
+        assert_eq!(request["queryString"].as_array().map(Vec::len), Some(MAX_QUERY_PARAMS));
+        assert_eq!(request["url"], format!("ws://h{target}"));
+    }
+
+    #[test]
+    fn more_connections_than_the_bound_are_refused() {
+        let lines: String =
+            (0..3).map(|c| REQUEST.replace("CONN", &c.to_string()).replace("TARGET", "/") + "\n").collect();
+        assert_eq!(from_json_lines(&lines, 2), None);
+        let har: Value = serde_json::from_slice(&from_json_lines(&lines, 3).expect("three")).expect("JSON");
+        assert_eq!(har["log"]["entries"].as_array().map(Vec::len), Some(3));
     }
 }

@@ -22,14 +22,28 @@ use std::time::UNIX_EPOCH;
 use wsproto::{FrameHeader, OpCode, encode_frame};
 
 use crate::capture::har;
-use crate::capture::pcapng::PcapngWriter;
+use crate::capture::pcapng::{MSS_V6, PcapngWriter};
 use crate::event::Side;
 use crate::record::{Record, TlsLegs};
 use crate::schema::{self, Event, Header};
 
-/// The largest capture the view rebuilds (frames with their zero-filled
-/// payloads, in all): past it the download is refused.
+/// The largest capture the view rebuilds, everything counted: the frames
+/// with their zero-filled payloads, the handshakes, and the packets and
+/// blocks synthesized around them. Past it the download is refused.
 pub const MAX_CAPTURE_BYTES: u64 = 256 << 20;
+
+/// At most the pcapng bytes around one packet: its enhanced packet block
+/// (32 bytes and up to 3 of padding), an IPv6 header (40) and a TCP header
+/// with the SYN's options (32).
+const PACKET_BYTES: u64 = 128;
+
+/// At most the pcapng bytes of a connection's own packets: the three-way
+/// handshake with the SYN's comment, and a FIN and its ACK each way.
+const CONNECTION_BYTES: u64 = 7 * PACKET_BYTES + 512;
+
+/// At most the pcapng bytes of the section header and the interface
+/// description, with its comment.
+const SECTION_BYTES: u64 = 1024;
 
 /// The capture's interface comment.
 pub const CAPTURE_NOTE: &str = "rebuilt by wsproxy's live view from the events it showed: handshake headers as \
@@ -41,6 +55,9 @@ pub const CAPTURE_NOTE: &str = "rebuilt by wsproxy's live view from the events i
 pub enum ExportError {
     /// The rebuilt capture would be larger than [`MAX_CAPTURE_BYTES`].
     TooLarge,
+    /// The events name more connections than this, more than the view
+    /// keeps events (each connection shown has one at least).
+    TooManyConnections(usize),
 }
 
 impl std::fmt::Display for ExportError {
@@ -51,47 +68,90 @@ impl std::fmt::Display for ExportError {
                 "the capture would be larger than {} MiB: choose a connection or filter the events",
                 MAX_CAPTURE_BYTES >> 20
             ),
+            ExportError::TooManyConnections(max) => write!(
+                f,
+                "the events name more than {max} connections, more than the view keeps events: \
+                 choose a connection or filter the events"
+            ),
         }
     }
 }
 
 impl std::error::Error for ExportError {}
 
-/// The events (JSON Lines) as a HAR file.
-pub fn har(lines: &str) -> Vec<u8> {
-    har::from_json_lines(lines)
+/// The events (JSON Lines) as a HAR file; refused when they name more than
+/// `max_conns` connections.
+pub fn har(lines: &str, max_conns: usize) -> Result<Vec<u8>, ExportError> {
+    har::from_json_lines(lines, max_conns).ok_or(ExportError::TooManyConnections(max_conns))
 }
 
 /// The events (JSON Lines) as a pcapng capture, rebuilt as the module
-/// says. Lines that are not events are skipped.
-pub fn pcapng(lines: &str) -> Result<Vec<u8>, ExportError> {
-    let records = records_of(lines)?;
-    // Writing into memory cannot fail.
-    let capture = PcapngWriter::with_comment(Vec::new(), Some(CAPTURE_NOTE.to_owned())).and_then(|mut w| {
-        w.write_all(&records)?;
-        w.into_inner()
-    });
-    Ok(capture.unwrap_or_default())
+/// says; refused when they name more than `max_conns` connections or the
+/// capture would be larger than [`MAX_CAPTURE_BYTES`]. Lines that are not
+/// events are skipped.
+pub fn pcapng(lines: &str, max_conns: usize) -> Result<Vec<u8>, ExportError> {
+    // Writing into memory cannot fail. The records go to the writer as
+    // they are made (it keeps at most a few MiB of them), not all at once.
+    let Ok(mut writer) = PcapngWriter::with_comment(Vec::new(), Some(CAPTURE_NOTE.to_owned())) else {
+        return Ok(Vec::new());
+    };
+    rebuild(lines, max_conns, &mut |records| {
+        let _ = writer.write_all(records);
+    })?;
+    Ok(writer.into_inner().unwrap_or_default())
 }
 
-/// The capture records of the events.
-fn records_of(lines: &str) -> Result<Vec<u8>, ExportError> {
-    let unknown = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+/// The addresses of connection `conn`'s client and server: those of its
+/// `open` event when they are addresses; else made up, stable and distinct
+/// for each connection and never the same for both sides: the client
+/// `127.0.0.1:(40000 + conn % 20000)`, the server `127.0.0.2` on the
+/// upstream's port (80 when it names none, as a host name's `localhost:9001`
+/// does not parse as an address but has one).
+fn addresses(conn: u64, open: Option<(&str, &str)>) -> (SocketAddr, SocketAddr) {
+    let parsed = |a: &str| a.parse::<SocketAddr>().ok().filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+    let (client, upstream) = open.unwrap_or(("", ""));
+    // `conn % 20000` fits in a port above 40000.
+    let client = parsed(client).unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 40000 + (conn % 20000) as u16)));
+    let mut server = parsed(upstream).unwrap_or_else(|| {
+        let port = upstream.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).filter(|&p| p != 0);
+        SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), port.unwrap_or(80)))
+    });
+    if server == client {
+        server.set_ip(Ipv4Addr::new(127, 0, 0, 3).into());
+    }
+    (client, server)
+}
+
+/// Makes the capture records of the events and hands each to `sink`;
+/// returns the most bytes of pcapng they make (what is held to
+/// [`MAX_CAPTURE_BYTES`]).
+fn rebuild(lines: &str, max_conns: usize, sink: &mut dyn FnMut(&[u8])) -> Result<u64, ExportError> {
+    // The proxy's own address is not in the events. The server side is
+    // always an address of the upstream (never unspecified), so no
+    // connection reads as one whose upstream was not reached.
+    let proxy = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
     let mut out = Vec::new();
     let mut opened = HashSet::new();
-    let mut data_bytes = 0u64;
+    let mut capture_bytes = SECTION_BYTES;
     for line in lines.lines() {
         let Ok(record) = serde_json::from_str::<schema::Record>(line) else { continue };
         let (conn, us) = (record.conn, unix_us(&record.ts));
+        out.clear();
         if opened.insert(conn) {
+            if opened.len() > max_conns {
+                return Err(ExportError::TooManyConnections(max_conns));
+            }
+            capture_bytes += CONNECTION_BYTES;
+            if capture_bytes > MAX_CAPTURE_BYTES {
+                return Err(ExportError::TooLarge);
+            }
             // The addresses of its `open` event, if that is the first shown.
-            let (client, upstream) = match &record.event {
-                Event::Open { client, upstream } => {
-                    (client.parse().unwrap_or(unknown), upstream.parse().unwrap_or(unknown))
-                }
-                _ => (unknown, unknown),
+            let open = match &record.event {
+                Event::Open { client, upstream } => Some((client.as_str(), upstream.as_str())),
+                _ => None,
             };
-            Record::Open { client, proxy: upstream, tls: TlsLegs::default() }.encode(conn, us, &mut out);
+            let (client, upstream) = addresses(conn, open);
+            Record::Open { client, proxy, tls: TlsLegs::default() }.encode(conn, us, &mut out);
             Record::Connected { upstream }.encode(conn, us, &mut out);
         }
         let (from, bytes) = match record.event {
@@ -102,8 +162,12 @@ fn records_of(lines: &str) -> Result<Vec<u8>, ExportError> {
                 (Side::Upstream, head(&format!("{version} {status} {reason}"), &headers))
             }
             Event::Frame { from, fin, rsv1, rsv2, rsv3, opcode, mask, len, preview, preview_encoding, .. } => {
-                let Some(number) = opcode.number() else { continue };
-                if len > MAX_CAPTURE_BYTES.saturating_sub(data_bytes) {
+                let Some(number) = opcode.number() else {
+                    sink(&out);
+                    continue;
+                };
+                // Before the zero fill is made.
+                if len > MAX_CAPTURE_BYTES.saturating_sub(capture_bytes) {
                     return Err(ExportError::TooLarge);
                 }
                 let mut payload = if preview_encoding == "hex" { unhex(&preview) } else { preview.into_bytes() };
@@ -124,17 +188,25 @@ fn records_of(lines: &str) -> Result<Vec<u8>, ExportError> {
             }
             Event::End { reason, .. } => {
                 Record::End { reset: matches!(reason.as_str(), "reset" | "error") }.encode(conn, us, &mut out);
+                sink(&out);
                 continue;
             }
-            _ => continue,
+            _ => {
+                sink(&out);
+                continue;
+            }
         };
-        data_bytes += bytes.len() as u64;
-        if data_bytes > MAX_CAPTURE_BYTES {
+        // The bytes, in segments of at most an MSS, each a packet, and
+        // the other side's ACK.
+        let packets = (bytes.len() as u64).div_ceil(MSS_V6 as u64) + 1;
+        capture_bytes += bytes.len() as u64 + packets * PACKET_BYTES;
+        if capture_bytes > MAX_CAPTURE_BYTES {
             return Err(ExportError::TooLarge);
         }
         Record::Data { from, bytes: &bytes }.encode(conn, us, &mut out);
+        sink(&out);
     }
-    Ok(out)
+    Ok(capture_bytes)
 }
 
 fn side(s: schema::Side) -> Side {
@@ -178,6 +250,16 @@ fn unix_us(ts: &str) -> u64 {
 mod tests {
     use super::*;
 
+    /// Connections in a download, at most, in these tests.
+    const MAX_CONNS: usize = 100;
+
+    /// The capture records of the events, all at once.
+    fn records_of(lines: &str) -> Result<Vec<u8>, ExportError> {
+        let mut records = Vec::new();
+        rebuild(lines, MAX_CONNS, &mut |r| records.extend_from_slice(r))?;
+        Ok(records)
+    }
+
     const EVENTS: &str = r#"{"ts":"2026-01-01T00:00:00.000001Z","conn":7,"event":"open","client":"127.0.0.1:5000","upstream":"127.0.0.1:9001"}
 {"ts":"2026-01-01T00:00:00.000002Z","conn":7,"event":"handshake_request","method":"GET","target":"/echo","version":"HTTP/1.1","headers":[{"name":"Host","value":"127.0.0.1:8080"},{"name":"Upgrade","value":"websocket"},{"name":"Connection","value":"Upgrade"},{"name":"Sec-WebSocket-Key","value":"dGhlIHNhbXBsZSBub25jZQ=="},{"name":"Sec-WebSocket-Version","value":"13"}]}
 {"ts":"2026-01-01T00:00:00.000003Z","conn":7,"event":"handshake_response","status":101,"reason":"Switching Protocols","version":"HTTP/1.1","headers":[{"name":"Upgrade","value":"websocket"},{"name":"Connection","value":"Upgrade"},{"name":"Sec-WebSocket-Accept","value":"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}],"protocol":null,"extensions":[],"upgraded":true}
@@ -190,7 +272,8 @@ mod tests {
 
     #[test]
     fn har_of_the_events_has_the_upgrade_and_its_messages() {
-        let har: serde_json::Value = serde_json::from_slice(&har(EVENTS)).expect("HAR is JSON");
+        let har: serde_json::Value =
+            serde_json::from_slice(&har(EVENTS, MAX_CONNS).expect("one connection")).expect("HAR is JSON");
         let entries = har["log"]["entries"].as_array().expect("entries");
         assert_eq!(entries.len(), 1);
         let e = &entries[0];
@@ -241,7 +324,7 @@ mod tests {
             config: crate::Config::new(crate::upstream::Upstream::parse("ws://127.0.0.1:1").expect("url")),
             server: None,
         };
-        let capture = pcapng(EVENTS).expect("small");
+        let capture = pcapng(EVENTS, MAX_CONNS).expect("small");
         let mut events = String::new();
         let summary = read(&capture[..], &options, &[crate::event::Format::Json], &mut |e| {
             events.push_str(&String::from_utf8_lossy(e.output(0)));
@@ -264,7 +347,72 @@ mod tests {
     #[test]
     fn a_capture_larger_than_the_cap_is_refused() {
         let huge = EVENTS.replace("\"len\":300", &format!("\"len\":{}", MAX_CAPTURE_BYTES + 1));
-        assert_eq!(pcapng(&huge), Err(ExportError::TooLarge));
-        assert!(pcapng(EVENTS).expect("small").starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]), "a pcapng section header");
+        assert_eq!(pcapng(&huge, MAX_CONNS), Err(ExportError::TooLarge));
+        assert!(
+            pcapng(EVENTS, MAX_CONNS).expect("small").starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]),
+            "a pcapng section header"
+        );
+    }
+
+    /// The connection comments of a capture (on each SYN, in UTF-8).
+    fn comments(capture: &[u8]) -> Vec<String> {
+        let text = String::from_utf8_lossy(capture);
+        text.match_indices("wsproxy connection ")
+            .map(|(at, _)| text[at..].chars().take_while(|c| !c.is_control()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn connections_are_between_the_addresses_they_had_or_made_up_distinct_ones() {
+        let open = |conn: u64, client: &str, upstream: &str| {
+            format!(
+                "{{\"ts\":\"2026-01-01T00:00:00Z\",\"conn\":{conn},\"event\":\"open\",\"client\":\"{client}\",\
+                 \"upstream\":\"{upstream}\"}}\n"
+            )
+        };
+        // Its open evicted: the first event shown is a frame.
+        let frame = EVENTS.lines().nth(3).expect("a frame").replace("\"conn\":7", "\"conn\":9");
+        let events = [
+            EVENTS.to_owned(),
+            open(8, "127.0.0.1:5000", "localhost:9001"),
+            frame,
+            open(10, "127.0.0.2:9001", "localhost:9001"),
+            open(11, "[::1]:6000", "[::1]:9001"),
+        ]
+        .join("\n");
+        let capture = pcapng(&events, MAX_CONNS).expect("small");
+        let mut comments = comments(&capture);
+        // Written in time order: 7's open is the latest.
+        comments.sort_by_key(|c| c.split([' ', ':']).nth(2).and_then(|n| n.parse::<u64>().ok()));
+        assert_eq!(
+            comments,
+            [
+                "wsproxy connection 7: client 127.0.0.1:5000 → upstream 127.0.0.1:9001",
+                "wsproxy connection 8: client 127.0.0.1:5000 → upstream 127.0.0.2:9001",
+                "wsproxy connection 9: client 127.0.0.1:40009 → upstream 127.0.0.2:80",
+                "wsproxy connection 10: client 127.0.0.2:9001 → upstream 127.0.0.3:9001",
+                "wsproxy connection 11: client [::1]:6000 → upstream [::1]:9001",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_download_is_bounded_by_its_connections_and_all_its_bytes() {
+        let opens: String = (0..=MAX_CONNS)
+            .map(|c| format!("{{\"ts\":\"2026-01-01T00:00:00Z\",\"conn\":{c},\"event\":\"open\",\"client\":\"\",\"upstream\":\"\"}}\n"))
+            .collect();
+        assert_eq!(pcapng(&opens, MAX_CONNS), Err(ExportError::TooManyConnections(MAX_CONNS)));
+        assert_eq!(har(&opens, MAX_CONNS), Err(ExportError::TooManyConnections(MAX_CONNS)));
+        assert!(pcapng(&opens, MAX_CONNS + 1).is_ok());
+        // Its payload below the cap, its packets above it: 300 bytes of
+        // events for a capture of 256 MiB.
+        let frame = EVENTS.lines().nth(5).expect("a frame").replace("\"len\":300", "\"len\":268000000");
+        assert_eq!(pcapng(&frame, MAX_CONNS), Err(ExportError::TooLarge));
+        // What is counted is at least what is written.
+        for events in [EVENTS.to_owned(), opens, EVENTS.replace("\"len\":300", "\"len\":100000")] {
+            let counted = rebuild(&events, MAX_CONNS + 1, &mut |_| {}).expect("small");
+            let written = pcapng(&events, MAX_CONNS + 1).expect("small").len() as u64;
+            assert!(written <= counted, "{written} bytes written, {counted} counted");
+        }
     }
 }

@@ -6,13 +6,14 @@
 //! `POST /download.har` and `POST /download.pcapng` take the events the
 //! page shows (JSON Lines) and answer them as HAR or pcapng ([`export`]).
 //!
-//! One request per TCP connection (`Connection: close`). The page and
-//! the event stream need the token when one is set. Against other web pages reading the traffic
-//! through the visitor's browser: a `Host` that is not an IP address or
-//! `localhost` is refused (DNS rebinding), and `/events` refuses an
-//! `Origin` other than the view's own.
+//! One request per TCP connection (`Connection: close`). The page, the
+//! event stream and the downloads need the token when one is set. Against
+//! other web pages reading the traffic through the visitor's browser: a
+//! `Host` that is not an IP address or `localhost` is refused (DNS
+//! rebinding), and `/events` and the downloads refuse an `Origin` other
+//! than the view's own.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,10 +44,27 @@ fn max_download_body(hub: &Hub) -> usize {
     hub.options().total_bytes.saturating_mul(2).max(1 << 20)
 }
 
-/// Downloads read and rendered at once (each may hold its events and its
-/// file in memory: up to `2 × total_bytes` and 256 MiB); more are answered 503.
+/// Downloads rendered and being answered at once (each holds its events
+/// while it is rendered and its file until it is written: up to
+/// [`max_download_body`] and 256 MiB); more are answered 503. A download
+/// takes its place once its events have arrived, and keeps it until its
+/// answer is written or fails ([`WRITE_TIMEOUT`]).
 const MAX_DOWNLOADS: usize = 2;
 static DOWNLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DOWNLOADS);
+
+/// Bytes of download requests held in all, counted as they arrive (a
+/// client that sends only a `Content-Length` holds nothing) and until
+/// they are rendered: at most [`MAX_DOWNLOADS`] full ones; past that, 503.
+static BODY_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// How long a page has to read a download's answer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After a refusal, how long and how much of the request is read and
+/// thrown away: closing with unread bytes would reset the connection, and
+/// the page would see "Failed to fetch" rather than the reason.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_DRAIN: usize = 16 << 20;
 
 /// A download's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,54 +184,125 @@ fn route(req: &Request<'_>, token: Option<&str>) -> Route {
 
 /// An HTTP/1.1 response that closes the connection.
 fn response(status: u16, reason: &str, content_type: &str, body: &str) -> Vec<u8> {
-    response_bytes(status, reason, content_type, "", body.as_bytes())
-}
-
-/// An HTTP/1.1 response that closes the connection, with `extra` header
-/// lines (each ending in CRLF).
-fn response_bytes(status: u16, reason: &str, content_type: &str, extra: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n{extra}Connection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
+    let mut out = response_head(status, reason, content_type, "", body.len());
+    out.extend_from_slice(body.as_bytes());
     out
 }
 
-/// The answer to a download: the events in `body` rendered as `download`.
-fn render_download(download: Download, body: &[u8]) -> Vec<u8> {
+/// The head of an HTTP/1.1 response that closes the connection, with
+/// `extra` header lines (each ending in CRLF), for a body of `length` bytes.
+fn response_head(status: u16, reason: &str, content_type: &str, extra: &str, length: usize) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The answer to a download, head and body apart (the file is not copied
+/// behind its head): the events in `body` rendered as `download`, or why
+/// not (at most `max_conns` connections).
+fn render_download(download: Download, body: &[u8], max_conns: usize) -> (Vec<u8>, Vec<u8>) {
     let lines = String::from_utf8_lossy(body);
     let rendered = match download {
-        Download::Har => Ok((export::har(&lines), "application/json", "wsproxy-view.har")),
-        Download::Pcapng => export::pcapng(&lines).map(|c| (c, "application/x-pcapng", "wsproxy-view.pcapng")),
+        Download::Har => export::har(&lines, max_conns).map(|c| (c, "application/json", "wsproxy-view.har")),
+        Download::Pcapng => {
+            export::pcapng(&lines, max_conns).map(|c| (c, "application/x-pcapng", "wsproxy-view.pcapng"))
+        }
     };
     match rendered {
-        Ok((body, content_type, name)) => {
+        Ok((file, content_type, name)) => {
             let disposition = format!("Content-Disposition: attachment; filename=\"{name}\"\r\n");
-            response_bytes(200, "OK", content_type, &disposition, &body)
+            (response_head(200, "OK", content_type, &disposition, file.len()), file)
         }
-        Err(e @ ExportError::TooLarge) => {
-            response(413, "Content Too Large", "text/plain; charset=utf-8", &e.to_string())
+        Err(e @ (ExportError::TooLarge | ExportError::TooManyConnections(_))) => {
+            let text = e.to_string().into_bytes();
+            (response_head(413, "Content Too Large", "text/plain; charset=utf-8", "", text.len()), text)
         }
     }
 }
 
-/// Reads the rest of a request body of `length` bytes (`body` holds its
-/// start); `None` when the page goes away or is too slow.
-async fn read_body(stream: &mut TcpStream, mut body: Vec<u8>, length: usize) -> Option<Vec<u8>> {
+/// A download's events, counted in [`BODY_BYTES`] while they are held.
+struct Body {
+    bytes: Vec<u8>,
+    counted: usize,
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        BODY_BYTES.fetch_sub(self.counted, Ordering::AcqRel);
+    }
+}
+
+/// Why a download's events were not read.
+enum BodyError {
+    /// The page went away or was too slow.
+    Gone,
+    /// Other downloads hold the bytes they may.
+    Busy,
+}
+
+/// Reads the rest of a request body of `length` bytes (`start` holds its
+/// start), counting what arrives against `budget` bytes held in all.
+async fn read_body(
+    stream: &mut TcpStream,
+    mut start: Vec<u8>,
+    length: usize,
+    budget: usize,
+) -> Result<Body, BodyError> {
     let deadline = tokio::time::Instant::now() + BODY_TIMEOUT;
-    body.truncate(length);
-    body.reserve(length - body.len());
+    start.truncate(length);
+    let mut body = Body { bytes: Vec::new(), counted: 0 };
+    let take = |body: &mut Body, piece: &[u8]| {
+        if BODY_BYTES.fetch_add(piece.len(), Ordering::AcqRel) + piece.len() > budget {
+            BODY_BYTES.fetch_sub(piece.len(), Ordering::AcqRel);
+            return Err(BodyError::Busy);
+        }
+        body.counted += piece.len();
+        // Grown as the bytes arrive, never past `length`.
+        let bytes = &mut body.bytes;
+        if bytes.capacity() - bytes.len() < piece.len() {
+            bytes.reserve_exact(piece.len().max(bytes.len()).min(length - bytes.len()));
+        }
+        bytes.extend_from_slice(piece);
+        Ok(())
+    };
+    take(&mut body, &start)?;
+    drop(start);
     let mut chunk = vec![0u8; 64 << 10];
-    while body.len() < length {
+    while body.bytes.len() < length {
         match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => body.extend_from_slice(&chunk[..n.min(length - body.len())]),
-            _ => return None,
+            Ok(Ok(n)) if n > 0 => {
+                let n = n.min(length - body.bytes.len());
+                take(&mut body, &chunk[..n])?;
+            }
+            _ => return Err(BodyError::Gone),
         }
     }
-    Some(body)
+    Ok(body)
+}
+
+/// Answers a refusal, then reads and throws away what the client still
+/// sends (a bounded amount, for a short while) so that the connection
+/// ends with the answer read, not reset.
+async fn refuse(mut stream: TcpStream, answer: &[u8]) {
+    let written = tokio::time::timeout(HEAD_TIMEOUT, async {
+        stream.write_all(answer).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut drained = 0;
+    while drained < MAX_DRAIN {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => return,
+        }
+    }
 }
 
 async fn handle(mut stream: TcpStream, hub: Hub) {
@@ -235,35 +324,54 @@ async fn handle(mut stream: TcpStream, hub: Hub) {
             }
         }
     };
+    let text = "text/plain; charset=utf-8";
     let answer = match route {
         Route::Download(_, length) if length > max_download_body(&hub) => {
-            let text = format!("at most {} MiB of events per download", max_download_body(&hub) >> 20);
-            response(413, "Content Too Large", "text/plain; charset=utf-8", &text)
+            let reason = format!("at most {} MiB of events per download", max_download_body(&hub) >> 20);
+            return refuse(stream, &response(413, "Content Too Large", text, &reason)).await;
         }
         Route::Download(download, length) => {
-            let Ok(_permit) = DOWNLOADS.try_acquire() else {
-                let text = format!("at most {MAX_DOWNLOADS} downloads at once: try again when one is done");
-                let _ =
-                    stream.write_all(&response(503, "Service Unavailable", "text/plain; charset=utf-8", &text)).await;
-                return;
-            };
             buf.drain(..head_len);
-            let Some(body) = read_body(&mut stream, buf, length).await else { return };
-            // Rendering a large capture takes a while: off the runtime's threads.
-            match tokio::task::spawn_blocking(move || render_download(download, &body)).await {
+            let budget = max_download_body(&hub).saturating_mul(MAX_DOWNLOADS);
+            let busy = format!("at most {MAX_DOWNLOADS} downloads at once: try again when one is done");
+            let body = match read_body(&mut stream, buf, length, budget).await {
+                Ok(body) => body,
+                Err(BodyError::Gone) => return,
+                Err(BodyError::Busy) => {
+                    return refuse(stream, &response(503, "Service Unavailable", text, &busy)).await;
+                }
+            };
+            // Taken once the events are here, kept until the answer is
+            // written or fails.
+            let Ok(_permit) = DOWNLOADS.try_acquire() else {
+                return refuse(stream, &response(503, "Service Unavailable", text, &busy)).await;
+            };
+            let max_conns = hub.options().total.max(1);
+            // Rendering a large capture takes a while: off the runtime's
+            // threads. The events are let go of once rendered.
+            let rendered = tokio::task::spawn_blocking(move || render_download(download, &body.bytes, max_conns)).await;
+            let (head, file) = match rendered {
                 Ok(answer) => answer,
-                Err(_) => response(500, "Internal Server Error", "text/plain; charset=utf-8", "rendering failed"),
-            }
+                Err(_) => (response(500, "Internal Server Error", text, "rendering failed"), Vec::new()),
+            };
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+                stream.write_all(&head).await?;
+                stream.write_all(&file).await?;
+                stream.shutdown().await
+            })
+            .await;
+            return;
         }
         Route::File(content_type, body) => response(200, "OK", content_type, body),
-        Route::Refuse(status, reason, text) => response(status, reason, "text/plain; charset=utf-8", &text),
+        Route::Refuse(status, reason, reason_text) => {
+            return refuse(stream, &response(status, reason, text, &reason_text)).await;
+        }
         Route::BadUpgrade(answer) => answer,
         Route::Events(answer) => {
             // Subscribed before the 101: what happens after it reaches the page.
             let Some(sub) = hub.subscribe() else {
-                let text = format!("at most {MAX_CLIENTS} pages watch at once");
-                let _ =
-                    stream.write_all(&response(503, "Service Unavailable", "text/plain; charset=utf-8", &text)).await;
+                let reason = format!("at most {MAX_CLIENTS} pages watch at once");
+                let _ = stream.write_all(&response(503, "Service Unavailable", text, &reason)).await;
                 return;
             };
             if stream.write_all(&answer).await.is_ok() {
@@ -275,7 +383,7 @@ async fn handle(mut stream: TcpStream, hub: Hub) {
             return;
         }
     };
-    let _ = stream.write_all(&answer).await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&answer)).await;
     let _ = stream.shutdown().await;
 }
 
@@ -407,17 +515,26 @@ mod tests {
     fn a_download_answers_the_file_or_why_not() {
         let events =
             r#"{"ts":"2026-01-01T00:00:00Z","conn":1,"event":"open","client":"127.0.0.1:1","upstream":"127.0.0.1:2"}"#;
-        let har = String::from_utf8(render_download(Download::Har, events.as_bytes())).expect("text");
+        let render = |download, events: &str| {
+            let (head, file) = render_download(download, events.as_bytes(), 10);
+            [head, file].concat()
+        };
+        let har = String::from_utf8(render(Download::Har, events)).expect("text");
         assert!(har.starts_with("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"), "{har}");
         assert!(
             har.contains("filename=\"wsproxy-view.har\"") && har.contains("{\"log\":{\"version\":\"1.2\""),
             "{har}"
         );
-        let pcap = render_download(Download::Pcapng, events.as_bytes());
+        let pcap = render(Download::Pcapng, events);
         assert!(pcap.starts_with(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-pcapng\r\n"));
         let huge = r#"{"ts":"2026-01-01T00:00:00Z","conn":1,"event":"frame","from":"client","fin":true,"rsv1":false,"rsv2":false,"rsv3":false,"opcode":"binary","masked":false,"mask":null,"len":999999999999,"header_len":10,"offset":0,"preview":"","preview_encoding":"hex","preview_truncated":true}"#;
-        let refused = String::from_utf8(render_download(Download::Pcapng, huge.as_bytes())).expect("text");
+        let refused = String::from_utf8(render(Download::Pcapng, huge)).expect("text");
         assert!(refused.starts_with("HTTP/1.1 413 ") && refused.contains("larger than 256 MiB"), "{refused}");
+        let many: String = (0..11).map(|c| events.replace("\"conn\":1", &format!("\"conn\":{c}")) + "\n").collect();
+        for download in [Download::Har, Download::Pcapng] {
+            let refused = String::from_utf8(render(download, &many)).expect("text");
+            assert!(refused.starts_with("HTTP/1.1 413 ") && refused.contains("more than 10 connections"), "{refused}");
+        }
     }
 
     #[test]
