@@ -334,6 +334,45 @@ try {
   }
   await setControl(view, "#f-dir", "");
 
+  // A busy connection, its oldest events dropped by the page (with
+  // --ui-per-conn lowered to 6 for it): its opening events stay, as the
+  // proxy keeps them, so the HAR still has its upgrade.
+  try {
+    const kinds = await view.evaluate(() => {
+      const saved = limits;
+      limits = { ...limits, per_conn: 6 };
+      const conn = 1e9, ts = "2026-01-01T00:00:00Z";
+      ingest({ ts, conn, event: "open", client: "127.0.0.1:5000", upstream: "localhost:9001" });
+      ingest({ ts, conn, event: "handshake_request", method: "GET", target: "/busy", version: "HTTP/1.1",
+        headers: [{ name: "Host", value: "localhost:9001" }, { name: "Upgrade", value: "websocket" }] });
+      ingest({ ts, conn, event: "handshake_response", status: 101, reason: "Switching Protocols", version: "HTTP/1.1",
+        headers: [{ name: "Upgrade", value: "websocket" }], protocol: null, extensions: [], upgraded: true });
+      for (let i = 0; i < 20; i++) {
+        ingest({ ts, conn, event: "message", from: "client", kind: "text", len: 2, fragments: 1, compressed: false,
+          preview: `m${i}`, preview_encoding: "text", preview_truncated: false });
+      }
+      limits = saved;
+      selected = conn;
+      return conns.get(conn).events.map((e) => e.event);
+    });
+    check("a busy connection keeps its opening events in the page", JSON.stringify(kinds) ===
+      JSON.stringify(["open", "handshake_request", "handshake_response", "message", "message", "message"]), JSON.stringify(kinds));
+    const har = JSON.parse((await download(view, "download-har")).bytes.toString("utf8"));
+    const entry = har.log.entries[0];
+    const data = (entry?._webSocketMessages ?? []).map((m) => m.data);
+    check("its HAR download has its upgrade and its newest messages",
+      har.log.entries.length === 1 && entry.request.url === "ws://localhost:9001/busy" && JSON.stringify(data) === '["m17","m18","m19"]',
+      JSON.stringify(har.log.entries));
+  } catch (e) {
+    check("a busy connection keeps its opening events", false, String(e));
+  } finally {
+    await view.evaluate(() => {
+      totalEvents -= conns.get(1e9)?.events.length ?? 0;
+      conns.delete(1e9);
+      selected = null;
+    });
+  }
+
   // A ping (browsers cannot send one): the echo server's pong, with its round trip.
   const isPong = (b) => b.includes(Buffer.from([0x8a]));
   await rawClient("/raw-ping", [clientFrame(0x9, "are you there?")], isPong);
