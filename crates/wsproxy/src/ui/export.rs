@@ -4,7 +4,8 @@
 //!
 //! The view keeps events, not the bytes that passed, so a capture is
 //! rebuilt from them: each connection a TCP conversation between the
-//! addresses of its `open` event, the handshake request and response
+//! addresses of its `open` event (made up where they are not addresses,
+//! distinct for each connection and side), the handshake request and response
 //! written from their events (header values as the events show them, so
 //! redacted secrets stay redacted), then each frame event encoded again
 //! from its header fields (FIN, RSV bits, opcode, mask key, length) and
@@ -13,6 +14,10 @@
 //! they should; the capture's interface comment says so. Frames the page
 //! does not show (filtered out, or dropped to stay within the view's
 //! bounds) are not in it: each direction is the shown frames back to back.
+//!
+//! What a download may cost is bounded by what the view keeps, not by
+//! what is posted: at most as many connections as the view keeps events,
+//! and a capture of at most [`MAX_CAPTURE_BYTES`], everything counted.
 
 use std::collections::HashSet;
 use std::io::Write;
