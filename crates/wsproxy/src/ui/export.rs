@@ -20,11 +20,11 @@
 //! and a capture of at most [`MAX_CAPTURE_BYTES`], everything counted.
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::UNIX_EPOCH;
 
-use wsproto::{FrameHeader, OpCode, encode_frame};
+use wsproto::{FrameHeader, MAX_HEADER_LEN, OpCode, encode_frame};
 
 use crate::capture::har;
 use crate::capture::pcapng::{MSS_V6, PcapngWriter};
@@ -101,7 +101,8 @@ pub fn pcapng(lines: &str, max_conns: usize) -> Result<Vec<u8>, ExportError> {
         return Ok(Vec::new());
     };
     rebuild(lines, max_conns, &mut |records| {
-        let _ = writer.write_all(records);
+        // Whole records: written from where they are, not copied in first.
+        let _ = writer.write_vectored(&[IoSlice::new(records)]);
     })?;
     Ok(writer.into_inner().unwrap_or_default())
 }
@@ -171,8 +172,10 @@ fn rebuild(lines: &str, max_conns: usize, sink: &mut dyn FnMut(&[u8])) -> Result
                     sink(&out);
                     continue;
                 };
-                // Before the zero fill is made.
-                if len > MAX_CAPTURE_BYTES.saturating_sub(capture_bytes) {
+                // Before the zero fill is made: the frame, its header and
+                // its packets.
+                let most = capture_bytes.saturating_add(capture_bytes_of(len.saturating_add(MAX_HEADER_LEN as u64)));
+                if most > MAX_CAPTURE_BYTES {
                     return Err(ExportError::TooLarge);
                 }
                 let mut payload = if preview_encoding == "hex" { unhex(&preview) } else { preview.into_bytes() };
@@ -201,17 +204,26 @@ fn rebuild(lines: &str, max_conns: usize, sink: &mut dyn FnMut(&[u8])) -> Result
                 continue;
             }
         };
-        // The bytes, in segments of at most an MSS, each a packet, and
-        // the other side's ACK.
-        let packets = (bytes.len() as u64).div_ceil(MSS_V6 as u64) + 1;
-        capture_bytes += bytes.len() as u64 + packets * PACKET_BYTES;
+        capture_bytes += capture_bytes_of(bytes.len() as u64);
         if capture_bytes > MAX_CAPTURE_BYTES {
             return Err(ExportError::TooLarge);
         }
         Record::Data { from, bytes: &bytes }.encode(conn, us, &mut out);
+        drop(bytes);
         sink(&out);
+        if out.capacity() > 1 << 20 {
+            // A large frame's: not kept for the small ones after it.
+            out = Vec::new();
+        }
     }
     Ok(capture_bytes)
+}
+
+/// At most the pcapng bytes of `n` bytes one side sent: in segments of at
+/// most an MSS, each a packet, and the other side's ACK.
+fn capture_bytes_of(n: u64) -> u64 {
+    let packets = n.div_ceil(MSS_V6 as u64) + 1;
+    n.saturating_add(packets.saturating_mul(PACKET_BYTES))
 }
 
 fn side(s: schema::Side) -> Side {
