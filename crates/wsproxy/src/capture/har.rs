@@ -308,10 +308,10 @@ fn apply_event(
 ///
 /// The work and the file are bounded by the lines: each entry is written
 /// out as soon as it is complete, its messages moved into it, not copied;
-/// `None` when the lines name more than `max_conns` connections.
-pub fn from_json_lines(lines: &str, max_conns: usize) -> Option<Vec<u8>> {
+/// `None` when they hold more than `max_events` events.
+pub fn from_json_lines(lines: &str, max_events: usize) -> Option<Vec<u8>> {
     let mut states: std::collections::BTreeMap<u64, ConnState> = std::collections::BTreeMap::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut events = 0usize;
     let mut done = Vec::new();
     let creator = json!({"name": "wsproxy", "version": env!("CARGO_PKG_VERSION")});
     let mut out =
@@ -329,7 +329,8 @@ pub fn from_json_lines(lines: &str, max_conns: usize) -> Option<Vec<u8>> {
     for line in lines.lines() {
         let Ok(record) = serde_json::from_str::<schema::Record>(line) else { continue };
         let conn = record.conn;
-        if seen.insert(conn) && seen.len() > max_conns {
+        events += 1;
+        if events > max_events {
             return None;
         }
         let state = states.entry(conn).or_default();
@@ -534,7 +535,7 @@ mod tests {
     }
 
     #[test]
-    fn more_connections_than_the_bound_are_refused() {
+    fn more_events_than_the_bound_are_refused() {
         let lines: String =
             (0..3).map(|c| REQUEST.replace("CONN", &c.to_string()).replace("TARGET", "/") + "\n").collect();
         assert_eq!(from_json_lines(&lines, 2), None);

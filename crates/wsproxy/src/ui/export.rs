@@ -16,8 +16,9 @@
 //! bounds) are not in it: each direction is the shown frames back to back.
 //!
 //! What a download may cost is bounded by what the view keeps, not by
-//! what is posted: at most as many connections as the view keeps events,
-//! and a capture of at most [`MAX_CAPTURE_BYTES`], everything counted.
+//! what is posted: at most as many events as the view keeps (so at most
+//! as many connections), and a capture of at most [`MAX_CAPTURE_BYTES`],
+//! everything counted.
 
 use std::collections::HashSet;
 use std::io::{IoSlice, Write};
@@ -60,9 +61,9 @@ pub const CAPTURE_NOTE: &str = "rebuilt by wsproxy's live view from the events i
 pub enum ExportError {
     /// The rebuilt capture would be larger than [`MAX_CAPTURE_BYTES`].
     TooLarge,
-    /// The events name more connections than this, more than the view
-    /// keeps events (each connection shown has one at least).
-    TooManyConnections(usize),
+    /// More events than this, more than the view keeps (so the events name
+    /// at most this many connections too).
+    TooManyEvents(usize),
 }
 
 impl std::fmt::Display for ExportError {
@@ -73,34 +74,32 @@ impl std::fmt::Display for ExportError {
                 "the capture would be larger than {} MiB: choose a connection or filter the events",
                 MAX_CAPTURE_BYTES >> 20
             ),
-            ExportError::TooManyConnections(max) => write!(
-                f,
-                "the events name more than {max} connections, more than the view keeps events: \
-                 choose a connection or filter the events"
-            ),
+            ExportError::TooManyEvents(max) => {
+                write!(f, "more than {max} events, more than the view keeps: choose a connection or filter the events")
+            }
         }
     }
 }
 
 impl std::error::Error for ExportError {}
 
-/// The events (JSON Lines) as a HAR file; refused when they name more than
-/// `max_conns` connections.
-pub fn har(lines: &str, max_conns: usize) -> Result<Vec<u8>, ExportError> {
-    har::from_json_lines(lines, max_conns).ok_or(ExportError::TooManyConnections(max_conns))
+/// The events (JSON Lines) as a HAR file; refused when they are more than
+/// `max_events`.
+pub fn har(lines: &str, max_events: usize) -> Result<Vec<u8>, ExportError> {
+    har::from_json_lines(lines, max_events).ok_or(ExportError::TooManyEvents(max_events))
 }
 
 /// The events (JSON Lines) as a pcapng capture, rebuilt as the module
-/// says; refused when they name more than `max_conns` connections or the
+/// says; refused when they are more than `max_events` or the
 /// capture would be larger than [`MAX_CAPTURE_BYTES`]. Lines that are not
 /// events are skipped.
-pub fn pcapng(lines: &str, max_conns: usize) -> Result<Vec<u8>, ExportError> {
+pub fn pcapng(lines: &str, max_events: usize) -> Result<Vec<u8>, ExportError> {
     // Writing into memory cannot fail. The records go to the writer as
     // they are made (it keeps at most a few MiB of them), not all at once.
     let Ok(mut writer) = PcapngWriter::with_comment(Vec::new(), Some(CAPTURE_NOTE.to_owned())) else {
         return Ok(Vec::new());
     };
-    rebuild(lines, max_conns, &mut |records| {
+    rebuild(lines, max_events, &mut |records| {
         // Whole records: written from where they are, not copied in first.
         let _ = writer.write_vectored(&[IoSlice::new(records)]);
     })?;
@@ -131,22 +130,24 @@ fn addresses(conn: u64, open: Option<(&str, &str)>) -> (SocketAddr, SocketAddr) 
 /// Makes the capture records of the events and hands each to `sink`;
 /// returns the most bytes of pcapng they make (what is held to
 /// [`MAX_CAPTURE_BYTES`]).
-fn rebuild(lines: &str, max_conns: usize, sink: &mut dyn FnMut(&[u8])) -> Result<u64, ExportError> {
+fn rebuild(lines: &str, max_events: usize, sink: &mut dyn FnMut(&[u8])) -> Result<u64, ExportError> {
     // The proxy's own address is not in the events. The server side is
     // always an address of the upstream (never unspecified), so no
     // connection reads as one whose upstream was not reached.
     let proxy = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
     let mut out = Vec::new();
     let mut opened = HashSet::new();
+    let mut events = 0usize;
     let mut capture_bytes = SECTION_BYTES;
     for line in lines.lines() {
         let Ok(record) = serde_json::from_str::<schema::Record>(line) else { continue };
+        events += 1;
+        if events > max_events {
+            return Err(ExportError::TooManyEvents(max_events));
+        }
         let (conn, us) = (record.conn, unix_us(&record.ts));
         out.clear();
         if opened.insert(conn) {
-            if opened.len() > max_conns {
-                return Err(ExportError::TooManyConnections(max_conns));
-            }
             capture_bytes += CONNECTION_BYTES;
             if capture_bytes > MAX_CAPTURE_BYTES {
                 return Err(ExportError::TooLarge);
@@ -267,13 +268,13 @@ fn unix_us(ts: &str) -> u64 {
 mod tests {
     use super::*;
 
-    /// Connections in a download, at most, in these tests.
-    const MAX_CONNS: usize = 100;
+    /// Events in a download, at most, in these tests.
+    const MAX_EVENTS: usize = 100;
 
     /// The capture records of the events, all at once.
     fn records_of(lines: &str) -> Result<Vec<u8>, ExportError> {
         let mut records = Vec::new();
-        rebuild(lines, MAX_CONNS, &mut |r| records.extend_from_slice(r))?;
+        rebuild(lines, MAX_EVENTS, &mut |r| records.extend_from_slice(r))?;
         Ok(records)
     }
 
@@ -290,7 +291,7 @@ mod tests {
     #[test]
     fn har_of_the_events_has_the_upgrade_and_its_messages() {
         let har: serde_json::Value =
-            serde_json::from_slice(&har(EVENTS, MAX_CONNS).expect("one connection")).expect("HAR is JSON");
+            serde_json::from_slice(&har(EVENTS, MAX_EVENTS).expect("one connection")).expect("HAR is JSON");
         let entries = har["log"]["entries"].as_array().expect("entries");
         assert_eq!(entries.len(), 1);
         let e = &entries[0];
@@ -341,7 +342,7 @@ mod tests {
             config: crate::Config::new(crate::upstream::Upstream::parse("ws://127.0.0.1:1").expect("url")),
             server: None,
         };
-        let capture = pcapng(EVENTS, MAX_CONNS).expect("small");
+        let capture = pcapng(EVENTS, MAX_EVENTS).expect("small");
         let mut events = String::new();
         let summary = read(&capture[..], &options, &[crate::event::Format::Json], &mut |e| {
             events.push_str(&String::from_utf8_lossy(e.output(0)));
@@ -364,9 +365,9 @@ mod tests {
     #[test]
     fn a_capture_larger_than_the_cap_is_refused() {
         let huge = EVENTS.replace("\"len\":300", &format!("\"len\":{}", MAX_CAPTURE_BYTES + 1));
-        assert_eq!(pcapng(&huge, MAX_CONNS), Err(ExportError::TooLarge));
+        assert_eq!(pcapng(&huge, MAX_EVENTS), Err(ExportError::TooLarge));
         assert!(
-            pcapng(EVENTS, MAX_CONNS).expect("small").starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]),
+            pcapng(EVENTS, MAX_EVENTS).expect("small").starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]),
             "a pcapng section header"
         );
     }
@@ -397,7 +398,7 @@ mod tests {
             open(11, "[::1]:6000", "[::1]:9001"),
         ]
         .join("\n");
-        let capture = pcapng(&events, MAX_CONNS).expect("small");
+        let capture = pcapng(&events, MAX_EVENTS).expect("small");
         let mut comments = comments(&capture);
         // Written in time order: 7's open is the latest.
         comments.sort_by_key(|c| c.split([' ', ':']).nth(2).and_then(|n| n.parse::<u64>().ok()));
@@ -414,21 +415,21 @@ mod tests {
     }
 
     #[test]
-    fn a_download_is_bounded_by_its_connections_and_all_its_bytes() {
-        let opens: String = (0..=MAX_CONNS)
+    fn a_download_is_bounded_by_its_events_and_all_its_bytes() {
+        let opens: String = (0..=MAX_EVENTS)
             .map(|c| format!("{{\"ts\":\"2026-01-01T00:00:00Z\",\"conn\":{c},\"event\":\"open\",\"client\":\"\",\"upstream\":\"\"}}\n"))
             .collect();
-        assert_eq!(pcapng(&opens, MAX_CONNS), Err(ExportError::TooManyConnections(MAX_CONNS)));
-        assert_eq!(har(&opens, MAX_CONNS), Err(ExportError::TooManyConnections(MAX_CONNS)));
-        assert!(pcapng(&opens, MAX_CONNS + 1).is_ok());
+        assert_eq!(pcapng(&opens, MAX_EVENTS), Err(ExportError::TooManyEvents(MAX_EVENTS)));
+        assert_eq!(har(&opens, MAX_EVENTS), Err(ExportError::TooManyEvents(MAX_EVENTS)));
+        assert!(pcapng(&opens, MAX_EVENTS + 1).is_ok());
         // Its payload below the cap, its packets above it: 300 bytes of
         // events for a capture of 256 MiB.
         let frame = EVENTS.lines().nth(5).expect("a frame").replace("\"len\":300", "\"len\":268000000");
-        assert_eq!(pcapng(&frame, MAX_CONNS), Err(ExportError::TooLarge));
+        assert_eq!(pcapng(&frame, MAX_EVENTS), Err(ExportError::TooLarge));
         // What is counted is at least what is written.
         for events in [EVENTS.to_owned(), opens, EVENTS.replace("\"len\":300", "\"len\":100000")] {
-            let counted = rebuild(&events, MAX_CONNS + 1, &mut |_| {}).expect("small");
-            let written = pcapng(&events, MAX_CONNS + 1).expect("small").len() as u64;
+            let counted = rebuild(&events, MAX_EVENTS + 1, &mut |_| {}).expect("small");
+            let written = pcapng(&events, MAX_EVENTS + 1).expect("small").len() as u64;
             assert!(written <= counted, "{written} bytes written, {counted} counted");
         }
     }

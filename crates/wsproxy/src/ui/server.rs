@@ -201,13 +201,13 @@ fn response_head(status: u16, reason: &str, content_type: &str, extra: &str, len
 
 /// The answer to a download, head and body apart (the file is not copied
 /// behind its head): the events in `body` rendered as `download`, or why
-/// not (at most `max_conns` connections).
-fn render_download(download: Download, body: &[u8], max_conns: usize) -> (Vec<u8>, Vec<u8>) {
+/// not (at most `max_events` events).
+fn render_download(download: Download, body: &[u8], max_events: usize) -> (Vec<u8>, Vec<u8>) {
     let lines = String::from_utf8_lossy(body);
     let rendered = match download {
-        Download::Har => export::har(&lines, max_conns).map(|c| (c, "application/json", "wsproxy-view.har")),
+        Download::Har => export::har(&lines, max_events).map(|c| (c, "application/json", "wsproxy-view.har")),
         Download::Pcapng => {
-            export::pcapng(&lines, max_conns).map(|c| (c, "application/x-pcapng", "wsproxy-view.pcapng"))
+            export::pcapng(&lines, max_events).map(|c| (c, "application/x-pcapng", "wsproxy-view.pcapng"))
         }
     };
     match rendered {
@@ -215,7 +215,7 @@ fn render_download(download: Download, body: &[u8], max_conns: usize) -> (Vec<u8
             let disposition = format!("Content-Disposition: attachment; filename=\"{name}\"\r\n");
             (response_head(200, "OK", content_type, &disposition, file.len()), file)
         }
-        Err(e @ (ExportError::TooLarge | ExportError::TooManyConnections(_))) => {
+        Err(e @ (ExportError::TooLarge | ExportError::TooManyEvents(_))) => {
             let text = e.to_string().into_bytes();
             (response_head(413, "Content Too Large", "text/plain; charset=utf-8", "", text.len()), text)
         }
@@ -346,10 +346,11 @@ async fn handle(mut stream: TcpStream, hub: Hub) {
             let Ok(_permit) = DOWNLOADS.try_acquire() else {
                 return refuse(stream, &response(503, "Service Unavailable", text, &busy)).await;
             };
-            let max_conns = hub.options().total.max(1);
+            let max_events = hub.options().total.max(1);
             // Rendering a large capture takes a while: off the runtime's
             // threads. The events are let go of once rendered.
-            let rendered = tokio::task::spawn_blocking(move || render_download(download, &body.bytes, max_conns)).await;
+            let rendered =
+                tokio::task::spawn_blocking(move || render_download(download, &body.bytes, max_events)).await;
             let (head, file) = match rendered {
                 Ok(answer) => answer,
                 Err(_) => (response(500, "Internal Server Error", text, "rendering failed"), Vec::new()),
@@ -533,7 +534,7 @@ mod tests {
         let many: String = (0..11).map(|c| events.replace("\"conn\":1", &format!("\"conn\":{c}")) + "\n").collect();
         for download in [Download::Har, Download::Pcapng] {
             let refused = String::from_utf8(render(download, &many)).expect("text");
-            assert!(refused.starts_with("HTTP/1.1 413 ") && refused.contains("more than 10 connections"), "{refused}");
+            assert!(refused.starts_with("HTTP/1.1 413 ") && refused.contains("more than 10 events"), "{refused}");
         }
     }
 
