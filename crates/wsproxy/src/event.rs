@@ -800,6 +800,39 @@ impl EventBody for Gap {
     }
 }
 
+/// `resync`: a capture that begins inside a WebSocket connection (no TCP
+/// or HTTP handshake in it; `wsproxy read --port/--server`): the first
+/// `skipped` bytes of `from`'s stream are not decoded, and frames are
+/// decoded from the first frame boundary found after them (RFC 6455 §5.2;
+/// how: [`crate::capture::read`]). `resumed` is false when no boundary was
+/// found and nothing of that side was decoded.
+#[derive(Serialize)]
+pub(crate) struct Resync {
+    /// Whose stream.
+    pub from: Side,
+    /// Bytes at its start (of what the capture has) not decoded.
+    pub skipped: u64,
+    /// Whether a frame boundary was found (decoding resumed after the
+    /// skipped bytes).
+    pub resumed: bool,
+}
+
+impl EventBody for Resync {
+    const NAME: &'static str = "resync";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, self.from);
+        let what = if self.resumed {
+            format!(
+                " resync: the capture starts inside the WebSocket connection; {} B skipped to the first frame boundary; extensions unknown",
+                self.skipped
+            )
+        } else {
+            format!(" resync: no WebSocket frame boundary found in {} B; not decoded", self.skipped)
+        };
+        paint(out, color, "33", format_args!("{what}"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

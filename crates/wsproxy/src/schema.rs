@@ -307,6 +307,17 @@ pub enum Event {
         /// How many.
         len: u64,
     },
+    /// A capture that begins inside a WebSocket connection (`wsproxy read`
+    /// with `--port`/`--server`): bytes at the start of a side's stream
+    /// skipped to its first frame boundary.
+    Resync {
+        /// Whose stream.
+        from: Side,
+        /// Bytes not decoded.
+        skipped: u64,
+        /// Whether a boundary was found and decoding resumed.
+        resumed: bool,
+    },
     /// An error that is not a protocol violation.
     Error {
         /// What went wrong.

@@ -937,6 +937,22 @@ impl Session {
         }
     }
 
+    /// `wsproxy read` of a capture that begins inside a WebSocket
+    /// connection: `from`'s stream is WebSocket frames from offset
+    /// `skipped` on (the bytes before were not fed, and are counted in its
+    /// byte total). No handshake was seen, so the extensions are unknown:
+    /// reserved bits are not judged and payloads are shown as sent.
+    pub(crate) fn resume_websocket(&mut self, from: Side, skipped: u64) {
+        let mut insp = Box::new(DirectionInspector::new(self.conn, from, skipped, None, self.config.inspect_options()));
+        insp.set_opaque_extension();
+        self.bytes[from.index()] = skipped;
+        self.ws_base[from.index()] = skipped;
+        match from {
+            Side::Client => self.client = ClientState::WebSocket(insp),
+            Side::Upstream => self.upstream = UpstreamState::WebSocket(insp),
+        }
+    }
+
     /// An exchange is over: logged as `http` unless it was a WebSocket
     /// handshake (logged as `handshake_response`).
     fn exchange_done(&self, exchange: &Exchange, response: Option<(u16, u64)>, t: &Time, events: &mut Events) {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use common::{Proxy, RawUpstream, connect, frame};
 use wsproto::OpCode;
-use wsproxy::schema::{Event, Opcode, Record};
+use wsproxy::schema::{Event, Opcode, Record, Side};
 
 /// "Hello" compressed (RFC 7692 §7.2.3.1).
 const HELLO_DEFLATED: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
@@ -1092,4 +1092,98 @@ fn har_has_a_refused_upgrade_as_its_own_entry() {
     assert_eq!(entries[0]["request"]["url"], "ws://x/chat?room=1");
     assert_eq!(entries[0]["request"]["queryString"], serde_json::json!([{"name": "room", "value": "1"}]));
     assert!(entries[0].get("_webSocketMessages").is_none());
+}
+
+/// (source port, TCP payload, SYN) of an IP packet.
+fn tcp_of(ip: &[u8]) -> (u16, Vec<u8>, bool) {
+    let sliced = etherparse::SlicedPacket::from_ip(ip).expect("IP");
+    match sliced.transport {
+        Some(etherparse::TransportSlice::Tcp(t)) => (t.source_port(), t.payload().to_vec(), t.syn()),
+        _ => panic!("not TCP"),
+    }
+}
+
+/// The frames a side sent, as (opcode, fin, masked, len), in a log.
+fn frames_of(records: &[Record], side: Side) -> Vec<(Option<u8>, bool, bool, u64)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Frame { from, opcode, fin, masked, len, .. } if *from == side => {
+                Some((opcode.number(), *fin, *masked, *len))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `resync` events of a log, as (side, skipped, resumed).
+fn resyncs_of(records: &[Record]) -> Vec<(Side, u64, bool)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Resync { from, skipped, resumed } => Some((*from, *skipped, *resumed)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A capture begun after the upgrade (no SYN, no HTTP), as tcpdump started
+/// late writes it: with `--port` naming the server, each side is decoded
+/// from its first frame boundary, and what was skipped is a `resync`
+/// event; cut inside a frame, the frame's tail is skipped, not guessed.
+/// Without `--port` the conversation is skipped and the summary says why.
+#[test]
+fn a_capture_begun_inside_the_websocket_connection_is_decoded_from_the_first_frame() {
+    let pcap = temp("midstream.pcapng");
+    let (live, _) = session(&["--pcap", pcap.to_str().expect("utf-8")], false);
+    let packets = raw_packets(&pcap);
+    let tcp: Vec<_> = packets.iter().map(|(_, ip)| tcp_of(ip)).collect();
+    let syn = tcp.iter().find(|t| t.2).expect("a SYN");
+    let client_port = syn.0;
+    let server_port = tcp.iter().find(|t| t.0 != client_port).expect("the server's packets").0;
+    let port = server_port.to_string();
+    let write_from = |first: usize, name: &str| {
+        let path = temp(name);
+        write_ethernet_pcap(&path, &packets[first..]);
+        path
+    };
+
+    // Cut right after the 101: both sides from their first frame.
+    let after_101 = tcp.iter().position(|t| t.1.starts_with(b"HTTP/1.1 101")).expect("the 101") + 1;
+    let path = write_from(after_101, "after-101.pcap");
+    let (status, read, stderr) = read_capture(&[path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("1 TCP conversation skipped") && stderr.contains("give --port"), "{stderr}");
+    assert!(read.is_empty(), "{read:#?}");
+    let (status, read, stderr) = read_capture(&["--port", &port, path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("2 directions decoded from the first frame boundary"), "{stderr}");
+    assert_eq!(resyncs_of(&read), [(Side::Client, 0, true), (Side::Upstream, 0, true)]);
+    for side in [Side::Client, Side::Upstream] {
+        assert_eq!(frames_of(&read, side), frames_of(&live, side), "{side:?}");
+        // Frames held while the boundary was confirmed keep their times.
+        let stamps = |rs: &[Record]| -> Vec<String> {
+            rs.iter()
+                .filter(|r| matches!(&r.event, Event::Frame { from, .. } if *from == side))
+                .map(|r| r.ts.clone())
+                .collect()
+        };
+        assert_eq!(stamps(&read), stamps(&live), "{side:?}");
+    }
+    assert!(matches!(read.last().map(|r| &r.event), Some(Event::End { .. })));
+
+    // Cut inside the client's 5000-byte frame (it spans several segments):
+    // its tail is skipped; the close after it is the first frame found.
+    let big = tcp.iter().position(|t| t.0 == client_port && t.1.len() >= 1000).expect("the big frame's first segment");
+    let path = write_from(big + 1, "inside-a-frame.pcap");
+    let client_bytes: u64 = tcp[big + 1..].iter().filter(|t| t.0 == client_port).map(|t| t.1.len() as u64).sum();
+    let close_len = 2 + 4 + 5;
+    let (status, read, stderr) = read_capture(&["--port", &port, path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    let resyncs = resyncs_of(&read);
+    assert!(resyncs.contains(&(Side::Client, client_bytes - close_len, true)), "{resyncs:?}");
+    assert_eq!(frames_of(&read, Side::Client), [(Some(8), true, true, 5)]);
+    assert_eq!(frames_of(&read, Side::Upstream), frames_of(&live, Side::Upstream));
+    // Nothing is a violation: the skipped bytes were not decoded.
+    assert!(!read.iter().any(|r| matches!(r.event, Event::Violation { .. })), "{read:#?}");
 }
