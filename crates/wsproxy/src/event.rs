@@ -737,6 +737,22 @@ pub(crate) struct HttpOut<'a> {
     /// The `Host` sent upstream, when the proxy changed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarded_host: Option<&'a str>,
+    /// The request's HTTP version (only when the session keeps headers,
+    /// [`crate::Config::http_headers`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<&'a str>,
+    /// The request's header lines as sent (likewise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<Vec<HeaderOut<'a>>>,
+    /// The response's reason phrase (likewise, when a response came).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// The response's HTTP version (likewise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_version: Option<&'a str>,
+    /// The response's header lines (likewise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<Vec<HeaderOut<'a>>>,
 }
 
 impl EventBody for HttpOut<'_> {

@@ -1187,3 +1187,100 @@ fn a_capture_begun_inside_the_websocket_connection_is_decoded_from_the_first_fra
     // Nothing is a violation: the skipped bytes were not decoded.
     assert!(!read.iter().any(|r| matches!(r.event, Event::Violation { .. })), "{read:#?}");
 }
+
+/// A `/healthz` GET before the upgrade on the same connection: `--har`
+/// has it as an entry of its own with the method, URL, version, status,
+/// reason, both header lists as sent and the body sizes (HAR 1.2
+/// `request`/`response`), before the WebSocket's entry; a cookie is
+/// redacted as in the log. `wsproxy read --har` of the capture gives the
+/// same entries.
+#[test]
+fn har_has_a_plain_exchange_with_its_headers() {
+    let (har, pcap) = (temp("plain.har"), temp("plain.pcapng"));
+    let upstream = RawUpstream::start(|mut s| {
+        let c: &mut dyn Conn = &mut s;
+        let mut got = Vec::new();
+        let head = read_head(c, &mut got);
+        c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok").expect("write");
+        got.drain(..head);
+        read_head(c, &mut got);
+        let response = wsproto::handshake::build_response(
+            &wsproto::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            None,
+            None,
+        )
+        .expect("response");
+        c.write_all(&response).expect("write");
+        c.write_all(&frame(OpCode::Close, true, None, &[0x03, 0xe8])).expect("write");
+        read_to_end(c);
+        c.finish();
+    });
+    let url = upstream.url();
+    let args = ["--upstream", &url, "--har", har.to_str().expect("utf-8"), "--pcap", pcap.to_str().expect("utf-8")];
+    let mut proxy = Proxy::start(&args);
+    let mut tcp = connect(proxy.addr);
+    let c: &mut dyn Conn = &mut tcp;
+    c.write_all(b"GET /healthz?deep=1 HTTP/1.1\r\nHost: x\r\nCookie: secret=1\r\n\r\n").expect("write");
+    let mut got = Vec::new();
+    let head = read_head(c, &mut got);
+    read_at_least(c, &mut got, head + 2);
+    c.write_all(&common::upgrade_request("x", "/chat")).expect("write");
+    let mut rest = got.split_off(head + 2);
+    let head = read_head(c, &mut rest);
+    read_at_least(c, &mut rest, head + 4);
+    c.write_all(&frame(OpCode::Close, true, Some([1, 2, 3, 4]), &[0x03, 0xe8])).expect("write");
+    c.finish();
+    read_to_end(c);
+    upstream.join();
+    let live = proxy.connection(1);
+    let (status, _) = proxy.terminate();
+    assert!(status.success());
+    // The live log keeps no headers of plain exchanges.
+    let http: Vec<_> = live.iter().filter(|e| matches!(e, Event::Http { .. })).collect();
+    assert!(
+        matches!(http[..], [Event::Http { request_headers: None, response_headers: None, status: Some(200), .. }]),
+        "{http:?}"
+    );
+
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).expect("har")).expect("valid JSON");
+    let entries = doc["log"]["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{doc:#}");
+    let plain = &entries[0];
+    let names = |headers: &serde_json::Value| -> Vec<(String, String)> {
+        headers
+            .as_array()
+            .expect("headers")
+            .iter()
+            .map(|h| (h["name"].as_str().expect("name").to_owned(), h["value"].as_str().expect("value").to_owned()))
+            .collect()
+    };
+    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+    let request = &plain["request"];
+    assert_eq!(
+        (request["method"].as_str(), request["url"].as_str(), request["httpVersion"].as_str()),
+        (Some("GET"), Some("http://x/healthz?deep=1"), Some("HTTP/1.1"))
+    );
+    assert_eq!(names(&request["headers"]), [pair("Host", "x"), pair("Cookie", "<redacted, 8 bytes>")]);
+    assert_eq!(request["queryString"], serde_json::json!([{"name": "deep", "value": "1"}]));
+    assert_eq!(request["bodySize"], 0);
+    let response = &plain["response"];
+    assert_eq!(
+        (response["status"].as_u64(), response["statusText"].as_str(), response["httpVersion"].as_str()),
+        (Some(200), Some("OK"), Some("HTTP/1.1"))
+    );
+    assert_eq!(names(&response["headers"]), [pair("Content-Type", "text/plain"), pair("Content-Length", "2")]);
+    assert_eq!(response["content"], serde_json::json!({"size": 2, "mimeType": "text/plain"}));
+    assert_eq!(response["bodySize"], 2);
+    assert_eq!(entries[1]["_resourceType"], "websocket");
+    assert_eq!(entries[1]["request"]["url"], "ws://x/chat");
+
+    let har2 = temp("plain-read.har");
+    let out = Command::new(env!("CARGO_BIN_EXE_wsproxy"))
+        .args(["read", pcap.to_str().expect("utf-8"), "--har", har2.to_str().expect("utf-8"), "--log", "/dev/null"])
+        .output()
+        .expect("wsproxy read");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc2: serde_json::Value = serde_json::from_slice(&std::fs::read(&har2).expect("har")).expect("valid JSON");
+    assert_eq!(doc2["log"]["entries"][0]["request"], entries[0]["request"]);
+    assert_eq!(doc2["log"]["entries"][0]["response"], entries[0]["response"]);
+}

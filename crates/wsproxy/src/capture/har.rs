@@ -10,8 +10,11 @@
 //! (reassembled and, when compressed, inflated) up to `--har-max-message`
 //! bytes (cut there, with `_truncated: true`). Each side's close frame, which
 //! Chrome leaves out, is in `_webSocketClose` (`from`, `code`, `reason`).
-//! A plain exchange's entry has the method, URL, status and body sizes;
-//! the proxy does not keep their headers.
+//! A plain exchange's entry (a `/healthz` before the upgrade, a refused
+//! upgrade's retry) has the method, URL, version, status, reason, both
+//! header lists as sent (credentials redacted unless `--show-secrets`) and
+//! the body sizes; the HAR's own sessions keep these heads
+//! ([`crate::Config::http_headers`]), the log's do not.
 //!
 //! It is fed the same records as the pcapng output and decodes them with
 //! its own sessions (messages only, previews as large as the cap), so the
@@ -90,6 +93,7 @@ impl<W: Write + Seek> HarWriter<W> {
         config.max_preview = PreviewLimit::Bytes(max_message);
         config.messages_only = true;
         config.enforce = false;
+        config.http_headers = true;
         // The requests as the clients sent them.
         config.preserve_host = true;
         Ok(HarWriter {
@@ -235,17 +239,32 @@ fn take_events(c: &mut Conn, max_message: usize, done: &mut Vec<Value>) -> bool 
                     s.response = None;
                 }
             }
-            Event::Http { method, target, status, request_body_len, response_body_len, .. } => {
-                done.push(http_entry(
-                    &record.ts,
-                    &s.upstream,
-                    c.secure,
-                    &method,
-                    &target,
-                    status,
+            Event::Http {
+                method,
+                target,
+                status,
+                request_body_len,
+                response_body_len,
+                version,
+                request_headers,
+                reason,
+                response_version,
+                response_headers,
+                ..
+            } => {
+                let exchange = PlainExchange {
+                    method,
+                    target,
+                    version: version.unwrap_or_else(|| "HTTP/1.1".to_owned()),
+                    request_headers: request_headers.unwrap_or_default(),
                     request_body_len,
+                    response: status.map(|status| {
+                        let version = response_version.unwrap_or_else(|| "HTTP/1.1".to_owned());
+                        (status, reason.unwrap_or_default(), version, response_headers.unwrap_or_default())
+                    }),
                     response_body_len,
-                ));
+                };
+                done.push(http_entry(&record.ts, &s.upstream, c.secure, &exchange));
             }
             Event::Message { from, kind, len: _, preview, preview_encoding, preview_truncated, .. } => {
                 let bytes = if preview_encoding == "hex" { unhex(&preview) } else { preview.into_bytes() };
@@ -320,45 +339,57 @@ fn url(scheme: &str, host: Option<&str>, upstream: &str, target: &str) -> String
     format!("{scheme}://{}{target}", host.unwrap_or(upstream))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn http_entry(
-    ts: &str,
-    upstream: &str,
-    secure: bool,
-    method: &str,
-    target: &str,
-    status: Option<u16>,
+/// A plain HTTP exchange, as its `http` event tells it.
+struct PlainExchange {
+    method: String,
+    target: String,
+    version: String,
+    request_headers: Vec<Header>,
     request_body_len: u64,
+    /// Status, reason, version and headers, when a response came.
+    response: Option<(u16, String, String, Vec<Header>)>,
     response_body_len: Option<u64>,
-) -> Value {
+}
+
+fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+}
+
+/// A plain exchange's entry (HAR 1.2 §4.2.16 `entries`): without a
+/// response, status 0 and `bodySize` -1, as HAR says for what is unknown.
+fn http_entry(ts: &str, upstream: &str, secure: bool, x: &PlainExchange) -> Value {
     let scheme = if secure { "https" } else { "http" };
+    let (status, reason, version, response_headers) = match &x.response {
+        Some((status, reason, version, headers)) => (*status, reason.as_str(), version.as_str(), headers.as_slice()),
+        None => (0, "", "", &[][..]),
+    };
+    let mime = header(response_headers, "content-type").unwrap_or("x-unknown");
     json!({
         "startedDateTime": ts,
         "time": 0,
         "request": {
-            "method": method,
-            "url": url(scheme, None, upstream, target),
-            "httpVersion": "HTTP/1.1",
+            "method": x.method,
+            "url": url(scheme, header(&x.request_headers, "host"), upstream, &x.target),
+            "httpVersion": x.version,
             "cookies": [],
-            "headers": [],
-            "queryString": query_string(target),
+            "headers": headers_json(&x.request_headers),
+            "queryString": query_string(&x.target),
             "headersSize": -1,
-            "bodySize": request_body_len,
+            "bodySize": x.request_body_len,
         },
         "response": {
-            "status": status.unwrap_or(0),
-            "statusText": "",
-            "httpVersion": "HTTP/1.1",
+            "status": status,
+            "statusText": reason,
+            "httpVersion": version,
             "cookies": [],
-            "headers": [],
-            "content": {"size": response_body_len.unwrap_or(0), "mimeType": "x-unknown"},
-            "redirectURL": "",
+            "headers": headers_json(response_headers),
+            "content": {"size": x.response_body_len.unwrap_or(0), "mimeType": mime},
+            "redirectURL": header(response_headers, "location").unwrap_or(""),
             "headersSize": -1,
-            "bodySize": response_body_len.map_or(-1, |n| n as i64),
+            "bodySize": x.response_body_len.map_or(-1, |n| n as i64),
         },
         "cache": {},
         "timings": {"send": 0, "wait": 0, "receive": 0},
-        "_wsproxy": "a plain exchange: the proxy keeps no headers of it",
     })
 }
 
