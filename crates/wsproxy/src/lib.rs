@@ -46,6 +46,8 @@
 // the log's schema; TLS and upstream parsing for the binary; captures.
 pub mod capture;
 mod config;
+#[cfg(target_os = "linux")]
+pub mod directfile;
 pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;
