@@ -1,11 +1,9 @@
 //! What writing a capture's bytes costs by itself, without the proxy: the
 //! CPU time (this process's user + system time, helper thread included) to
 //! write `SIZE` bytes at a time through [`wsproxy::logfile::LogFile`]
-//! (`fdatasync` and page-cache drop every 16 MiB: what `--pcap` wrote to
-//! before) and through `wsproxy::directfile::DirectFile` (`O_DIRECT`, what
-//! it writes to now on Linux),
-//! and, for comparison, to copy them once in memory and to compute their
-//! TCP checksum (etherparse). Numbers for the README's account of what
+//! (the file `--pcap` writes to: `fdatasync` and page-cache drop every
+//! 16 MiB), and, for comparison, to copy them once in memory and to
+//! compute their TCP checksum (etherparse). Numbers for the README's account of what
 //! `--pcap` costs; not a test.
 //!
 //! ```text
@@ -67,18 +65,6 @@ fn main() -> std::io::Result<()> {
     });
     drop(file);
     std::fs::remove_file(path)?;
-    #[cfg(target_os = "linux")]
-    {
-        let mut file = wsproxy::directfile::DirectFile::create(std::path::Path::new(path))?;
-        let direct = file.is_direct();
-        measure(&format!("write to the file (DirectFile, direct: {direct})"), chunks, size, |_| {
-            if let Err(e) = file.write_all(&data) {
-                failed = Some(e);
-            }
-        });
-        drop(file);
-        std::fs::remove_file(path)?;
-    }
     if let Some(e) = failed {
         return Err(e);
     }

@@ -46,8 +46,6 @@
 // the log's schema; TLS and upstream parsing for the binary; captures.
 pub mod capture;
 mod config;
-#[cfg(target_os = "linux")]
-pub mod directfile;
 pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;

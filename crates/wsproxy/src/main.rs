@@ -410,14 +410,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         outputs.push(wsproxy::log::Output { format, writer: stdout() });
     }
     if let Some(path) = &args.pcap {
-        // A capture writes as many bytes as pass: on Linux with direct
-        // I/O where the file system allows it (see `directfile`), else as
-        // a log file whose pages are reused (see `logfile`).
-        #[cfg(target_os = "linux")]
-        let file = wsproxy::directfile::DirectFile::create(path);
-        #[cfg(not(target_os = "linux"))]
-        let file = wsproxy::logfile::LogFile::create(path);
-        let file = file.with_context(|| format!("--pcap: creating {}", path.display()))?;
+        // A log file: written as a stream, its pages reused (see
+        // `logfile`): a capture writes as many bytes as pass.
+        let file =
+            wsproxy::logfile::LogFile::create(path).with_context(|| format!("--pcap: creating {}", path.display()))?;
         let writer = wsproxy::capture::pcapng::PcapngWriter::new(file, Some((&upstream, args.preserve_host)))
             .with_context(|| format!("--pcap: writing to {}", path.display()))?;
         outputs.push(wsproxy::log::Output { format: Format::Capture, writer: Box::new(writer) });
