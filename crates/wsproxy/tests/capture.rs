@@ -1186,6 +1186,22 @@ fn a_capture_begun_inside_the_websocket_connection_is_decoded_from_the_first_fra
     assert_eq!(frames_of(&read, Side::Upstream), frames_of(&live, Side::Upstream));
     // Nothing is a violation: the skipped bytes were not decoded.
     assert!(!read.iter().any(|r| matches!(r.event, Event::Violation { .. })), "{read:#?}");
+
+    // Without the client's last segment (the frame's end and the close),
+    // its side holds no frame boundary: said, nothing of it decoded, and
+    // the missing segment is a gap.
+    let last = (big + 1..tcp.len()).rev().find(|&i| tcp[i].0 == client_port && !tcp[i].1.is_empty()).expect("last");
+    let kept: u64 = tcp[big + 1..last].iter().filter(|t| t.0 == client_port).map(|t| t.1.len() as u64).sum();
+    let no_end: Vec<_> = (big + 1..packets.len()).filter(|&i| i != last).map(|i| packets[i].clone()).collect();
+    let path = temp("no-boundary.pcap");
+    write_ethernet_pcap(&path, &no_end);
+    let (status, read, stderr) = read_capture(&["--port", &port, path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    let resyncs = resyncs_of(&read);
+    assert!(resyncs.contains(&(Side::Client, kept, false)), "{resyncs:?}");
+    assert!(frames_of(&read, Side::Client).is_empty());
+    assert!(read.iter().any(|r| matches!(r.event, Event::Gap { from: Side::Client, .. })), "{read:#?}");
+    assert_eq!(frames_of(&read, Side::Upstream), frames_of(&live, Side::Upstream));
 }
 
 /// A `/healthz` GET before the upgrade on the same connection: `--har`
