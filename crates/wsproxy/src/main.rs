@@ -629,6 +629,12 @@ fn run_read(args: ReadArgs) -> anyhow::Result<()> {
     if summary.gaps > 0 {
         line += &format!(", {} in the capture", wscli::count(summary.gaps, "gap"));
     }
+    if summary.resyncs > 0 {
+        line += &format!(
+            ", {} decoded from the first frame boundary found (the capture begins inside the connection)",
+            wscli::count(summary.resyncs, "direction")
+        );
+    }
     eprintln!("{line}");
     Ok(())
 }
