@@ -2,8 +2,9 @@
 # How closely `wsharness replay` keeps the recorded pacing: starts wsecho
 # and wsproxy (--format json --max-preview all) on 127.0.0.1, records one
 # connection of `wsharness bench --rate` through the proxy (messages at a
-# steady RATE per second), then replays the recording against wsecho at
-# --speed 1 and 2 and prints how late each frame went out against its
+# steady RATE per second), also captured with --pcap, then replays the
+# recording (the JSON log, and the pcapng capture at --speed 1) against
+# wsecho at --speed 1 and 2 and prints how late each frame went out against its
 # recorded time (p50, p99, max) and whether the answers matched. The aim is
 # every frame within 10 ms at --speed 1 on a quiet machine. Numbers, not
 # assertions.
@@ -30,7 +31,7 @@ start_server wsecho "$BIN/wsecho" --listen 127.0.0.1:0 --quiet
 ECHO_URL=$SERVER_URL
 LOG="$CI_TMP/session.jsonl"
 start_server wsproxy "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" \
-    --format json --max-preview all --log "$LOG"
+    --format json --max-preview all --log "$LOG" --pcap "$CI_TMP/session.pcapng"
 PROXY_URL=$SERVER_URL
 PROXY_PID=$SERVER_PID
 
@@ -42,13 +43,16 @@ stop_server "$PROXY_PID"
 echo "recorded $(grep -c '"event":"frame"' "$LOG") frames"
 
 step "replay against wsecho"
-for speed in 1 2; do
-    "$BIN/wsharness" replay "$LOG" --url "$ECHO_URL" --speed "$speed" --json >"$CI_TMP/replay-$speed.json" || true
-    python3 - "$CI_TMP/replay-$speed.json" "$speed" <<'PY'
+for run in "log 1" "log 2" "pcapng 1"; do
+    read -r kind speed <<<"$run"
+    recording=$LOG
+    [ "$kind" = pcapng ] && recording=$CI_TMP/session.pcapng
+    "$BIN/wsharness" replay "$recording" --url "$ECHO_URL" --speed "$speed" --json >"$CI_TMP/replay-$kind-$speed.json" || true
+    python3 - "$CI_TMP/replay-$kind-$speed.json" "$speed" "$kind" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 t = r["timing"]
-print(f"--speed {sys.argv[2]}: {t['frames']} frames, late by p50 {t['late_us_p50']} µs, "
+print(f"{sys.argv[3]:6} --speed {sys.argv[2]}: {t['frames']} frames, late by p50 {t['late_us_p50']} µs, "
       f"p99 {t['late_us_p99']} µs, max {t['late_us_max']} µs "
       f"({'within' if t['late_us_max'] <= 10_000 else 'NOT within'} 10 ms); "
       f"answers {'match' if r['matched'] else 'differ: ' + str(len(r['differences']))}")

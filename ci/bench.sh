@@ -55,6 +55,8 @@ CAPTURES=$(mktemp -d)
 OFF=(--messages-only --max-preview 0 --log /dev/null)
 start_server wsproxy-off "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" "${OFF[@]}"
 TARGETS+=("wsproxy(output off)=$SERVER_URL@$SERVER_PID")
+start_server wsproxy-none "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" --format none
+TARGETS+=("wsproxy --format none=$SERVER_URL@$SERVER_PID")
 start_server wsproxy-pcap "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" "${OFF[@]}" --pcap "$CAPTURES/a.pcapng"
 TARGETS+=("wsproxy --pcap=$SERVER_URL@$SERVER_PID")
 start_server wsproxy-pcap-json "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" --format json \

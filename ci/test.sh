@@ -6,8 +6,8 @@
 #
 # It needs: bash 4.4 or later, Rust (cargo), python3 with venv, node and
 # npm, network to crates.io, PyPI and npm, a CPython 2.7 for the Autobahn
-# testsuite, and Chromium and tshark (installed with apt-get when run as
-# root on Debian). It checks for them first and says what is missing; `cargo test
+# testsuite, and Chromium, Firefox ESR and tshark (installed with apt-get
+# when run as root on Debian). It checks for them first and says what is missing; `cargo test
 # --workspace` alone needs none of them.
 set -euo pipefail
 # {fd} redirections need bash 4.1, empty arrays under `set -u` 4.4.
@@ -46,6 +46,13 @@ if ! command -v chromium >/dev/null; then
         MISSING+=("chromium (apt-get install chromium needs root: run this script as root, or install it first)")
     else
         MISSING+=("chromium: no apt-get here (not Debian); install Chromium with your package manager so that 'chromium' is on the PATH")
+    fi
+fi
+if [ -z "${FIREFOX:-}" ] && ! command -v firefox-esr >/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        echo "firefox-esr: not installed; the browser step installs it with apt-get"
+    else
+        MISSING+=("firefox-esr (the live view's browser test runs in Firefox too; apt-get install firefox-esr as root, or set FIREFOX=/path/to/firefox)")
     fi
 fi
 if ! command -v tshark >/dev/null || ! command -v tcpdump >/dev/null; then
@@ -188,14 +195,23 @@ step "browser: the native Autobahn engine's index.html (wsecho's run and the com
 (cd crates/wsproxy/tests/browser && node autobahn_report.mjs "$ROOT/target/autobahn/wsecho-native" "$ROOT/target/autobahn-wsecho.png")
 (cd crates/wsproxy/tests/browser && node autobahn_report.mjs "$ROOT/target/autobahn/python-native" "$ROOT/target/autobahn-python.png")
 
-step "browser end to end: the live view (--ui) of the demo page's and raw clients' traffic"
-start_server wsproxy-ui "$BIN/wsproxy" --listen 127.0.0.1:0 --ui 127.0.0.1:0 --log /dev/null
-UI_PID=$SERVER_PID
-# wsproxy prints the view's URL before its "listening on" line.
-UI_URL=$(sed -n 's/^wsproxy: live view at //p' "$CI_TMP/wsproxy-ui.log" | head -n 1)
-[ -n "$UI_URL" ] || { echo "error: wsproxy did not print the live view's URL; its log:" >&2; cat "$CI_TMP/wsproxy-ui.log" >&2; exit 1; }
-(cd crates/wsproxy/tests/browser && node ui.mjs "http://${SERVER_URL#ws://}/" "$UI_URL" "$ROOT/target")
-stop_server "$UI_PID"
+step "browser end to end: the live view (--ui) of the demo page's and raw clients' traffic, in Chromium and Firefox"
+if [ -z "${FIREFOX:-}" ] && ! command -v firefox-esr >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr >/dev/null
+fi
+"${FIREFOX:-firefox-esr}" --version
+# The same checks in each browser, each against a fresh proxy; the view's
+# pcapng download is read back with this build's `wsproxy read`.
+for browser in chromium firefox; do
+    start_server "wsproxy-ui-$browser" "$BIN/wsproxy" --listen 127.0.0.1:0 --ui 127.0.0.1:0 --log /dev/null
+    UI_PID=$SERVER_PID
+    # wsproxy prints the view's URL before its "listening on" line.
+    UI_URL=$(sed -n 's/^wsproxy: live view at //p' "$CI_TMP/wsproxy-ui-$browser.log" | head -n 1)
+    [ -n "$UI_URL" ] || { echo "error: wsproxy did not print the live view's URL; its log:" >&2; cat "$CI_TMP/wsproxy-ui-$browser.log" >&2; exit 1; }
+    (cd crates/wsproxy/tests/browser && WSPROXY="$ROOT/$BIN/wsproxy" node ui.mjs "http://${SERVER_URL#ws://}/" "$UI_URL" "$ROOT/target" "$browser")
+    stop_server "$UI_PID"
+done
 
 step "fuzz targets (stable, no sanitizer, ${FUZZ_SECONDS:-30} s each)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-30} bash ci/fuzz.sh

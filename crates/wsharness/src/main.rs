@@ -60,12 +60,17 @@ Examples:
   wsharness replay session.jsonl --url ws://127.0.0.1:8080
   wsharness replay session.jsonl --url ws://staging:8080 --conn 3 --speed 2 --ignore '\"ts\":\\d+'
   wsharness replay session.jsonl --url ws://127.0.0.1:8080 --no-wait --json
+  wsproxy --upstream ws://127.0.0.1:8080 --pcap session.pcapng
+  wsharness replay session.pcapng --url ws://127.0.0.1:8080
 ";
 
 #[derive(Debug, Args)]
 struct ReplayArgs {
     /// A `wsproxy --format json --max-preview all` log (every payload in
-    /// full; a capped one says which message it cannot replay).
+    /// full; a capped one says which message it cannot replay), or a pcap
+    /// or pcapng capture (`wsproxy --pcap`, `tcpdump -w`; told apart by
+    /// its first bytes) of unencrypted traffic, decoded as `wsproxy read`
+    /// decodes it.
     recording: PathBuf,
     /// The server: ws://HOST:PORT[/PATH] or wss://… (TLS). A PATH replaces
     /// the recorded request target.
@@ -110,9 +115,9 @@ fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
         .iter()
         .map(|r| regex::Regex::new(r).with_context(|| format!("--ignore {r}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let text = std::fs::read_to_string(&args.recording)
-        .with_context(|| format!("reading the recording {}", args.recording.display()))?;
-    let rec = wsharness::replay::Recording::load(&text, args.conn)
+    let file = std::fs::File::open(&args.recording)
+        .with_context(|| format!("opening the recording {}", args.recording.display()))?;
+    let rec = wsharness::replay::Recording::from_reader(file, args.conn)
         .with_context(|| format!("{}", args.recording.display()))?;
     let opts = wsharness::replay::Options {
         url: args.url,

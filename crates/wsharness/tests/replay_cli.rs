@@ -47,12 +47,14 @@ impl std::io::Write for Tee {
     }
 }
 
-/// Starts wsproxy in front of `upstream`, logging every payload to `log`;
+/// Starts wsproxy in front of `upstream`, logging every payload to `log`
+/// (and, with `pcap`, capturing to that pcapng file as `--pcap` does);
 /// returns its address and what stops it and flushes the log (once the
 /// log has the connection's `end` event).
 async fn recording_proxy(
     upstream: std::net::SocketAddr,
     log: &Path,
+    pcap: Option<&Path>,
 ) -> (std::net::SocketAddr, impl FnOnce() -> tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy_addr = listener.local_addr().expect("addr");
@@ -62,8 +64,15 @@ async fn recording_proxy(
     };
     let file = std::fs::File::create(log).expect("log file");
     let (written_tx, written) = std::sync::mpsc::channel::<Vec<u8>>();
-    let output = wsproxy::log::Output { format: wsproxy::Format::Json, writer: Box::new(Tee(file, written_tx)) };
-    let (sink, writer) = wsproxy::log::start(vec![output]);
+    let mut outputs =
+        vec![wsproxy::log::Output { format: wsproxy::Format::Json, writer: Box::new(Tee(file, written_tx)) }];
+    if let Some(pcap) = pcap {
+        let file = std::io::BufWriter::new(std::fs::File::create(pcap).expect("pcap file"));
+        let writer =
+            wsproxy::capture::pcapng::PcapngWriter::new(file, Some((&config.upstream, false))).expect("pcapng");
+        outputs.push(wsproxy::log::Output { format: wsproxy::Format::Capture, writer: Box::new(writer) });
+    }
+    let (sink, writer) = wsproxy::log::start(outputs);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let proxy = tokio::spawn(wsproxy::serve(listener, config, sink, async move {
         let _ = stopped.await;
@@ -93,9 +102,10 @@ async fn recording_proxy(
     (proxy_addr, finish)
 }
 
-/// Records one session through wsproxy in front of `upstream` into `log`.
-async fn record(upstream: std::net::SocketAddr, log: &Path) {
-    let (proxy_addr, finish) = recording_proxy(upstream, log).await;
+/// Records one session through wsproxy in front of `upstream` into `log`
+/// (and into the capture `pcap`).
+async fn record(upstream: std::net::SocketAddr, log: &Path, pcap: Option<&Path>) {
+    let (proxy_addr, finish) = recording_proxy(upstream, log, pcap).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{proxy_addr}/room?id=7"))
         .await
         .expect("connect through wsproxy");
@@ -167,7 +177,7 @@ async fn a_recorded_session_replays_and_differences_are_named() {
     let echo = wsecho::spawn(TcpListener::bind("127.0.0.1:0").await.expect("bind"), wsecho::Config::default())
         .expect("wsecho");
     let log = temp_log("session");
-    record(echo.local_addr(), &log).await;
+    record(echo.local_addr(), &log, None).await;
     let echo_url = format!("ws://{}", echo.local_addr());
     let odd = format!("ws://{}", odd_server(2, None).await);
     let early = format!("ws://{}", odd_server(0, Some(2)).await);
@@ -246,6 +256,53 @@ async fn a_recorded_session_replays_and_differences_are_named() {
     echo.shutdown().await;
 }
 
+/// A session captured as pcapng (`--pcap`) replays as its JSON log does:
+/// the capture is decoded by wsproxy's own reader, with every payload and
+/// the capture's timestamps; a different answer is named the same way; a
+/// capture cut short is refused with the reader's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_session_replays_as_its_log_does() {
+    let echo = wsecho::spawn(TcpListener::bind("127.0.0.1:0").await.expect("bind"), wsecho::Config::default())
+        .expect("wsecho");
+    let log = temp_log("captured");
+    let pcap = log.with_extension("pcapng");
+    record(echo.local_addr(), &log, Some(&pcap)).await;
+    let echo_url = format!("ws://{}", echo.local_addr());
+    let odd = format!("ws://{}", odd_server(3, None).await);
+    let (log2, pcap2) = (log.clone(), pcap.clone());
+    tokio::task::spawn_blocking(move || {
+        let (from_log, from_pcap) =
+            (replay(&log2, &echo_url, &["--json", "--no-wait"]), replay(&pcap2, &echo_url, &["--json"]));
+        let [log_report, pcap_report] = [&from_log, &from_pcap].map(|(code, out, err)| {
+            assert_eq!(*code, Some(0), "{out}{err}");
+            serde_json::from_str::<serde_json::Value>(out).expect("json report")
+        });
+        for key in ["matched", "expected_messages", "got_messages", "frames_sent", "close", "differences"] {
+            assert_eq!(pcap_report[key], log_report[key], "{key}: {pcap_report} vs {log_report}");
+        }
+        assert_eq!((pcap_report["got_messages"].as_u64(), pcap_report["frames_sent"].as_u64()), (Some(4), Some(5)));
+
+        // The server that answers message 3 differently.
+        let (code, out, err) = replay(&pcap2, &odd, &["--no-wait"]);
+        assert_eq!(code, Some(1), "{out}{err}");
+        assert!(out.contains("message 3 differs"), "{out}");
+
+        // Cut short in the middle of its packets: exit 2, the reader's reason.
+        let bytes = std::fs::read(&pcap2).expect("read the capture");
+        let cut = pcap2.with_extension("cut.pcapng");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+        let (code, out, err) = replay(&cut, &odd, &[]);
+        assert_eq!(code, Some(2), "{out}{err}");
+        assert!(err.contains("decoding the capture: the capture is cut short or malformed after"), "{err}");
+        let _ = std::fs::remove_file(&cut);
+    })
+    .await
+    .expect("join");
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&pcap);
+    echo.shutdown().await;
+}
+
 fn python() -> Option<PathBuf> {
     let python = std::env::var_os("WSTOOLKIT_PYTHON")
         .map(PathBuf::from)
@@ -307,7 +364,7 @@ async fn compressed_messages_are_recompressed_or_sent_plain() {
     let Some(python) = python() else { return };
     let server = PythonServer::start(&python);
     let log = temp_log("deflate");
-    let (proxy_addr, finish) = recording_proxy(server.1, &log).await;
+    let (proxy_addr, finish) = recording_proxy(server.1, &log, None).await;
     let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wsproxy/tests/interop/fault_peer.py");
     let py = python.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -347,7 +404,7 @@ async fn a_session_replays_over_tls() {
     let echo = wsecho::spawn(TcpListener::bind("127.0.0.1:0").await.expect("bind"), wsecho::Config::default())
         .expect("wsecho");
     let log = temp_log("tls");
-    record(echo.local_addr(), &log).await;
+    record(echo.local_addr(), &log, None).await;
     let dir = std::env::temp_dir().join(format!("wsharness-replay-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
@@ -470,7 +527,7 @@ async fn an_uncountable_frame_length_is_reported_not_a_crash() {
     let echo = wsecho::spawn(TcpListener::bind("127.0.0.1:0").await.expect("bind"), wsecho::Config::default())
         .expect("wsecho");
     let log = temp_log("crafted");
-    record(echo.local_addr(), &log).await;
+    record(echo.local_addr(), &log, None).await;
     const CRAFTED: [u8; 10] = [0x82, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF6];
     for split in [None, Some(3), Some(9)] {
         let (addr, server) = raw_server(move |mut s| async move {
@@ -516,7 +573,7 @@ async fn the_replay_stops_when_the_server_closes_and_answers_its_close_once() {
     let echo = wsecho::spawn(TcpListener::bind("127.0.0.1:0").await.expect("bind"), wsecho::Config::default())
         .expect("wsecho");
     let log = temp_log("server-closes");
-    record(echo.local_addr(), &log).await;
+    record(echo.local_addr(), &log, None).await;
     let (addr, server) = raw_server(|mut s| async move {
         first_frame(&mut s).await;
         let mut close = Vec::new();

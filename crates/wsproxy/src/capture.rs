@@ -14,3 +14,4 @@
 pub mod har;
 pub mod pcapng;
 pub mod read;
+mod resync;

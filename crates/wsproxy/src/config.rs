@@ -49,6 +49,10 @@ pub struct Config {
     /// `--seed`: makes `p=` draws (and the masking keys of frames a rule
     /// makes) the same on every run.
     pub fault_seed: Option<u64>,
+    /// Keep the headers of plain HTTP exchanges and write them in the
+    /// `http` event (`--har` sets it for its own sessions; the log does
+    /// not carry them).
+    pub http_headers: bool,
 }
 
 impl Config {
@@ -71,6 +75,7 @@ impl Config {
             errors_to_stderr: false,
             faults: Arc::from(Vec::new()),
             fault_seed: None,
+            http_headers: false,
         }
     }
 

@@ -737,6 +737,22 @@ pub(crate) struct HttpOut<'a> {
     /// The `Host` sent upstream, when the proxy changed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarded_host: Option<&'a str>,
+    /// The request's HTTP version (only when the session keeps headers,
+    /// [`crate::Config::http_headers`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<&'a str>,
+    /// The request's header lines as sent (likewise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<Vec<HeaderOut<'a>>>,
+    /// The response's reason phrase (likewise, when a response came).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// The response's HTTP version (likewise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_version: Option<&'a str>,
+    /// The response's header lines (likewise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<Vec<HeaderOut<'a>>>,
 }
 
 impl EventBody for HttpOut<'_> {
@@ -797,6 +813,39 @@ impl EventBody for Gap {
                 self.len, self.offset
             ),
         );
+    }
+}
+
+/// `resync`: a capture that begins inside a WebSocket connection (no TCP
+/// or HTTP handshake in it; `wsproxy read --port/--server`): the first
+/// `skipped` bytes of `from`'s stream are not decoded, and frames are
+/// decoded from the first frame boundary found after them (RFC 6455 §5.2;
+/// how: [`crate::capture::read`]). `resumed` is false when no boundary was
+/// found and nothing of that side was decoded.
+#[derive(Serialize)]
+pub(crate) struct Resync {
+    /// Whose stream.
+    pub from: Side,
+    /// Bytes at its start (of what the capture has) not decoded.
+    pub skipped: u64,
+    /// Whether a frame boundary was found (decoding resumed after the
+    /// skipped bytes).
+    pub resumed: bool,
+}
+
+impl EventBody for Resync {
+    const NAME: &'static str = "resync";
+    fn pretty(&self, out: &mut Vec<u8>, color: bool) {
+        side_arrow(out, color, self.from);
+        let what = if self.resumed {
+            format!(
+                " resync: the capture starts inside the WebSocket connection; {} B skipped to the first frame boundary; extensions unknown",
+                self.skipped
+            )
+        } else {
+            format!(" resync: no WebSocket frame boundary found in {} B; not decoded", self.skipped)
+        };
+        paint(out, color, "33", format_args!("{what}"));
     }
 }
 

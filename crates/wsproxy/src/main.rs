@@ -284,12 +284,15 @@ enum TeeArg {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FormatArg {
     /// One aligned, colored line per event.
     Pretty,
     /// JSON Lines: one object per event.
     Json,
+    /// No events: relay and inspect only (the totals at exit; --enforce,
+    /// --fault, --pcap, --har and --ui work as ever).
+    None,
 }
 
 /// `all`, 0 (no preview) or a size (`256`, `4KiB`).
@@ -374,10 +377,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let to_terminal = args.log.is_none() && std::io::stdout().is_terminal();
     let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // Errors are events; on stderr too unless the events are on the terminal.
-    let events_on_terminal = to_terminal || (args.tee.is_some() && std::io::stdout().is_terminal());
+    let no_events = args.format == Some(FormatArg::None);
+    if no_events && (args.log.is_some() || args.tee.is_some()) {
+        anyhow::bail!("--format none writes no events: --log and --tee would have nothing to write");
+    }
+    let events_on_terminal = !no_events && (to_terminal || (args.tee.is_some() && std::io::stdout().is_terminal()));
     let errors_to_stderr = !events_on_terminal;
     let format = match args.format {
-        Some(FormatArg::Json) => Format::Json,
+        Some(FormatArg::Json | FormatArg::None) => Format::Json,
         Some(FormatArg::Pretty) => Format::Pretty { color },
         None if to_terminal => Format::Pretty { color },
         None => Format::Json,
@@ -398,6 +405,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         None => wsproxy::log::Output { format, writer: stdout() },
     }];
+    if no_events {
+        // Nothing rendered: the session still decodes every frame (for the
+        // totals, --enforce and --fault), but writes no event anywhere.
+        outputs.clear();
+    }
     if let Some(tee) = args.tee {
         let stdout_is_terminal = std::io::stdout().is_terminal();
         let color = stdout_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -427,7 +439,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.messages_only && matches!(args.max_preview, PreviewLimit::Bytes(0)) {
         eprintln!("wsproxy: note: --max-preview 0 shows no payloads");
     }
-    let config = Config {
+    let mut config = Config {
         max_preview: args.max_preview,
         messages_only: args.messages_only,
         enforce: args.enforce,
@@ -480,6 +492,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             None
         }
     };
+    if no_events && view.is_none() {
+        // No event is rendered anywhere: no previews to cut and escape.
+        config.max_preview = PreviewLimit::Bytes(0);
+    }
     let (sink, writer) = wsproxy::log::start(outputs);
     eprintln!("listening on {scheme}://{addr}");
     match &embedded {
@@ -527,11 +543,15 @@ fn run_read(args: ReadArgs) -> anyhow::Result<()> {
     let to_terminal = args.log.is_none() && std::io::stdout().is_terminal();
     let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let format = match args.format {
-        Some(FormatArg::Json) => Format::Json,
-        Some(FormatArg::Pretty) => Format::Pretty { color },
-        None if to_terminal => Format::Pretty { color },
-        None => Format::Json,
+        Some(FormatArg::None) => None,
+        Some(FormatArg::Json) => Some(Format::Json),
+        Some(FormatArg::Pretty) => Some(Format::Pretty { color }),
+        None if to_terminal => Some(Format::Pretty { color }),
+        None => Some(Format::Json),
     };
+    if format.is_none() && (args.har.is_none() || args.log.is_some()) {
+        anyhow::bail!("--format none writes no events: give --har FILE (and no --log) to convert the capture");
+    }
     let mut out: Box<dyn Write> = match &args.log {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating the log file {}", path.display()))?,
@@ -564,14 +584,15 @@ fn run_read(args: ReadArgs) -> anyhow::Result<()> {
         None => None,
     };
     let options = ReadOptions { config, server };
-    let formats: &[Format] = if har.is_some() { &[format, Format::Capture] } else { &[format] };
+    let formats: Vec<Format> = format.into_iter().chain(har.is_some().then_some(Format::Capture)).collect();
+    let har_slot = usize::from(format.is_some());
     let mut sink = |events: &wsproxy::log::Events| {
         if let Some(har) = &mut har {
-            har.write_all(events.output(1))?;
+            har.write_all(events.output(har_slot))?;
         }
-        out.write_all(events.output(0))
+        if format.is_some() { out.write_all(events.output(0)) } else { Ok(()) }
     };
-    let result = wsproxy::capture::read::read(input, &options, formats, &mut sink);
+    let result = wsproxy::capture::read::read(input, &options, &formats, &mut sink);
     if let (Some(har), Some(path)) = (&mut har, &args.har) {
         har.finish().with_context(|| format!("--har: writing {}", path.display()))?;
     }
@@ -607,6 +628,12 @@ fn run_read(args: ReadArgs) -> anyhow::Result<()> {
     }
     if summary.gaps > 0 {
         line += &format!(", {} in the capture", wscli::count(summary.gaps, "gap"));
+    }
+    if summary.resyncs > 0 {
+        line += &format!(
+            ", {} decoded from the first frame boundary found (the capture begins inside the connection)",
+            wscli::count(summary.resyncs, "direction")
+        );
     }
     eprintln!("{line}");
     Ok(())

@@ -278,6 +278,21 @@ pub enum Event {
         /// `Host` sent upstream, when changed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         forwarded_host: Option<String>,
+        /// The request's HTTP version (only in `--har`'s own sessions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        /// The request's header lines (likewise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_headers: Option<Vec<Header>>,
+        /// The response's reason phrase (likewise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// The response's HTTP version (likewise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        response_version: Option<String>,
+        /// The response's header lines (likewise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        response_headers: Option<Vec<Header>>,
     },
     /// A 1xx response other than 101, before the final one.
     InterimResponse {
@@ -306,6 +321,17 @@ pub enum Event {
         offset: u64,
         /// How many.
         len: u64,
+    },
+    /// A capture that begins inside a WebSocket connection (`wsproxy read`
+    /// with `--port`/`--server`): bytes at the start of a side's stream
+    /// skipped to its first frame boundary.
+    Resync {
+        /// Whose stream.
+        from: Side,
+        /// Bytes not decoded.
+        skipped: u64,
+        /// Whether a boundary was found and decoding resumed.
+        resumed: bool,
     },
     /// An error that is not a protocol violation.
     Error {

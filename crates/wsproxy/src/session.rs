@@ -107,6 +107,31 @@ struct Exchange {
     request_body_len: u64,
     /// Where the bytes after this request start in the client's stream.
     end_offset: u64,
+    /// With [`Config::http_headers`], for a plain exchange: the request's
+    /// version and headers, then the response's reason and headers.
+    heads: Option<Box<Heads>>,
+}
+
+/// The heads of a plain exchange, kept for `--har`.
+#[derive(Debug, Default)]
+struct Heads {
+    version: String,
+    request: Vec<(String, String)>,
+    reason: String,
+    response_version: &'static str,
+    response: Option<Vec<(String, String)>>,
+}
+
+impl Heads {
+    fn size(&self) -> usize {
+        let lines = |h: &[(String, String)]| h.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
+        self.version.len() + lines(&self.request) + self.reason.len() + self.response.as_deref().map_or(0, lines)
+    }
+}
+
+/// Header lines as kept (secrets redacted as in the log).
+fn owned_headers(headers: &[handshake::Header<'_>], show_secrets: bool) -> Vec<(String, String)> {
+    headers_out(headers, show_secrets).into_iter().map(|h| (h.name.to_owned(), h.value.into_owned())).collect()
 }
 
 impl Exchange {
@@ -116,6 +141,7 @@ impl Exchange {
             + self.target.len()
             + self.forwarded_target.as_ref().map_or(0, String::len)
             + self.forwarded_host.as_ref().map_or(0, String::len)
+            + self.heads.as_ref().map_or(0, |h| h.size())
     }
 }
 
@@ -621,6 +647,13 @@ impl Session {
             upgrade: req.header("upgrade").is_some() || req.method == "CONNECT",
             request_body_len: 0,
             end_offset,
+            heads: (config.http_headers && !websocket).then(|| {
+                Box::new(Heads {
+                    version: version_str(req.version_minor).to_owned(),
+                    request: owned_headers(&req.headers, config.show_secrets),
+                    ..Heads::default()
+                })
+            }),
         };
         if websocket {
             let removed_headers = if drop_extensions && layout.as_ref().is_some_and(|l| !l.extension_lines.is_empty()) {
@@ -765,7 +798,7 @@ impl Session {
             self.upstream = UpstreamState::Head(HeadBuf::default());
             return self.queue_owned(Side::Client, raw);
         }
-        let Some(exchange) = self.pop_exchange() else {
+        let Some(mut exchange) = self.pop_exchange() else {
             self.queue_owned(Side::Client, raw);
             return self.stop_inspecting(
                 Side::Upstream,
@@ -775,6 +808,11 @@ impl Session {
             );
         };
         let body = response_body(&exchange.method, res.status, &res.headers);
+        if let Some(heads) = &mut exchange.heads {
+            heads.reason = res.reason.to_owned();
+            heads.response_version = version_str(res.version_minor);
+            heads.response = Some(owned_headers(&res.headers, config.show_secrets));
+        }
         let mut upgraded = false;
         let mut deflate = None;
         // Negotiated extensions the proxy cannot decode.
@@ -937,6 +975,22 @@ impl Session {
         }
     }
 
+    /// `wsproxy read` of a capture that begins inside a WebSocket
+    /// connection: `from`'s stream is WebSocket frames from offset
+    /// `skipped` on (the bytes before were not fed, and are counted in its
+    /// byte total). No handshake was seen, so the extensions are unknown:
+    /// reserved bits are not judged and payloads are shown as sent.
+    pub(crate) fn resume_websocket(&mut self, from: Side, skipped: u64) {
+        let mut insp = Box::new(DirectionInspector::new(self.conn, from, skipped, None, self.config.inspect_options()));
+        insp.set_opaque_extension();
+        self.bytes[from.index()] = skipped;
+        self.ws_base[from.index()] = skipped;
+        match from {
+            Side::Client => self.client = ClientState::WebSocket(insp),
+            Side::Upstream => self.upstream = UpstreamState::WebSocket(insp),
+        }
+    }
+
     /// An exchange is over: logged as `http` unless it was a WebSocket
     /// handshake (logged as `handshake_response`).
     fn exchange_done(&self, exchange: &Exchange, response: Option<(u16, u64)>, t: &Time, events: &mut Events) {
@@ -954,6 +1008,11 @@ impl Session {
                 response_body_len: response.map(|r| r.1),
                 forwarded_target: exchange.forwarded_target.as_deref(),
                 forwarded_host: exchange.forwarded_host.as_deref(),
+                version: exchange.heads.as_ref().map(|h| h.version.as_str()),
+                request_headers: exchange.heads.as_ref().map(|h| headers_ref(&h.request)),
+                reason: exchange.heads.as_ref().filter(|h| h.response.is_some()).map(|h| h.reason.as_str()),
+                response_version: exchange.heads.as_ref().filter(|h| h.response.is_some()).map(|h| h.response_version),
+                response_headers: exchange.heads.as_ref().and_then(|h| h.response.as_deref()).map(headers_ref),
             },
         );
     }
@@ -1157,6 +1216,10 @@ fn headers_out<'a>(headers: &'a [handshake::Header<'a>], show_secrets: bool) -> 
             HeaderOut { name: h.name, value }
         })
         .collect()
+}
+
+fn headers_ref(headers: &[(String, String)]) -> Vec<HeaderOut<'_>> {
+    headers.iter().map(|(name, value)| HeaderOut { name, value: std::borrow::Cow::Borrowed(value) }).collect()
 }
 
 fn bad_gateway(reason: &str) -> Vec<u8> {

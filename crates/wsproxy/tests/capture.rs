@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use common::{Proxy, RawUpstream, connect, frame};
 use wsproto::OpCode;
-use wsproxy::schema::{Event, Opcode, Record};
+use wsproxy::schema::{Event, Opcode, Record, Side};
 
 /// "Hello" compressed (RFC 7692 §7.2.3.1).
 const HELLO_DEFLATED: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
@@ -1014,8 +1014,18 @@ fn a_tcpdump_capture_of_direct_traffic_reads_as_the_proxy_saw_it() {
     scripted_client(&mut *c);
     drop(c);
     upstream.join();
-    // Its last packets, then SIGINT: it writes what it has and exits.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Its last packets (written as they come: -U): wait until the file
+    // holds what the live log saw (bounded; on a loaded machine the last
+    // FIN can take a while to reach tcpdump), then SIGINT: it writes what
+    // it has and exits.
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while std::time::Instant::now() < deadline {
+        let (_, read, _) = read_capture(&[path.to_str().expect("utf-8")]);
+        if seen_in_log(&read) == seen_in_log(&live) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let _ = Command::new("kill").args(["-INT", &tcpdump.id().to_string()]).status();
     let _ = tcpdump.wait();
     let (status, read, stderr) = read_capture(&[path.to_str().expect("utf-8")]);
@@ -1092,4 +1102,211 @@ fn har_has_a_refused_upgrade_as_its_own_entry() {
     assert_eq!(entries[0]["request"]["url"], "ws://x/chat?room=1");
     assert_eq!(entries[0]["request"]["queryString"], serde_json::json!([{"name": "room", "value": "1"}]));
     assert!(entries[0].get("_webSocketMessages").is_none());
+}
+
+/// (source port, TCP payload, SYN) of an IP packet.
+fn tcp_of(ip: &[u8]) -> (u16, Vec<u8>, bool) {
+    let sliced = etherparse::SlicedPacket::from_ip(ip).expect("IP");
+    match sliced.transport {
+        Some(etherparse::TransportSlice::Tcp(t)) => (t.source_port(), t.payload().to_vec(), t.syn()),
+        _ => panic!("not TCP"),
+    }
+}
+
+/// The frames a side sent, as (opcode, fin, masked, len), in a log.
+fn frames_of(records: &[Record], side: Side) -> Vec<(Option<u8>, bool, bool, u64)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Frame { from, opcode, fin, masked, len, .. } if *from == side => {
+                Some((opcode.number(), *fin, *masked, *len))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `resync` events of a log, as (side, skipped, resumed).
+fn resyncs_of(records: &[Record]) -> Vec<(Side, u64, bool)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Resync { from, skipped, resumed } => Some((*from, *skipped, *resumed)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A capture begun after the upgrade (no SYN, no HTTP), as tcpdump started
+/// late writes it: with `--port` naming the server, each side is decoded
+/// from its first frame boundary, and what was skipped is a `resync`
+/// event; cut inside a frame, the frame's tail is skipped, not guessed.
+/// Without `--port` the conversation is skipped and the summary says why.
+#[test]
+fn a_capture_begun_inside_the_websocket_connection_is_decoded_from_the_first_frame() {
+    let pcap = temp("midstream.pcapng");
+    let (live, _) = session(&["--pcap", pcap.to_str().expect("utf-8")], false);
+    let packets = raw_packets(&pcap);
+    let tcp: Vec<_> = packets.iter().map(|(_, ip)| tcp_of(ip)).collect();
+    let syn = tcp.iter().find(|t| t.2).expect("a SYN");
+    let client_port = syn.0;
+    let server_port = tcp.iter().find(|t| t.0 != client_port).expect("the server's packets").0;
+    let port = server_port.to_string();
+    let write_from = |first: usize, name: &str| {
+        let path = temp(name);
+        write_ethernet_pcap(&path, &packets[first..]);
+        path
+    };
+
+    // Cut right after the 101: both sides from their first frame.
+    let after_101 = tcp.iter().position(|t| t.1.starts_with(b"HTTP/1.1 101")).expect("the 101") + 1;
+    let path = write_from(after_101, "after-101.pcap");
+    let (status, read, stderr) = read_capture(&[path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("1 TCP conversation skipped") && stderr.contains("give --port"), "{stderr}");
+    assert!(read.is_empty(), "{read:#?}");
+    let (status, read, stderr) = read_capture(&["--port", &port, path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("2 directions decoded from the first frame boundary"), "{stderr}");
+    assert_eq!(resyncs_of(&read), [(Side::Client, 0, true), (Side::Upstream, 0, true)]);
+    for side in [Side::Client, Side::Upstream] {
+        assert_eq!(frames_of(&read, side), frames_of(&live, side), "{side:?}");
+        // Frames held while the boundary was confirmed keep their times.
+        let stamps = |rs: &[Record]| -> Vec<String> {
+            rs.iter()
+                .filter(|r| matches!(&r.event, Event::Frame { from, .. } if *from == side))
+                .map(|r| r.ts.clone())
+                .collect()
+        };
+        assert_eq!(stamps(&read), stamps(&live), "{side:?}");
+    }
+    assert!(matches!(read.last().map(|r| &r.event), Some(Event::End { .. })));
+
+    // Cut inside the client's 5000-byte frame (it spans several segments):
+    // its tail is skipped; the close after it is the first frame found.
+    let big = tcp.iter().position(|t| t.0 == client_port && t.1.len() >= 1000).expect("the big frame's first segment");
+    let path = write_from(big + 1, "inside-a-frame.pcap");
+    let client_bytes: u64 = tcp[big + 1..].iter().filter(|t| t.0 == client_port).map(|t| t.1.len() as u64).sum();
+    let close_len = 2 + 4 + 5;
+    let (status, read, stderr) = read_capture(&["--port", &port, path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    let resyncs = resyncs_of(&read);
+    assert!(resyncs.contains(&(Side::Client, client_bytes - close_len, true)), "{resyncs:?}");
+    assert_eq!(frames_of(&read, Side::Client), [(Some(8), true, true, 5)]);
+    assert_eq!(frames_of(&read, Side::Upstream), frames_of(&live, Side::Upstream));
+    // Nothing is a violation: the skipped bytes were not decoded.
+    assert!(!read.iter().any(|r| matches!(r.event, Event::Violation { .. })), "{read:#?}");
+
+    // Without the client's last segment (the frame's end and the close),
+    // its side holds no frame boundary: said, nothing of it decoded, and
+    // the missing segment is a gap.
+    let last = (big + 1..tcp.len()).rev().find(|&i| tcp[i].0 == client_port && !tcp[i].1.is_empty()).expect("last");
+    let kept: u64 = tcp[big + 1..last].iter().filter(|t| t.0 == client_port).map(|t| t.1.len() as u64).sum();
+    let no_end: Vec<_> = (big + 1..packets.len()).filter(|&i| i != last).map(|i| packets[i].clone()).collect();
+    let path = temp("no-boundary.pcap");
+    write_ethernet_pcap(&path, &no_end);
+    let (status, read, stderr) = read_capture(&["--port", &port, path.to_str().expect("utf-8")]);
+    assert!(status.success(), "{stderr}");
+    let resyncs = resyncs_of(&read);
+    assert!(resyncs.contains(&(Side::Client, kept, false)), "{resyncs:?}");
+    assert!(frames_of(&read, Side::Client).is_empty());
+    assert!(read.iter().any(|r| matches!(r.event, Event::Gap { from: Side::Client, .. })), "{read:#?}");
+    assert_eq!(frames_of(&read, Side::Upstream), frames_of(&live, Side::Upstream));
+}
+
+/// A `/healthz` GET before the upgrade on the same connection: `--har`
+/// has it as an entry of its own with the method, URL, version, status,
+/// reason, both header lists as sent and the body sizes (HAR 1.2
+/// `request`/`response`), before the WebSocket's entry; a cookie is
+/// redacted as in the log. `wsproxy read --har` of the capture gives the
+/// same entries.
+#[test]
+fn har_has_a_plain_exchange_with_its_headers() {
+    let (har, pcap) = (temp("plain.har"), temp("plain.pcapng"));
+    let upstream = RawUpstream::start(|mut s| {
+        let c: &mut dyn Conn = &mut s;
+        let mut got = Vec::new();
+        let head = read_head(c, &mut got);
+        c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok").expect("write");
+        got.drain(..head);
+        read_head(c, &mut got);
+        let response = wsproto::handshake::build_response(
+            &wsproto::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            None,
+            None,
+        )
+        .expect("response");
+        c.write_all(&response).expect("write");
+        c.write_all(&frame(OpCode::Close, true, None, &[0x03, 0xe8])).expect("write");
+        read_to_end(c);
+        c.finish();
+    });
+    let url = upstream.url();
+    let args = ["--upstream", &url, "--har", har.to_str().expect("utf-8"), "--pcap", pcap.to_str().expect("utf-8")];
+    let mut proxy = Proxy::start(&args);
+    let mut tcp = connect(proxy.addr);
+    let c: &mut dyn Conn = &mut tcp;
+    c.write_all(b"GET /healthz?deep=1 HTTP/1.1\r\nHost: x\r\nCookie: secret=1\r\n\r\n").expect("write");
+    let mut got = Vec::new();
+    let head = read_head(c, &mut got);
+    read_at_least(c, &mut got, head + 2);
+    c.write_all(&common::upgrade_request("x", "/chat")).expect("write");
+    let mut rest = got.split_off(head + 2);
+    let head = read_head(c, &mut rest);
+    read_at_least(c, &mut rest, head + 4);
+    c.write_all(&frame(OpCode::Close, true, Some([1, 2, 3, 4]), &[0x03, 0xe8])).expect("write");
+    c.finish();
+    read_to_end(c);
+    upstream.join();
+    let live = proxy.connection(1);
+    let (status, _) = proxy.terminate();
+    assert!(status.success());
+    // The live log keeps no headers of plain exchanges.
+    let http: Vec<_> = live.iter().filter(|e| matches!(e, Event::Http { .. })).collect();
+    assert!(
+        matches!(http[..], [Event::Http { request_headers: None, response_headers: None, status: Some(200), .. }]),
+        "{http:?}"
+    );
+
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).expect("har")).expect("valid JSON");
+    let entries = doc["log"]["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{doc:#}");
+    let plain = &entries[0];
+    let names = |headers: &serde_json::Value| -> Vec<(String, String)> {
+        headers
+            .as_array()
+            .expect("headers")
+            .iter()
+            .map(|h| (h["name"].as_str().expect("name").to_owned(), h["value"].as_str().expect("value").to_owned()))
+            .collect()
+    };
+    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+    let request = &plain["request"];
+    assert_eq!(
+        (request["method"].as_str(), request["url"].as_str(), request["httpVersion"].as_str()),
+        (Some("GET"), Some("http://x/healthz?deep=1"), Some("HTTP/1.1"))
+    );
+    assert_eq!(names(&request["headers"]), [pair("Host", "x"), pair("Cookie", "<redacted, 8 bytes>")]);
+    assert_eq!(request["queryString"], serde_json::json!([{"name": "deep", "value": "1"}]));
+    assert_eq!(request["bodySize"], 0);
+    let response = &plain["response"];
+    assert_eq!(
+        (response["status"].as_u64(), response["statusText"].as_str(), response["httpVersion"].as_str()),
+        (Some(200), Some("OK"), Some("HTTP/1.1"))
+    );
+    assert_eq!(names(&response["headers"]), [pair("Content-Type", "text/plain"), pair("Content-Length", "2")]);
+    assert_eq!(response["content"], serde_json::json!({"size": 2, "mimeType": "text/plain"}));
+    assert_eq!(response["bodySize"], 2);
+    assert_eq!(entries[1]["_resourceType"], "websocket");
+    assert_eq!(entries[1]["request"]["url"], "ws://x/chat");
+
+    let har2 = temp("plain-read.har");
+    let out = Command::new(env!("CARGO_BIN_EXE_wsproxy"))
+        .args(["read", pcap.to_str().expect("utf-8"), "--har", har2.to_str().expect("utf-8"), "--log", "/dev/null"])
+        .output()
+        .expect("wsproxy read");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc2: serde_json::Value = serde_json::from_slice(&std::fs::read(&har2).expect("har")).expect("valid JSON");
+    assert_eq!(doc2["log"]["entries"][0]["request"], entries[0]["request"]);
+    assert_eq!(doc2["log"]["entries"][0]["response"], entries[0]["response"]);
 }

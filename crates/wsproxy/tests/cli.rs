@@ -256,3 +256,52 @@ fn a_bad_fault_rule_is_refused_with_the_reason() {
     let (_proxy, url) = announce(&["--listen", "0", "--fault", "upstream,pong:swallow", "--fault", "p=0.5:drop"]);
     assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
 }
+
+/// `--format none`: the traffic is relayed and inspected (the totals count
+/// the frames and the violation) and no event is written; with `--log` it
+/// is refused, and `read --format none` needs `--har`.
+#[test]
+fn format_none_relays_and_counts_but_writes_no_events() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsproxy"))
+        .args(["--listen", "127.0.0.1:0", "--format", "none", "--no-ui"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsproxy");
+    let stdout = child.stdout.take().expect("stdout");
+    let (url, stderr_lines) = announced_url(child.stderr.take().expect("stderr"), "wsproxy");
+    let guard = Guard(child);
+    let addr: std::net::SocketAddr = url.trim_start_matches("ws://").parse().expect("an address");
+    let mut c = connect(addr);
+    write(&mut c, &upgrade_request("x", "/"));
+    let mut got = Vec::new();
+    common::read_head(&mut c, &mut got);
+    write(&mut c, &common::frame(wsproto::OpCode::Text, true, Some([1, 2, 3, 4]), b"none"));
+    // RSV2 with no extension that defines it: a violation (RFC 6455 §5.2).
+    let mut bad = common::frame(wsproto::OpCode::Text, true, Some([1, 2, 3, 4]), b"bad");
+    bad[0] |= 0x20;
+    write(&mut c, &bad);
+    write(&mut c, &common::frame(wsproto::OpCode::Close, true, Some([1, 2, 3, 4]), &[3, 232]));
+    read_to_end(&mut c, &mut got);
+    drop(c);
+    // SIGTERM: the proxy drains (the connection has ended: read_to_end
+    // saw the echo's close) and prints its totals.
+    let mut guard = guard;
+    let _ = Command::new("kill").args(["-TERM", &guard.0.id().to_string()]).status();
+    let status = guard.0.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    let mut events = String::new();
+    std::io::Read::read_to_string(&mut { stdout }, &mut events).expect("stdout");
+    assert_eq!(events, "", "no event on stdout");
+    let status_lines: Vec<String> = stderr_lines.try_iter().collect();
+    let totals = status_lines.iter().find(|l| l.contains(" connection")).unwrap_or_else(|| panic!("{status_lines:?}"));
+    assert!(totals.contains("1 connection, ") && totals.contains(" 1 violation,"), "{totals}");
+    assert!(String::from_utf8_lossy(&got).contains("none"), "the echo came back through the proxy");
+
+    let out = wsproxy(&["--listen", "0", "--format", "none", "--log", "x.jsonl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--format none writes no events"), "{}", stderr(&out));
+    let out = wsproxy(&["read", "nothing.pcapng", "--format", "none"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("give --har FILE"), "{}", stderr(&out));
+}

@@ -3,11 +3,13 @@
 //! what the server answers with what the recorded server answered.
 //!
 //! Three layers: [`Recording::load`] reads the log into what to send and
-//! what to expect (pure), [`run`] does the I/O (one connection, every wait
+//! what to expect (pure; [`Recording::from_reader`] first decodes a pcap or
+//! pcapng capture into that log with wsproxy's own capture reader), [`run`] does the I/O (one connection, every wait
 //! bounded), [`compare`] judges the answers (pure), and [`Report`] is what
 //! is printed, as text or JSON.
 
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -100,7 +102,104 @@ fn opcode_u4(op: &Opcode) -> u8 {
     op.number().unwrap_or(15)
 }
 
+/// Whether `bytes` start as a pcap (either byte order, micro- or
+/// nanosecond timestamps) or a pcapng file does: by its first four bytes,
+/// as the capture reader tells them apart.
+pub fn is_capture(bytes: &[u8]) -> bool {
+    matches!(
+        bytes.get(..4),
+        Some(
+            [0x0a, 0x0d, 0x0d, 0x0a]
+                | [0xa1, 0xb2, 0xc3, 0xd4]
+                | [0xd4, 0xc3, 0xb2, 0xa1]
+                | [0xa1, 0xb2, 0x3c, 0x4d]
+                | [0x4d, 0x3c, 0xb2, 0xa1]
+        )
+    )
+}
+
+/// Decodes a pcap or pcapng capture (`wsproxy --pcap`, `tcpdump -w`,
+/// `tshark -w`) from `input` into the JSON log `wsproxy read --format json
+/// --max-preview all` writes: the same events, with every payload whole
+/// and the capture's timestamps (so the recorded pacing is the capture's).
+/// Only the events of connection `conn` are kept (default: the first one
+/// that upgraded; until it has, every connection's), so a long capture
+/// costs the memory of the connection replayed, not of the whole capture.
+/// Errors: a capture that is cut short or malformed (what the reader says,
+/// and after how many packets), or that cannot be read.
+pub fn log_of_capture(input: impl std::io::Read, conn: Option<u64>) -> anyhow::Result<String> {
+    use wsproxy::capture::read::{ReadOptions, read};
+    // The capture names its own upstream; this one is never used.
+    let placeholder = wsproxy::Upstream { secure: false, host: "0.0.0.0".into(), port: 1, path: String::new() };
+    let options = ReadOptions {
+        config: wsproxy::Config { max_preview: wsproxy::PreviewLimit::All, ..wsproxy::Config::new(placeholder) },
+        server: None,
+    };
+    let mut chosen = conn;
+    let mut log = Vec::new();
+    let mut sink = |events: &wsproxy::log::Events| -> std::io::Result<()> {
+        for line in events.output(0).split_inclusive(|b| *b == b'\n') {
+            let line_conn = conn_of_line(line);
+            if chosen.is_none() && is_upgrade_line(line) {
+                chosen = line_conn;
+            }
+            if chosen.is_none() || line_conn == chosen {
+                log.extend_from_slice(line);
+            }
+        }
+        Ok(())
+    };
+    read(std::io::BufReader::with_capacity(1 << 16, input), &options, &[wsproxy::Format::Json], &mut sink)
+        .context("decoding the capture")?;
+    String::from_utf8(log).context("the capture's events are not UTF-8 JSON")
+}
+
+/// The `conn` of one JSON event line as wsproxy writes it
+/// (`{"ts":"…","conn":N,…`), without parsing the rest.
+fn conn_of_line(line: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"conn\":";
+    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&line[at..at + digits]).ok()?.parse().ok()
+}
+
+/// Whether a JSON event line is a 101 that upgraded its connection.
+fn is_upgrade_line(line: &[u8]) -> bool {
+    let has = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
+    has(b"\"event\":\"handshake_response\"") && has(b"\"upgraded\":true")
+}
+
 impl Recording {
+    /// Reads connection `conn` of a recording from `input`: a pcap or
+    /// pcapng capture (decoded as it is read, with [`log_of_capture`]) or
+    /// a wsproxy JSON log (see [`Recording::load`]), told apart by the
+    /// first four bytes.
+    pub fn from_reader(mut input: impl std::io::Read, conn: Option<u64>) -> anyhow::Result<Recording> {
+        let mut magic = [0u8; 4];
+        let mut got = 0;
+        while got < magic.len() {
+            match input.read(&mut magic[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(anyhow::Error::new(e).context("reading the recording")),
+            }
+        }
+        let mut input = std::io::Cursor::new(magic[..got].to_vec()).chain(input);
+        if is_capture(&magic[..got]) {
+            return Recording::load(&log_of_capture(input, conn)?, conn);
+        }
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes).context("reading the recording")?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "neither a pcap/pcapng capture (by its first bytes) nor a wsproxy JSON log (not UTF-8 at byte {})",
+                e.valid_up_to()
+            )
+        })?;
+        Recording::load(text, conn)
+    }
+
     /// Reads connection `conn` (default: the first one that upgraded) from
     /// a `wsproxy --format json` log. Errors name what cannot be replayed:
     /// no WebSocket connection, a payload the log cut (`--max-preview`).
@@ -114,14 +213,18 @@ impl Recording {
                 .with_context(|| format!("line {}: not a wsproxy JSON event (record with --format json)", i + 1))?;
             records.push(record);
         }
-        let upgraded = |c: u64| {
-            records.iter().any(|r| r.conn == c && matches!(r.event, Event::HandshakeResponse { upgraded: true, .. }))
-        };
+        // The connections that upgraded, in the order of their 101s: one
+        // pass, however many connections the recording holds.
+        let upgraded: Vec<u64> = records
+            .iter()
+            .filter(|r| matches!(r.event, Event::HandshakeResponse { upgraded: true, .. }))
+            .map(|r| r.conn)
+            .collect();
         let conn = match conn {
-            Some(c) if upgraded(c) => c,
+            Some(c) if upgraded.contains(&c) => c,
             Some(c) => bail!("connection {c} is not a WebSocket connection in the recording"),
-            None => match records.iter().map(|r| r.conn).find(|c| upgraded(*c)) {
-                Some(c) => c,
+            None => match upgraded.first() {
+                Some(c) => *c,
                 None => bail!("the recording has no WebSocket connection (no 101 answer)"),
             },
         };
@@ -255,6 +358,15 @@ impl Recording {
                 Event::Close { from: Side::Upstream, code, reason, .. } => {
                     rec.close = Some(Close { code: *code, reason: reason.clone() });
                 }
+                // A capture that missed bytes: what they held is unknown, so
+                // neither what to send nor what to expect can be told.
+                Event::Gap { from, offset, len } => bail!(
+                    "connection {conn} cannot be replayed: the capture misses {len} bytes the {} sent (from byte {offset} of its stream)",
+                    match from {
+                        Side::Client => "client",
+                        Side::Upstream => "server",
+                    }
+                ),
                 _ => {}
             }
         }

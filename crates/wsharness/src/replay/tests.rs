@@ -128,3 +128,57 @@ fn timing_quantiles() {
     assert_eq!((t.frames, t.late_us_p50, t.late_us_p99, t.late_us_max), (100, 51, 99, 100));
     assert_eq!(Timing::from_lateness(Vec::new()).frames, 0);
 }
+
+#[test]
+fn a_capture_that_missed_bytes_is_not_replayed() {
+    let mut log = handshake();
+    log.push(frame("2026-11-30T13:00:00.011000Z", "client", "text", (true, false, false), "hey", "text"));
+    log.push(line("2026-11-30T13:00:00.012000Z", 1, r#""gap","from":"upstream","offset":140,"len":1448"#));
+    let e = Recording::load(&log.join("\n"), None).expect_err("a gap");
+    assert_eq!(
+        format!("{e:#}"),
+        "connection 1 cannot be replayed: the capture misses 1448 bytes the server sent (from byte 140 of its stream)"
+    );
+    // The same connection without the gap loads.
+    log.pop();
+    assert_eq!(Recording::load(&log.join("\n"), None).expect("loads").frames.len(), 1);
+}
+
+#[test]
+fn a_recording_is_a_capture_or_a_log_by_its_first_bytes() {
+    for magic in
+        [[0x0a, 0x0d, 0x0d, 0x0a], [0xd4, 0xc3, 0xb2, 0xa1], [0xa1, 0xb2, 0xc3, 0xd4], [0x4d, 0x3c, 0xb2, 0xa1]]
+    {
+        assert!(is_capture(&magic), "{magic:02x?}");
+    }
+    assert!(!is_capture(b"{\"ts\""));
+    assert!(!is_capture(&[0x0a, 0x0d]));
+    // A log loads as a log.
+    assert_eq!(Recording::from_reader(handshake().join("\n").as_bytes(), None).expect("a log").target, "/chat?x=1");
+    // Neither: said so, with where the bytes stop being text.
+    let e = Recording::from_reader(&b"{\"ts\xff"[..], None).expect_err("binary junk");
+    assert!(
+        format!("{e:#}").contains("neither a pcap/pcapng capture") && format!("{e:#}").contains("at byte 4"),
+        "{e:#}"
+    );
+    // A pcapng cut inside its first block: the reader's reason.
+    let e = Recording::from_reader(&[0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0, 0][..], None).expect_err("cut capture");
+    assert!(format!("{e:#}").starts_with("decoding the capture: the capture is cut short or malformed"), "{e:#}");
+}
+
+#[test]
+fn a_capture_log_keeps_only_the_connection_replayed() {
+    let open = |conn: u64| line(TS0, conn, r#""open","client":"127.0.0.1:5","upstream":"127.0.0.1:9""#);
+    let upgrade = |conn: u64| {
+        line(
+            TS0,
+            conn,
+            r#""handshake_response","status":101,"reason":"Switching Protocols","version":"HTTP/1.1","headers":[],"extensions":[],"upgraded":true"#,
+        )
+    };
+    assert_eq!(conn_of_line(open(12).as_bytes()), Some(12));
+    assert_eq!(conn_of_line(b"{\"ts\":\"x\"}"), None);
+    assert!(is_upgrade_line(upgrade(3).as_bytes()));
+    assert!(!is_upgrade_line(open(3).as_bytes()));
+    assert!(!is_upgrade_line(upgrade(3).replace("true", "false").as_bytes()));
+}

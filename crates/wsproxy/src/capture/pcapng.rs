@@ -144,7 +144,17 @@ impl<W: Write> PcapngWriter<W> {
     /// whether it keeps the client's `Host` (`--preserve-host`), is noted
     /// in the interface's comment, so that `wsproxy read` rewrites requests
     /// as the proxy did.
-    pub fn new(mut out: W, upstream: Option<(&Upstream, bool)>) -> io::Result<PcapngWriter<W>> {
+    pub fn new(out: W, upstream: Option<(&Upstream, bool)>) -> io::Result<PcapngWriter<W>> {
+        let comment = upstream.map(|(upstream, preserve_host)| {
+            let host = if preserve_host { "preserved" } else { "rewritten" };
+            format!("{UPSTREAM_NOTE}{upstream}; host: {host}")
+        });
+        PcapngWriter::with_comment(out, comment)
+    }
+
+    /// Starts a capture on `out` whose interface carries `comment` (if
+    /// any) instead of the upstream note of [`PcapngWriter::new`].
+    pub fn with_comment(mut out: W, comment: Option<String>) -> io::Result<PcapngWriter<W>> {
         let section = SectionHeaderBlock {
             options: vec![SectionHeaderOption::UserApplication(Cow::Borrowed(concat!(
                 "wsproxy ",
@@ -153,13 +163,7 @@ impl<W: Write> PcapngWriter<W> {
             ..SectionHeaderBlock::default()
         };
         let mut blocks = PcapNgWriter::with_section_header(Vec::new(), section).map_err(io::Error::other)?;
-        let mut options = Vec::new();
-        if let Some((upstream, preserve_host)) = upstream {
-            let host = if preserve_host { "preserved" } else { "rewritten" };
-            options.push(InterfaceDescriptionOption::Comment(Cow::Owned(format!(
-                "{UPSTREAM_NOTE}{upstream}; host: {host}"
-            ))));
-        }
+        let options = comment.map(|c| InterfaceDescriptionOption::Comment(Cow::Owned(c)));
         let interface = InterfaceDescriptionBlock {
             linktype: DataLink::RAW,
             snaplen: 0,

@@ -21,6 +21,18 @@
 //! request (or whose peer's are an HTTP response). A conversation where
 //! none of this tells is skipped, and the summary says so.
 //!
+//! A capture that begins inside a connection (no SYN, and the first bytes
+//! are not an HTTP request or response), read with `--port`/`--server`, is
+//! taken as WebSocket traffic whose handshake the capture missed: in each
+//! direction, the bytes before the first frame boundary are skipped and
+//! said in a `resync` event, and frames are decoded from there on. A
+//! boundary is where a chain of plausible frame headers starts: client
+//! frames masked, server frames unmasked, known opcodes, no RSV2/RSV3,
+//! control frames final and short, lengths in their minimal form (the
+//! rules are in `capture/resync.rs`). The extensions the handshake agreed
+//! are unknown then: reserved bits are not judged and compressed payloads
+//! are shown as sent.
+//!
 //! A capture written by wsproxy names its upstream in the interface's
 //! comment; the session then rewrites `Host` (and the target) as the proxy
 //! did, so the events are the live log's, `forwarded_host` included. For
@@ -39,7 +51,8 @@ use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock
 use pcap_file::pcapng::{Block, PcapNgReader};
 
 use crate::Config;
-use crate::event::{Format, Gap, Side, Stamp, Time};
+use crate::capture::resync::Resync;
+use crate::event::{self, Format, Gap, Side, Stamp, Time};
 use crate::log::Events;
 use crate::record::{Record, TlsLegs};
 use crate::session::{Ending, Session};
@@ -103,6 +116,9 @@ pub struct ReadSummary {
     pub skipped_conversations: u64,
     /// Gaps reported.
     pub gaps: u64,
+    /// Directions decoded from a frame boundary found after the start of
+    /// the capture (a connection the capture begins inside of).
+    pub resyncs: u64,
 }
 
 /// Why a capture could not be read (to the end).
@@ -400,6 +416,12 @@ struct Conversation {
     conn: u64,
     skipped: bool,
     done: bool,
+    /// The capture has no TCP handshake of this conversation, and the
+    /// first bytes have not yet told whether it begins with HTTP.
+    undecided: bool,
+    /// Per side ([`Side::index`]): the search for the first frame
+    /// boundary, in a conversation the capture begins inside of.
+    resync: [Option<Resync<Time>>; 2],
 }
 
 struct Decoder {
@@ -509,6 +531,10 @@ impl Decoder {
                     }
                     Some((client, _)) => {
                         self.begin(&mut c, client, &t);
+                        // With a hint, the roles come from this first
+                        // segment: without a SYN the connection began
+                        // before the capture did.
+                        c.undecided = self.options.server.is_some() && !seg.syn;
                         for (t, payload, src, seq, syn, fin, rst) in std::mem::take(&mut c.waiting) {
                             let side = if src == client { Side::Client } else { Side::Upstream };
                             self.segment(&mut c, side, &t, seq, syn, fin, rst, &payload);
@@ -625,6 +651,7 @@ impl Decoder {
         let dir = &mut c.dirs[side.index()];
         if dir.fin_due() || (dir.broken && dir.fin_at.is_some() && !dir.ended) {
             dir.ended = true;
+            self.settle(c, side, t);
             if let Some(s) = &mut c.session {
                 s.eof(side, t, &mut self.events);
                 let _ = s.take_queued(Side::Client);
@@ -638,25 +665,90 @@ impl Decoder {
 
     /// Feeds in-order bytes of `side` to the session.
     fn feed(&mut self, c: &mut Conversation, side: Side, t: &Time, ready: Vec<Vec<u8>>) {
+        if c.dirs[side.index()].broken || c.session.is_none() {
+            return;
+        }
+        if c.undecided
+            && let Some(first) = ready.iter().find(|b| !b.is_empty())
+        {
+            c.undecided = false;
+            let http = match side {
+                Side::Client => looks_like_request(first),
+                Side::Upstream => first.starts_with(b"HTTP/"),
+            };
+            if !http {
+                c.resync = [Some(Resync::new(Side::Client)), Some(Resync::new(Side::Upstream))];
+            }
+        }
+        let mut timed: Vec<(Time, Vec<u8>)> = ready.into_iter().map(|b| (*t, b)).collect();
+        if let Some(r) = &mut c.resync[side.index()] {
+            for (t, b) in &timed {
+                r.push(b, *t);
+            }
+            if r.boundary(false).is_none() {
+                return;
+            }
+            timed = self.resume(c, side, t);
+        }
+        self.feed_timed(c, side, timed);
+    }
+
+    /// Feeds in-order bytes of `side`, each piece with its time, to the
+    /// session.
+    fn feed_timed(&mut self, c: &mut Conversation, side: Side, timed: Vec<(Time, Vec<u8>)>) {
         if c.dirs[side.index()].broken {
             return;
         }
         let Some(s) = &mut c.session else { return };
-        for bytes in ready {
-            let _ = s.feed(side, &bytes, t, &mut self.events);
+        for (t, bytes) in &timed {
+            let _ = s.feed(side, bytes, t, &mut self.events);
             let _ = s.take_queued(Side::Client);
             let _ = s.take_queued(Side::Upstream);
         }
         let _ = s.take_errors();
     }
 
+    /// The first frame boundary of `side` is found: says what was skipped,
+    /// starts the session's decoding there and returns the bytes from it.
+    fn resume(&mut self, c: &mut Conversation, side: Side, t: &Time) -> Vec<(Time, Vec<u8>)> {
+        let Some(r) = c.resync[side.index()].take() else { return Vec::new() };
+        let skipped = r.skipped();
+        let rest = r.rest();
+        // Said at the time of the first frame's first bytes.
+        let at = rest.first().map_or(*t, |(t, _)| *t);
+        self.events.emit(&at.stamp, c.conn, &event::Resync { from: side, skipped, resumed: true });
+        self.summary.resyncs += 1;
+        if let Some(s) = &mut c.session {
+            s.resume_websocket(side, skipped);
+        }
+        rest
+    }
+
+    /// No more bytes of `side` will come (its end, a gap, the end of the
+    /// capture) while its first frame boundary is looked for: what is held
+    /// is decoded from a boundary if the end tells one, else said skipped.
+    fn settle(&mut self, c: &mut Conversation, side: Side, t: &Time) {
+        let Some(r) = &mut c.resync[side.index()] else { return };
+        if r.boundary(true).is_some() {
+            let timed = self.resume(c, side, t);
+            self.feed_timed(c, side, timed);
+        } else {
+            let skipped = r.skipped() + r.held() as u64;
+            c.resync[side.index()] = None;
+            self.events.emit(&t.stamp, c.conn, &event::Resync { from: side, skipped, resumed: false });
+            // Nothing of this side is decoded.
+            c.dirs[side.index()].broken = true;
+        }
+    }
+
     /// Reports the bytes `side`'s stream is missing; nothing more of it is
     /// decoded.
     fn gap(&mut self, c: &mut Conversation, side: Side, t: &Time) {
-        let dir = &mut c.dirs[side.index()];
-        if dir.broken {
+        if c.dirs[side.index()].broken {
             return;
         }
+        self.settle(c, side, t);
+        let dir = &mut c.dirs[side.index()];
         let len = dir.missing().unwrap_or(0);
         dir.broken = true;
         dir.held.clear();
@@ -668,6 +760,9 @@ impl Decoder {
     fn end(&mut self, c: &mut Conversation, ending: Ending, t: &Time) {
         if c.done {
             return;
+        }
+        for side in [Side::Client, Side::Upstream] {
+            self.settle(c, side, t);
         }
         c.done = true;
         if let Some(mut s) = c.session.take() {
@@ -712,6 +807,8 @@ fn new_conversation() -> Conversation {
         conn: 0,
         skipped: false,
         done: false,
+        undecided: false,
+        resync: [None, None],
     }
 }
 

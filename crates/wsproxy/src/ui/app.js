@@ -20,13 +20,19 @@ const appendQueue = [];
 // Rows kept in the page's list at once (the events stay in memory, bounded
 // by --ui-per-conn; the download has them all).
 const MAX_ROWS = 3000;
+// A connection's first events of these kinds (at most PINNED) stay however
+// many come after them, as the proxy keeps them (`is_pinned` and `PINNED`
+// in ui/mod.rs): the handshake stays visible on a busy connection, and a
+// download still has its upgrade and its addresses.
+const PINNED_KINDS = new Set(["open", "handshake_request", "handshake_response", "interim_response", "http", "uninspected"]);
+const PINNED = 8;
 
 function connOf(id) {
   let c = conns.get(id);
   if (!c) {
     c = { id, client: "", target: "", state: "connecting", first: null, last: null,
           bytes: { client: 0, upstream: 0 }, frames: { client: 0, upstream: 0 },
-          close: null, violations: 0, events: [], req: null, res: null, evicted: 0, durationUs: null };
+          close: null, violations: 0, events: [], pinned: 0, req: null, res: null, evicted: 0, durationUs: null };
     conns.set(id, c);
   }
   return c;
@@ -36,6 +42,15 @@ function notice(text) {
   const n = $("notice");
   n.hidden = false;
   n.textContent = text;
+}
+
+// Drops a connection's oldest event that is not pinned (its oldest when
+// all are).
+function dropOldest(c) {
+  if (c.events.length > c.pinned) c.events.splice(c.pinned, 1);
+  else { c.events.shift(); c.pinned--; }
+  c.evicted++;
+  totalEvents--;
 }
 
 function ingest(ev) {
@@ -53,22 +68,19 @@ function ingest(ev) {
     return;
   }
   const c = connOf(ev.conn);
+  // Pinned while only pinned events came before it.
+  if (PINNED_KINDS.has(ev.event) && c.pinned === c.events.length && c.pinned < Math.min(PINNED, limits.per_conn)) c.pinned++;
   c.events.push(ev);
   totalEvents++;
-  if (c.events.length > limits.per_conn) {
-    c.events.shift();
-    c.evicted++;
-    totalEvents--;
-  }
+  if (c.events.length > limits.per_conn) dropOldest(c);
   // The page keeps what the proxy keeps: at most `total` events, the
-  // oldest connection's first (its row stays, with its counters).
+  // oldest connection's first, its pinned ones last (its row stays, with
+  // its counters).
   while (totalEvents > limits.total) {
     let oldest = null;
     for (const o of conns.values()) if (o.events.length > 0) { oldest = o; break; }
     if (!oldest) break;
-    oldest.events.shift();
-    oldest.evicted++;
-    totalEvents--;
+    dropOldest(oldest);
     if (oldest.id === selected) detailDirty = true;
   }
   c.first = c.first || ev.ts;
@@ -411,18 +423,52 @@ $("pause").addEventListener("click", () => {
   schedule();
 });
 $("follow").addEventListener("change", followScroll);
-$("download").addEventListener("click", () => {
+// What a download holds: the shown events of the selected connection (or
+// of all, when none is), in order. HAR and pcapng also need each
+// connection's opening and end (the upgrade, the addresses), shown or not.
+const CONTEXT = new Set(["open", "handshake_request", "handshake_response", "end"]);
+function downloadEvents(withContext) {
   const f = filters();
-  const events = selected !== null && conns.has(selected)
-    ? conns.get(selected).events
-    : [...conns.values()].flatMap((c) => c.events);
-  const text = events.filter((ev) => shows(ev, f)).map((ev) => JSON.stringify(ev) + "\n").join("");
-  const a = el("a", { href: URL.createObjectURL(new Blob([text], { type: "application/jsonl" })),
-    download: selected !== null ? `wsproxy-conn-${selected}.jsonl` : "wsproxy-events.jsonl" });
+  const scope = selected !== null && conns.has(selected) ? [conns.get(selected)] : [...conns.values()];
+  const out = [];
+  for (const c of scope) {
+    const shown = c.events.filter((ev) => shows(ev, f));
+    if (!withContext) out.push(...shown);
+    else if (shown.length) out.push(...c.events.filter((ev) => shows(ev, f) || CONTEXT.has(ev.event)));
+  }
+  return out.map((ev) => JSON.stringify(ev) + "\n").join("");
+}
+
+function save(blob, ext) {
+  const a = el("a", { href: URL.createObjectURL(blob),
+    download: selected !== null ? `wsproxy-conn-${selected}.${ext}` : `wsproxy-events.${ext}` });
   document.body.append(a);
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+$("download").addEventListener("click", () => {
+  save(new Blob([downloadEvents(false)], { type: "application/jsonl" }), "jsonl");
 });
+
+// HAR and pcapng are written by wsproxy itself, with the writers of --har
+// and --pcap: the page posts the events and saves the answer.
+async function downloadAs(format, type) {
+  const button = $(`download-${format}`);
+  button.disabled = true;
+  try {
+    const url = `/download.${format}` + (token ? "?token=" + encodeURIComponent(token) : "");
+    const res = await fetch(url, { method: "POST", body: downloadEvents(true), headers: { "Content-Type": "application/jsonl" } });
+    if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
+    save(new Blob([await res.arrayBuffer()], { type }), format);
+  } catch (e) {
+    notice(`The ${format} download failed: ${e.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+$("download-har").addEventListener("click", () => downloadAs("har", "application/json"));
+$("download-pcapng").addEventListener("click", () => downloadAs("pcapng", "application/x-pcapng"));
 
 connect();

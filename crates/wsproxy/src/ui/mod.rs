@@ -4,7 +4,9 @@
 //! gets the same JSON Lines as a log file ([`View::output`]), keeps a
 //! bounded copy ([`Hub`]: at most `per_conn` events per connection and
 //! `total` in all) and passes every batch on to the open pages over a
-//! WebSocket that wsproxy serves itself with `wsproto` ([`server`]).
+//! WebSocket that wsproxy serves itself with `wsproto` ([`server`]). The
+//! page's downloads as HAR and pcapng are written there too, from the
+//! events the page shows, by the capture's writers ([`export`]).
 //!
 //! Unlike the log, the view may drop, and never waits: the writer thread
 //! copies each batch into a bounded queue and returns at once; a thread of
@@ -25,6 +27,7 @@ use tokio::sync::mpsc;
 use crate::event::Format;
 use crate::log::Output;
 
+pub mod export;
 pub mod server;
 
 /// The view's bounds and access settings.

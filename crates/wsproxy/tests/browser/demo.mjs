@@ -5,7 +5,8 @@
 // proxy's --har), the HAR must validate against the HAR 1.2 schema
 // (har-validator) and its _webSocketMessages must be what Chromium itself
 // reported through the DevTools protocol (Network.webSocketFrameSent and
-// webSocketFrameReceived, which DevTools builds its own HAR export from).
+// webSocketFrameReceived, which DevTools builds its own HAR export from);
+// the page's own GET must be a plain entry with its headers.
 //
 //   node demo.mjs http://127.0.0.1:PORT/ /path/to/events.jsonl [/path/to/proxy.har]
 import { readFileSync } from "node:fs";
@@ -108,6 +109,17 @@ if (harPath) {
     } catch (e) {
       console.error(`har: not valid HAR 1.2: ${JSON.stringify(e.errors ?? String(e))}`);
       failed = true;
+    }
+    // The page itself came through the proxy as a plain exchange: its
+    // entry has the request's and the response's headers.
+    const pageEntry = doc.log.entries.find((e) => e.request.url === pageUrl);
+    const hasHost = pageEntry && pageEntry.request.headers.some((h) => h.name.toLowerCase() === "host");
+    const hasType = pageEntry && pageEntry.response.headers.some((h) => h.name.toLowerCase() === "content-type");
+    if (!pageEntry || pageEntry.response.status !== 200 || !hasHost || !hasType) {
+      console.error(`har: the page's GET ${pageUrl} is not an entry with status 200 and its headers: ${JSON.stringify(pageEntry)}`);
+      failed = true;
+    } else {
+      console.log(`har: the page's GET has its ${pageEntry.request.headers.length} request and ${pageEntry.response.headers.length} response headers`);
     }
     const fromHar = entry._webSocketMessages.map((m) => [m.type, m.opcode, m.data]);
     if (JSON.stringify(fromHar) !== JSON.stringify(reported) || reported.length < 4) {
