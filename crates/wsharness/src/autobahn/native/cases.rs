@@ -1000,6 +1000,32 @@ mod tests {
              server_max_window_bits=9, permessage-deflate; client_no_context_takeover; client_max_window_bits; \
              server_no_context_takeover, permessage-deflate; client_no_context_takeover; client_max_window_bits"
         );
+        // Each offer is a valid permessage-deflate offer to wsproto's
+        // negotiation, with the parameters the case names.
+        let offers_of = |id: &str| {
+            let header = case(id).deflate.as_ref().expect("deflate").offers.clone();
+            let mut elements = Vec::new();
+            wsproto::handshake::parse_extensions(header.as_bytes(), &mut elements).expect("a valid header");
+            wsproto::deflate::DeflateOffer::offers(&elements).collect::<Result<Vec<_>, _>>().expect("valid offers")
+        };
+        let table: [(&str, &[(bool, Option<u8>)]); 7] = [
+            ("13.1.1", &[(false, None)]),
+            ("13.2.1", &[(true, None)]),
+            ("13.3.1", &[(false, Some(9))]),
+            ("13.4.1", &[(false, Some(15))]),
+            ("13.5.1", &[(true, Some(9))]),
+            ("13.6.1", &[(true, Some(15))]),
+            ("13.7.1", &[(true, Some(9)), (true, None), (false, None)]),
+        ];
+        for (id, want) in table {
+            let got: Vec<(bool, Option<u8>)> =
+                offers_of(id).iter().map(|o| (o.server_no_context_takeover, o.server_max_window_bits)).collect();
+            assert_eq!(got, want, "{id}");
+            // Autobahn's offers always announce both client parameters.
+            assert!(
+                offers_of(id).iter().all(|o| o.client_no_context_takeover && o.client_max_window_bits == Some(None))
+            );
+        }
         // Every file the cases read is pinned by size and digest.
         let files = testdata_specs();
         assert_eq!(files.len(), 5);
