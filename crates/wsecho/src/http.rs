@@ -9,7 +9,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
 use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 use wsproto::handshake;
@@ -24,6 +24,7 @@ type Body = Full<Bytes>;
 /// Serves one TCP connection: HTTP/1.1 keep-alive, with upgrades.
 pub(crate) async fn serve_connection(stream: TcpStream, peer: SocketAddr, config: Arc<Config>, mut life: Lifecycle) {
     let service_life = life.clone();
+    let handshake_timeout = config.handshake_timeout;
     let service = hyper::service::service_fn(move |req| {
         let config = config.clone();
         let life = service_life.clone();
@@ -31,6 +32,10 @@ pub(crate) async fn serve_connection(stream: TcpStream, peer: SocketAddr, config
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        // A client that sends half a request head and stops would otherwise
+        // hold its connection forever.
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

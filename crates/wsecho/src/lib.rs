@@ -47,6 +47,13 @@ pub struct Config {
     pub read_buffer_size: usize,
     /// How long shutdown waits for open connections to close.
     pub drain: Duration,
+    /// How long a client has to send a complete request head, on a new
+    /// connection and between requests of a kept-alive one; past it the
+    /// connection is dropped without an answer (hyper's header read timeout).
+    pub handshake_timeout: Duration,
+    /// End a WebSocket connection that received nothing for this long, with
+    /// close 1001 (going away, RFC 6455 §7.4.1). `None`: never.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -56,6 +63,8 @@ impl Default for Config {
             max_frame_size: 16 << 20,
             read_buffer_size: 16 << 10,
             drain: Duration::from_secs(4),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: None,
         }
     }
 }

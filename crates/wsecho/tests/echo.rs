@@ -13,8 +13,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsproto::{Decoder, DecoderConfig, Event, FrameHeader, OpCode, Role, encode_frame, handshake};
 
 async fn start() -> wsecho::Server {
+    start_with(wsecho::Config::default()).await
+}
+
+async fn start_with(config: wsecho::Config) -> wsecho::Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    wsecho::spawn(listener, wsecho::Config::default()).expect("spawn")
+    wsecho::spawn(listener, config).expect("spawn")
 }
 
 #[tokio::test]
@@ -118,6 +122,59 @@ async fn protocol_errors_close_with_the_right_code() {
         let got = tokio::task::spawn_blocking(move || close_code_for(addr, &frames)).await.expect("join");
         assert_eq!(got, Some(code), "{name}");
     }
+    server.shutdown().await;
+}
+
+/// A client that sends half a request head and stops is dropped after
+/// `--handshake-timeout`, with no answer; one that completes its head in
+/// time is served on the same settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_head_is_dropped_after_the_handshake_timeout() {
+    let config = wsecho::Config { handshake_timeout: Duration::from_millis(300), ..wsecho::Config::default() };
+    let server = start_with(config).await;
+    let addr = server.local_addr();
+    let dropped = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        // Far longer than the handshake timeout: a read that times out
+        // means the server kept the connection.
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        s.write_all(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websock").expect("write");
+        let mut answer = Vec::new();
+        let ended = s.read_to_end(&mut answer);
+        (ended.map_err(|e| e.kind()), answer)
+    })
+    .await
+    .expect("join");
+    match dropped {
+        (Ok(0), _) | (Err(std::io::ErrorKind::ConnectionReset), _) => {}
+        other => panic!("expected the server to drop the connection, got {other:?}"),
+    }
+    let page = tokio::task::spawn_blocking(move || http_exchange(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .await
+        .expect("join");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    server.shutdown().await;
+}
+
+/// With `--idle-timeout`, a WebSocket connection that goes silent is closed
+/// with 1001; traffic before that is echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_websocket_is_closed_with_1001_after_the_idle_timeout() {
+    let config = wsecho::Config { idle_timeout: Some(Duration::from_millis(300)), ..wsecho::Config::default() };
+    let server = start_with(config).await;
+    let url = format!("ws://{}/", server.local_addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+    ws.send(Message::text("still here")).await.expect("send");
+    assert_eq!(ws.next().await.expect("reply").expect("ok"), Message::text("still here"));
+    match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+        Ok(Some(Ok(Message::Close(Some(close))))) => {
+            assert_eq!(close.code, CloseCode::Away);
+            assert_eq!(close.reason.as_str(), "idle timeout");
+        }
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    // tungstenite answers the close; the server then ends the connection.
+    assert!(matches!(tokio::time::timeout(Duration::from_secs(20), ws.next()).await, Ok(None | Some(Err(_)))));
     server.shutdown().await;
 }
 
