@@ -26,6 +26,13 @@ struct Args {
     /// read from the socket at once (65536, 16KiB).
     #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = wscli::parse_size_usize)]
     read_buffer_size: usize,
+    /// The WebSocket implementation: tokio-tungstenite (no compression) or
+    /// wsproto (this workspace's, with permessage-deflate).
+    #[arg(long, value_enum, default_value = "tokio-tungstenite")]
+    engine: wsecho::Engine,
+    /// With --engine wsproto: decline permessage-deflate offers.
+    #[arg(long)]
+    no_compression: bool,
     /// How long a client has to send its request head (10s, 500ms, or seconds: 1).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = wscli::parse_duration)]
     handshake_timeout: Duration,
@@ -43,6 +50,7 @@ Examples:
   wsecho                                   ws://127.0.0.1:9001
   wsecho --listen 0 --quiet                a free port, printed as `listening on ws://ADDR`
   wsecho --listen 9003 --max-message-size 64MiB
+  wsecho --engine wsproto                  our own frames, with permessage-deflate
   RUST_LOG=debug wsecho                    also log each connection opening and closing
 ";
 
@@ -80,6 +88,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         drain: Duration::from_secs(4),
         handshake_timeout: args.handshake_timeout,
         idle_timeout: args.idle_timeout,
+        engine: args.engine,
+        deflate: (!args.no_compression).then(wsecho::DeflateServerConfig::default),
     };
     if config.handshake_timeout.is_zero() {
         anyhow::bail!("--handshake-timeout must be more than 0");

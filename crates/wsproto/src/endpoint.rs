@@ -17,7 +17,8 @@
 //! // RFC 6455 §5.7: a single-frame masked text message, "Hello".
 //! let mut wire = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
 //! let mut received = Vec::new();
-//! server.handle_input(&mut wire, &mut received);
+//! let used = server.handle_input(&mut wire, &mut received);
+//! assert_eq!(used, wire.len());
 //! assert_eq!(received, [Received::Message { kind: MessageKind::Text, data: b"Hello".to_vec() }]);
 //! server.send(MessageKind::Text, b"Hello");
 //! assert_eq!(server.output(), &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
@@ -174,20 +175,44 @@ impl ServerEndpoint {
         }
     }
 
-    /// Handles bytes received from the client (unmasking them in place) and
-    /// appends what they completed to `received`. Answers go to
-    /// [`ServerEndpoint::output`].
-    pub fn handle_input(&mut self, mut input: &mut [u8], received: &mut Vec<Received>) {
+    /// Handles bytes received from the client (unmasking them in place),
+    /// appends what they completed to `received`, and returns how many
+    /// bytes were used. Answers go to [`ServerEndpoint::output`].
+    ///
+    /// It stops after each completed message, so that the caller can answer
+    /// it before what follows is read (a violation later in the same input
+    /// then closes after the answer, as RFC 6455 §5.4's order requires):
+    /// call again with the rest, and once more with empty input, until it
+    /// uses nothing and adds nothing.
+    pub fn handle_input(&mut self, input: &mut [u8], received: &mut Vec<Received>) -> usize {
+        let mut used = 0;
         loop {
             if self.state == State::Closed {
                 // §5.5.1: nothing is read after the close handshake.
+                return input.len();
+            }
+            let decoded = self.decoder.decode_mut(&mut input[used..]);
+            used += decoded.consumed;
+            let Some(event) = decoded.event else { return used };
+            let before = received.len();
+            self.handle_event(event, received);
+            if received[before..].iter().any(|r| matches!(r, Received::Message { .. })) {
+                return used;
+            }
+        }
+    }
+
+    /// [`ServerEndpoint::handle_input`] over all of `input`, for callers
+    /// that answer messages only afterwards (tests, tools).
+    pub fn handle_all(&mut self, input: &mut [u8], received: &mut Vec<Received>) {
+        let mut used = 0;
+        loop {
+            let before = received.len();
+            let n = self.handle_input(&mut input[used..], received);
+            used += n;
+            if n == 0 && received.len() == before {
                 return;
             }
-            let decoded = self.decoder.decode_mut(input);
-            let consumed = decoded.consumed;
-            let Some(event) = decoded.event else { break };
-            self.handle_event(event, received);
-            input = &mut input[consumed..];
         }
     }
 

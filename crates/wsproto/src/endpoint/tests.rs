@@ -18,7 +18,7 @@ fn client_frame(opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) -> Vec<u8
 fn feed(server: &mut ServerEndpoint, wire: &[u8], split: usize) -> Vec<Received> {
     let mut received = Vec::new();
     for piece in wire.chunks(split.max(1)) {
-        server.handle_input(&mut piece.to_vec(), &mut received);
+        server.handle_all(&mut piece.to_vec(), &mut received);
     }
     received
 }
@@ -48,6 +48,29 @@ fn server_frames(wire: &[u8]) -> Vec<(OpCode, bool, Vec<u8>)> {
 
 fn close_code(payload: &[u8]) -> Option<u16> {
     parse_close_payload(payload).ok().flatten().map(|c| c.code.0)
+}
+
+/// A message before a violation in the same input is answered before the
+/// close: the caller gets it first.
+#[test]
+fn input_stops_after_each_message() {
+    let mut server = ServerEndpoint::new(EndpointConfig::default());
+    let mut wire = client_frame(OpCode::Text, true, false, b"first");
+    let first_len = wire.len();
+    wire.extend(client_frame(OpCode::Text, true, false, b"second"));
+    wire.extend(client_frame(OpCode::Reserved(5), true, false, b""));
+    let mut received = Vec::new();
+    let used = server.handle_input(&mut wire, &mut received);
+    assert_eq!((used, received.len()), (first_len, 1));
+    server.send(MessageKind::Text, b"first");
+    let used2 = server.handle_input(&mut wire[used..], &mut received);
+    server.send(MessageKind::Text, b"second");
+    let used3 = server.handle_input(&mut wire[used + used2..], &mut received);
+    assert_eq!(used + used2 + used3, wire.len());
+    assert_eq!(received.last(), Some(&Received::Failed(Error::ReservedOpcode)));
+    let frames = server_frames(server.output());
+    let opcodes: Vec<OpCode> = frames.iter().map(|f| f.0).collect();
+    assert_eq!(opcodes, [OpCode::Text, OpCode::Text, OpCode::Close]);
 }
 
 #[test]
@@ -82,7 +105,7 @@ fn messages_pings_and_the_close_handshake() {
     server.send(MessageKind::Text, b"late");
     assert!(server.close_sent() && !server.is_closed());
     let mut received = Vec::new();
-    server.handle_input(&mut client_frame(OpCode::Close, true, false, &[0x03, 0xe9]), &mut received);
+    server.handle_all(&mut client_frame(OpCode::Close, true, false, &[0x03, 0xe9]), &mut received);
     assert!(server.is_closed());
     let frames = server_frames(server.output());
     assert_eq!(frames.len(), 1, "only the server's close: {frames:?}");

@@ -3,7 +3,8 @@
 // embedded echo server, sends text and binary from the demo page; two raw
 // TCP clients send what a browser cannot: a ping, and a frame with RSV2 set
 // (a violation). The view must show the handshake with its
-// Sec-WebSocket-Accept, the masked client frames and the echoes in order,
+// Sec-WebSocket-Accept, the masked client messages and the echoes in order
+// (compressed: RSV1 frames, messages shown inflated),
 // the direction filter hiding client frames, the pong's round trip and the
 // violation highlighted with its RFC section. Screenshots go to SHOT_DIR.
 //
@@ -116,17 +117,28 @@ try {
   await view.locator("#accept-check", { hasText: "matches the key" }).waitFor({ timeout: TIMEOUT });
   check("the view checks the accept value against the key", true);
 
-  const frames = await view.$$eval(".ev[data-event=frame]", (rows) => rows.map((r) => ({
-    from: r.dataset.from, opcode: r.dataset.opcode, text: r.textContent })));
-  const at = (from, opcode, pred) => frames.findIndex((f) => f.from === from && f.opcode === opcode && pred(f.text));
-  const sentText = at("client", "text", (t) => t.includes(text) && /mask [0-9a-f]{8}/.test(t));
-  const echoText = at("upstream", "text", (t) => t.includes(text) && t.includes("unmasked"));
+  // The embedded echo server accepts Chromium's permessage-deflate offer:
+  // frames carry compressed bytes (RSV1), message rows the inflated data.
+  const rows = await view.$$eval(".ev[data-event=frame], .ev[data-event=message]", (rows) => rows.map((r) => ({
+    event: r.dataset.event, from: r.dataset.from, opcode: r.dataset.opcode, text: r.textContent,
+    rsv1: [...r.querySelectorAll(".tag.on")].some((t) => t.textContent === "RSV1") })));
+  const at = (from, kind, pred) => rows.findIndex((f) => f.event === "message" && f.from === from &&
+    f.text.includes(`${kind} message`) && pred(f.text));
+  const sentText = at("client", "text", (t) => t.includes(text));
+  const echoText = at("upstream", "text", (t) => t.includes(text));
   const hex = "00 01 7f 80 ff 41 42";
-  const sentBin = at("client", "binary", (t) => t.includes(hex) && /mask [0-9a-f]{8}/.test(t));
-  const echoBin = at("upstream", "binary", (t) => t.includes(hex) && t.includes("unmasked") && t.includes("....AB"));
-  check("masked client text frame, its echo, masked binary frame, its echo, in that order",
+  const sentBin = at("client", "binary", (t) => t.includes(hex));
+  const echoBin = at("upstream", "binary", (t) => t.includes(hex) && t.includes("....AB"));
+  check("client text message, its echo, client binary message, its echo, in that order",
     sentText >= 0 && sentText < echoText && echoText < sentBin && sentBin < echoBin,
-    JSON.stringify({ sentText, echoText, sentBin, echoBin, frames }));
+    JSON.stringify({ sentText, echoText, sentBin, echoBin, rows }));
+  const data = rows.filter((f) => f.event === "frame" && (f.opcode === "text" || f.opcode === "binary"));
+  check("client frames masked, the echoes unmasked, all compressed (RSV1)",
+    data.length >= 4 && data.every((f) => f.rsv1 && (f.from === "client" ? /mask [0-9a-f]{8}/.test(f.text) : f.text.includes("unmasked"))),
+    JSON.stringify(data));
+  check("compressed messages shown inflated, with both sizes",
+    [sentText, echoText, sentBin, echoBin].every((i) => i >= 0 && /compressed \d+ B → inflated \d+ B/.test(rows[i].text)),
+    JSON.stringify(rows));
 
   // The direction filter hides the client's frames.
   await view.selectOption("#f-dir", "upstream");
