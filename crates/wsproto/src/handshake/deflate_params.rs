@@ -289,7 +289,7 @@ impl DeflateOffer {
     ///   §7.1.2.1 and a strict client fails the connection) and compress
     ///   with zlib's 9 bits, which is still within the agreed window: zlib
     ///   never refers further back than 2^w − 262 bytes, so 250 bytes ≤ 256
-    ///   (see [`crate::deflate::MIN_ZLIB_WINDOW_BITS`]);
+    ///   (see `wsproto::deflate::MIN_ZLIB_WINDOW_BITS`);
     /// * `client_max_window_bits` only when the offer carries it (§7.1.2.2:
     ///   otherwise the response "MUST NOT include" it): the smaller of the
     ///   offer's value and the server's, left out when that is 15.
