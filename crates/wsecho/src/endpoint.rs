@@ -101,7 +101,10 @@ pub(crate) async fn run<S>(
             }
             for event in received.drain(..) {
                 match event {
-                    Received::Message { kind, data } => endpoint.send(kind, &data),
+                    Received::Message { kind, data } => {
+                        endpoint.send(kind, &data);
+                        endpoint.recycle(data);
+                    }
                     Received::Failed(error) => debug!(%peer, rule = error.rule(), "failing the connection"),
                     Received::Ping(_) | Received::Pong(_) | Received::Close(_) => {}
                 }

@@ -34,6 +34,9 @@ use crate::header::FrameHeader;
 use crate::opcode::OpCode;
 use crate::utf8::Utf8Validator;
 
+/// The largest message buffer kept for reuse ([`ServerEndpoint::recycle`]).
+const MAX_SPARE: usize = 1 << 20;
+
 /// The limits and the agreed extension of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointConfig {
@@ -125,6 +128,9 @@ pub struct ServerEndpoint {
     failed: bool,
     out: Vec<u8>,
     scratch: Vec<u8>,
+    /// A message buffer handed back with [`ServerEndpoint::recycle`], reused
+    /// for the next message instead of a fresh allocation.
+    spare: Vec<u8>,
 }
 
 impl std::fmt::Debug for ServerEndpoint {
@@ -172,6 +178,7 @@ impl ServerEndpoint {
             failed: false,
             out: Vec::new(),
             scratch: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -239,7 +246,9 @@ impl ServerEndpoint {
                             }
                             self.utf8.reset();
                         }
-                        self.message = Some(Incoming { kind, compressed: header.rsv1, data: Vec::new() });
+                        let mut data = std::mem::take(&mut self.spare);
+                        data.clear();
+                        self.message = Some(Incoming { kind, compressed: header.rsv1, data });
                         self.collecting = true;
                     }
                     OpCode::Continuation => self.collecting = self.message.is_some(),
@@ -368,6 +377,17 @@ impl ServerEndpoint {
                 self.scratch = compressed;
             }
             None => self.write_frame(FrameHeader::new(opcode, 0), data),
+        }
+    }
+
+    /// Hands back the data of a [`Received::Message`] once the caller is
+    /// done with it: the next message is collected into it, which saves an
+    /// allocation (and, for large messages, fresh pages) per message.
+    /// Buffers over 1 MiB are dropped, so that an idle connection does not
+    /// hold the memory of the largest message it ever received.
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        if data.capacity() > self.spare.capacity() && data.capacity() <= MAX_SPARE {
+            self.spare = data;
         }
     }
 

@@ -317,3 +317,23 @@ proptest! {
         }
     }
 }
+
+/// A recycled buffer collects the next message; one over 1 MiB is not kept.
+#[test]
+fn recycled_buffers_are_reused_up_to_a_limit() {
+    let mut server = ServerEndpoint::new(EndpointConfig::default());
+    let capacity_of_next = |server: &mut ServerEndpoint| {
+        let received = feed(server, &client_frame(OpCode::Binary, true, false, b"abc"), 100);
+        match received.as_slice() {
+            [Received::Message { data, .. }] => {
+                assert_eq!(data, b"abc");
+                data.capacity()
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    server.recycle(Vec::with_capacity(4096));
+    assert!(capacity_of_next(&mut server) >= 4096);
+    server.recycle(Vec::with_capacity(MAX_SPARE + 1));
+    assert!(capacity_of_next(&mut server) < 4096);
+}
