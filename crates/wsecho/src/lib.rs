@@ -1,8 +1,8 @@
 //! `wsecho`: a WebSocket echo server on hyper (HTTP/1.1 with upgrades) and
 //! tokio-tungstenite or, with [`Engine::Wsproto`], this workspace's own
-//! `wsproto` endpoint with permessage-deflate; built to be tested against: the Autobahn|Testsuite's
-//! fuzzingclient runs against it, and `wsproxy` embeds it as its default
-//! upstream.
+//! `wsproto` endpoint with permessage-deflate (RFC 7692); built to be tested
+//! against: the Autobahn|Testsuite's fuzzingclient runs against it, and
+//! `wsproxy` embeds it (wsproto engine) as its default upstream.
 //!
 //! * Any path upgrades to WebSocket; every text and binary message is echoed
 //!   back unchanged, pings are answered, closes are answered.
@@ -13,6 +13,9 @@
 //! * [`serve`] runs until a shutdown future resolves, then stops accepting,
 //!   closes open WebSocket connections with 1001 (going away) and waits for
 //!   them for at most [`Config::drain`].
+//! * A client that does not finish its request head within
+//!   [`Config::handshake_timeout`] is dropped; [`Config::idle_timeout`]
+//!   closes silent WebSocket connections with 1001.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
