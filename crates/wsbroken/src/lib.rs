@@ -17,6 +17,12 @@
 //!   (It does close after failing a connection itself: a server that never
 //!   does makes wstest wait forever in 6.4.*, whose only timer is gone by
 //!   then.)
+//! * [`Flaw::Takeover`]: right in every frame, and accepts permessage-deflate
+//!   (RFC 7692), but mishandles context takeover: it announces
+//!   `server_no_context_takeover` and still keeps its compression window
+//!   from one message to the next, so a client that starts each message
+//!   with an empty window cannot inflate what refers back (the compression
+//!   cases 12.* and 13.* fail, or pass where no message refers back).
 //!
 //! This crate is not part of the product: it is a fixture for tests.
 //!
@@ -41,18 +47,21 @@ pub enum Flaw {
     Lazy,
     /// Never closes the TCP connection after the client's closing handshake.
     Linger,
+    /// Says it compresses each message on its own, and does not.
+    Takeover,
 }
 
 impl Flaw {
     /// Every flaw.
-    pub const ALL: [Flaw; 3] = [Flaw::Unchecked, Flaw::Lazy, Flaw::Linger];
+    pub const ALL: [Flaw; 4] = [Flaw::Unchecked, Flaw::Lazy, Flaw::Linger, Flaw::Takeover];
 
-    /// The flaw's name (`unchecked`, `lazy`, `linger`).
+    /// The flaw's name (`unchecked`, `lazy`, `linger`, `takeover`).
     pub fn name(self) -> &'static str {
         match self {
             Flaw::Unchecked => "unchecked",
             Flaw::Lazy => "lazy",
             Flaw::Linger => "linger",
+            Flaw::Takeover => "takeover",
         }
     }
 
@@ -106,8 +115,38 @@ pub fn spawn(addr: &str, flaw: Flaw) -> io::Result<Server> {
     Ok(Server { addr, stop })
 }
 
-/// Reads the upgrade request and answers it; returns the bytes after it.
-fn handshake(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+/// permessage-deflate as [`Flaw::Takeover`] runs it: the client's messages
+/// inflated as agreed, its own compressed with the window kept.
+struct Pmd {
+    inflater: wsproto::deflate::Inflater,
+    deflater: wsproto::deflate::Deflater,
+}
+
+/// The most a compressed message may inflate to.
+const MAX_MESSAGE: u64 = 64 << 20;
+
+/// The answer to the client's first valid permessage-deflate offer, with
+/// the lie: `server_no_context_takeover`, whatever was asked.
+fn accept_deflate(offers: &[wsproto::handshake::Extension<'_>]) -> Option<(String, Pmd)> {
+    use wsproto::{Role, deflate};
+    let offer = deflate::DeflateOffer::first_valid(offers)?;
+    let mut params = offer.accept();
+    params.server_no_context_takeover = true;
+    let pmd = Pmd {
+        inflater: deflate::Inflater::with_window_bits(
+            params.no_context_takeover(Role::Client),
+            params.max_window_bits(Role::Client),
+            MAX_MESSAGE,
+        ),
+        // The flaw: the window is kept (no_context_takeover = false).
+        deflater: deflate::Deflater::with_window_bits(6, false, params.max_window_bits(Role::Server)),
+    };
+    Some((params.to_string(), pmd))
+}
+
+/// Reads the upgrade request and answers it; returns the bytes after it,
+/// and permessage-deflate when this flaw accepts it.
+fn handshake(stream: &mut TcpStream, flaw: Flaw) -> io::Result<(Vec<u8>, Option<Pmd>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -121,10 +160,15 @@ fn handshake(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
             Ok(wsproto::Status::Partial) => continue,
             Ok(wsproto::Status::Complete((request, consumed))) => {
                 let upgrade = request.validate().map_err(|e| io::Error::other(e.to_string()))?;
-                let response = wsproto::handshake::build_response(&upgrade.accept_key(), None, None)
+                let deflate = if flaw == Flaw::Takeover { accept_deflate(&upgrade.extensions) } else { None };
+                let (extensions, pmd) = match deflate {
+                    Some((answer, pmd)) => (Some(answer), Some(pmd)),
+                    None => (None, None),
+                };
+                let response = wsproto::handshake::build_response(&upgrade.accept_key(), None, extensions.as_deref())
                     .map_err(|e| io::Error::other(e.to_string()))?;
                 stream.write_all(&response)?;
-                return Ok(buf[consumed..].to_vec());
+                return Ok((buf[consumed..].to_vec(), pmd));
             }
             Err(e) => return Err(io::Error::other(e.to_string())),
         }
@@ -152,6 +196,10 @@ struct Conn {
     message: Option<u8>,
     data: Vec<u8>,
     utf8: wsproto::Utf8Validator,
+    /// permessage-deflate, when negotiated.
+    pmd: Option<Pmd>,
+    /// The message being received is compressed.
+    compressed: bool,
 }
 
 /// What to do after a frame.
@@ -167,8 +215,10 @@ impl Conn {
     fn frame(&mut self, h: &wsproto::FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Next {
         let opcode = h.opcode.as_u4();
         let checked = self.flaw != Flaw::Unchecked;
+        // RFC 7692 §6: RSV1 marks the first frame of a compressed message.
+        let compressed_start = self.pmd.is_some() && h.rsv1 && !h.opcode.is_control() && opcode != 0;
         if checked {
-            if h.rsv1 || h.rsv2 || h.rsv3 || h.opcode.is_reserved() {
+            if (h.rsv1 && !compressed_start) || h.rsv2 || h.rsv3 || h.opcode.is_reserved() {
                 return Next::Fail(1002);
             }
             if h.opcode.is_control() && (!h.fin || payload.len() > 125) {
@@ -213,10 +263,28 @@ impl Conn {
                     self.message = Some(opcode);
                     self.data.clear();
                     self.utf8.reset();
+                    self.compressed = compressed_start;
+                    if let Some(pmd) = &mut self.pmd
+                        && compressed_start
+                    {
+                        pmd.inflater.begin_message();
+                    }
                 }
                 let text = self.message == Some(1);
-                self.data.extend_from_slice(payload);
-                if checked && text && self.flaw != Flaw::Lazy && self.utf8.feed(payload).is_err() {
+                let start_len = self.data.len();
+                match &mut self.pmd {
+                    Some(pmd) if self.compressed => {
+                        let data = &mut self.data;
+                        if pmd.inflater.inflate(payload, &mut |b| data.extend_from_slice(b)).is_err() {
+                            return Next::Fail(1007);
+                        }
+                        if h.fin && pmd.inflater.end_message(&mut |b| data.extend_from_slice(b)).is_err() {
+                            return Next::Fail(1007);
+                        }
+                    }
+                    _ => self.data.extend_from_slice(payload),
+                }
+                if checked && text && self.flaw != Flaw::Lazy && self.utf8.feed(&self.data[start_len..]).is_err() {
                     return Next::Fail(1007);
                 }
                 if h.fin {
@@ -228,7 +296,16 @@ impl Conn {
                     let mut echo = wsproto::FrameHeader::new(wsproto::OpCode::from_u4(opcode), 0);
                     (echo.rsv1, echo.rsv2, echo.rsv3) =
                         if checked { (false, false, false) } else { (h.rsv1, h.rsv2, h.rsv3) };
-                    wsproto::encode_frame(&echo, &self.data, out);
+                    match &mut self.pmd {
+                        // Every echo compressed, with the window kept.
+                        Some(pmd) => {
+                            let mut compressed = Vec::with_capacity(self.data.len() / 2 + 64);
+                            pmd.deflater.compress_message(&self.data, &mut compressed);
+                            echo.rsv1 = true;
+                            wsproto::encode_frame(&echo, &compressed, out);
+                        }
+                        None => wsproto::encode_frame(&echo, &self.data, out),
+                    }
                 }
                 Next::Go
             }
@@ -242,8 +319,9 @@ const LAZY_IDLE: Duration = Duration::from_millis(50);
 
 fn serve(mut stream: TcpStream, flaw: Flaw) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut buf = handshake(&mut stream)?;
-    let mut conn = Conn { flaw, message: None, data: Vec::new(), utf8: wsproto::Utf8Validator::new() };
+    let (mut buf, pmd) = handshake(&mut stream, flaw)?;
+    let mut conn =
+        Conn { flaw, message: None, data: Vec::new(), utf8: wsproto::Utf8Validator::new(), pmd, compressed: false };
     let mut chunk = vec![0u8; 64 * 1024];
     let mut done = false;
     // Whether the closing handshake was the client's (which a lingering
@@ -359,5 +437,66 @@ mod tests {
         assert_eq!(got[..4], [0x88, 0x02, 0x03, 0xea], "a close 1002 and nothing before it: {got:02x?}");
         let got = exchange(Flaw::Linger, &frames);
         assert!(got.starts_with(&[0x81, 0x02, b'H', b'i', 0x88, 0x02, 0x03, 0xea]), "{got:02x?}");
+    }
+
+    #[test]
+    fn takeover_announces_no_context_takeover_and_keeps_its_window() {
+        use wsproto::deflate::{Deflater, Inflater};
+        let server = spawn("127.0.0.1:0", Flaw::Takeover).expect("binds");
+        let mut s = TcpStream::connect(server.local_addr()).expect("connects");
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let request = wsproto::handshake::build_request("x", "/", key, &[], Some("permessage-deflate")).expect("ok");
+        s.write_all(&request).expect("writes");
+        // The same message twice, compressed on its own each time, masked
+        // with a zero key.
+        let message = b"a message that the second echo can refer back to";
+        let mut deflater = Deflater::new(6, true);
+        for _ in 0..2 {
+            let mut payload = Vec::new();
+            deflater.compress_message(message, &mut payload);
+            let mut header = wsproto::FrameHeader::new(wsproto::OpCode::Text, payload.len() as u64);
+            header.rsv1 = true;
+            header.mask = Some([0; 4]);
+            let mut frame = Vec::new();
+            wsproto::encode_frame(&header, &payload, &mut frame);
+            s.write_all(&frame).expect("writes");
+        }
+        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut echoes = Vec::new();
+        while echoes.len() < 2 {
+            let n = s.read(&mut chunk).expect("reads");
+            assert!(n > 0, "closed early: {got:02x?}");
+            got.extend_from_slice(&chunk[..n]);
+            let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            let head = String::from_utf8_lossy(&got[..end]).into_owned();
+            assert!(
+                head.contains("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover"),
+                "{head}"
+            );
+            let mut rest = &got[end + 4..];
+            echoes.clear();
+            while let wsproto::Status::Complete(parsed) = wsproto::parse_header(rest) {
+                let total = parsed.header_len + parsed.header.payload_len as usize;
+                if rest.len() < total {
+                    break;
+                }
+                assert!(parsed.header.rsv1, "every echo compressed");
+                echoes.push(rest[parsed.header_len..total].to_vec());
+                rest = &rest[total..];
+            }
+        }
+        // Inflated as announced, each on its own: the second refers back to
+        // the first and cannot be read.
+        let inflate = |payload: &[u8]| {
+            let mut inflater = Inflater::new(true, 1 << 20);
+            let mut out = Vec::new();
+            inflater.begin_message();
+            inflater.inflate(payload, &mut |b| out.extend_from_slice(b))?;
+            inflater.end_message(&mut |b| out.extend_from_slice(b)).map(|_| out)
+        };
+        assert_eq!(inflate(&echoes[0]).expect("the first echo inflates"), message);
+        assert!(inflate(&echoes[1]).is_err(), "the second echo needs the first one's window");
     }
 }

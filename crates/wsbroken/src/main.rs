@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         }
     }
     let Some(flaw) = flaw else {
-        eprintln!("usage: wsbroken --flaw unchecked|lazy|linger [--listen 127.0.0.1:0]");
+        eprintln!("usage: wsbroken --flaw unchecked|lazy|linger|takeover [--listen 127.0.0.1:0]");
         return ExitCode::from(2);
     };
     match wsbroken::spawn(&listen, flaw) {

@@ -19,8 +19,8 @@ struct Cli {
 const EXAMPLES: &str = "\
 Examples:
   wsharness autobahn run --url ws://127.0.0.1:9001 --agent wsecho --out target/autobahn/wsecho
-  wsharness autobahn run --url ws://127.0.0.1:9001 --cases '1.*,2.*' --exclude 2.10
-  wsharness autobahn run --engine native --url ws://127.0.0.1:9001 --cases '1.*,6.*,7.*' --jobs 4
+  wsharness autobahn run --url ws://127.0.0.1:9001 --cases '1.*,2.*' --exclude 2.10 --jobs 4
+  wsharness autobahn run --engine wstest --url ws://127.0.0.1:9001 --cases '12.*,13.*'
   wsharness autobahn check target/autobahn/wsecho
   wsharness autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json
   wsharness bench --url ws://127.0.0.1:9001 -c 10 -w 4 -s 64KiB -d 5
@@ -256,6 +256,15 @@ enum BenchCommand {
 enum AutobahnCommand {
     /// Run the fuzzingclient against a server, then check the results.
     Run(RunArgs),
+    /// Create the testsuite's Python 2.7 virtualenv (once) and print where
+    /// it is: wstest runs in it, and the native engine reads the
+    /// compression cases' test data files from it.
+    Setup {
+        /// The virtualenv to create (default: in the cache directory; also
+        /// $WSHARNESS_VENV).
+        #[arg(long)]
+        venv: Option<PathBuf>,
+    },
     /// Judge a report directory: counts per category, failing cases; exits
     /// 1 when any case fails.
     Check {
@@ -316,12 +325,12 @@ enum AutobahnCommand {
 /// The engines `autobahn run` can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Engine {
+    /// The cases in Rust (wsharness itself).
+    Native,
     /// wstest in a cached Python 2.7 virtualenv.
     Wstest,
     /// wstest in the pinned Docker image.
     Docker,
-    /// The cases in Rust (wsharness itself).
-    Native,
 }
 
 #[derive(Debug, Args)]
@@ -341,10 +350,10 @@ struct RunArgs {
     /// Report directory.
     #[arg(long, default_value = "autobahn/reports")]
     out: PathBuf,
-    /// Which engine runs the cases: wstest in a local Python 2.7
-    /// virtualenv, wstest in Docker (host networking), or the native Rust
-    /// engine (no Python, no Docker; families 1-7 and 10 so far).
-    #[arg(long, value_enum, default_value_t = Engine::Wstest)]
+    /// Which engine runs the cases: the native Rust engine (no Python, no
+    /// Docker; all 517 cases, with wstest's verdicts), wstest in a local
+    /// Python 2.7 virtualenv, or wstest in Docker (host networking).
+    #[arg(long, value_enum, default_value_t = Engine::Native)]
     engine: Engine,
     /// Cases to run at the same time (native engine): their waits overlap,
     /// which a server that serves one connection at a time may not like.
@@ -406,6 +415,11 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 autobahn::run(&opts)?
             };
             check(&dir, Some(&args.agent))
+        }
+        AutobahnCommand::Setup { venv } => {
+            let venv = autobahn::ensure_venv(venv)?;
+            emit(&format!("{}\n", venv.display()));
+            Ok(true)
         }
         AutobahnCommand::Check { dir, agent } => check(&dir, agent.as_deref()),
         AutobahnCommand::Diff { left, right, left_agent, right_agent, require_all_cases } => {

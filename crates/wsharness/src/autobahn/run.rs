@@ -229,7 +229,9 @@ fn requirements_hash() -> String {
     format!("{:08x}", h >> 32)
 }
 
-fn default_venv() -> PathBuf {
+/// The testsuite's virtualenv: `$WSHARNESS_VENV`, else one per set of pinned
+/// packages in the user's cache directory.
+pub(crate) fn default_venv() -> PathBuf {
     if let Some(dir) = std::env::var_os("WSHARNESS_VENV") {
         return PathBuf::from(dir);
     }

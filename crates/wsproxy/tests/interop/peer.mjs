@@ -37,6 +37,10 @@ if (role === "server") {
   });
   wss.on("connection", (ws) => {
     ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
+    // A client's protocol error: ws closes that connection (1002, 1007,
+    // 1009) and emits "error", which without a listener would end the
+    // whole server (Autobahn's cases 2.5 and on send such frames on purpose).
+    ws.on("error", () => {});
   });
   process.on("SIGTERM", () => wss.close(() => process.exit(0)));
 } else {

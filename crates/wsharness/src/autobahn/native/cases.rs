@@ -2,10 +2,11 @@
 //! outcomes it expects, read from Autobahn's case classes
 //! (`autobahntestsuite/case/*.py`) and written here family by family.
 //!
-//! The report text (id, description, expectation) and the UTF-8 sequences of
-//! 6.5.* and later come from `autobahn/spec/cases.json`, extracted from the
-//! pinned testsuite by `autobahn/spec/extract.py`, so the reports say word for
-//! word what wstest's say.
+//! The report text (id, description, expectation), the UTF-8 sequences of
+//! 6.5.* and later and the parameters of the permessage-deflate cases 12.*
+//! and 13.* come from `autobahn/spec/cases.json`, extracted from the pinned
+//! testsuite by `autobahn/spec/extract.py`, so the reports say word for word
+//! what wstest's say and the compression cases send what wstest's send.
 
 use std::collections::BTreeMap;
 
@@ -38,17 +39,61 @@ pub struct SpecRow {
     /// For the data-driven UTF-8 cases: whether the payload is valid UTF-8.
     #[serde(default)]
     pub valid: Option<bool>,
+    /// For the permessage-deflate cases: what they send.
+    #[serde(default)]
+    pub deflate: Option<DeflateSpec>,
+}
+
+/// The parameters of one permessage-deflate case (`case12_x_x.py`'s class
+/// attributes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DeflateSpec {
+    /// `LEN`: each message's length, in bytes for binary test data and in
+    /// characters for text.
+    pub len: usize,
+    /// `COUNT`: messages, one after the other, each sent when the echo of
+    /// the one before is back.
+    pub count: usize,
+    /// `WAITSECS`: seconds for all of them.
+    pub wait: u32,
+    /// `AUTOFRAGSIZE`: the compressed payload is sent in frames of this
+    /// many bytes (0: one frame).
+    pub fragment: usize,
+    /// The test data file (in the testsuite's `testdata/`) the messages are
+    /// cut from.
+    pub file: String,
+    /// Whether the messages are binary (else text).
+    pub binary: bool,
+    /// The `Sec-WebSocket-Extensions` value the client offers, as Autobahn
+    /// writes it.
+    pub offers: String,
+}
+
+/// A test data file as the pinned testsuite ships it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TestdataSpec {
+    /// Its length.
+    pub size: u64,
+    /// Its SHA-1, in hex.
+    pub sha1: String,
 }
 
 #[derive(Debug, Deserialize)]
 struct SpecFile {
     cases: Vec<SpecRow>,
+    #[serde(default)]
+    testdata: BTreeMap<String, TestdataSpec>,
 }
 
 /// Every case of the testsuite in its order (the report's `case` number is
 /// the 1-based position here).
 pub fn spec_rows() -> Vec<SpecRow> {
     serde_json::from_str::<SpecFile>(SPEC).map(|f| f.cases).unwrap_or_default()
+}
+
+/// The test data files the compression cases read, by name.
+pub fn testdata_specs() -> BTreeMap<String, TestdataSpec> {
+    serde_json::from_str::<SpecFile>(SPEC).map(|f| f.testdata).unwrap_or_default()
 }
 
 /// A frame exactly as the fuzzer writes it, broken or not.
@@ -246,6 +291,11 @@ pub enum Kind {
         /// Seconds for all of them.
         wait: u32,
     },
+    /// 12.* and 13.*: as [`Kind::RoundTrip`], with permessage-deflate
+    /// negotiated, messages cut from a test data file ([`Case::deflate`])
+    /// and each echo checked by its SHA-1; UNIMPLEMENTED when the server
+    /// does not accept the offer.
+    Deflate,
 }
 
 /// One case: its report text, its script and its expectations.
@@ -275,6 +325,8 @@ pub struct Case {
     pub auto_fragment_size: Option<usize>,
     /// How it treats the messages it gets.
     pub kind: Kind,
+    /// The compression cases' parameters (12.*, 13.*).
+    pub deflate: Option<DeflateSpec>,
 }
 
 /// The parts of a case a family builder fills in.
@@ -833,6 +885,17 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
 }
 
+/// 12.* and 13.*: permessage-deflate, from the spec table's parameters.
+fn deflate(row: &SpecRow) -> Option<Script> {
+    let spec = row.deflate.as_ref()?;
+    let mut s = Script::new(vec![], ExpectedClose::clean_by_me(CLOSE_NORMAL), vec![]);
+    s.expected.clear();
+    s.kind = Kind::Deflate;
+    // `autoFragmentSize = 0` sends each message in one frame.
+    s.auto_fragment_size = (spec.fragment > 0).then_some(spec.fragment);
+    Some(s)
+}
+
 /// The script of a case, if the native engine has its family.
 fn script(row: &SpecRow) -> Option<Script> {
     let id: Vec<u32> = row.id.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
@@ -846,6 +909,7 @@ fn script(row: &SpecRow) -> Option<Script> {
         7 => closing(&id),
         9 if id.len() == 3 => limits(&id),
         10 => misc(&id),
+        12 | 13 if id.len() == 3 => deflate(row),
         _ => None,
     }
 }
@@ -870,6 +934,7 @@ pub fn all_cases() -> Vec<Case> {
                 judge: s.judge,
                 auto_fragment_size: s.auto_fragment_size,
                 kind: s.kind,
+                deflate: row.deflate,
             })
         })
         .collect()
@@ -902,11 +967,69 @@ mod tests {
             ("7.", 37),
             ("9.", 54),
             ("10.", 1),
+            ("12.", 90),
+            ("13.", 126),
         ];
         for (prefix, n) in table {
             assert_eq!(count(prefix), n, "family {prefix}");
         }
-        assert_eq!(cases.len(), 301);
+        assert_eq!(cases.len(), 517);
+    }
+
+    #[test]
+    fn compression_cases_carry_autobahns_parameters() {
+        let cases = all_cases();
+        let case = |id: &str| cases.iter().find(|c| c.id == id).expect("case exists");
+        let first = case("12.1.1");
+        assert_eq!(first.kind, Kind::Deflate);
+        let spec = first.deflate.as_ref().expect("deflate parameters");
+        assert_eq!((spec.len, spec.count, spec.wait, spec.fragment), (16, 1000, 60, 0));
+        assert_eq!((spec.file.as_str(), spec.binary), ("data1.json", false));
+        assert_eq!(spec.offers, "permessage-deflate; client_no_context_takeover; client_max_window_bits");
+        assert_eq!(first.auto_fragment_size, None);
+        // 12.2: lena512.bmp, binary; 12.x.11 to 18 fragment the compressed payload.
+        let lena = case("12.2.11");
+        assert_eq!(lena.deflate.as_ref().map(|d| (d.file.as_str(), d.binary)), Some(("lena512.bmp", true)));
+        assert_eq!(lena.auto_fragment_size, Some(256));
+        assert_eq!(case("12.5.18").auto_fragment_size, Some(32768));
+        // 13.7 offers three configurations, in Autobahn's order and words.
+        let offers = &case("13.7.1").deflate.as_ref().expect("deflate").offers;
+        assert_eq!(
+            offers,
+            "permessage-deflate; client_no_context_takeover; client_max_window_bits; server_no_context_takeover; \
+             server_max_window_bits=9, permessage-deflate; client_no_context_takeover; client_max_window_bits; \
+             server_no_context_takeover, permessage-deflate; client_no_context_takeover; client_max_window_bits"
+        );
+        // Each offer is a valid permessage-deflate offer to wsproto's
+        // negotiation, with the parameters the case names.
+        let offers_of = |id: &str| {
+            let header = case(id).deflate.as_ref().expect("deflate").offers.clone();
+            let mut elements = Vec::new();
+            wsproto::handshake::parse_extensions(header.as_bytes(), &mut elements).expect("a valid header");
+            wsproto::deflate::DeflateOffer::offers(&elements).collect::<Result<Vec<_>, _>>().expect("valid offers")
+        };
+        let table: [(&str, &[(bool, Option<u8>)]); 7] = [
+            ("13.1.1", &[(false, None)]),
+            ("13.2.1", &[(true, None)]),
+            ("13.3.1", &[(false, Some(9))]),
+            ("13.4.1", &[(false, Some(15))]),
+            ("13.5.1", &[(true, Some(9))]),
+            ("13.6.1", &[(true, Some(15))]),
+            ("13.7.1", &[(true, Some(9)), (true, None), (false, None)]),
+        ];
+        for (id, want) in table {
+            let got: Vec<(bool, Option<u8>)> =
+                offers_of(id).iter().map(|o| (o.server_no_context_takeover, o.server_max_window_bits)).collect();
+            assert_eq!(got, want, "{id}");
+            // Autobahn's offers always announce both client parameters.
+            assert!(
+                offers_of(id).iter().all(|o| o.client_no_context_takeover && o.client_max_window_bits == Some(None))
+            );
+        }
+        // Every file the cases read is pinned by size and digest.
+        let files = testdata_specs();
+        assert_eq!(files.len(), 5);
+        assert!(cases.iter().filter_map(|c| c.deflate.as_ref()).all(|d| files.contains_key(&d.file)));
     }
 
     #[test]

@@ -38,6 +38,17 @@ td,th{border:1px solid #bbb;padding:2px 8px;text-align:left;vertical-align:top}\
 .failed{background:#f88}pre{background:#f4f4f4;padding:4px;overflow-x:auto;font-size:85%}\
 section{margin-top:2em;border-top:2px solid #888}";
 
+/// The compression ratios of a compression case that passed (compressed
+/// size over message size, received and sent), as wstest's index shows them.
+fn compression(r: &Value) -> String {
+    let ratio = |k: &str| r["trafficStats"][k].as_f64().map_or_else(|| "-".to_owned(), |x| format!("{x:.3}"));
+    if r["reportCompressionRatio"].as_bool() == Some(true) && r["trafficStats"].is_object() {
+        format!("in {} / out {}", ratio("incomingCompressionRatio"), ratio("outgoingCompressionRatio"))
+    } else {
+        String::new()
+    }
+}
+
 /// The page for `agent`'s run, from the per-case reports in case order.
 pub fn render(agent: &str, reports: &[Value]) -> String {
     let mut out = String::new();
@@ -46,7 +57,8 @@ pub fn render(agent: &str, reports: &[Value]) -> String {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Autobahn results for {a}</title>\
          <style>{STYLE}</style></head><body>\n<h1>Autobahn results for {a}</h1>\n\
          <p>Run by the wsharness native engine: {n} cases.</p>\n<table id=\"cases\">\n\
-         <tr><th>case</th><th>behavior</th><th>close</th><th>ms</th><th>remote close code</th></tr>\n",
+         <tr><th>case</th><th>behavior</th><th>close</th><th>ms</th><th>remote close code</th>\
+         <th>compression</th></tr>\n",
         a = esc(agent),
         n = reports.len()
     );
@@ -56,13 +68,15 @@ pub fn render(agent: &str, reports: &[Value]) -> String {
         let bc = r["behaviorClose"].as_str().unwrap_or_default();
         let _ = writeln!(
             out,
-            "<tr><td><a href=\"#case-{id}\">{id}</a></td><td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"#case-{id}\">{id}</a></td><td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td></tr>",
             class(b),
             esc(b),
             class(bc),
             esc(bc),
             r["duration"],
             r["remoteCloseCode"],
+            compression(r),
             id = esc(id),
         );
     }
@@ -80,7 +94,7 @@ pub fn render(agent: &str, reports: &[Value]) -> String {
              <p><b>Case:</b> {}</p>\n<p><b>Expectation:</b> {}</p>\n<p><b>Result:</b> {} <b>Close:</b> {}</p>\n\
              <p><b>Expected:</b></p><pre>{}</pre>\n<p><b>Observed:</b></p><pre>{}</pre>\n\
              <p><b>Closing:</b></p><pre>closedByMe {} failedByMe {} droppedByMe {} wasClean {} wasNotCleanReason {}\n\
-             localCloseCode {} remoteCloseCode {} remoteCloseReason {}</pre>\n\
+             localCloseCode {} remoteCloseCode {} remoteCloseReason {}</pre>\n{}\
              <details><summary>Wire log ({} entries)</summary><pre>{}</pre></details></section>\n",
             class(r["behavior"].as_str().unwrap_or_default()),
             text("behavior"),
@@ -100,6 +114,11 @@ pub fn render(agent: &str, reports: &[Value]) -> String {
             r["localCloseCode"],
             r["remoteCloseCode"],
             esc(&r["remoteCloseReason"].to_string()),
+            if r["trafficStats"].is_object() {
+                format!("<p><b>Traffic:</b></p><pre>{}</pre>\n", pretty("trafficStats"))
+            } else {
+                String::new()
+            },
             wirelog.len(),
             wirelog.join("\n"),
         );
@@ -129,5 +148,19 @@ mod tests {
         assert!(page.contains("Send <b>RSV = 1</b>."), "Autobahn's own markup is kept");
         assert!(page.contains("&lt;script&gt;") && !page.contains("<script>"), "observed payloads are escaped");
         assert!(page.contains("Wire log (1 entries)"));
+        assert!(!page.contains("Traffic:"), "no traffic section without trafficStats");
+    }
+
+    #[test]
+    fn compression_cases_show_their_ratios() {
+        let report = serde_json::json!({
+            "id": "12.1.1", "behavior": "OK", "behaviorClose": "OK", "duration": 900, "remoteCloseCode": 1000,
+            "reportCompressionRatio": true,
+            "trafficStats": {"incomingCompressionRatio": 0.303625, "outgoingCompressionRatio": 0.9925625},
+            "wirelog": []
+        });
+        let page = render("x", &[report]);
+        assert!(page.contains("<td>in 0.304 / out 0.993</td>"), "{page}");
+        assert!(page.contains("<p><b>Traffic:</b></p>"));
     }
 }

@@ -85,6 +85,9 @@ pub const UNCLEAN: &str = "UNCLEAN";
 pub const FAILED_BY_CLIENT: &str = "FAILED BY CLIENT";
 /// Outcome left open by the spec.
 pub const INFORMATIONAL: &str = "INFORMATIONAL";
+/// The server does not have the optional feature the case tests
+/// (permessage-deflate, for 12.* and 13.*).
+pub const UNIMPLEMENTED: &str = "UNIMPLEMENTED";
 
 /// The frames 10.1.1 must have sent: 65536 / 1300 continuations and one text frame.
 const AUTO_FRAGMENT_FRAMES: (u64, u64) = (65536 / 1300, 1);

@@ -5,19 +5,24 @@
 //! * `conn`: one case on one connection, Autobahn's client rebuilt on tokio.
 //! * `judge`: `behavior` and `behaviorClose`, as `Case.onConnectionLost` decides.
 //! * `wirelog`: the report's renderings of bytes and times.
+//! * `traffic`: the `trafficStats` of the compression cases.
+//! * `testdata`: the testsuite's files the compression cases cut their
+//!   messages from, found in the installed testsuite.
 //! * `html`: `index.html`, the run as one self-contained page.
 //!
 //! [`run_native`] runs the selected cases one after the other, as wstest
 //! does (or `--jobs N` at a time: the waits some cases are made of then
 //! overlap), and writes `index.json` and one `AGENT_case_X_Y_Z.json` per
 //! case in wstest's layout (and an `index.html` of its own), so `check`,
-//! `diff` and `export` read them unchanged. Cases of families the engine
-//! does not have yet (12.*, 13.*) are not run, and the run says so.
+//! `diff` and `export` read them unchanged. It has every case of the
+//! testsuite's fuzzingclient (517).
 
 mod cases;
 mod conn;
 mod html;
 mod judge;
+mod testdata;
+mod traffic;
 mod wirelog;
 
 use std::collections::BTreeMap;
@@ -30,13 +35,14 @@ use serde_json::{Value, json};
 
 pub use cases::{Case, all_cases};
 pub use conn::Target;
+pub use testdata::TESTDATA_ENV;
 
 use super::run::{RunOptions, glob_match};
 use cases::{ExpectedClose, Observed};
 use conn::CaseRun;
 
 /// The families (first id components) the native engine runs.
-pub const NATIVE_FAMILIES: [u32; 9] = [1, 2, 3, 4, 5, 6, 7, 9, 10];
+pub const NATIVE_FAMILIES: [u32; 11] = [1, 2, 3, 4, 5, 6, 7, 9, 10, 12, 13];
 
 /// `ws://host[:port][/path]` → where to connect and what to ask for.
 pub fn target(url: &str) -> anyhow::Result<Target> {
@@ -137,14 +143,14 @@ fn case_report(case: &Case, agent: &str, run: &CaseRun) -> Value {
         ("received", Value::Array(run.received.iter().map(observed_json).collect())),
         ("remoteCloseCode", json!(f.remote_close_code)),
         ("remoteCloseReason", json!(f.remote_close_reason)),
-        ("reportCompressionRatio", json!(false)),
+        ("reportCompressionRatio", json!(case.kind == cases::Kind::Deflate)),
         ("reportTime", json!(case.kind != cases::Kind::Standard)),
         ("result", json!(f.result)),
         ("resultClose", json!(f.result_close)),
         ("rxFrameStats", stats(&run.rx_frame_stats)),
         ("rxOctetStats", stats(&run.rx_octet_stats)),
         ("started", json!(run.started)),
-        ("trafficStats", Value::Null),
+        ("trafficStats", run.traffic_stats.as_ref().map_or(Value::Null, traffic::TrafficStats::to_json)),
         ("txFrameStats", stats(&run.tx_frame_stats)),
         ("txOctetStats", stats(&run.tx_octet_stats)),
         ("wasClean", json!(f.was_clean)),
@@ -179,28 +185,44 @@ pub fn select(patterns: &[String], exclude: &[String]) -> (Vec<Case>, Vec<String
     (cases, missing)
 }
 
+/// The test data the selected compression cases read. Without it they still
+/// run: a server that declines permessage-deflate gets its UNIMPLEMENTED,
+/// and a case that would need the data fails, saying so (as the warning
+/// printed here does).
+fn load_testdata(cases: &[Case], opts: &RunOptions) -> BTreeMap<String, std::sync::Arc<testdata::TestFile>> {
+    let wanted: std::collections::BTreeSet<(String, bool)> =
+        cases.iter().filter_map(|c| c.deflate.as_ref()).map(|d| (d.file.clone(), d.binary)).collect();
+    if wanted.is_empty() {
+        return BTreeMap::new();
+    }
+    let venv = opts.venv.clone().unwrap_or_else(super::run::default_venv);
+    match testdata::load(&wanted, &cases::testdata_specs(), &venv) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!(
+                "autobahn: warning: {e:#}; the compression cases fail against a server that accepts permessage-deflate"
+            );
+            BTreeMap::new()
+        }
+    }
+}
+
 /// Runs the selected cases natively and writes the reports; returns the
 /// report directory.
 pub fn run_native(opts: &RunOptions) -> anyhow::Result<PathBuf> {
     let target = target(&opts.url)?;
     let (cases, missing) = select(&opts.cases, &opts.exclude);
-    if cases.is_empty() {
-        bail!(
-            "no case selected that the native engine has (it runs families {}); {} selected cases need --engine wstest",
-            NATIVE_FAMILIES.map(|f| format!("{f}.*")).join(", "),
-            missing.len()
-        );
-    }
     if !missing.is_empty() {
-        eprintln!(
-            "autobahn: the native engine does not have {} of the selected cases yet (first: {}); run them with --engine wstest",
-            missing.len(),
-            missing[0]
-        );
+        // Every case of the spec table has a script; this is a bug.
+        bail!("the native engine has no script for {} selected cases (first: {})", missing.len(), missing[0]);
+    }
+    if cases.is_empty() {
+        bail!("no case matches --cases {} (less --exclude)", opts.cases.join(","));
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     let out = opts.out.canonicalize().with_context(|| format!("resolving {}", opts.out.display()))?;
     let _ = std::fs::remove_file(out.join("index.json"));
+    let testdata = load_testdata(&cases, opts);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
     // Say so before the suite when nothing listens.
     runtime
@@ -229,9 +251,10 @@ pub fn run_native(opts: &RunOptions) -> anyhow::Result<PathBuf> {
         for (i, case) in cases.iter().enumerate() {
             let Ok(slot) = std::sync::Arc::clone(&slots).acquire_owned().await else { break };
             let (case, target) = (case.clone(), target.clone());
+            let data = case.deflate.as_ref().and_then(|d| testdata.get(&d.file).cloned());
             bar.set_message(case.id.clone());
             set.spawn(async move {
-                let run = conn::run_case(&case, &target).await;
+                let run = conn::run_case(&case, &target, data).await;
                 drop(slot);
                 (i, run)
             });
@@ -306,9 +329,11 @@ mod tests {
     }
 
     #[test]
-    fn selection_names_what_is_not_native() {
+    fn selection_has_every_case() {
         let (cases, missing) = select(&["1.*".into(), "9.1.1".into(), "12.1.1".into()], &["1.2.*".into()]);
-        assert_eq!(cases.len(), 9);
-        assert_eq!(missing, ["12.1.1"]);
+        assert_eq!(cases.len(), 10);
+        assert!(missing.is_empty(), "{missing:?}");
+        let (all, missing) = select(&["*".into()], &[]);
+        assert_eq!((all.len(), missing.len()), (517, 0));
     }
 }
