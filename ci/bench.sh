@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks: starts on 127.0.0.1 wsecho, wsproxy in front of wsecho (every
-# frame logged as JSON to a file), a minimal tokio-tungstenite echo loop, and
+# Benchmarks: starts on 127.0.0.1 wsecho (both engines), wsproxy in front of
+# wsecho (every frame logged as JSON to a file), tokio-tungstenite's own
+# example echo loop (read.try_filter(...).forward(write)), and
 # when available nginx and websocat (`cargo install websocat`) in front of
 # wsecho, socat as a plain TCP relay in front of wsecho (the cost of a
 # hop with no inspection), a Node `ws` and a Python `websockets` echo server; runs
@@ -44,8 +45,10 @@ PIDS=()
 start_server wsecho "$BIN/wsecho" --listen 127.0.0.1:0 --quiet
 ECHO_URL=$SERVER_URL
 TARGETS+=("wsecho=$SERVER_URL@$SERVER_PID")
+start_server wsecho-wsproto "$BIN/wsecho" --listen 127.0.0.1:0 --quiet --engine wsproto
+TARGETS+=("wsecho --engine wsproto=$SERVER_URL@$SERVER_PID")
 start_server tt-echo "$BIN/examples/tt_echo"
-TARGETS+=("tokio-tungstenite=$SERVER_URL@$SERVER_PID")
+TARGETS+=("tokio-tungstenite example=$SERVER_URL@$SERVER_PID")
 start_server wsproxy "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" --format json --log "$OUT/wsproxy-events.jsonl"
 TARGETS+=("wsproxy→wsecho=$SERVER_URL@$SERVER_PID")
 # The recording outputs (issue 15): the proxy with its event output off,

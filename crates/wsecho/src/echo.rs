@@ -36,7 +36,16 @@ where
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config(config))).await;
     debug!(%peer, "websocket open");
     let result = tokio::select! {
-        result = echo(&mut ws) => result,
+        result = echo(&mut ws, config.idle_timeout) => match result {
+            Err(Idle) => {
+                debug!(%peer, "idle timeout: closing with 1001");
+                let close = CloseFrame { code: CloseCode::Away, reason: "idle timeout".into() };
+                let _ = ws.send(Message::Close(Some(close))).await;
+                let _ = tokio::time::timeout(CLOSE_WAIT, async { while ws.next().await.is_some() {} }).await;
+                Ok(())
+            }
+            Ok(result) => result,
+        },
         _ = life.shutting_down() => {
             let close = CloseFrame { code: CloseCode::Away, reason: "server shutting down".into() };
             let _ = ws.send(Message::Close(Some(close))).await;
@@ -76,9 +85,13 @@ fn close_code_for(error: &WsError) -> Option<CloseCode> {
     }
 }
 
+/// The connection received nothing for [`Config::idle_timeout`].
+struct Idle;
+
 /// The echo loop. Replies are queued without flushing while more messages
 /// are already readable, then flushed together: one write for a burst.
-async fn echo<S>(ws: &mut WebSocketStream<S>) -> Result<(), WsError>
+/// Ends with `Err(Idle)` when nothing arrives for `idle_timeout`.
+async fn echo<S>(ws: &mut WebSocketStream<S>, idle_timeout: Option<Duration>) -> Result<Result<(), WsError>, Idle>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -86,14 +99,23 @@ where
         let next = match ws.next().now_or_never() {
             Some(next) => next,
             None => {
-                ws.flush().await?;
-                ws.next().await
+                if let Err(e) = ws.flush().await {
+                    return Ok(Err(e));
+                }
+                match idle_timeout {
+                    Some(idle) => tokio::time::timeout(idle, ws.next()).await.map_err(|_| Idle)?,
+                    None => ws.next().await,
+                }
             }
         };
         match next {
-            None => return Ok(()),
-            Some(Err(e)) => return Err(e),
-            Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => ws.feed(msg).await?,
+            None => return Ok(Ok(())),
+            Some(Err(e)) => return Ok(Err(e)),
+            Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => {
+                if let Err(e) = ws.feed(msg).await {
+                    return Ok(Err(e));
+                }
+            }
             // Pings are answered and closes acknowledged by tungstenite itself.
             Some(Ok(_)) => {}
         }

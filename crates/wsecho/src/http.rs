@@ -9,12 +9,13 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
 use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
+use wsproto::deflate::{DeflateOffer, DeflateParams, DeflateServerConfig, Negotiation};
 use wsproto::handshake;
 
-use crate::{Config, Lifecycle, echo};
+use crate::{Config, Engine, Lifecycle, echo, endpoint};
 
 /// The demo page, embedded: one file, no build step.
 const DEMO_PAGE: &str = include_str!("demo.html");
@@ -24,6 +25,7 @@ type Body = Full<Bytes>;
 /// Serves one TCP connection: HTTP/1.1 keep-alive, with upgrades.
 pub(crate) async fn serve_connection(stream: TcpStream, peer: SocketAddr, config: Arc<Config>, mut life: Lifecycle) {
     let service_life = life.clone();
+    let handshake_timeout = config.handshake_timeout;
     let service = hyper::service::service_fn(move |req| {
         let config = config.clone();
         let life = service_life.clone();
@@ -31,6 +33,10 @@ pub(crate) async fn serve_connection(stream: TcpStream, peer: SocketAddr, config
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        // A client that sends half a request head and stops would otherwise
+        // hold its connection forever.
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
@@ -58,7 +64,12 @@ fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 
 /// Converts hyper's parsed head into `wsproto`'s, so the WebSocket rules are
 /// checked by the same code the proxy and the fuzzers use.
-fn validate_upgrade(req: &Request<Incoming>) -> Result<String, wsproto::Error> {
+/// Returns the accept key and, when `deflate` is given, the
+/// permessage-deflate parameters chosen from the client's offers.
+fn validate_upgrade(
+    req: &Request<Incoming>,
+    deflate: Option<&DeflateServerConfig>,
+) -> Result<(String, Option<DeflateParams>), wsproto::Error> {
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let version_minor = match req.version() {
         Version::HTTP_09 | Version::HTTP_10 => 0,
@@ -71,7 +82,14 @@ fn validate_upgrade(req: &Request<Incoming>) -> Result<String, wsproto::Error> {
         .collect();
     let head = handshake::Request { method: req.method().as_str(), target, version_minor, headers };
     let upgrade = head.validate()?;
-    Ok(upgrade.accept_key().as_str().to_owned())
+    let params = deflate.and_then(|config| match DeflateOffer::negotiate(&upgrade.extensions, config) {
+        Negotiation::Declined(error) => {
+            debug!(rule = error.rule(), "declined every permessage-deflate offer");
+            None
+        }
+        negotiation => negotiation.params(),
+    });
+    Ok((upgrade.accept_key().as_str().to_owned(), params))
 }
 
 fn is_upgrade_attempt(req: &Request<Incoming>) -> bool {
@@ -83,8 +101,12 @@ fn is_upgrade_attempt(req: &Request<Incoming>) -> bool {
 
 fn route(mut req: Request<Incoming>, peer: SocketAddr, config: Arc<Config>, life: Lifecycle) -> Response<Body> {
     if is_upgrade_attempt(&req) {
-        let accept = match validate_upgrade(&req) {
-            Ok(accept) => accept,
+        let deflate = match config.engine {
+            Engine::Wsproto => config.deflate.as_ref(),
+            Engine::Tungstenite => None,
+        };
+        let (accept, params) = match validate_upgrade(&req, deflate) {
+            Ok(accepted) => accepted,
             Err(error) => {
                 debug!(%peer, rule = error.rule(), "refused upgrade");
                 let status = error.http_status().and_then(|s| StatusCode::from_u16(s).ok());
@@ -98,7 +120,10 @@ fn route(mut req: Request<Incoming>, peer: SocketAddr, config: Arc<Config>, life
         let on_upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => echo::run(TokioIo::new(upgraded), peer, &config, life).await,
+                Ok(upgraded) => match config.engine {
+                    Engine::Tungstenite => echo::run(TokioIo::new(upgraded), peer, &config, life).await,
+                    Engine::Wsproto => endpoint::run(TokioIo::new(upgraded), peer, &config, params, life).await,
+                },
                 Err(e) => debug!(%peer, error = %e, "upgrade failed"),
             }
         });
@@ -109,6 +134,11 @@ fn route(mut req: Request<Incoming>, peer: SocketAddr, config: Arc<Config>, life
         headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
         if let Ok(accept) = HeaderValue::from_str(&accept) {
             headers.insert("sec-websocket-accept", accept);
+        }
+        if let Some(params) = params
+            && let Ok(value) = HeaderValue::from_str(&params.to_string())
+        {
+            headers.insert("sec-websocket-extensions", value);
         }
         return res;
     }

@@ -1,7 +1,8 @@
 //! `wsecho`: a WebSocket echo server on hyper (HTTP/1.1 with upgrades) and
-//! tokio-tungstenite, built to be tested against: the Autobahn|Testsuite's
-//! fuzzingclient runs against it, and `wsproxy` embeds it as its default
-//! upstream.
+//! tokio-tungstenite or, with [`Engine::Wsproto`], this workspace's own
+//! `wsproto` endpoint with permessage-deflate (RFC 7692); built to be tested
+//! against: the Autobahn|Testsuite's fuzzingclient runs against it, and
+//! `wsproxy` embeds it (wsproto engine) as its default upstream.
 //!
 //! * Any path upgrades to WebSocket; every text and binary message is echoed
 //!   back unchanged, pings are answered, closes are answered.
@@ -12,6 +13,9 @@
 //! * [`serve`] runs until a shutdown future resolves, then stops accepting,
 //!   closes open WebSocket connections with 1001 (going away) and waits for
 //!   them for at most [`Config::drain`].
+//! * A client that does not finish its request head within
+//!   [`Config::handshake_timeout`] is dropped; [`Config::idle_timeout`]
+//!   closes silent WebSocket connections with 1001.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -23,6 +27,7 @@
 //! ```
 
 mod echo;
+mod endpoint;
 mod http;
 
 use std::future::Future;
@@ -34,6 +39,20 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+pub use wsproto::deflate::DeflateServerConfig;
+
+/// The WebSocket implementation behind the echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Engine {
+    /// tokio-tungstenite's `WebSocketStream` (no permessage-deflate).
+    #[default]
+    #[value(name = "tokio-tungstenite")]
+    Tungstenite,
+    /// This workspace's sans-IO `wsproto::endpoint::ServerEndpoint`, with
+    /// permessage-deflate (RFC 7692) negotiated when [`Config::deflate`] is
+    /// set.
+    Wsproto,
+}
 
 /// Limits and timings of the server.
 #[derive(Debug, Clone)]
@@ -47,6 +66,19 @@ pub struct Config {
     pub read_buffer_size: usize,
     /// How long shutdown waits for open connections to close.
     pub drain: Duration,
+    /// Which WebSocket implementation echoes.
+    pub engine: Engine,
+    /// What the `wsproto` engine accepts of a client's permessage-deflate
+    /// offers (RFC 7692 §7.1); `None`: decline them all. The
+    /// tokio-tungstenite engine always declines.
+    pub deflate: Option<DeflateServerConfig>,
+    /// How long a client has to send a complete request head, on a new
+    /// connection and between requests of a kept-alive one; past it the
+    /// connection is dropped without an answer (hyper's header read timeout).
+    pub handshake_timeout: Duration,
+    /// End a WebSocket connection that received nothing for this long, with
+    /// close 1001 (going away, RFC 6455 §7.4.1). `None`: never.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -56,6 +88,10 @@ impl Default for Config {
             max_frame_size: 16 << 20,
             read_buffer_size: 16 << 10,
             drain: Duration::from_secs(4),
+            engine: Engine::default(),
+            deflate: Some(DeflateServerConfig::default()),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: None,
         }
     }
 }

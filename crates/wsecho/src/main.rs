@@ -26,6 +26,20 @@ struct Args {
     /// read from the socket at once (65536, 16KiB).
     #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = wscli::parse_size_usize)]
     read_buffer_size: usize,
+    /// The WebSocket implementation: tokio-tungstenite (no compression) or
+    /// wsproto (this workspace's, with permessage-deflate).
+    #[arg(long, value_enum, default_value = "tokio-tungstenite")]
+    engine: wsecho::Engine,
+    /// With --engine wsproto: decline permessage-deflate offers.
+    #[arg(long)]
+    no_compression: bool,
+    /// How long a client has to send its request head (10s, 500ms, or seconds: 1).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = wscli::parse_duration)]
+    handshake_timeout: Duration,
+    /// End WebSocket connections that send nothing for this long, with close
+    /// 1001 (default: never).
+    #[arg(long, value_name = "DURATION", value_parser = wscli::parse_duration)]
+    idle_timeout: Option<Duration>,
     /// Log only warnings and errors (RUST_LOG overrides).
     #[arg(long, short)]
     quiet: bool,
@@ -36,6 +50,7 @@ Examples:
   wsecho                                   ws://127.0.0.1:9001
   wsecho --listen 0 --quiet                a free port, printed as `listening on ws://ADDR`
   wsecho --listen 9003 --max-message-size 64MiB
+  wsecho --engine wsproto                  our own frames, with permessage-deflate
   RUST_LOG=debug wsecho                    also log each connection opening and closing
 ";
 
@@ -71,7 +86,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_frame_size: args.max_frame_size,
         read_buffer_size: args.read_buffer_size,
         drain: Duration::from_secs(4),
+        handshake_timeout: args.handshake_timeout,
+        idle_timeout: args.idle_timeout,
+        engine: args.engine,
+        deflate: (!args.no_compression).then(wsecho::DeflateServerConfig::default),
     };
+    if config.handshake_timeout.is_zero() {
+        anyhow::bail!("--handshake-timeout must be more than 0");
+    }
+    if config.idle_timeout.is_some_and(|t| t.is_zero()) {
+        anyhow::bail!("--idle-timeout must be more than 0");
+    }
     eprintln!("listening on ws://{addr}");
     wsecho::serve(listener, config, wsecho::shutdown_signal()).await?;
     Ok(())
@@ -95,5 +120,6 @@ mod tests {
             (args.max_message_size, args.max_frame_size, args.read_buffer_size),
             (lib.max_message_size, lib.max_frame_size, lib.read_buffer_size)
         );
+        assert_eq!((args.handshake_timeout, args.idle_timeout), (lib.handshake_timeout, lib.idle_timeout));
     }
 }

@@ -13,13 +13,25 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsproto::{Decoder, DecoderConfig, Event, FrameHeader, OpCode, Role, encode_frame, handshake};
 
 async fn start() -> wsecho::Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    wsecho::spawn(listener, wsecho::Config::default()).expect("spawn")
+    start_with(wsecho::Config::default()).await
 }
+
+async fn start_with(config: wsecho::Config) -> wsecho::Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    wsecho::spawn(listener, config).expect("spawn")
+}
+
+const ENGINES: [wsecho::Engine; 2] = [wsecho::Engine::Tungstenite, wsecho::Engine::Wsproto];
 
 #[tokio::test]
 async fn echoes_text_binary_and_answers_ping_and_close() {
-    let server = start().await;
+    for engine in ENGINES {
+        echo_text_binary_ping_and_close(engine).await;
+    }
+}
+
+async fn echo_text_binary_ping_and_close(engine: wsecho::Engine) {
+    let server = start_with(wsecho::Config { engine, ..wsecho::Config::default() }).await;
     let url = format!("ws://{}/any/path", server.local_addr());
     let (mut ws, response) = tokio_tungstenite::connect_async(&url).await.expect("connect");
     assert_eq!(response.status(), 101);
@@ -37,8 +49,8 @@ async fn echoes_text_binary_and_answers_ping_and_close() {
     let close = CloseFrame { code: CloseCode::Library(4001), reason: "done here".into() };
     ws.send(Message::Close(Some(close.clone()))).await.expect("close");
     match ws.next().await {
-        Some(Ok(Message::Close(Some(echoed)))) => assert_eq!(echoed.code, CloseCode::Library(4001)),
-        other => panic!("expected the close echoed, got {other:?}"),
+        Some(Ok(Message::Close(Some(echoed)))) => assert_eq!(echoed.code, CloseCode::Library(4001), "{engine:?}"),
+        other => panic!("{engine:?}: expected the close echoed, got {other:?}"),
     }
     server.shutdown().await;
 }
@@ -88,6 +100,13 @@ fn close_code_for(addr: std::net::SocketAddr, frames: &[u8]) -> Option<u16> {
     }
 }
 
+fn masked_rsv1(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let header = FrameHeader { rsv1: true, mask: Some([1, 2, 3, 4]), ..FrameHeader::new(opcode, 0) };
+    encode_frame(&header, payload, &mut out);
+    out
+}
+
 fn masked(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let header = FrameHeader { fin, mask: Some([1, 2, 3, 4]), ..FrameHeader::new(opcode, 0) };
@@ -97,7 +116,14 @@ fn masked(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_errors_close_with_the_right_code() {
-    let server = start().await;
+    for engine in ENGINES {
+        protocol_errors_close_with_the_right_code_by(engine).await;
+    }
+}
+
+async fn protocol_errors_close_with_the_right_code_by(engine: wsecho::Engine) {
+    let config = wsecho::Config { engine, max_message_size: 1000, ..wsecho::Config::default() };
+    let server = start_with(config).await;
     let addr = server.local_addr();
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         ("reserved opcode", masked(OpCode::Reserved(3), true, b""), 1002),
@@ -113,12 +139,176 @@ async fn protocol_errors_close_with_the_right_code() {
         ("invalid utf-8", masked(OpCode::Text, true, b"\xce\xba\xff"), 1007),
         ("fragmented ping", masked(OpCode::Ping, false, b""), 1002),
         ("continuation first", masked(OpCode::Continuation, true, b"x"), 1002),
+        ("rsv1 without permessage-deflate", masked_rsv1(OpCode::Text, b"x"), 1002),
+        (
+            "message over the limit",
+            [masked(OpCode::Binary, false, &[0; 600]), masked(OpCode::Continuation, true, &[0; 600])].concat(),
+            1009,
+        ),
     ];
     for (name, frames, code) in cases {
         let got = tokio::task::spawn_blocking(move || close_code_for(addr, &frames)).await.expect("join");
-        assert_eq!(got, Some(code), "{name}");
+        assert_eq!(got, Some(code), "{engine:?}: {name}");
     }
     server.shutdown().await;
+}
+
+/// A client that sends half a request head and stops is dropped after
+/// `--handshake-timeout`, with no answer; one that completes its head in
+/// time is served on the same settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_head_is_dropped_after_the_handshake_timeout() {
+    let config = wsecho::Config { handshake_timeout: Duration::from_millis(300), ..wsecho::Config::default() };
+    let server = start_with(config).await;
+    let addr = server.local_addr();
+    let dropped = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        // Far longer than the handshake timeout: a read that times out
+        // means the server kept the connection.
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        s.write_all(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websock").expect("write");
+        let mut answer = Vec::new();
+        let ended = s.read_to_end(&mut answer);
+        (ended.map_err(|e| e.kind()), answer)
+    })
+    .await
+    .expect("join");
+    match dropped {
+        (Ok(0), _) | (Err(std::io::ErrorKind::ConnectionReset), _) => {}
+        other => panic!("expected the server to drop the connection, got {other:?}"),
+    }
+    let page = tokio::task::spawn_blocking(move || http_exchange(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .await
+        .expect("join");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    server.shutdown().await;
+}
+
+/// With `--idle-timeout`, a WebSocket connection that goes silent is closed
+/// with 1001; traffic before that is echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_websocket_is_closed_with_1001_after_the_idle_timeout() {
+    for engine in ENGINES {
+        a_silent_websocket_is_closed_by(engine).await;
+    }
+}
+
+async fn a_silent_websocket_is_closed_by(engine: wsecho::Engine) {
+    let config = wsecho::Config { engine, idle_timeout: Some(Duration::from_millis(300)), ..wsecho::Config::default() };
+    let server = start_with(config).await;
+    let url = format!("ws://{}/", server.local_addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+    ws.send(Message::text("still here")).await.expect("send");
+    assert_eq!(ws.next().await.expect("reply").expect("ok"), Message::text("still here"));
+    match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+        Ok(Some(Ok(Message::Close(Some(close))))) => {
+            assert_eq!(close.code, CloseCode::Away, "{engine:?}");
+            assert_eq!(close.reason.as_str(), "idle timeout", "{engine:?}");
+        }
+        other => panic!("{engine:?}: expected close 1001, got {other:?}"),
+    }
+    // tungstenite answers the close; the server then ends the connection.
+    assert!(matches!(tokio::time::timeout(Duration::from_secs(20), ws.next()).await, Ok(None | Some(Err(_)))));
+    server.shutdown().await;
+}
+
+/// The wsproto engine accepts a permessage-deflate offer (here the second,
+/// after an invalid one it declines, RFC 7692 §7.1), reads a compressed
+/// message fragmented in three, and echoes it compressed, within the window
+/// the offer allowed; the tokio-tungstenite engine declines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wsproto_engine_negotiates_permessage_deflate() {
+    use wsproto::deflate::{Deflater, Inflater};
+    for engine in ENGINES {
+        let server = start_with(wsecho::Config { engine, ..wsecho::Config::default() }).await;
+        let addr = server.local_addr();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            let key = handshake::encode_key([7; 16]);
+            let offer = "permessage-deflate; x-bogus, permessage-deflate; server_max_window_bits=10; \
+                         client_max_window_bits";
+            let request = handshake::build_request(&addr.to_string(), "/", &key, &[], Some(offer)).expect("request");
+            s.write_all(&request).expect("write");
+            let data: Vec<u8> = "compress me, ".repeat(300).into_bytes();
+            let mut compressed = Vec::new();
+            Deflater::new(6, false).compress_message(&data, &mut compressed);
+            let third = compressed.len() / 3;
+            let mut frames = Vec::new();
+            let parts = [&compressed[..third], &compressed[third..2 * third], &compressed[2 * third..]];
+            for (i, part) in parts.iter().enumerate() {
+                let opcode = if i == 0 { OpCode::Text } else { OpCode::Continuation };
+                let header =
+                    FrameHeader { fin: i == 2, rsv1: i == 0, mask: Some([5, 6, 7, 8]), ..FrameHeader::new(opcode, 0) };
+                encode_frame(&header, part, &mut frames);
+            }
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (extensions, head_len) = loop {
+                let n = s.read(&mut chunk).expect("read");
+                assert!(n > 0, "closed during the handshake");
+                buf.extend_from_slice(&chunk[..n]);
+                if let wsproto::Status::Complete((res, len)) =
+                    handshake::parse_response(&buf, &handshake::Limits::default()).expect("valid response")
+                {
+                    let ext = res
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                        .map(|h| String::from_utf8_lossy(h.value).into_owned());
+                    break (ext, len);
+                }
+            };
+            let extensions = extensions?;
+            s.write_all(&frames).expect("write");
+            let mut rest = buf.split_off(head_len);
+            let mut decoder =
+                Decoder::new(Role::Server, DecoderConfig { allow_rsv1: true, ..DecoderConfig::default() });
+            let mut inflater = Inflater::with_window_bits(false, 10, 1 << 20);
+            let mut echo = Vec::new();
+            let mut rsv1 = false;
+            loop {
+                let mut input = &rest[..];
+                while let Some(ev) = {
+                    let d = decoder.decode(input);
+                    input = &input[d.consumed..];
+                    d.event
+                } {
+                    match ev {
+                        Event::Header(h) => {
+                            rsv1 |= h.header.rsv1;
+                            inflater.begin_message();
+                        }
+                        Event::Payload(p) => {
+                            let mut bytes = Vec::new();
+                            p.extend_unmasked(&mut bytes);
+                            inflater.inflate(&bytes, &mut |b| echo.extend_from_slice(b)).expect("inflates");
+                        }
+                        Event::FrameEnd(_) => {
+                            inflater.end_message(&mut |b| echo.extend_from_slice(b)).expect("within 2^10");
+                            return Some((extensions, rsv1, echo == data));
+                        }
+                        Event::Violation(v) => panic!("{v}"),
+                    }
+                }
+                rest.clear();
+                let n = s.read(&mut chunk).expect("read");
+                assert!(n > 0, "closed before the echo");
+                rest.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+        .expect("join");
+        match engine {
+            wsecho::Engine::Tungstenite => assert_eq!(result, None),
+            wsecho::Engine::Wsproto => assert_eq!(
+                result,
+                Some(("permessage-deflate; server_max_window_bits=10".to_owned(), true, true)),
+                "agreed, compressed, echoed unchanged"
+            ),
+        }
+        server.shutdown().await;
+    }
 }
 
 /// Sends raw bytes, returns the whole answer (the server closes or times out).

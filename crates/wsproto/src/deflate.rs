@@ -17,7 +17,9 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, 
 
 use crate::error::Error;
 
-pub use crate::handshake::{DeflateOffer, DeflateParams, PERMESSAGE_DEFLATE as EXTENSION_NAME};
+pub use crate::handshake::{
+    DeflateOffer, DeflateParams, DeflateServerConfig, Negotiation, PERMESSAGE_DEFLATE as EXTENSION_NAME,
+};
 pub use window::WindowAudit;
 
 mod window;

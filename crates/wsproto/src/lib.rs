@@ -22,8 +22,12 @@
 //! * [`apply_mask`]: fast masking.
 //! * [`Assembler`]: optional message reassembly with a size cap.
 //! * [`WsUrl`]: `ws://` and `wss://` URIs (§3).
-//! * `deflate` (feature `deflate`): permessage-deflate (RFC 7692) parameters
-//!   and a capped inflater for reading compressed messages.
+//! * `deflate` (feature `deflate`): permessage-deflate (RFC 7692) parameters,
+//!   a server's choice among a client's offers, a capped inflater for reading
+//!   compressed messages and a deflater for sending them.
+//! * `endpoint` (feature `deflate`): a server endpoint that turns a client's
+//!   bytes into messages and queues its answers (pongs, closes, compressed
+//!   messages), failing the connection with the right close code.
 //!
 //! # Example
 //!
@@ -81,6 +85,8 @@ mod utf8;
 
 #[cfg(feature = "deflate")]
 pub mod deflate;
+#[cfg(feature = "deflate")]
+pub mod endpoint;
 pub mod handshake;
 
 pub use assembler::{Assembler, Message, MessageKind};

@@ -347,7 +347,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => {
             let echo_listener =
                 tokio::net::TcpListener::bind("127.0.0.1:0").await.context("starting the embedded echo server")?;
-            let server = wsecho::spawn(echo_listener, wsecho::Config::default())?;
+            // wsproto's engine, so that a browser's permessage-deflate offer
+            // is accepted and the proxy shows compressed frames inflated.
+            let config = wsecho::Config { engine: wsecho::Engine::Wsproto, ..wsecho::Config::default() };
+            let server = wsecho::spawn(echo_listener, config)?;
             let upstream = Upstream {
                 secure: false,
                 host: "127.0.0.1".into(),

@@ -182,6 +182,140 @@ impl DeflateOffer {
     }
 }
 
+/// What a server asks for when it accepts a permessage-deflate offer
+/// (RFC 7692 §7.1): the input of [`DeflateOffer::negotiate`].
+///
+/// The defaults accept every valid offer as it stands and ask for nothing
+/// more: context takeover and 15-bit windows both ways unless the offer
+/// asks otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeflateServerConfig {
+    /// Start each message this server sends with an empty window, even
+    /// unasked (§7.1.1.1: a server MAY add `server_no_context_takeover`).
+    pub server_no_context_takeover: bool,
+    /// Ask the client not to keep its window (§7.1.1.2: a server MAY add
+    /// `client_no_context_takeover`); the server then needs no window
+    /// between the client's messages.
+    pub client_no_context_takeover: bool,
+    /// The largest window this server compresses with, 8–15 (§7.1.2.1).
+    /// Below 15 it is announced as `server_max_window_bits` even unasked;
+    /// an offer's smaller value wins.
+    pub server_max_window_bits: u8,
+    /// The window the server asks the client to stay within, 8–15
+    /// (§7.1.2.2). Sent only when the offer carries
+    /// `client_max_window_bits` (a response MUST NOT include it otherwise),
+    /// and never above the offer's value.
+    pub client_max_window_bits: u8,
+}
+
+impl Default for DeflateServerConfig {
+    fn default() -> Self {
+        DeflateServerConfig {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+        }
+    }
+}
+
+/// The outcome of a server's negotiation ([`DeflateOffer::negotiate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Negotiation {
+    /// The client offered no permessage-deflate: answer without it.
+    NotOffered,
+    /// Every offer was invalid and is declined (RFC 7692 §7.1): answer
+    /// without permessage-deflate. The error is the first offer's, for the
+    /// log.
+    Declined(Error),
+    /// An offer is accepted: answer with `params` (its [`fmt::Display`] is
+    /// the `Sec-WebSocket-Extensions` value). `declined` invalid offers came
+    /// before it.
+    Accepted {
+        /// The agreed parameters.
+        params: DeflateParams,
+        /// The offers skipped as invalid before the accepted one.
+        declined: usize,
+    },
+}
+
+impl Negotiation {
+    /// The agreed parameters, when an offer was accepted.
+    pub fn params(&self) -> Option<DeflateParams> {
+        match self {
+            Negotiation::Accepted { params, .. } => Some(*params),
+            Negotiation::NotOffered | Negotiation::Declined(_) => None,
+        }
+    }
+}
+
+impl DeflateOffer {
+    /// A server's choice among a client's offers (RFC 7692 §7.1): the
+    /// offers are taken in the client's order of preference; an invalid one
+    /// is declined ("A server MUST decline an extension negotiation offer
+    /// for this extension if [...]") and the next one considered; the first
+    /// valid one is accepted with [`DeflateOffer::respond`]. Every valid
+    /// offer can be accepted, so at most the invalid ones are declined.
+    ///
+    /// `extensions` is the client's `Sec-WebSocket-Extensions`, parsed with
+    /// [`super::parse_extensions`] (other extensions are ignored here).
+    pub fn negotiate(extensions: &[Extension<'_>], config: &DeflateServerConfig) -> Negotiation {
+        let mut first_error = None;
+        let mut declined = 0;
+        for offer in Self::offers(extensions) {
+            match offer {
+                Ok(offer) => return Negotiation::Accepted { params: offer.respond(config), declined },
+                Err(e) => {
+                    declined += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Negotiation::NotOffered, Negotiation::Declined)
+    }
+
+    /// The response a server with `config` gives to this (valid) offer. It
+    /// always passes [`DeflateOffer::check_response`]:
+    ///
+    /// * `server_no_context_takeover` when the offer asks for it (§7.1.1.1:
+    ///   accepting the offer means including it) or the server wants it;
+    /// * `client_no_context_takeover` when the offer announces it or the
+    ///   server asks for it (§7.1.1.2);
+    /// * `server_max_window_bits`: the smaller of the offer's value and the
+    ///   server's (§7.1.2.1: "the same or smaller value as the offer"), left
+    ///   out when neither limits it. **8 bits**: zlib cannot compress with a
+    ///   256-byte window, and the usual practice is to compress with 9
+    ///   instead. We answer 8 as the offer asked (answering 9 would break
+    ///   §7.1.2.1 and a strict client fails the connection) and compress
+    ///   with zlib's 9 bits, which is still within the agreed window: zlib
+    ///   never refers further back than 2^w − 262 bytes, so 250 bytes ≤ 256
+    ///   (see `wsproto::deflate::MIN_ZLIB_WINDOW_BITS`);
+    /// * `client_max_window_bits` only when the offer carries it (§7.1.2.2:
+    ///   otherwise the response "MUST NOT include" it): the smaller of the
+    ///   offer's value and the server's, left out when that is 15.
+    pub fn respond(&self, config: &DeflateServerConfig) -> DeflateParams {
+        let server_bits = config.server_max_window_bits.clamp(8, 15);
+        let client_bits = config.client_max_window_bits.clamp(8, 15);
+        let server_max_window_bits = match self.server_max_window_bits {
+            Some(offered) => Some(offered.min(server_bits)),
+            None => (server_bits < 15).then_some(server_bits),
+        };
+        let client_max_window_bits = match self.client_max_window_bits {
+            None => None,
+            Some(offered) => {
+                let bits = offered.unwrap_or(15).min(client_bits);
+                (bits < 15 || offered.is_some()).then_some(bits)
+            }
+        };
+        DeflateParams {
+            server_no_context_takeover: self.server_no_context_takeover || config.server_no_context_takeover,
+            client_no_context_takeover: self.client_no_context_takeover || config.client_no_context_takeover,
+            server_max_window_bits,
+            client_max_window_bits,
+        }
+    }
+}
+
 impl fmt::Display for DeflateOffer {
     /// The offer as a `Sec-WebSocket-Extensions` element.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -453,6 +587,83 @@ mod tests {
         assert_eq!(check(pmd, "x-webkit-deflate-frame"), Ok(None));
     }
 
+    /// The server's side of §7.1: offers in order, invalid ones declined,
+    /// each parameter honoured.
+    #[test]
+    fn servers_choose_from_the_offers() {
+        let default = DeflateServerConfig::default();
+        let negotiate = |h: &str, config: &DeflateServerConfig| DeflateOffer::negotiate(&exts(h), config);
+        let answer = |h: &str, config: &DeflateServerConfig| negotiate(h, config).params().map(|p| p.to_string());
+        assert_eq!(negotiate("x-webkit-deflate-frame", &default), Negotiation::NotOffered);
+        assert_eq!(negotiate("", &default), Negotiation::NotOffered);
+        assert_eq!(
+            negotiate("permessage-deflate; x, permessage-deflate; server_max_window_bits", &default),
+            Negotiation::Declined(Error::InvalidDeflateOffer)
+        );
+        assert_eq!(
+            negotiate("permessage-deflate; x=1, permessage-deflate; server_no_context_takeover", &default),
+            Negotiation::Accepted {
+                params: DeflateParams { server_no_context_takeover: true, ..DeflateParams::default() },
+                declined: 1
+            }
+        );
+        let table: &[(&str, DeflateServerConfig, &str)] = &[
+            ("permessage-deflate", default, "permessage-deflate"),
+            // Chromium's offer.
+            ("permessage-deflate; client_max_window_bits", default, "permessage-deflate"),
+            (
+                "permessage-deflate; client_max_window_bits",
+                DeflateServerConfig { client_max_window_bits: 10, ..default },
+                "permessage-deflate; client_max_window_bits=10",
+            ),
+            // Not offered: the server must not limit the client's window.
+            ("permessage-deflate", DeflateServerConfig { client_max_window_bits: 10, ..default }, "permessage-deflate"),
+            (
+                "permessage-deflate; client_max_window_bits=12",
+                DeflateServerConfig { client_max_window_bits: 10, ..default },
+                "permessage-deflate; client_max_window_bits=10",
+            ),
+            (
+                "permessage-deflate; client_max_window_bits=9",
+                DeflateServerConfig { client_max_window_bits: 10, ..default },
+                "permessage-deflate; client_max_window_bits=9",
+            ),
+            ("permessage-deflate; server_max_window_bits=9", default, "permessage-deflate; server_max_window_bits=9"),
+            // 8 is answered as asked; the deflater compresses with zlib's 9.
+            ("permessage-deflate; server_max_window_bits=8", default, "permessage-deflate; server_max_window_bits=8"),
+            (
+                "permessage-deflate; server_max_window_bits=12",
+                DeflateServerConfig { server_max_window_bits: 10, ..default },
+                "permessage-deflate; server_max_window_bits=10",
+            ),
+            (
+                "permessage-deflate",
+                DeflateServerConfig { server_max_window_bits: 10, ..default },
+                "permessage-deflate; server_max_window_bits=10",
+            ),
+            (
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+                default,
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            ),
+            (
+                "permessage-deflate",
+                DeflateServerConfig { server_no_context_takeover: true, client_no_context_takeover: true, ..default },
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            ),
+            // Autobahn 13.7: the first of three offers.
+            (
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=9; client_max_window_bits, \
+                 permessage-deflate; server_no_context_takeover, permessage-deflate",
+                default,
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=9",
+            ),
+        ];
+        for (offer, config, expected) in table {
+            assert_eq!(answer(offer, config).as_deref(), Some(*expected), "{offer} / {config:?}");
+        }
+    }
+
     fn offer_strategy() -> impl Strategy<Value = DeflateOffer> {
         let bits = prop::option::of(8u8..=15);
         (any::<bool>(), any::<bool>(), bits.clone(), prop::option::of(prop::option::of(8u8..=15))).prop_map(
@@ -486,6 +697,38 @@ mod tests {
             let answer = offer.accept();
             let answer_text = answer.to_string();
             prop_assert_eq!(DeflateParams::from_response_to(&parsed, &exts(&answer_text)), Ok(Some(answer)));
+        }
+
+        /// Whatever the server asks for, its answer to a valid offer is one
+        /// the offering client accepts (§7.1.1, §7.1.2), and it holds the
+        /// server to its own limits.
+        #[test]
+        fn responses_pass_the_clients_check(
+            offer in offer_strategy(),
+            snct in any::<bool>(),
+            cnct in any::<bool>(),
+            sbits in 8u8..=15,
+            cbits in 8u8..=15,
+        ) {
+            let config = DeflateServerConfig {
+                server_no_context_takeover: snct,
+                client_no_context_takeover: cnct,
+                server_max_window_bits: sbits,
+                client_max_window_bits: cbits,
+            };
+            let params = offer.respond(&config);
+            prop_assert_eq!(offer.check_response(&params), Ok(()));
+            prop_assert!(params.max_window_bits(Role::Server) <= sbits);
+            prop_assert!(params.no_context_takeover(Role::Server) >= snct);
+            prop_assert!(params.no_context_takeover(Role::Client) >= cnct);
+            if offer.client_max_window_bits.is_some() {
+                prop_assert!(params.max_window_bits(Role::Client) <= cbits);
+            }
+            let header = offer.to_string();
+            prop_assert_eq!(
+                DeflateOffer::negotiate(&exts(&header), &config),
+                Negotiation::Accepted { params, declined: 0 }
+            );
         }
 
         /// The check against an offer equals the rules of §7.1.1 and §7.1.2

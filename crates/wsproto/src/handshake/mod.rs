@@ -33,7 +33,9 @@ use sha1::{Digest, Sha1};
 use crate::Status;
 use crate::error::Error;
 
-pub use deflate_params::{DeflateOffer, DeflateParams, EXTENSION_NAME as PERMESSAGE_DEFLATE};
+pub use deflate_params::{
+    DeflateOffer, DeflateParams, DeflateServerConfig, EXTENSION_NAME as PERMESSAGE_DEFLATE, Negotiation,
+};
 pub use request::{ClientHandshake, Request};
 pub use response::{Response, ServerHandshake};
 pub use tokens::{Extension, ExtensionParam, parse_extensions, parse_token_list};

@@ -1,7 +1,8 @@
 // End-to-end: headless Chromium (Debian's package, driven by playwright-core)
 // opens the demo page through wsproxy and its embedded echo upstream, sends a
 // message, sees it echoed on the page; then the proxy's JSON log must show
-// the browser's masked frame and the unmasked echo. With a HAR file (the
+// that permessage-deflate was agreed, the browser's masked compressed (RSV1)
+// frame and the unmasked compressed echo, both inflated to the message. With a HAR file (the
 // proxy's --har), the HAR must validate against the HAR 1.2 schema
 // (har-validator) and its _webSocketMessages must be what Chromium itself
 // reported through the DevTools protocol (Network.webSocketFrameSent and
@@ -68,21 +69,34 @@ function events() {
   }
 }
 const deadline = Date.now() + 10_000;
-let sent, echoed, closed;
+let sent, echoed, closed, sentFrame, echoFrame, agreed;
 while (Date.now() < deadline) {
   const all = events();
-  const frames = all.filter((e) => e.event === "frame" && e.preview === message);
-  sent = frames.find((e) => e.from === "client" && e.masked === true && /^[0-9a-f]{8}$/.test(e.mask));
-  echoed = frames.find((e) => e.from === "upstream" && e.masked === false);
+  // Chromium offers permessage-deflate and the embedded echo server (wsproto
+  // engine) accepts it: the messages travel compressed, and the proxy logs
+  // them inflated (RFC 7692).
+  agreed = all.find((e) => e.event === "handshake_response" && (e.extensions || []).some((x) => x.startsWith("permessage-deflate")));
+  const messages = all.filter((e) => e.event === "message" && e.preview === message);
+  const inflated = (e) => e.compressed === true && e.decompressed_len === Buffer.byteLength(message);
+  sent = messages.find((e) => e.from === "client" && inflated(e));
+  echoed = messages.find((e) => e.from === "upstream" && inflated(e));
+  const frames = all.filter((e) => e.event === "frame" && e.opcode === "text" && e.rsv1 === true);
+  sentFrame = frames.find((e) => e.from === "client" && e.masked === true && /^[0-9a-f]{8}$/.test(e.mask));
+  echoFrame = frames.find((e) => e.from === "upstream" && e.masked === false);
   closed = all.find((e) => e.event === "close" && e.from === "client" && e.code === 1000);
-  if (sent && echoed && closed) break;
+  if (agreed && sent && echoed && sentFrame && echoFrame && closed) break;
   await new Promise((r) => setTimeout(r, 50));
 }
-if (!sent) { console.error("log: no masked client frame with the message"); failed = true; }
-if (!echoed) { console.error("log: no unmasked upstream frame with the echo"); failed = true; }
+if (!agreed) { console.error("log: the echo server's 101 did not agree to permessage-deflate"); failed = true; }
+if (!sentFrame) { console.error("log: no masked compressed (RSV1) text frame from the client"); failed = true; }
+if (!echoFrame) { console.error("log: no unmasked compressed (RSV1) text frame from upstream"); failed = true; }
+if (!sent) { console.error("log: no compressed client message inflated to the message"); failed = true; }
+if (!echoed) { console.error("log: no compressed upstream message inflated to the echo"); failed = true; }
 if (!closed) { console.error("log: no close 1000 from the browser"); failed = true; }
 if (!failed) {
-  console.log(`log: client frame masked with ${sent.mask}, echo from upstream, close ${closed.code} from the browser`);
+  console.log(`log: ${agreed.extensions.join(", ")} agreed; client frame masked with ${sentFrame.mask}, RSV1, ` +
+    `${sent.len} B inflated to ${sent.decompressed_len} B; the echo RSV1, ${echoed.len} B inflated to ` +
+    `${echoed.decompressed_len} B; close ${closed.code} from the browser`);
 }
 
 if (harPath) {

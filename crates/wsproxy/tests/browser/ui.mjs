@@ -7,7 +7,8 @@
 // server, sends text and binary from the demo page; two raw TCP clients
 // send what a browser cannot: a ping, and a frame with RSV2 set (a
 // violation). The view must show the handshake with its
-// Sec-WebSocket-Accept, the masked client frames and the echoes in order,
+// Sec-WebSocket-Accept, the masked client messages and the echoes in order
+// (compressed: RSV1 frames, messages shown inflated),
 // the direction filter hiding client frames, the pong's round trip and the
 // violation highlighted with its RFC section. Its downloads of what it
 // shows must hold it: the JSON Lines, the HAR (valid HAR 1.2 with the
@@ -208,8 +209,11 @@ const BINARY = [0x00, 0x01, 0x7f, 0x80, 0xff, 0x41, 0x42];
 async function checkDownloads(view, sent) {
   const jsonl = await download(view, "download");
   const events = jsonl.bytes.toString("utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
-  check("the JSON Lines download holds the shown frames",
-    jsonl.name.endsWith(".jsonl") && events.some((e) => e.event === "frame" && e.from === "client" && e.preview === sent),
+  // Compressed (the embedded echo accepts the browser's offer): the frames
+  // hold deflated bytes, the messages the text as sent.
+  check("the JSON Lines download holds the shown frames and messages",
+    jsonl.name.endsWith(".jsonl") && events.some((e) => e.event === "frame" && e.from === "client" && e.rsv1) &&
+      events.some((e) => e.event === "message" && e.from === "client" && e.preview === sent),
     `${jsonl.name}: ${events.length} events`);
 
   const har = await download(view, "download-har");
@@ -234,13 +238,17 @@ async function checkDownloads(view, sent) {
     `${pcap.name}: ${pcap.bytes.subarray(0, 4).toString("hex")}`);
   if (process.env.WSPROXY) {
     const read = spawnSync(process.env.WSPROXY, ["read", pcapPath, "--format", "json"], { encoding: "utf8" });
-    const frames = read.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.event === "frame");
-    const seen = frames.map((f) => [f.from, f.opcode, f.masked, f.preview]);
+    const decoded = read.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    const frames = decoded.filter((e) => e.event === "frame").map((f) => [f.from, f.opcode, f.masked, f.rsv1]);
+    const messages = decoded.filter((e) => e.event === "message").map((m) => [m.from, m.kind, m.compressed, m.preview]);
     const hex = Buffer.from(BINARY).toString("hex");
-    const wantFrames = [["client", "text", true, sent], ["upstream", "text", false, sent],
-                        ["client", "binary", true, hex], ["upstream", "binary", false, hex]];
-    check("`wsproxy read` reads the pcapng back into the shown frames, masked as they were",
-      read.status === 0 && JSON.stringify(seen) === JSON.stringify(wantFrames), `${read.stderr} ${JSON.stringify(seen)}`);
+    const wantFrames = [["client", "text", true, true], ["upstream", "text", false, true],
+                        ["client", "binary", true, true], ["upstream", "binary", false, true]];
+    const wantMessages = [["client", "text", true, sent], ["upstream", "text", true, sent],
+                          ["client", "binary", true, hex], ["upstream", "binary", true, hex]];
+    check("`wsproxy read` reads the pcapng back into the shown frames, masked and compressed as they were, and inflates them",
+      read.status === 0 && JSON.stringify(frames) === JSON.stringify(wantFrames) && JSON.stringify(messages) === JSON.stringify(wantMessages),
+      `${read.stderr} ${JSON.stringify({ frames, messages })}`);
   } else {
     console.log("skipped: `wsproxy read` of the pcapng (WSPROXY is not set)");
   }
@@ -300,17 +308,28 @@ try {
   await waitText(view, "#accept-check", "matches the key");
   check("the view checks the accept value against the key", true);
 
-  const frames = await view.evaluate(() => [...document.querySelectorAll(".ev[data-event=frame]")].map((r) => ({
-    from: r.dataset.from, opcode: r.dataset.opcode, text: r.textContent })));
-  const at = (from, opcode, pred) => frames.findIndex((f) => f.from === from && f.opcode === opcode && pred(f.text));
-  const sentText = at("client", "text", (t) => t.includes(sent) && /mask [0-9a-f]{8}/.test(t));
-  const echoText = at("upstream", "text", (t) => t.includes(sent) && t.includes("unmasked"));
+  // The embedded echo server accepts the browser's permessage-deflate
+  // offer: frames carry compressed bytes (RSV1), message rows the inflated data.
+  const rows = await view.evaluate(() => [...document.querySelectorAll(".ev[data-event=frame], .ev[data-event=message]")].map((r) => ({
+    event: r.dataset.event, from: r.dataset.from, opcode: r.dataset.opcode, text: r.textContent,
+    rsv1: [...r.querySelectorAll(".tag.on")].some((t) => t.textContent === "RSV1") })));
+  const at = (from, kind, pred) => rows.findIndex((f) => f.event === "message" && f.from === from &&
+    f.text.includes(`${kind} message`) && pred(f.text));
+  const sentText = at("client", "text", (t) => t.includes(sent));
+  const echoText = at("upstream", "text", (t) => t.includes(sent));
   const hex = "00 01 7f 80 ff 41 42";
-  const sentBin = at("client", "binary", (t) => t.includes(hex) && /mask [0-9a-f]{8}/.test(t));
-  const echoBin = at("upstream", "binary", (t) => t.includes(hex) && t.includes("unmasked") && t.includes("....AB"));
-  check("masked client text frame, its echo, masked binary frame, its echo, in that order",
+  const sentBin = at("client", "binary", (t) => t.includes(hex));
+  const echoBin = at("upstream", "binary", (t) => t.includes(hex) && t.includes("....AB"));
+  check("client text message, its echo, client binary message, its echo, in that order",
     sentText >= 0 && sentText < echoText && echoText < sentBin && sentBin < echoBin,
-    JSON.stringify({ sentText, echoText, sentBin, echoBin, frames }));
+    JSON.stringify({ sentText, echoText, sentBin, echoBin, rows }));
+  const data = rows.filter((f) => f.event === "frame" && (f.opcode === "text" || f.opcode === "binary"));
+  check("client frames masked, the echoes unmasked, all compressed (RSV1)",
+    data.length >= 4 && data.every((f) => f.rsv1 && (f.from === "client" ? /mask [0-9a-f]{8}/.test(f.text) : f.text.includes("unmasked"))),
+    JSON.stringify(data));
+  check("compressed messages shown inflated, with both sizes",
+    [sentText, echoText, sentBin, echoBin].every((i) => i >= 0 && /compressed \d+ B → inflated \d+ B/.test(rows[i].text)),
+    JSON.stringify(rows));
 
   // The direction filter hides the client's frames.
   await setControl(view, "#f-dir", "upstream");

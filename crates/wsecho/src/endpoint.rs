@@ -1,0 +1,128 @@
+//! The `wsproto` engine: tokio reads and writes, `wsproto`'s sans-IO
+//! [`ServerEndpoint`] does the protocol (frames, permessage-deflate, the
+//! closing handshake), and this loop echoes every message it completes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tracing::debug;
+use wsproto::CloseCode;
+use wsproto::deflate::DeflateParams;
+use wsproto::endpoint::{EndpointConfig, Received, ServerEndpoint};
+
+use crate::{Config, Lifecycle};
+
+/// How long the server waits for the client's close after sending its own
+/// (shutdown, idle timeout, or a violation).
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Echoes on an upgraded connection until the closing handshake is over,
+/// the peer goes away, or the close wait runs out.
+pub(crate) async fn run<S>(
+    mut io: S,
+    peer: SocketAddr,
+    config: &Config,
+    deflate: Option<DeflateParams>,
+    mut life: Lifecycle,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut endpoint = ServerEndpoint::new(EndpointConfig {
+        max_message_len: config.max_message_size as u64,
+        max_frame_len: config.max_frame_size as u64,
+        deflate,
+        ..EndpointConfig::default()
+    });
+    debug!(%peer, ?deflate, "websocket open (wsproto)");
+    // Reads and writes take turns (an echo waits for its own writes), so
+    // the stream is not split.
+    let mut buf = vec![0u8; config.read_buffer_size.max(1)];
+    let mut received = Vec::new();
+    let mut shutting_down = false;
+    // When the server's close went out: the client then has CLOSE_WAIT to answer.
+    let mut close_deadline: Option<Instant> = None;
+    loop {
+        let output = endpoint.output();
+        if !output.is_empty() {
+            if let Err(e) = io.write_all(output).await {
+                debug!(%peer, error = %e, "write failed");
+                return;
+            }
+            output.clear();
+        }
+        if endpoint.is_closed() {
+            // RFC 6455 §7.1.1: the server closes the TCP connection first.
+            let _ = io.shutdown().await;
+            debug!(%peer, "websocket closed");
+            return;
+        }
+        if endpoint.close_sent() && close_deadline.is_none() {
+            close_deadline = Some(Instant::now() + CLOSE_WAIT);
+        }
+        let idle = config.idle_timeout.filter(|_| close_deadline.is_none());
+        let read = tokio::select! {
+            read = io.read(&mut buf) => read,
+            () = life.shutting_down(), if !shutting_down => {
+                shutting_down = true;
+                endpoint.close(CloseCode::GOING_AWAY, "server shutting down");
+                continue;
+            }
+            () = sleep_or_never(idle) => {
+                debug!(%peer, "idle timeout: closing with 1001");
+                endpoint.close(CloseCode::GOING_AWAY, "idle timeout");
+                continue;
+            }
+            () = until_or_never(close_deadline) => {
+                debug!(%peer, "no close from the client in time");
+                return;
+            }
+        };
+        let n = match read {
+            Ok(0) => {
+                debug!(%peer, "websocket ended without a close");
+                return;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                debug!(%peer, error = %e, "read failed");
+                return;
+            }
+        };
+        // Each message is answered before the rest of the input is read, so
+        // that a violation after it closes after its echo.
+        let mut used = 0;
+        loop {
+            let before = used;
+            used += endpoint.handle_input(&mut buf[used..n], &mut received);
+            if used == before && received.is_empty() {
+                break;
+            }
+            for event in received.drain(..) {
+                match event {
+                    Received::Message { kind, data } => {
+                        endpoint.send(kind, &data);
+                        endpoint.recycle(data);
+                    }
+                    Received::Failed(error) => debug!(%peer, rule = error.rule(), "failing the connection"),
+                    Received::Ping(_) | Received::Pong(_) | Received::Close(_) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_or_never(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

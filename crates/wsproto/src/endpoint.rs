@@ -1,0 +1,429 @@
+//! A sans-IO WebSocket server endpoint (RFC 6455 §5–§7) with
+//! permessage-deflate (RFC 7692): bytes from the client go in, complete
+//! messages come out, and the bytes to send back (echoes, pongs, closes)
+//! gather in an output buffer that the caller writes to its socket.
+//!
+//! It is the protocol half of a server; an I/O shell around it reads,
+//! calls [`ServerEndpoint::handle_input`], writes
+//! [`ServerEndpoint::output`], and closes the TCP connection once
+//! [`ServerEndpoint::is_closed`] (the server closes first, §7.1.1). No
+//! clock: timeouts are the shell's.
+//!
+//! ```
+//! use wsproto::endpoint::{EndpointConfig, Received, ServerEndpoint};
+//! use wsproto::MessageKind;
+//!
+//! let mut server = ServerEndpoint::new(EndpointConfig::default());
+//! // RFC 6455 §5.7: a single-frame masked text message, "Hello".
+//! let mut wire = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+//! let mut received = Vec::new();
+//! let used = server.handle_input(&mut wire, &mut received);
+//! assert_eq!(used, wire.len());
+//! assert_eq!(received, [Received::Message { kind: MessageKind::Text, data: b"Hello".to_vec() }]);
+//! server.send(MessageKind::Text, b"Hello");
+//! assert_eq!(server.output(), &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+//! ```
+
+use crate::assembler::MessageKind;
+use crate::close::{CloseCode, parse_close_payload};
+use crate::decoder::{Decoder, DecoderConfig, Event, Role};
+use crate::deflate::{DeflateParams, Deflater, Inflater};
+use crate::encode::{encode_close_payload, encode_frame};
+use crate::error::Error;
+use crate::header::FrameHeader;
+use crate::opcode::OpCode;
+use crate::utf8::Utf8Validator;
+
+/// The largest message buffer kept for reuse ([`ServerEndpoint::recycle`]).
+const MAX_SPARE: usize = 1 << 20;
+
+/// The limits and the agreed extension of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// Largest message accepted, after inflating (RFC 6455 §10.4); a longer
+    /// one fails the connection with 1009.
+    pub max_message_len: u64,
+    /// Largest frame accepted on the wire; a longer one fails with 1009.
+    pub max_frame_len: u64,
+    /// The permessage-deflate parameters agreed in the handshake
+    /// ([`crate::deflate::DeflateOffer::negotiate`]), if any.
+    pub deflate: Option<DeflateParams>,
+    /// zlib level (0–9) for the messages this endpoint sends compressed.
+    /// The default, 1, is the fastest that still compresses.
+    pub compression_level: u32,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig { max_message_len: 16 << 20, max_frame_len: 16 << 20, deflate: None, compression_level: 1 }
+    }
+}
+
+/// What the client's bytes completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A data message, inflated if it was compressed, text checked as UTF-8
+    /// (RFC 6455 §8.1).
+    Message {
+        /// Text or binary.
+        kind: MessageKind,
+        /// Its data.
+        data: Vec<u8>,
+    },
+    /// A ping (§5.5.2); its pong is already in the output.
+    Ping(Vec<u8>),
+    /// A pong (§5.5.3).
+    Pong(Vec<u8>),
+    /// The client's close frame (§5.5.1): its code and reason, if it had
+    /// any. If the server had not closed yet, the answering close is in the
+    /// output, and the connection is closed once the output is written.
+    Close(Option<(CloseCode, String)>),
+    /// The client broke a rule: the close frame with the rule's code
+    /// ([`Error::close_code`]: 1002, 1007 or 1009) is in the output (RFC
+    /// 6455 §7.1.7, _Fail the WebSocket Connection_). Everything after it
+    /// but the client's close is ignored.
+    Failed(Error),
+}
+
+/// Where the closing handshake is (RFC 6455 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// The server sent its close and waits for the client's (§7.1.2).
+    CloseSent,
+    /// Both closes were exchanged, or the client's came and was answered:
+    /// nothing more is sent or read.
+    Closed,
+}
+
+/// The message being received.
+#[derive(Debug)]
+struct Incoming {
+    kind: MessageKind,
+    compressed: bool,
+    data: Vec<u8>,
+}
+
+/// One side's compressor and the other side's inflater, per the agreed
+/// parameters (RFC 7692 §7.1).
+struct Compression {
+    deflater: Deflater,
+    inflater: Inflater,
+}
+
+/// The server side of one WebSocket connection after the handshake. See
+/// the [module documentation](self).
+pub struct ServerEndpoint {
+    decoder: Decoder,
+    compression: Option<Compression>,
+    max_message_len: u64,
+    message: Option<Incoming>,
+    /// Frames of the current data message are payload to collect (not a
+    /// control frame between fragments).
+    collecting: bool,
+    /// UTF-8 of an inflated text message (the decoder checks uncompressed
+    /// ones on the wire).
+    utf8: Utf8Validator,
+    state: State,
+    failed: bool,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    /// A message buffer handed back with [`ServerEndpoint::recycle`], reused
+    /// for the next message instead of a fresh allocation.
+    spare: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerEndpoint")
+            .field("compression", &self.compression.is_some())
+            .field("state", &self.state)
+            .field("failed", &self.failed)
+            .field("output", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerEndpoint {
+    /// An endpoint for a connection whose handshake agreed to `config`.
+    pub fn new(config: EndpointConfig) -> ServerEndpoint {
+        let mut decoder = Decoder::new(
+            Role::Client,
+            DecoderConfig { max_frame_len: config.max_frame_len, ..DecoderConfig::default() },
+        );
+        let compression = config.deflate.map(|p| {
+            // §6.1: RSV1 marks a compressed message once the extension is agreed.
+            decoder.set_allowed_rsv(true, false, false);
+            Compression {
+                deflater: Deflater::with_window_bits(
+                    config.compression_level,
+                    p.no_context_takeover(Role::Server),
+                    p.max_window_bits(Role::Server),
+                ),
+                inflater: Inflater::with_window_bits(
+                    p.no_context_takeover(Role::Client),
+                    p.max_window_bits(Role::Client),
+                    config.max_message_len,
+                ),
+            }
+        });
+        ServerEndpoint {
+            decoder,
+            compression,
+            max_message_len: config.max_message_len,
+            message: None,
+            collecting: false,
+            utf8: Utf8Validator::new(),
+            state: State::Open,
+            failed: false,
+            out: Vec::new(),
+            scratch: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Handles bytes received from the client (unmasking them in place),
+    /// appends what they completed to `received`, and returns how many
+    /// bytes were used. Answers go to [`ServerEndpoint::output`].
+    ///
+    /// It stops after each completed message, so that the caller can answer
+    /// it before what follows is read (a violation later in the same input
+    /// then closes after the answer, as RFC 6455 §5.4's order requires):
+    /// call again with the rest, and once more with empty input, until it
+    /// uses nothing and adds nothing.
+    pub fn handle_input(&mut self, input: &mut [u8], received: &mut Vec<Received>) -> usize {
+        let mut used = 0;
+        loop {
+            if self.state == State::Closed {
+                // §5.5.1: nothing is read after the close handshake.
+                return input.len();
+            }
+            let decoded = self.decoder.decode_mut(&mut input[used..]);
+            used += decoded.consumed;
+            let Some(event) = decoded.event else { return used };
+            let before = received.len();
+            self.handle_event(event, received);
+            if received[before..].iter().any(|r| matches!(r, Received::Message { .. })) {
+                return used;
+            }
+        }
+    }
+
+    /// [`ServerEndpoint::handle_input`] over all of `input`, for callers
+    /// that answer messages only afterwards (tests, tools).
+    pub fn handle_all(&mut self, input: &mut [u8], received: &mut Vec<Received>) {
+        let mut used = 0;
+        loop {
+            let before = received.len();
+            let n = self.handle_input(&mut input[used..], received);
+            used += n;
+            if n == 0 && received.len() == before {
+                return;
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: Event<'_>, received: &mut Vec<Received>) {
+        if self.failed {
+            // After failing, only the client's close matters (§7.1.7).
+            if let Event::FrameEnd(end) = event
+                && end.header.opcode == OpCode::Close
+            {
+                self.state = State::Closed;
+            }
+            return;
+        }
+        match event {
+            Event::Violation(v) => self.fail(v.error, received),
+            Event::Header(h) => {
+                let header = h.header;
+                match header.opcode {
+                    OpCode::Text | OpCode::Binary => {
+                        let kind = if header.opcode == OpCode::Text { MessageKind::Text } else { MessageKind::Binary };
+                        if header.rsv1 {
+                            if let Some(c) = &mut self.compression {
+                                c.inflater.begin_message();
+                            }
+                            self.utf8.reset();
+                        }
+                        let mut data = std::mem::take(&mut self.spare);
+                        data.clear();
+                        self.message = Some(Incoming { kind, compressed: header.rsv1, data });
+                        self.collecting = true;
+                    }
+                    OpCode::Continuation => self.collecting = self.message.is_some(),
+                    _ => {
+                        self.collecting = false;
+                        return;
+                    }
+                }
+                if let Some(m) = &self.message
+                    && !m.compressed
+                    && (m.data.len() as u64).checked_add(header.payload_len).is_none_or(|n| n > self.max_message_len)
+                {
+                    self.fail(Error::MessageTooLarge, received);
+                }
+            }
+            Event::Payload(p) if self.collecting => {
+                let Some(message) = &mut self.message else { return };
+                if !message.compressed {
+                    message.data.extend_from_slice(p.data());
+                    return;
+                }
+                let Some(c) = &mut self.compression else { return };
+                let (data, utf8, text) = (&mut message.data, &mut self.utf8, message.kind == MessageKind::Text);
+                let mut bad_utf8 = false;
+                let r = c.inflater.inflate(p.data(), &mut |bytes| {
+                    bad_utf8 |= text && utf8.feed(bytes).is_err();
+                    data.extend_from_slice(bytes);
+                });
+                match r {
+                    Err(e) => self.fail(e, received),
+                    // §8.1: fail fast, as soon as the text cannot be UTF-8.
+                    Ok(()) if bad_utf8 => self.fail(Error::InvalidUtf8, received),
+                    Ok(()) => {}
+                }
+            }
+            Event::Payload(_) => {}
+            Event::FrameEnd(end) => match end.header.opcode {
+                OpCode::Ping => {
+                    let payload = self.decoder.control_payload().to_vec();
+                    if self.state == State::Open {
+                        // §5.5.2: "Upon receipt of a Ping frame, an endpoint
+                        // MUST send a Pong frame in response".
+                        self.write_frame(FrameHeader::new(OpCode::Pong, 0), &payload);
+                    }
+                    received.push(Received::Ping(payload));
+                }
+                OpCode::Pong => received.push(Received::Pong(self.decoder.control_payload().to_vec())),
+                OpCode::Close => self.handle_close(received),
+                _ if end.message_end => self.end_message(received),
+                _ => {}
+            },
+        }
+    }
+
+    fn end_message(&mut self, received: &mut Vec<Received>) {
+        self.collecting = false;
+        let Some(mut message) = self.message.take() else { return };
+        if message.compressed
+            && let Some(c) = &mut self.compression
+        {
+            let (data, utf8) = (&mut message.data, &mut self.utf8);
+            let mut bad_utf8 = false;
+            let text = message.kind == MessageKind::Text;
+            let r = c.inflater.end_message(&mut |bytes| {
+                bad_utf8 |= text && utf8.feed(bytes).is_err();
+                data.extend_from_slice(bytes);
+            });
+            if let Err(e) = r {
+                return self.fail(e, received);
+            }
+            if bad_utf8 || (text && !self.utf8.is_complete()) {
+                return self.fail(Error::InvalidUtf8, received);
+            }
+        }
+        received.push(Received::Message { kind: message.kind, data: message.data });
+    }
+
+    fn handle_close(&mut self, received: &mut Vec<Received>) {
+        // The decoder has checked the payload (§5.5.1, §7.4): a bad one was
+        // a violation before this frame end.
+        let close = parse_close_payload(self.decoder.control_payload())
+            .ok()
+            .flatten()
+            .map(|c| (c.code, String::from_utf8_lossy(c.reason.as_bytes()).into_owned()));
+        if self.state == State::Open {
+            // §5.5.1: "If an endpoint receives a Close frame and did not
+            // previously send a Close frame, the endpoint MUST send a Close
+            // frame in response. [...] It SHOULD typically echo the status
+            // code it received."
+            let payload = close.as_ref().map(|(code, _)| encode_close_payload(*code, "")).unwrap_or_default();
+            self.write_frame(FrameHeader::new(OpCode::Close, 0), &payload);
+        }
+        self.state = State::Closed;
+        received.push(Received::Close(close));
+    }
+
+    /// Fails the connection (§7.1.7): the close frame with the rule's code.
+    fn fail(&mut self, error: Error, received: &mut Vec<Received>) {
+        self.failed = true;
+        self.message = None;
+        self.collecting = false;
+        let code = error.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
+        self.close(code, &error.to_string());
+        received.push(Received::Failed(error));
+    }
+
+    /// Sends a data message: compressed (RSV1, RFC 7692 §6) when
+    /// permessage-deflate was agreed, in one frame. Ignored once this
+    /// endpoint has sent its close (§5.5.1: "After sending a Close frame,
+    /// the endpoint MUST NOT send any further data frames").
+    pub fn send(&mut self, kind: MessageKind, data: &[u8]) {
+        if self.state != State::Open {
+            return;
+        }
+        let opcode = match kind {
+            MessageKind::Text => OpCode::Text,
+            MessageKind::Binary => OpCode::Binary,
+        };
+        match &mut self.compression {
+            Some(c) => {
+                let mut compressed = std::mem::take(&mut self.scratch);
+                compressed.clear();
+                c.deflater.compress_message(data, &mut compressed);
+                let header = FrameHeader { rsv1: true, ..FrameHeader::new(opcode, 0) };
+                self.write_frame(header, &compressed);
+                self.scratch = compressed;
+            }
+            None => self.write_frame(FrameHeader::new(opcode, 0), data),
+        }
+    }
+
+    /// Hands back the data of a [`Received::Message`] once the caller is
+    /// done with it: the next message is collected into it, which saves an
+    /// allocation (and, for large messages, fresh pages) per message.
+    /// Buffers over 1 MiB are dropped, so that an idle connection does not
+    /// hold the memory of the largest message it ever received.
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        if data.capacity() > self.spare.capacity() && data.capacity() <= MAX_SPARE {
+            self.spare = data;
+        }
+    }
+
+    /// Starts the closing handshake (§7.1.2) with `code` and `reason` (cut
+    /// to fit a control frame), if this endpoint has not closed yet.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        if self.state != State::Open {
+            return;
+        }
+        self.write_frame(FrameHeader::new(OpCode::Close, 0), &encode_close_payload(code, reason));
+        self.state = State::CloseSent;
+    }
+
+    fn write_frame(&mut self, header: FrameHeader, payload: &[u8]) {
+        encode_frame(&header, payload, &mut self.out);
+    }
+
+    /// The bytes to send, in order. The caller writes them and clears the
+    /// buffer (or drains what it wrote).
+    #[must_use]
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// Whether the closing handshake is over (both closes exchanged, or the
+    /// client's answered): once the output is written, the server closes
+    /// the TCP connection (§7.1.1).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether this endpoint has sent its close (and so sends no more data).
+    pub fn close_sent(&self) -> bool {
+        self.state != State::Open
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,339 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::deflate::{DeflateOffer, DeflateServerConfig, Negotiation};
+use crate::handshake::parse_extensions;
+
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// A client frame: masked, as §5.3 requires.
+fn client_frame(opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let header = FrameHeader { fin, rsv1, mask: Some(MASK), ..FrameHeader::new(opcode, 0) };
+    encode_frame(&header, payload, &mut out);
+    out
+}
+
+/// Feeds `wire` in pieces of `split` bytes.
+fn feed(server: &mut ServerEndpoint, wire: &[u8], split: usize) -> Vec<Received> {
+    let mut received = Vec::new();
+    for piece in wire.chunks(split.max(1)) {
+        server.handle_all(&mut piece.to_vec(), &mut received);
+    }
+    received
+}
+
+/// The frames the server sent: (opcode, rsv1, payload) each.
+fn server_frames(wire: &[u8]) -> Vec<(OpCode, bool, Vec<u8>)> {
+    let mut decoder = Decoder::new(Role::Server, DecoderConfig { allow_rsv1: true, ..DecoderConfig::default() });
+    let mut frames = Vec::new();
+    let mut payload = Vec::new();
+    let mut input = wire;
+    while let Some(event) = {
+        let d = decoder.decode(input);
+        input = &input[d.consumed..];
+        d.event
+    } {
+        match event {
+            Event::Payload(p) => p.extend_unmasked(&mut payload),
+            Event::FrameEnd(end) => {
+                frames.push((end.header.opcode, end.header.rsv1, std::mem::take(&mut payload)));
+            }
+            Event::Violation(v) => panic!("the server broke {v}"),
+            Event::Header(_) => {}
+        }
+    }
+    frames
+}
+
+fn close_code(payload: &[u8]) -> Option<u16> {
+    parse_close_payload(payload).ok().flatten().map(|c| c.code.0)
+}
+
+/// A message before a violation in the same input is answered before the
+/// close: the caller gets it first.
+#[test]
+fn input_stops_after_each_message() {
+    let mut server = ServerEndpoint::new(EndpointConfig::default());
+    let mut wire = client_frame(OpCode::Text, true, false, b"first");
+    let first_len = wire.len();
+    wire.extend(client_frame(OpCode::Text, true, false, b"second"));
+    wire.extend(client_frame(OpCode::Reserved(5), true, false, b""));
+    let mut received = Vec::new();
+    let used = server.handle_input(&mut wire, &mut received);
+    assert_eq!((used, received.len()), (first_len, 1));
+    server.send(MessageKind::Text, b"first");
+    let used2 = server.handle_input(&mut wire[used..], &mut received);
+    server.send(MessageKind::Text, b"second");
+    let used3 = server.handle_input(&mut wire[used + used2..], &mut received);
+    assert_eq!(used + used2 + used3, wire.len());
+    assert_eq!(received.last(), Some(&Received::Failed(Error::ReservedOpcode)));
+    let frames = server_frames(server.output());
+    let opcodes: Vec<OpCode> = frames.iter().map(|f| f.0).collect();
+    assert_eq!(opcodes, [OpCode::Text, OpCode::Text, OpCode::Close]);
+}
+
+#[test]
+fn messages_pings_and_the_close_handshake() {
+    let mut server = ServerEndpoint::new(EndpointConfig::default());
+    let mut wire = client_frame(OpCode::Text, false, false, "κό".as_bytes());
+    wire.extend(client_frame(OpCode::Ping, true, false, b"hi"));
+    wire.extend(client_frame(OpCode::Continuation, true, false, "σμε".as_bytes()));
+    wire.extend(client_frame(OpCode::Binary, true, false, &[0, 255]));
+    wire.extend(client_frame(OpCode::Close, true, false, &encode_close_payload(CloseCode(4001), "bye")));
+    for split in [1, 3, wire.len()] {
+        let mut server = ServerEndpoint::new(EndpointConfig::default());
+        let received = feed(&mut server, &wire, split);
+        assert_eq!(
+            received,
+            [
+                Received::Ping(b"hi".to_vec()),
+                Received::Message { kind: MessageKind::Text, data: "κόσμε".as_bytes().to_vec() },
+                Received::Message { kind: MessageKind::Binary, data: vec![0, 255] },
+                Received::Close(Some((CloseCode(4001), "bye".to_owned()))),
+            ],
+            "split {split}"
+        );
+        assert!(server.is_closed());
+        let frames = server_frames(server.output());
+        assert_eq!(frames[0], (OpCode::Pong, false, b"hi".to_vec()));
+        // §5.5.1: the close is answered, echoing the code.
+        assert_eq!((frames[1].0, close_code(&frames[1].2)), (OpCode::Close, Some(4001)));
+    }
+    // After the server's own close, it sends no data and waits for the client's.
+    server.close(CloseCode::GOING_AWAY, "shutting down");
+    server.send(MessageKind::Text, b"late");
+    assert!(server.close_sent() && !server.is_closed());
+    let mut received = Vec::new();
+    server.handle_all(&mut client_frame(OpCode::Close, true, false, &[0x03, 0xe9]), &mut received);
+    assert!(server.is_closed());
+    let frames = server_frames(server.output());
+    assert_eq!(frames.len(), 1, "only the server's close: {frames:?}");
+}
+
+/// Every violation fails the connection with its code (RFC 6455 §7.4.1),
+/// and only the client's close is read after it.
+#[test]
+fn violations_close_with_their_code() {
+    let deflate = Some(DeflateParams::default());
+    let compressed = |data: &[u8]| {
+        let mut out = Vec::new();
+        Deflater::new(6, false).compress_message(data, &mut out);
+        out
+    };
+    let small = EndpointConfig { max_message_len: 10, ..EndpointConfig::default() };
+    let cases: Vec<(&str, EndpointConfig, Vec<u8>, Error)> = vec![
+        (
+            "rsv1 without deflate",
+            EndpointConfig::default(),
+            client_frame(OpCode::Text, true, true, b"x"),
+            Error::ReservedBitSet,
+        ),
+        (
+            "bad utf-8",
+            EndpointConfig::default(),
+            client_frame(OpCode::Text, true, false, b"\xce\xba\xff"),
+            Error::InvalidUtf8,
+        ),
+        (
+            "bad utf-8, compressed",
+            EndpointConfig { deflate, ..EndpointConfig::default() },
+            client_frame(OpCode::Text, true, true, &compressed(b"ok \xff")),
+            Error::InvalidUtf8,
+        ),
+        (
+            "truncated utf-8, compressed",
+            EndpointConfig { deflate, ..EndpointConfig::default() },
+            client_frame(OpCode::Text, true, true, &compressed(b"\xce")),
+            Error::InvalidUtf8,
+        ),
+        ("message over the limit", small, client_frame(OpCode::Binary, true, false, &[0; 11]), Error::MessageTooLarge),
+        (
+            "inflated over the limit",
+            EndpointConfig { deflate, ..small },
+            client_frame(OpCode::Binary, true, true, &compressed(&[0; 11])),
+            Error::InflatedTooLarge,
+        ),
+        (
+            "not deflate data",
+            EndpointConfig { deflate, ..EndpointConfig::default() },
+            client_frame(OpCode::Binary, true, true, &[0xff; 8]),
+            Error::InflateFailed,
+        ),
+        (
+            "rsv1 on a continuation",
+            EndpointConfig { deflate, ..EndpointConfig::default() },
+            [client_frame(OpCode::Binary, false, false, b"a"), client_frame(OpCode::Continuation, true, true, b"b")]
+                .concat(),
+            Error::MisplacedCompressedBit,
+        ),
+        (
+            "fragmented ping",
+            EndpointConfig::default(),
+            client_frame(OpCode::Ping, false, false, b""),
+            Error::ControlFrameFragmented,
+        ),
+        (
+            "continuation first",
+            EndpointConfig::default(),
+            client_frame(OpCode::Continuation, true, false, b"x"),
+            Error::UnexpectedContinuation,
+        ),
+        (
+            "close code 1005",
+            EndpointConfig::default(),
+            client_frame(OpCode::Close, true, false, &[0x03, 0xed]),
+            Error::InvalidCloseCode,
+        ),
+        (
+            "unmasked",
+            EndpointConfig::default(),
+            {
+                let mut v = Vec::new();
+                encode_frame(&FrameHeader::new(OpCode::Text, 0), b"x", &mut v);
+                v
+            },
+            Error::UnmaskedClientFrame,
+        ),
+    ];
+    for (name, config, frames, error) in cases {
+        let mut server = ServerEndpoint::new(config);
+        let mut wire = frames;
+        // Data after the violation is ignored; the client's close ends it.
+        wire.extend(client_frame(OpCode::Text, true, false, b"ignored"));
+        wire.extend(client_frame(OpCode::Close, true, false, &[0x03, 0xe8]));
+        let received = feed(&mut server, &wire, 1);
+        assert_eq!(received.first(), Some(&Received::Failed(error)), "{name}: {received:?}");
+        assert_eq!(received.len(), 1, "{name}: {received:?}");
+        let code = error.close_code().map(|c| c.0);
+        let frames = server_frames(server.output());
+        assert_eq!(frames.len(), 1, "{name}: {frames:?}");
+        assert_eq!((frames[0].0, close_code(&frames[0].2)), (OpCode::Close, code), "{name}");
+        assert!(server.is_closed(), "{name}");
+    }
+}
+
+fn exts(header: &str) -> Vec<crate::handshake::Extension<'_>> {
+    let mut out = Vec::new();
+    parse_extensions(header.as_bytes(), &mut out).expect("extension syntax");
+    out
+}
+
+fn offer_strategy() -> impl Strategy<Value = DeflateOffer> {
+    (any::<bool>(), any::<bool>(), prop::option::of(8u8..=15), prop::option::of(prop::option::of(8u8..=15))).prop_map(
+        |(snct, cnct, smwb, cmwb)| DeflateOffer {
+            server_no_context_takeover: snct,
+            client_no_context_takeover: cnct,
+            server_max_window_bits: smwb,
+            client_max_window_bits: cmwb,
+        },
+    )
+}
+
+fn server_config_strategy() -> impl Strategy<Value = DeflateServerConfig> {
+    (any::<bool>(), any::<bool>(), 8u8..=15, 8u8..=15).prop_map(|(snct, cnct, sbits, cbits)| DeflateServerConfig {
+        server_no_context_takeover: snct,
+        client_no_context_takeover: cnct,
+        server_max_window_bits: sbits,
+        client_max_window_bits: cbits,
+    })
+}
+
+/// Messages that compress and refer back across messages and far within
+/// them (so that small windows and context takeover matter).
+fn messages_strategy() -> impl Strategy<Value = Vec<(bool, Vec<u8>)>> {
+    let words = prop::sample::select(vec!["hello ", "κόσμε ", "window ", "deflate ", "x", "0123456789abcdef"]);
+    let text = prop::collection::vec(words, 0..400).prop_map(|w| w.concat().into_bytes());
+    let binary = prop::collection::vec(any::<u8>(), 0..3000);
+    prop::collection::vec(prop_oneof![text.prop_map(|t| (true, t)), binary.prop_map(|b| (false, b))], 1..6)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every offer and every server configuration: the client's offer goes
+    /// through the server's negotiation, the client checks the answer, then
+    /// the client compresses its messages with our `Deflater` per the agreed
+    /// client parameters (fragmented, fed to the server in any pieces); the
+    /// server reads them back unchanged and echoes them, compressed per the
+    /// server parameters, and the client's `Inflater` (auditing the agreed
+    /// server window) reads the echoes back unchanged.
+    #[test]
+    fn round_trip_with_the_client_side_for_every_parameter_combination(
+        offer in offer_strategy(),
+        config in server_config_strategy(),
+        messages in messages_strategy(),
+        level in 0u32..=9,
+        fragment in 1usize..2000,
+        split in 1usize..5000,
+    ) {
+        let offered = offer.to_string();
+        let Negotiation::Accepted { params, declined: 0 } = DeflateOffer::negotiate(&exts(&offered), &config) else {
+            panic!("a valid offer is accepted");
+        };
+        let answer = params.to_string();
+        prop_assert_eq!(crate::deflate::DeflateParams::from_response_to(&exts(&offered), &exts(&answer)), Ok(Some(params)));
+
+        let mut client_deflater = Deflater::with_window_bits(
+            level,
+            params.no_context_takeover(Role::Client),
+            params.max_window_bits(Role::Client),
+        );
+        let mut wire = Vec::new();
+        for (text, data) in &messages {
+            let mut compressed = Vec::new();
+            client_deflater.compress_message(data, &mut compressed);
+            let opcode = if *text { OpCode::Text } else { OpCode::Binary };
+            let pieces: Vec<&[u8]> = compressed.chunks(fragment).collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                let op = if i == 0 { opcode } else { OpCode::Continuation };
+                wire.extend(client_frame(op, i + 1 == pieces.len(), i == 0, piece));
+            }
+        }
+        let mut server = ServerEndpoint::new(EndpointConfig { deflate: Some(params), ..EndpointConfig::default() });
+        let received = feed(&mut server, &wire, split);
+        prop_assert_eq!(received.len(), messages.len());
+        for (got, (text, data)) in received.iter().zip(&messages) {
+            let kind = if *text { MessageKind::Text } else { MessageKind::Binary };
+            prop_assert_eq!(got, &Received::Message { kind, data: data.clone() });
+            server.send(kind, data);
+        }
+
+        let mut inflater = Inflater::with_window_bits(
+            params.no_context_takeover(Role::Server),
+            params.max_window_bits(Role::Server),
+            1 << 20,
+        );
+        let frames = server_frames(server.output());
+        prop_assert_eq!(frames.len(), messages.len());
+        for ((opcode, rsv1, payload), (text, data)) in frames.iter().zip(&messages) {
+            prop_assert_eq!(*opcode, if *text { OpCode::Text } else { OpCode::Binary });
+            prop_assert!(*rsv1);
+            let mut inflated = Vec::new();
+            inflater.begin_message();
+            inflater.inflate(payload, &mut |b| inflated.extend_from_slice(b)).expect("the server's data inflates");
+            inflater.end_message(&mut |b| inflated.extend_from_slice(b)).expect("within the agreed window");
+            prop_assert_eq!(&inflated, data);
+        }
+    }
+}
+
+/// A recycled buffer collects the next message; one over 1 MiB is not kept.
+#[test]
+fn recycled_buffers_are_reused_up_to_a_limit() {
+    let mut server = ServerEndpoint::new(EndpointConfig::default());
+    let capacity_of_next = |server: &mut ServerEndpoint| {
+        let received = feed(server, &client_frame(OpCode::Binary, true, false, b"abc"), 100);
+        match received.as_slice() {
+            [Received::Message { data, .. }] => {
+                assert_eq!(data, b"abc");
+                data.capacity()
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    server.recycle(Vec::with_capacity(4096));
+    assert!(capacity_of_next(&mut server) >= 4096);
+    server.recycle(Vec::with_capacity(MAX_SPARE + 1));
+    assert!(capacity_of_next(&mut server) < 4096);
+}
