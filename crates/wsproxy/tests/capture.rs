@@ -939,23 +939,11 @@ fn har_holds_the_messages_the_peers_sent() {
     assert_eq!(closes, [s("client", 1000, "bye"), s("upstream", 1000, "")]);
 
     // The capture read back gives the same HAR messages, at the same times.
-    let har2 = temp("read.har");
-    let out = Command::new(env!("CARGO_BIN_EXE_wsproxy"))
-        .args(["read", pcap.to_str().expect("utf-8"), "--har", har2.to_str().expect("utf-8"), "--log", "/dev/null"])
-        .output()
-        .expect("wsproxy read");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let doc2: serde_json::Value = serde_json::from_slice(&std::fs::read(&har2).expect("har")).expect("valid JSON");
+    let doc2 = har_of_capture(&pcap, "read.har", &[]);
     assert_eq!(doc2["log"]["entries"][0]["_webSocketMessages"], entry["_webSocketMessages"]);
 
     // Cut at 100 bytes.
-    let out = Command::new(env!("CARGO_BIN_EXE_wsproxy"))
-        .args(["read", pcap.to_str().expect("utf-8"), "--har", har2.to_str().expect("utf-8"), "--log", "/dev/null"])
-        .args(["--har-max-message", "100"])
-        .output()
-        .expect("wsproxy read");
-    assert!(out.status.success());
-    let doc3: serde_json::Value = serde_json::from_slice(&std::fs::read(&har2).expect("har")).expect("valid JSON");
+    let doc3 = har_of_capture(&pcap, "read-cut.har", &["--har-max-message", "100"]);
     let cut = &doc3["log"]["entries"][0]["_webSocketMessages"][4];
     assert_eq!((cut["data"].as_str(), cut["_truncated"].as_bool()), (Some(b64(&big[..100]).as_str()), Some(true)));
 }
@@ -1300,13 +1288,20 @@ fn har_has_a_plain_exchange_with_its_headers() {
     assert_eq!(entries[1]["_resourceType"], "websocket");
     assert_eq!(entries[1]["request"]["url"], "ws://x/chat");
 
-    let har2 = temp("plain-read.har");
+    let doc2 = har_of_capture(&pcap, "plain-read.har", &[]);
+    assert_eq!(doc2["log"]["entries"][0]["request"], entries[0]["request"]);
+    assert_eq!(doc2["log"]["entries"][0]["response"], entries[0]["response"]);
+}
+
+/// `wsproxy read CAPTURE --har FILE EXTRA…` (FILE a temporary named
+/// `name`): the HAR it wrote, parsed.
+fn har_of_capture(pcap: &std::path::Path, name: &str, extra: &[&str]) -> serde_json::Value {
+    let har = temp(name);
     let out = Command::new(env!("CARGO_BIN_EXE_wsproxy"))
-        .args(["read", pcap.to_str().expect("utf-8"), "--har", har2.to_str().expect("utf-8"), "--log", "/dev/null"])
+        .args(["read", pcap.to_str().expect("utf-8"), "--har", har.to_str().expect("utf-8"), "--log", "/dev/null"])
+        .args(extra)
         .output()
         .expect("wsproxy read");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let doc2: serde_json::Value = serde_json::from_slice(&std::fs::read(&har2).expect("har")).expect("valid JSON");
-    assert_eq!(doc2["log"]["entries"][0]["request"], entries[0]["request"]);
-    assert_eq!(doc2["log"]["entries"][0]["response"], entries[0]["response"]);
+    serde_json::from_slice(&std::fs::read(&har).expect("har")).expect("valid JSON")
 }
