@@ -515,25 +515,13 @@ async fn a_write_cut_short_is_not_followed_by_a_close_frame() {
     let url = format!("ws://{}", listener.local_addr().expect("addr"));
     let server = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.expect("accept");
-        let mut head = Vec::new();
+        let mut got = accept_upgrade(&mut s).await;
         let mut chunk = vec![0u8; 1 << 16];
-        let key = loop {
-            let n = s.read(&mut chunk).await.expect("read the request");
-            assert!(n > 0, "closed during the handshake");
-            head.extend_from_slice(&chunk[..n]);
-            if let Ok(wsproto::Status::Complete((req, _))) =
-                wsproto::handshake::parse_request(&head, &wsproto::handshake::Limits::default())
-            {
-                break req.validate().expect("a valid upgrade").accept_key();
-            }
-        };
-        s.write_all(&wsproto::handshake::build_response(&key, None, None).expect("101")).await.expect("101");
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut close = Vec::new();
         let payload = wsproto::encode_close_payload(wsproto::CloseCode(1000), "");
         wsproto::encode_frame(&wsproto::FrameHeader::new(wsproto::OpCode::Close, 0), &payload, &mut close);
         s.write_all(&close).await.expect("write the close");
-        let mut got = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), async {
             while let Ok(n) = s.read(&mut chunk).await {
                 if n == 0 {
@@ -568,6 +556,26 @@ async fn a_write_cut_short_is_not_followed_by_a_close_frame() {
     assert!(!tail.starts_with(&[0x88, 0x82]), "a close frame written into the cut message: {tail:02x?}");
 }
 
+/// Reads a client's upgrade request on `s` and answers it with a 101;
+/// returns what the client sent after its request head.
+async fn accept_upgrade(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let (key, head_len) = loop {
+        let n = s.read(&mut chunk).await.expect("read the request");
+        assert!(n > 0, "closed during the handshake");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Ok(wsproto::Status::Complete((req, len))) =
+            wsproto::handshake::parse_request(&buf, &wsproto::handshake::Limits::default())
+        {
+            break (req.validate().expect("a valid upgrade").accept_key(), len);
+        }
+    };
+    s.write_all(&wsproto::handshake::build_response(&key, None, None).expect("101")).await.expect("101");
+    buf.split_off(head_len)
+}
+
 /// A raw echo server for one connection that returns the masking key of
 /// the client's close frame (after answering it).
 async fn close_key_server() -> (String, tokio::task::JoinHandle<Option<[u8; 4]>>) {
@@ -576,21 +584,8 @@ async fn close_key_server() -> (String, tokio::task::JoinHandle<Option<[u8; 4]>>
     let url = format!("ws://{}", listener.local_addr().expect("addr"));
     let task = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.expect("accept");
-        let mut buf = Vec::new();
+        let mut buf = accept_upgrade(&mut s).await;
         let mut chunk = vec![0u8; 1 << 16];
-        let head_len = loop {
-            let n = s.read(&mut chunk).await.expect("read the request");
-            assert!(n > 0, "closed during the handshake");
-            buf.extend_from_slice(&chunk[..n]);
-            if let Ok(wsproto::Status::Complete((req, len))) =
-                wsproto::handshake::parse_request(&buf, &wsproto::handshake::Limits::default())
-            {
-                let key = req.validate().expect("a valid upgrade").accept_key();
-                s.write_all(&wsproto::handshake::build_response(&key, None, None).expect("101")).await.expect("101");
-                break len;
-            }
-        };
-        buf.drain(..head_len);
         loop {
             while let wsproto::Status::Complete(ph) = wsproto::parse_header(&buf) {
                 let end = ph.header_len + ph.header.payload_len as usize;
