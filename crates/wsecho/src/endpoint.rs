@@ -1,5 +1,5 @@
 //! The `wsproto` engine: tokio reads and writes, `wsproto`'s sans-IO
-//! [`ServerEndpoint`] does the protocol (frames, permessage-deflate, the
+//! [`Endpoint`] does the protocol (frames, permessage-deflate, the
 //! closing handshake), and this loop echoes every message it completes.
 
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::debug;
 use wsproto::CloseCode;
 use wsproto::deflate::DeflateParams;
-use wsproto::endpoint::{EndpointConfig, Received, ServerEndpoint};
+use wsproto::endpoint::{Endpoint, EndpointConfig, Received};
 
 use crate::{Config, Lifecycle};
 
@@ -29,7 +29,7 @@ pub(crate) async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut endpoint = ServerEndpoint::new(EndpointConfig {
+    let mut endpoint = Endpoint::server(EndpointConfig {
         max_message_len: config.max_message_size as u64,
         max_frame_len: config.max_frame_size as u64,
         deflate,

@@ -48,7 +48,7 @@ pub enum Engine {
     #[default]
     #[value(name = "tokio-tungstenite")]
     Tungstenite,
-    /// This workspace's sans-IO `wsproto::endpoint::ServerEndpoint`, with
+    /// This workspace's sans-IO `wsproto::endpoint::Endpoint`, with
     /// permessage-deflate (RFC 7692) negotiated when [`Config::deflate`] is
     /// set.
     Wsproto,

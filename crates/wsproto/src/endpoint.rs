@@ -1,19 +1,25 @@
-//! A sans-IO WebSocket server endpoint (RFC 6455 §5–§7) with
-//! permessage-deflate (RFC 7692): bytes from the client go in, complete
-//! messages come out, and the bytes to send back (echoes, pongs, closes)
+//! A sans-IO WebSocket endpoint (RFC 6455 §5–§7), server or client, with
+//! permessage-deflate (RFC 7692): bytes from the peer go in, complete
+//! messages come out, and the bytes to send (messages, pongs, closes)
 //! gather in an output buffer that the caller writes to its socket.
 //!
-//! It is the protocol half of a server; an I/O shell around it reads,
-//! calls [`ServerEndpoint::handle_input`], writes
-//! [`ServerEndpoint::output`], and closes the TCP connection once
-//! [`ServerEndpoint::is_closed`] (the server closes first, §7.1.1). No
-//! clock: timeouts are the shell's.
+//! It is the protocol half of a server or a client, after the opening
+//! handshake; an I/O shell around it reads, calls
+//! [`Endpoint::handle_input`], writes [`Endpoint::output`], and ends the
+//! TCP connection once [`Endpoint::is_closed`]: a server closes it at once,
+//! a client waits (a bounded time) for the server to close first (§7.1.1).
+//! The two roles differ only where RFC 6455 says they do: a client masks
+//! every frame it sends with a fresh masking key (§5.3) and requires the
+//! server's frames unmasked (§5.1), and each side compresses and inflates
+//! with its own side's permessage-deflate parameters (RFC 7692 §7.1). No
+//! clock and no randomness: timeouts are the shell's, and a client's masking
+//! keys come from a source the caller passes in (§10.3 asks for a strong one).
 //!
 //! ```
-//! use wsproto::endpoint::{EndpointConfig, Received, ServerEndpoint};
+//! use wsproto::endpoint::{Endpoint, EndpointConfig, Received};
 //! use wsproto::MessageKind;
 //!
-//! let mut server = ServerEndpoint::new(EndpointConfig::default());
+//! let mut server = Endpoint::server(EndpointConfig::default());
 //! // RFC 6455 §5.7: a single-frame masked text message, "Hello".
 //! let mut wire = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
 //! let mut received = Vec::new();
@@ -34,7 +40,7 @@ use crate::header::FrameHeader;
 use crate::opcode::OpCode;
 use crate::utf8::Utf8Validator;
 
-/// The largest message buffer kept for reuse ([`ServerEndpoint::recycle`]).
+/// The largest message buffer kept for reuse ([`Endpoint::recycle`]).
 const MAX_SPARE: usize = 1 << 20;
 
 /// The limits and the agreed extension of one connection.
@@ -59,7 +65,7 @@ impl Default for EndpointConfig {
     }
 }
 
-/// What the client's bytes completed.
+/// What the peer's bytes completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
     /// A data message, inflated if it was compressed, text checked as UTF-8
@@ -74,14 +80,14 @@ pub enum Received {
     Ping(Vec<u8>),
     /// A pong (§5.5.3).
     Pong(Vec<u8>),
-    /// The client's close frame (§5.5.1): its code and reason, if it had
-    /// any. If the server had not closed yet, the answering close is in the
-    /// output, and the connection is closed once the output is written.
+    /// The peer's close frame (§5.5.1): its code and reason, if it had
+    /// any. If this endpoint had not closed yet, the answering close is in
+    /// the output, and the closing handshake is over once it is written.
     Close(Option<(CloseCode, String)>),
-    /// The client broke a rule: the close frame with the rule's code
+    /// The peer broke a rule: the close frame with the rule's code
     /// ([`Error::close_code`]: 1002, 1007 or 1009) is in the output (RFC
     /// 6455 §7.1.7, _Fail the WebSocket Connection_). Everything after it
-    /// but the client's close is ignored.
+    /// but the peer's close is ignored.
     Failed(Error),
 }
 
@@ -89,9 +95,9 @@ pub enum Received {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Open,
-    /// The server sent its close and waits for the client's (§7.1.2).
+    /// This endpoint sent its close and waits for the peer's (§7.1.2).
     CloseSent,
-    /// Both closes were exchanged, or the client's came and was answered:
+    /// Both closes were exchanged, or the peer's came and was answered:
     /// nothing more is sent or read.
     Closed,
 }
@@ -111,9 +117,17 @@ struct Compression {
     inflater: Inflater,
 }
 
-/// The server side of one WebSocket connection after the handshake. See
-/// the [module documentation](self).
-pub struct ServerEndpoint {
+/// Where a client's masking keys come from (RFC 6455 §5.3, §10.3): called
+/// once per frame sent.
+pub type MaskKeys = Box<dyn FnMut() -> [u8; 4] + Send>;
+
+/// One side of one WebSocket connection after the handshake. See the
+/// [module documentation](self).
+pub struct Endpoint {
+    /// This endpoint's role; the decoder checks frames from the other one.
+    role: Role,
+    /// A client's masking keys (§5.3); `None` for a server.
+    mask_keys: Option<MaskKeys>,
     decoder: Decoder,
     compression: Option<Compression>,
     max_message_len: u64,
@@ -128,14 +142,15 @@ pub struct ServerEndpoint {
     failed: bool,
     out: Vec<u8>,
     scratch: Vec<u8>,
-    /// A message buffer handed back with [`ServerEndpoint::recycle`], reused
+    /// A message buffer handed back with [`Endpoint::recycle`], reused
     /// for the next message instead of a fresh allocation.
     spare: Vec<u8>,
 }
 
-impl std::fmt::Debug for ServerEndpoint {
+impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerEndpoint")
+        f.debug_struct("Endpoint")
+            .field("role", &self.role)
             .field("compression", &self.compression.is_some())
             .field("state", &self.state)
             .field("failed", &self.failed)
@@ -144,30 +159,48 @@ impl std::fmt::Debug for ServerEndpoint {
     }
 }
 
-impl ServerEndpoint {
-    /// An endpoint for a connection whose handshake agreed to `config`.
-    pub fn new(config: EndpointConfig) -> ServerEndpoint {
-        let mut decoder = Decoder::new(
-            Role::Client,
-            DecoderConfig { max_frame_len: config.max_frame_len, ..DecoderConfig::default() },
-        );
+impl Endpoint {
+    /// The server side of a connection whose handshake agreed to `config`:
+    /// it sends unmasked frames and requires masked ones (§5.1).
+    pub fn server(config: EndpointConfig) -> Endpoint {
+        Endpoint::with_role(Role::Server, None, config)
+    }
+
+    /// The client side of a connection whose handshake agreed to `config`:
+    /// every frame it sends is masked with the next key from `mask_keys`
+    /// (§5.3: "a fresh masking key [...] from the set of allowed 32-bit
+    /// values", unpredictable per §10.3), and it requires the server's
+    /// frames unmasked (§5.1).
+    pub fn client(config: EndpointConfig, mask_keys: MaskKeys) -> Endpoint {
+        Endpoint::with_role(Role::Client, Some(mask_keys), config)
+    }
+
+    fn with_role(role: Role, mask_keys: Option<MaskKeys>, config: EndpointConfig) -> Endpoint {
+        let peer = role.peer();
+        let mut decoder =
+            Decoder::new(peer, DecoderConfig { max_frame_len: config.max_frame_len, ..DecoderConfig::default() });
         let compression = config.deflate.map(|p| {
             // §6.1: RSV1 marks a compressed message once the extension is agreed.
             decoder.set_allowed_rsv(true, false, false);
+            // §7.1.1, §7.1.2: each side's parameters govern what that side
+            // compresses, so this side deflates with its own and inflates
+            // with the peer's.
             Compression {
                 deflater: Deflater::with_window_bits(
                     config.compression_level,
-                    p.no_context_takeover(Role::Server),
-                    p.max_window_bits(Role::Server),
+                    p.no_context_takeover(role),
+                    p.max_window_bits(role),
                 ),
                 inflater: Inflater::with_window_bits(
-                    p.no_context_takeover(Role::Client),
-                    p.max_window_bits(Role::Client),
+                    p.no_context_takeover(peer),
+                    p.max_window_bits(peer),
                     config.max_message_len,
                 ),
             }
         });
-        ServerEndpoint {
+        Endpoint {
+            role,
+            mask_keys,
             decoder,
             compression,
             max_message_len: config.max_message_len,
@@ -182,9 +215,14 @@ impl ServerEndpoint {
         }
     }
 
-    /// Handles bytes received from the client (unmasking them in place),
-    /// appends what they completed to `received`, and returns how many
-    /// bytes were used. Answers go to [`ServerEndpoint::output`].
+    /// This endpoint's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Handles bytes received from the peer (a client's are unmasked in
+    /// place), appends what they completed to `received`, and returns how
+    /// many bytes were used. Answers go to [`Endpoint::output`].
     ///
     /// It stops after each completed message, so that the caller can answer
     /// it before what follows is read (a violation later in the same input
@@ -209,7 +247,7 @@ impl ServerEndpoint {
         }
     }
 
-    /// [`ServerEndpoint::handle_input`] over all of `input`, for callers
+    /// [`Endpoint::handle_input`] over all of `input`, for callers
     /// that answer messages only afterwards (tests, tools).
     pub fn handle_all(&mut self, input: &mut [u8], received: &mut Vec<Received>) {
         let mut used = 0;
@@ -225,7 +263,7 @@ impl ServerEndpoint {
 
     fn handle_event(&mut self, event: Event<'_>, received: &mut Vec<Received>) {
         if self.failed {
-            // After failing, only the client's close matters (§7.1.7).
+            // After failing, only the peer's close matters (§7.1.7).
             if let Event::FrameEnd(end) = event
                 && end.header.opcode == OpCode::Close
             {
@@ -401,7 +439,9 @@ impl ServerEndpoint {
         self.state = State::CloseSent;
     }
 
-    fn write_frame(&mut self, header: FrameHeader, payload: &[u8]) {
+    fn write_frame(&mut self, mut header: FrameHeader, payload: &[u8]) {
+        // §5.3: a client masks every frame, each with a fresh key.
+        header.mask = self.mask_keys.as_mut().map(|next| next());
         encode_frame(&header, payload, &mut self.out);
     }
 
@@ -413,8 +453,10 @@ impl ServerEndpoint {
     }
 
     /// Whether the closing handshake is over (both closes exchanged, or the
-    /// client's answered): once the output is written, the server closes
-    /// the TCP connection (§7.1.1).
+    /// peer's answered): once the output is written, a server closes the TCP
+    /// connection, and a client waits for the server to close it (§7.1.1:
+    /// "the server [...] SHOULD close the underlying TCP connection first")
+    /// before closing its own, after a timeout of its choosing.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
     }

@@ -25,9 +25,10 @@
 //! * `deflate` (feature `deflate`): permessage-deflate (RFC 7692) parameters,
 //!   a server's choice among a client's offers, a capped inflater for reading
 //!   compressed messages and a deflater for sending them.
-//! * `endpoint` (feature `deflate`): a server endpoint that turns a client's
-//!   bytes into messages and queues its answers (pongs, closes, compressed
-//!   messages), failing the connection with the right close code.
+//! * `endpoint` (feature `deflate`): a server or client endpoint that turns
+//!   the peer's bytes into messages and queues its answers (pongs, closes,
+//!   compressed messages; a client's masked), failing the connection with
+//!   the right close code.
 //!
 //! # Example
 //!

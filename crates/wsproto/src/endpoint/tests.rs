@@ -15,7 +15,7 @@ fn client_frame(opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) -> Vec<u8
 }
 
 /// Feeds `wire` in pieces of `split` bytes.
-fn feed(server: &mut ServerEndpoint, wire: &[u8], split: usize) -> Vec<Received> {
+fn feed(server: &mut Endpoint, wire: &[u8], split: usize) -> Vec<Received> {
     let mut received = Vec::new();
     for piece in wire.chunks(split.max(1)) {
         server.handle_all(&mut piece.to_vec(), &mut received);
@@ -54,7 +54,7 @@ fn close_code(payload: &[u8]) -> Option<u16> {
 /// close: the caller gets it first.
 #[test]
 fn input_stops_after_each_message() {
-    let mut server = ServerEndpoint::new(EndpointConfig::default());
+    let mut server = Endpoint::server(EndpointConfig::default());
     let mut wire = client_frame(OpCode::Text, true, false, b"first");
     let first_len = wire.len();
     wire.extend(client_frame(OpCode::Text, true, false, b"second"));
@@ -75,14 +75,14 @@ fn input_stops_after_each_message() {
 
 #[test]
 fn messages_pings_and_the_close_handshake() {
-    let mut server = ServerEndpoint::new(EndpointConfig::default());
+    let mut server = Endpoint::server(EndpointConfig::default());
     let mut wire = client_frame(OpCode::Text, false, false, "κό".as_bytes());
     wire.extend(client_frame(OpCode::Ping, true, false, b"hi"));
     wire.extend(client_frame(OpCode::Continuation, true, false, "σμε".as_bytes()));
     wire.extend(client_frame(OpCode::Binary, true, false, &[0, 255]));
     wire.extend(client_frame(OpCode::Close, true, false, &encode_close_payload(CloseCode(4001), "bye")));
     for split in [1, 3, wire.len()] {
-        let mut server = ServerEndpoint::new(EndpointConfig::default());
+        let mut server = Endpoint::server(EndpointConfig::default());
         let received = feed(&mut server, &wire, split);
         assert_eq!(
             received,
@@ -197,7 +197,7 @@ fn violations_close_with_their_code() {
         ),
     ];
     for (name, config, frames, error) in cases {
-        let mut server = ServerEndpoint::new(config);
+        let mut server = Endpoint::server(config);
         let mut wire = frames;
         // Data after the violation is ignored; the client's close ends it.
         wire.extend(client_frame(OpCode::Text, true, false, b"ignored"));
@@ -290,7 +290,7 @@ proptest! {
                 wire.extend(client_frame(op, i + 1 == pieces.len(), i == 0, piece));
             }
         }
-        let mut server = ServerEndpoint::new(EndpointConfig { deflate: Some(params), ..EndpointConfig::default() });
+        let mut server = Endpoint::server(EndpointConfig { deflate: Some(params), ..EndpointConfig::default() });
         let received = feed(&mut server, &wire, split);
         prop_assert_eq!(received.len(), messages.len());
         for (got, (text, data)) in received.iter().zip(&messages) {
@@ -321,8 +321,8 @@ proptest! {
 /// A recycled buffer collects the next message; one over 1 MiB is not kept.
 #[test]
 fn recycled_buffers_are_reused_up_to_a_limit() {
-    let mut server = ServerEndpoint::new(EndpointConfig::default());
-    let capacity_of_next = |server: &mut ServerEndpoint| {
+    let mut server = Endpoint::server(EndpointConfig::default());
+    let capacity_of_next = |server: &mut Endpoint| {
         let received = feed(server, &client_frame(OpCode::Binary, true, false, b"abc"), 100);
         match received.as_slice() {
             [Received::Message { data, .. }] => {
@@ -336,4 +336,159 @@ fn recycled_buffers_are_reused_up_to_a_limit() {
     assert!(capacity_of_next(&mut server) >= 4096);
     server.recycle(Vec::with_capacity(MAX_SPARE + 1));
     assert!(capacity_of_next(&mut server) < 4096);
+}
+
+/// A client endpoint's masking keys: a counter, so that each frame's key
+/// is known and distinct.
+fn counting_keys() -> MaskKeys {
+    let mut n: u32 = 0x0102_0304;
+    Box::new(move || {
+        n = n.wrapping_add(0x1111_1111);
+        n.to_be_bytes()
+    })
+}
+
+/// The frames a client sent, decoded as a server decodes them: (mask,
+/// opcode, payload) each.
+fn client_frames(wire: &[u8]) -> Vec<(Option<[u8; 4]>, OpCode, Vec<u8>)> {
+    let mut decoder = Decoder::new(Role::Client, DecoderConfig { allow_rsv1: true, ..DecoderConfig::default() });
+    let mut wire = wire.to_vec();
+    let mut frames = Vec::new();
+    let (mut mask, mut payload) = (None, Vec::new());
+    let mut at = 0;
+    loop {
+        let d = decoder.decode_mut(&mut wire[at..]);
+        at += d.consumed;
+        match d.event {
+            Some(Event::Header(h)) => {
+                mask = h.header.mask;
+                payload.clear();
+            }
+            Some(Event::Payload(p)) => payload.extend_from_slice(p.data()),
+            Some(Event::FrameEnd(end)) => {
+                if end.header.opcode.is_control() {
+                    payload = decoder.control_payload().to_vec();
+                }
+                frames.push((mask, end.header.opcode, std::mem::take(&mut payload)));
+            }
+            Some(Event::Violation(v)) => panic!("the client's frames are valid: {:?}", v.error),
+            None if d.consumed == 0 => break,
+            None => {}
+        }
+    }
+    frames
+}
+
+/// §5.3: every frame a client sends is masked, each with the next key;
+/// the payload on the wire is the masked one and unmasks to what was sent.
+#[test]
+fn a_client_masks_every_frame_with_a_fresh_key() {
+    let mut client = Endpoint::client(EndpointConfig::default(), counting_keys());
+    assert_eq!(client.role(), Role::Client);
+    client.send(MessageKind::Text, b"Hello");
+    client.send(MessageKind::Binary, &[0, 1, 2]);
+    client.close(CloseCode::NORMAL, "bye");
+    let wire = client.output().clone();
+    // The first frame's key is the first key; its payload is masked on the wire.
+    assert_eq!(&wire[..2], &[0x81, 0x85]);
+    assert_eq!(&wire[2..6], &[0x12, 0x13, 0x14, 0x15]);
+    assert_ne!(&wire[6..11], b"Hello");
+    let frames = client_frames(&wire);
+    let keys: Vec<_> = frames.iter().map(|f| f.0).collect();
+    assert_eq!(keys, [Some([0x12, 0x13, 0x14, 0x15]), Some([0x23, 0x24, 0x25, 0x26]), Some([0x34, 0x35, 0x36, 0x37])]);
+    assert_eq!(frames[0].2, b"Hello");
+    assert_eq!(frames[1].2, [0, 1, 2]);
+    assert_eq!(close_code(&frames[2].2), Some(1000));
+}
+
+/// §5.1: a client fails the connection (1002) on a masked frame from the
+/// server; it reads unmasked ones, answers pings with masked pongs, and
+/// answers the server's close.
+#[test]
+fn a_client_reads_unmasked_frames_and_refuses_masked_ones() {
+    let mut client = Endpoint::client(EndpointConfig::default(), counting_keys());
+    let mut wire = vec![0x81, 0x02, b'h', b'i', 0x89, 0x01, b'p', 0x88, 0x02, 0x03, 0xe8];
+    let mut received = Vec::new();
+    client.handle_all(&mut wire, &mut received);
+    assert_eq!(
+        received,
+        [
+            Received::Message { kind: MessageKind::Text, data: b"hi".to_vec() },
+            Received::Ping(b"p".to_vec()),
+            Received::Close(Some((CloseCode::NORMAL, String::new()))),
+        ]
+    );
+    assert!(client.is_closed());
+    let frames = client_frames(client.output());
+    assert_eq!(frames.iter().map(|f| f.1).collect::<Vec<_>>(), [OpCode::Pong, OpCode::Close]);
+    assert!(frames.iter().all(|f| f.0.is_some()));
+    assert_eq!(frames[0].2, b"p");
+    assert_eq!(close_code(&frames[1].2), Some(1000));
+
+    let mut client = Endpoint::client(EndpointConfig::default(), counting_keys());
+    let mut masked = client_frame(OpCode::Text, true, false, b"hi");
+    let mut received = Vec::new();
+    client.handle_all(&mut masked, &mut received);
+    assert!(matches!(received.as_slice(), [Received::Failed(_)]), "{received:?}");
+    let frames = client_frames(client.output());
+    assert_eq!(frames.len(), 1);
+    assert_eq!(close_code(&frames[0].2), Some(1002));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A client endpoint and a server endpoint talk through any offer and
+    /// any server configuration: the client's messages reach the server
+    /// unchanged, the server's echoes reach the client unchanged, each side
+    /// compressing with its own parameters and inflating with the other's
+    /// (RFC 7692 §7.1), the bytes cut anywhere on the way.
+    #[test]
+    fn a_client_endpoint_and_a_server_endpoint_agree_for_every_parameter_combination(
+        offer in prop::option::of(offer_strategy()),
+        config in server_config_strategy(),
+        messages in messages_strategy(),
+        split in 1usize..5000,
+    ) {
+        let params = match &offer {
+            None => None,
+            Some(offer) => {
+                let offered = offer.to_string();
+                let Negotiation::Accepted { params, .. } = DeflateOffer::negotiate(&exts(&offered), &config) else {
+                    panic!("a valid offer is accepted");
+                };
+                Some(params)
+            }
+        };
+        let config = EndpointConfig { deflate: params, ..EndpointConfig::default() };
+        let mut client = Endpoint::client(config, counting_keys());
+        let mut server = Endpoint::server(config);
+        for (text, data) in &messages {
+            client.send(if *text { MessageKind::Text } else { MessageKind::Binary }, data);
+        }
+        client.close(CloseCode::NORMAL, "");
+        let wire = std::mem::take(client.output());
+        let at_server = feed(&mut server, &wire, split);
+        prop_assert_eq!(at_server.len(), messages.len() + 1);
+        for (got, (text, data)) in at_server.iter().zip(&messages) {
+            let kind = if *text { MessageKind::Text } else { MessageKind::Binary };
+            prop_assert_eq!(got, &Received::Message { kind, data: data.clone() });
+        }
+        prop_assert_eq!(&at_server[messages.len()], &Received::Close(Some((CloseCode::NORMAL, String::new()))));
+        prop_assert!(server.is_closed());
+
+        // The server's echoes, read by a client that has not closed.
+        let mut client = Endpoint::client(config, counting_keys());
+        let mut server = Endpoint::server(config);
+        for (text, data) in &messages {
+            server.send(if *text { MessageKind::Text } else { MessageKind::Binary }, data);
+        }
+        let wire = std::mem::take(server.output());
+        let at_client = feed(&mut client, &wire, split);
+        prop_assert_eq!(at_client.len(), messages.len());
+        for (got, (text, data)) in at_client.iter().zip(&messages) {
+            let kind = if *text { MessageKind::Text } else { MessageKind::Binary };
+            prop_assert_eq!(got, &Received::Message { kind, data: data.clone() });
+        }
+    }
 }
