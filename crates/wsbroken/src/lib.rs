@@ -24,6 +24,15 @@
 //!   with an empty window cannot inflate what refers back (the compression
 //!   cases 12.* and 13.* fail, or pass where no message refers back).
 //!
+//! And clients, for the fuzzingserver's parity gate (wsharness `autobahn
+//! serve` against wstest's `-m fuzzingserver`), each a driver that runs
+//! every case as client libraries' Autobahn drivers do ([`client`]):
+//!
+//! * [`ClientFlaw::Unmasked`]: checks what a client must, but sends its
+//!   frames unmasked (RFC 6455 §5.3), which a server must refuse (FAILED).
+//! * [`ClientFlaw::Unchecked`]: masks, but checks nothing: echoes reserved
+//!   bits and opcodes and invalid UTF-8, and answers every close with 1000.
+//!
 //! This crate is not part of the product: it is a fixture for tests.
 //!
 //! ```no_run
@@ -37,6 +46,9 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+pub mod client;
+pub use client::{ClientFlaw, run_client};
 
 /// How a server is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,9 +201,14 @@ fn valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
 }
 
-/// One connection's state.
+/// One connection's state (a broken server's or a broken client's: the
+/// frame rules do not depend on the role, only the masking of what is
+/// sent does, and the caller does that).
 struct Conn {
-    flaw: Flaw,
+    /// Whether the peer's frames are checked at all.
+    checked: bool,
+    /// Whether UTF-8 is checked only once a message is complete.
+    late_utf8: bool,
     /// The opcode of the message being received, if one is.
     message: Option<u8>,
     data: Vec<u8>,
@@ -212,9 +229,21 @@ enum Next {
 }
 
 impl Conn {
+    fn new(checked: bool, late_utf8: bool, pmd: Option<Pmd>) -> Conn {
+        Conn {
+            checked,
+            late_utf8,
+            message: None,
+            data: Vec::new(),
+            utf8: wsproto::Utf8Validator::new(),
+            pmd,
+            compressed: false,
+        }
+    }
+
     fn frame(&mut self, h: &wsproto::FrameHeader, payload: &[u8], out: &mut Vec<u8>) -> Next {
         let opcode = h.opcode.as_u4();
-        let checked = self.flaw != Flaw::Unchecked;
+        let checked = self.checked;
         // RFC 7692 §6: RSV1 marks the first frame of a compressed message.
         let compressed_start = self.pmd.is_some() && h.rsv1 && !h.opcode.is_control() && opcode != 0;
         if checked {
@@ -284,7 +313,7 @@ impl Conn {
                     }
                     _ => self.data.extend_from_slice(payload),
                 }
-                if checked && text && self.flaw != Flaw::Lazy && self.utf8.feed(&self.data[start_len..]).is_err() {
+                if checked && text && !self.late_utf8 && self.utf8.feed(&self.data[start_len..]).is_err() {
                     return Next::Fail(1007);
                 }
                 if h.fin {
@@ -320,8 +349,7 @@ const LAZY_IDLE: Duration = Duration::from_millis(50);
 fn serve(mut stream: TcpStream, flaw: Flaw) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (mut buf, pmd) = handshake(&mut stream, flaw)?;
-    let mut conn =
-        Conn { flaw, message: None, data: Vec::new(), utf8: wsproto::Utf8Validator::new(), pmd, compressed: false };
+    let mut conn = Conn::new(flaw != Flaw::Unchecked, flaw == Flaw::Lazy, pmd);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut done = false;
     // Whether the closing handshake was the client's (which a lingering
