@@ -20,7 +20,7 @@ use wsproto::{
 
 /// The fuzz targets, by name: what `fuzz/fuzz_targets/` and the seed
 /// directories are called.
-pub const TARGETS: [(&str, fn(&[u8])); 11] = [
+pub const TARGETS: [(&str, fn(&[u8])); 12] = [
     ("frame_split", check_frame_split),
     ("frame_roundtrip", check_frame_roundtrip),
     ("frame_differential", check_frame_differential),
@@ -32,6 +32,7 @@ pub const TARGETS: [(&str, fn(&[u8])); 11] = [
     ("utf8_close", check_utf8_close),
     ("deflate_inspect", check_deflate_inspect),
     ("deflate_window", check_deflate_window),
+    ("endpoint", check_endpoint),
 ];
 
 /// The common input layout: flag bits, cut points, then the bytes.
@@ -1191,4 +1192,197 @@ pub fn deflate_window_modes(data: &[u8]) -> WindowModes {
         }
     }
     modes
+}
+
+/// The masking keys of the `endpoint` target's clients: a counter, the same
+/// sequence in every run, so that two runs' output can be compared.
+fn counting_keys() -> wsproto::endpoint::MaskKeys {
+    let mut n: u32 = 0;
+    Box::new(move || {
+        n = n.wrapping_add(0x0101_0101);
+        n.to_be_bytes()
+    })
+}
+
+/// The `endpoint` target's configuration from the flags: bit 0 the role
+/// (set: client), bit 1 permessage-deflate agreed, bits 2 and 3 each side's
+/// `no_context_takeover`, bit 4 small window bits (9) instead of none;
+/// small limits so that the limits are reached.
+fn endpoint_config(flags: u8) -> wsproto::endpoint::EndpointConfig {
+    let bits = (flags & 16 != 0).then_some(9);
+    let deflate = (flags & 2 != 0).then_some(DeflateParams {
+        server_no_context_takeover: flags & 4 != 0,
+        client_no_context_takeover: flags & 8 != 0,
+        server_max_window_bits: bits,
+        client_max_window_bits: bits,
+    });
+    wsproto::endpoint::EndpointConfig {
+        max_message_len: 64 << 10,
+        max_frame_len: 32 << 10,
+        deflate,
+        compression_level: 1,
+    }
+}
+
+/// Feeds `pieces` to a fresh endpoint as a shell does (every message
+/// echoed as it completes); returns what it received and what it sent.
+fn drive_endpoint(flags: u8, pieces: &[&[u8]]) -> (Vec<wsproto::endpoint::Received>, Vec<u8>) {
+    use wsproto::endpoint::{Endpoint, Received};
+    let config = endpoint_config(flags);
+    let mut endpoint =
+        if flags & 1 != 0 { Endpoint::client(config, counting_keys()) } else { Endpoint::server(config) };
+    let mut all = Vec::new();
+    let mut out = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    for piece in pieces {
+        buf.extend_from_slice(piece);
+        let mut used = 0;
+        loop {
+            let mut received = Vec::new();
+            let n = endpoint.handle_input(&mut buf[used..], &mut received);
+            used += n;
+            let got = !received.is_empty();
+            for r in received {
+                if let Received::Message { kind, data } = &r {
+                    endpoint.send(*kind, data);
+                }
+                all.push(r);
+            }
+            if n == 0 && !got {
+                break;
+            }
+        }
+        buf.drain(..used);
+        out.append(endpoint.output());
+    }
+    (all, out)
+}
+
+/// What an `endpoint` input makes the endpoint do: (client role, messages
+/// received, failed the connection, saw the peer's close), for checking
+/// that the seeds reach every outcome.
+pub fn endpoint_outcomes(data: &[u8]) -> (bool, usize, bool, bool) {
+    use wsproto::endpoint::Received;
+    let split = Split::parse(data);
+    let (received, _) = drive_endpoint(split.flags, &split.pieces());
+    let messages = received.iter().filter(|r| matches!(r, Received::Message { .. })).count();
+    let failed = received.iter().any(|r| matches!(r, Received::Failed(_)));
+    let closed = received.iter().any(|r| matches!(r, Received::Close(_)));
+    (split.flags & 1 != 0, messages, failed, closed)
+}
+
+/// An endpoint's output as (opcode, rsv1, payload) per frame, unmasked,
+/// with close reasons left out (the code kept).
+fn sent_frames(out: &[u8], client: bool, deflate: bool) -> Vec<(OpCode, bool, Vec<u8>)> {
+    let mut decoder = Decoder::new(
+        if client { Role::Client } else { Role::Server },
+        DecoderConfig { allow_rsv1: deflate, max_frame_len: u64::MAX, ..DecoderConfig::default() },
+    );
+    let mut frames = Vec::new();
+    let mut payload = Vec::new();
+    let mut input = out;
+    loop {
+        let d = decoder.decode(input);
+        input = &input[d.consumed..];
+        match d.event {
+            Some(Event::Payload(p)) => p.extend_unmasked(&mut payload),
+            Some(Event::FrameEnd(end)) => {
+                let mut data = std::mem::take(&mut payload);
+                if end.header.opcode == OpCode::Close {
+                    data.truncate(2);
+                }
+                frames.push((end.header.opcode, end.header.rsv1, data));
+            }
+            Some(_) => {}
+            None if d.consumed == 0 => return frames,
+            None => {}
+        }
+    }
+}
+
+/// `wsproto::endpoint::Endpoint` in either role, with or without
+/// permessage-deflate, fed arbitrary bytes from its peer cut anywhere (as
+/// `wsecho --engine wsproto` and the Autobahn client drive it, each message
+/// echoed as it completes):
+///
+/// * it never panics, and what it receives and sends does not depend on
+///   where the input was cut;
+/// * what it sends is valid for its role (RFC 6455 §5.1, §5.3: a client's
+///   frames masked, a server's not; RSV1 only when deflate was agreed), has
+///   at most one close frame, and nothing after it (§5.5.1);
+/// * when the peer broke a rule, its last frame is a close with that
+///   rule's code (§7.1.7, §7.4.1);
+/// * no message it reports is over its limit (§10.4).
+pub fn check_endpoint(data: &[u8]) {
+    use wsproto::endpoint::Received;
+    let split = Split::parse(data);
+    let (received, out) = drive_endpoint(split.flags, &split.pieces());
+    let (whole, whole_out) = drive_endpoint(split.flags, &[split.bytes]);
+    let client = split.flags & 1 != 0;
+    let config = endpoint_config(split.flags);
+    if received == whole {
+        assert_eq!(out, whole_out, "what is sent depends on the cuts");
+    } else {
+        // One leeway: where the DEFLATE data is corrupt at the very spot
+        // of a reference beyond the agreed window, the inflater (zlib-rs)
+        // and the window audit can each see it first depending on the
+        // cuts. Both fail the connection with 1002 (RFC 7692 §7.2.2,
+        // §7.1.2); only the reason text differs.
+        let deflate_fault = |r: &[Received]| -> Vec<Received> {
+            r.iter()
+                .map(|r| match r {
+                    Received::Failed(Error::BeyondAgreedWindow) => Received::Failed(Error::InflateFailed),
+                    other => other.clone(),
+                })
+                .collect()
+        };
+        assert_eq!(deflate_fault(&received), deflate_fault(&whole), "what is received depends on the cuts");
+        assert_eq!(
+            sent_frames(&out, client, config.deflate.is_some()),
+            sent_frames(&whole_out, client, config.deflate.is_some()),
+            "what is sent depends on the cuts (close reasons aside)"
+        );
+    }
+
+    // Our own frames, decoded as the peer decodes them.
+    let mut decoder = Decoder::new(
+        if client { Role::Client } else { Role::Server },
+        DecoderConfig { allow_rsv1: config.deflate.is_some(), max_frame_len: u64::MAX, ..DecoderConfig::default() },
+    );
+    let mut input = out.as_slice();
+    let mut closes = 0;
+    let mut last_close_code = None;
+    let mut frames_after_close = 0;
+    loop {
+        let d = decoder.decode(input);
+        input = &input[d.consumed..];
+        match d.event {
+            Some(Event::Violation(v)) => panic!("the endpoint sent an invalid frame: {}", v.error),
+            Some(Event::Header(h)) => {
+                assert_eq!(h.header.mask.is_some(), client, "§5.1/§5.3: masked if and only if a client");
+                if closes > 0 {
+                    frames_after_close += 1;
+                }
+            }
+            Some(Event::FrameEnd(end)) if end.header.opcode == OpCode::Close => {
+                closes += 1;
+                last_close_code = parse_close_payload(decoder.control_payload()).ok().flatten().map(|c| c.code);
+            }
+            Some(_) => {}
+            None if d.consumed == 0 => break,
+            None => {}
+        }
+    }
+    assert!(input.is_empty(), "the endpoint sent a partial frame");
+    assert!(closes <= 1, "{closes} close frames");
+    assert_eq!(frames_after_close, 0, "§5.5.1: frames after the close");
+    for r in &received {
+        if let Received::Message { data, .. } = r {
+            assert!(data.len() as u64 <= config.max_message_len, "a message over the limit");
+        }
+    }
+    if let Some(Received::Failed(error)) = received.iter().find(|r| matches!(r, Received::Failed(_))) {
+        let expected = error.close_code().unwrap_or(wsproto::CloseCode::PROTOCOL_ERROR);
+        assert_eq!(last_close_code, Some(expected), "failed with {error} but closed with another code");
+    }
 }

@@ -79,6 +79,9 @@ pub struct Inflater {
     context_lost: bool,
     /// The distance check for a window under 15 bits (RFC 7692 §7.1.2).
     audit: Option<Box<WindowAudit>>,
+    /// What the audit had counted as produced when the current message
+    /// began: its count minus this is an offset in the message's data.
+    audit_base: u64,
     /// The appended tail completed a final block: the inflater dropped the
     /// rest of the tail, and the audit must not read it either.
     tail_ended: bool,
@@ -121,6 +124,7 @@ impl Inflater {
         let window_bits = window_bits.clamp(MIN_ZLIB_WINDOW_BITS, 15);
         Inflater {
             audit: (agreed < 15).then(|| Box::new(WindowAudit::new(agreed))),
+            audit_base: 0,
             decompress: Decompress::new_with_window_bits(false, window_bits),
             window_bits,
             stream_ended: false,
@@ -149,6 +153,7 @@ impl Inflater {
     /// skipped) when the context was lost earlier.
     pub fn begin_message(&mut self) -> bool {
         self.message_len = 0;
+        self.audit_base = self.audit.as_ref().map_or(0, |a| a.produced());
         if self.context_lost {
             self.state = MessageState::Abandoned;
             return false;
@@ -162,7 +167,17 @@ impl Inflater {
         if self.state != MessageState::Inflating {
             return Ok(());
         }
-        let r = self.run(compressed, false, sink).and_then(|()| self.audit(compressed));
+        // Faults are reported in the order of the data: the audit reads
+        // ahead first, and when it finds a reference beyond the agreed
+        // window, only the data before that reference is inflated and
+        // handed on; a corrupt spot or the size limit before it is reported
+        // instead. So what the sink sees before an error, and which error
+        // it is, do not depend on how the message was cut.
+        let beyond = match self.audit(compressed) {
+            Ok(()) => None,
+            Err(_) => self.audit.as_ref().map(|a| a.produced().saturating_sub(self.audit_base)),
+        };
+        let r = self.run(compressed, false, beyond, sink);
         if r.is_err() {
             self.abandon();
         }
@@ -185,7 +200,7 @@ impl Inflater {
         let r = if std::mem::take(&mut self.stream_ended) {
             Ok(())
         } else {
-            self.run(&TAIL, true, sink).and_then(|()| match std::mem::take(&mut self.tail_ended) {
+            self.run(&TAIL, true, None, sink).and_then(|()| match std::mem::take(&mut self.tail_ended) {
                 false => self.audit(&TAIL),
                 true => {
                     if let Some(audit) = &mut self.audit {
@@ -239,7 +254,17 @@ impl Inflater {
         }
     }
 
-    fn run(&mut self, mut input: &[u8], tail: bool, sink: &mut dyn FnMut(&[u8])) -> Result<(), Error> {
+    /// Inflates `input` into the sink. `beyond`: the offset in the
+    /// message's data of a reference beyond the agreed window; the data
+    /// stops there with [`Error::BeyondAgreedWindow`] (unless an earlier
+    /// fault stops it first).
+    fn run(
+        &mut self,
+        mut input: &[u8],
+        tail: bool,
+        beyond: Option<u64>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), Error> {
         if self.scratch.is_empty() {
             self.scratch = vec![0; SCRATCH];
         }
@@ -249,21 +274,32 @@ impl Inflater {
         loop {
             let (in_before, out_before) = (self.decompress.total_in(), self.decompress.total_out());
             let flush = if tail { FlushDecompress::Sync } else { FlushDecompress::None };
-            let status =
-                self.decompress.decompress(input, &mut self.scratch, flush).map_err(|_| Error::InflateFailed)?;
+            let status = self.decompress.decompress(input, &mut self.scratch, flush);
             let used = (self.decompress.total_in() - in_before) as usize;
             let made = (self.decompress.total_out() - out_before) as usize;
             input = &input[used..];
+            // The nearer of the two bounds decides. The data may reach the
+            // size limit exactly, but not the start of the reference beyond
+            // the window.
+            let (bound, error, reached) = match beyond {
+                Some(at) if at <= self.max_message_len => (at, Error::BeyondAgreedWindow, true),
+                _ => (self.max_message_len, Error::InflatedTooLarge, false),
+            };
+            let room = bound.saturating_sub(self.message_len);
+            if made as u64 > room || (reached && made as u64 == room) {
+                sink(&self.scratch[..room as usize]);
+                self.message_len = bound;
+                return Err(error);
+            }
             if made > 0 {
-                let room = self.max_message_len.saturating_sub(self.message_len);
-                if made as u64 > room {
-                    sink(&self.scratch[..room as usize]);
-                    self.message_len = self.max_message_len;
-                    return Err(Error::InflatedTooLarge);
-                }
                 self.message_len += made as u64;
                 sink(&self.scratch[..made]);
             }
+            // What inflated before a corrupt spot went to the sink first, so
+            // that the data before the error is the same however the
+            // message was cut into frames and reads (a reader checking
+            // UTF-8 sees the same bytes either way).
+            let status = status.map_err(|_| Error::InflateFailed)?;
             if status == Status::StreamEnd {
                 // §7.2.3.4: a block with BFINAL set ends the DEFLATE stream;
                 // anything after it in the message starts a new one (RFC
@@ -276,12 +312,20 @@ impl Inflater {
                 self.tail_ended = tail;
                 if tail || input.is_empty() {
                     self.stream_ended = !tail;
-                    return Ok(());
+                    return match beyond {
+                        Some(_) => Err(Error::BeyondAgreedWindow),
+                        None => Ok(()),
+                    };
                 }
                 continue;
             }
             if (input.is_empty() && made < self.scratch.len()) || (used == 0 && made == 0) {
-                return Ok(());
+                // All of it inflated: a reference beyond the window lies at
+                // the very end of what was produced.
+                return match beyond {
+                    Some(_) => Err(Error::BeyondAgreedWindow),
+                    None => Ok(()),
+                };
             }
         }
     }

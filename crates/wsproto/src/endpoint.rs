@@ -316,9 +316,12 @@ impl Endpoint {
                     data.extend_from_slice(bytes);
                 });
                 match r {
+                    // §8.1: fail fast, as soon as the text cannot be UTF-8;
+                    // and by the first fault in the data: text that is not
+                    // UTF-8 before a corrupt spot in the DEFLATE data fails
+                    // as invalid UTF-8, however the data was cut.
+                    _ if bad_utf8 => self.fail(Error::InvalidUtf8, received),
                     Err(e) => self.fail(e, received),
-                    // §8.1: fail fast, as soon as the text cannot be UTF-8.
-                    Ok(()) if bad_utf8 => self.fail(Error::InvalidUtf8, received),
                     Ok(()) => {}
                 }
             }
@@ -354,10 +357,14 @@ impl Endpoint {
                 bad_utf8 |= text && utf8.feed(bytes).is_err();
                 data.extend_from_slice(bytes);
             });
+            // The first fault in the data, as above.
+            if bad_utf8 {
+                return self.fail(Error::InvalidUtf8, received);
+            }
             if let Err(e) = r {
                 return self.fail(e, received);
             }
-            if bad_utf8 || (text && !self.utf8.is_complete()) {
+            if text && !self.utf8.is_complete() {
                 return self.fail(Error::InvalidUtf8, received);
             }
         }

@@ -503,9 +503,14 @@ impl WindowAudit {
         }
         let distance = u32::from(DIST_BASE[code]) + ((self.bits >> at) & ((1 << dist_extra) - 1)) as u32;
         self.consume(at + dist_extra);
-        self.produced += length;
         self.farthest = self.farthest.max(distance);
-        if distance > self.window { Step::TooFar } else { Step::Done }
+        if distance > self.window {
+            // `produced` stays at the start of the copy: where the data
+            // goes wrong.
+            return Step::TooFar;
+        }
+        self.produced += length;
+        Step::Done
     }
 
     /// The fixed codes (RFC 1951 §3.2.6).

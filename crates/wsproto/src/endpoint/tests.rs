@@ -492,3 +492,27 @@ proptest! {
         }
     }
 }
+
+/// A compressed text message whose data inflates to invalid UTF-8 and
+/// then refers back beyond the start of the window fails by the first
+/// fault, invalid UTF-8 (1007), whether the frame arrives whole or in
+/// pieces. The fuzz target `endpoint` found it failing as 1007 or as a
+/// DEFLATE error depending on the cuts: the data inflated before the
+/// corrupt spot was dropped when the error came in the same call.
+#[test]
+fn the_first_fault_in_compressed_text_decides_however_it_is_cut() {
+    let params = crate::deflate::DeflateParams::default();
+    // The fuzzer's message: "compressed" with one octet changed (invalid
+    // UTF-8), then a distance too far back.
+    let payload = [0x4a, 0xce, 0xcf, 0x2d, 0x28, 0x4a, 0x7a, 0x2d, 0x2e, 0x4e, 0x4d, 0x51, 0x48, 0x86, 0x33, 0x00];
+    let mut wire = vec![0xc1, payload.len() as u8];
+    wire.extend_from_slice(&payload);
+    for split in [wire.len(), 7, 1] {
+        let config = EndpointConfig { deflate: Some(params), ..EndpointConfig::default() };
+        let mut client = Endpoint::client(config, counting_keys());
+        let received = feed(&mut client, &wire, split);
+        assert_eq!(received, [Received::Failed(Error::InvalidUtf8)], "split {split}");
+        let frames = client_frames(client.output());
+        assert_eq!(close_code(&frames[0].2), Some(1007), "split {split}");
+    }
+}
