@@ -1,14 +1,15 @@
 //! `wsbroken --flaw NAME [--listen ADDR]`: runs one of the broken echo
 //! servers and prints `listening on ws://ADDR` on stderr when ready.
 //!
-//! `wsbroken --client-flaw NAME [--agent A] URL`: runs one of the broken
-//! clients against the fuzzingserver at `URL` (`ws://HOST:PORT`): every
-//! case, then the reports' update.
+//! `wsbroken --client-flaw NAME [--agent A] [URL]`: runs one of the broken
+//! clients against the fuzzingserver at `URL` (`ws://HOST:PORT`; default
+//! `$AUTOBAHN_URL`, as `wsharness autobahn client` sets it): every case,
+//! then the reports' update.
 
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: wsbroken --flaw unchecked|lazy|linger|takeover [--listen 127.0.0.1:0]\n       \
-                     wsbroken --client-flaw unmasked|unchecked [--agent NAME] ws://HOST:PORT";
+                     wsbroken --client-flaw unmasked|unchecked [--agent NAME] [ws://HOST:PORT, default $AUTOBAHN_URL]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +29,9 @@ fn main() -> ExitCode {
             u if u.starts_with("ws://") && url.is_none() => url = Some(u.to_owned()),
             _ => bad = true,
         }
+    }
+    if client_flaw.is_some() && url.is_none() {
+        url = std::env::var("AUTOBAHN_URL").ok();
     }
     match (flaw, client_flaw, url) {
         (Some(flaw), None, None) if !bad => match wsbroken::spawn(&listen, flaw) {
