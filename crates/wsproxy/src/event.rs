@@ -9,7 +9,7 @@
 use std::fmt::{self, Display};
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Serialize, Serializer};
 
@@ -101,13 +101,43 @@ impl Stamp {
     }
 
     /// The time `t`.
+    ///
+    /// Every read takes a stamp, so the date and time of day
+    /// (`YYYY-MM-DDTHH:MM:SS`, which changes once a second) are formatted
+    /// once per second per thread and kept; only `.uuuuuuZ` is written
+    /// each time. The result is what `humantime::format_rfc3339_micros`
+    /// writes (a test checks that).
     pub(crate) fn at(t: SystemTime) -> Stamp {
+        thread_local! {
+            /// The last second formatted, and its first 19 bytes.
+            static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+        }
         let mut bytes = [0u8; 32];
-        let mut cursor = std::io::Cursor::new(&mut bytes[..]);
-        let _ = write!(cursor, "{}", humantime::format_rfc3339_micros(t));
-        let len = cursor.position() as usize;
-        let unix_us = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-        Stamp { bytes, len, unix_us }
+        // A clock set before 1970 stamps the epoch (humantime would panic).
+        let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let (secs, micros) = (since.as_secs(), since.subsec_micros());
+        let (cached, mut prefix) = SECOND.get();
+        if cached != secs {
+            let whole = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+            let mut text = String::new();
+            let written = fmt::Write::write_fmt(&mut text, format_args!("{}", humantime::format_rfc3339_seconds(whole)));
+            // "YYYY-MM-DDTHH:MM:SSZ"; past year 9999 humantime writes
+            // nothing, and neither does the stamp.
+            match text.as_bytes().get(..19).filter(|_| written.is_ok() && text.len() == 20) {
+                Some(head) => prefix.copy_from_slice(head),
+                None => return Stamp { bytes, len: 0, unix_us: since.as_micros() as u64 },
+            }
+            SECOND.set((secs, prefix));
+        }
+        bytes[..19].copy_from_slice(&prefix);
+        bytes[19] = b'.';
+        let mut m = micros;
+        for i in (20..26).rev() {
+            bytes[i] = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        bytes[26] = b'Z';
+        Stamp { bytes, len: 27, unix_us: since.as_micros() as u64 }
     }
 
     /// Microseconds since the Unix epoch (0 for [`Stamp::UNSET`]).
@@ -852,6 +882,40 @@ impl EventBody for Resync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cached-second stamp writes what humantime writes, across second
+    /// boundaries, leap days, the epoch, year 9999 and before 1970, and in
+    /// any order (the cache is per second, not monotonic).
+    #[test]
+    fn stamps_are_humantimes_rfc3339_micros() {
+        let at = |secs: u64, micros: u32| std::time::UNIX_EPOCH + Duration::new(secs, micros * 1000);
+        let mut times = vec![
+            at(0, 0),
+            at(0, 1),
+            at(951_782_400, 999_999), // 2000-02-29T00:00:00.999999Z
+            at(951_782_399, 999_999),
+            at(951_782_400, 0),
+            at(1_796_083_200, 123_456), // 2026-12-01
+            at(253_402_300_799, 999_999), // 9999-12-31T23:59:59.999999Z
+            SystemTime::now(),
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            times.push(at(x % 253_402_300_800, (x >> 40) as u32 % 1_000_000));
+            times.push(at(x % 253_402_300_800, 0));
+        }
+        for t in times {
+            assert_eq!(Stamp::at(t).as_str(), humantime::format_rfc3339_micros(t).to_string(), "{t:?}");
+        }
+        // Before 1970 (a clock set wrong): the epoch, not a panic.
+        let before = std::time::UNIX_EPOCH - Duration::from_micros(1_500_001);
+        assert_eq!(Stamp::at(before).as_str(), "1970-01-01T00:00:00.000000Z");
+        // Past year 9999 humantime writes nothing; so does the stamp.
+        assert_eq!(Stamp::at(at(253_402_300_800, 5)).as_str(), "");
+    }
 
     fn both<B: EventBody>(body: &B) -> (String, String) {
         let stamp = Stamp::now();

@@ -510,6 +510,8 @@ impl Pump<'_> {
         let mut passthrough = false;
         // Frames a `--fault` delay holds back (with what follows them).
         let mut hold = Hold::default();
+        // The list of what to write for a read, kept between reads.
+        let mut spare: Vec<Chunk> = Vec::new();
         // `buf` is lent from the pool when data flows and given back when
         // the direction goes quiet, so an idle connection holds no buffer.
         loop {
@@ -630,17 +632,13 @@ impl Pump<'_> {
                 written.map(|()| Flow::Continue)
             } else {
                 let mut flow = Flow::Continue;
-                let mut queued = Vec::new();
+                let mut queued = std::mem::take(&mut spare);
                 for (i, slice) in data.chunks(DECODE_SLICE).enumerate() {
                     {
                         let mut s = lock(self.session);
                         flow = s.feed(self.from, slice, &t, events);
                         // Ranges of the slice, as ranges of the read.
-                        let at = i * DECODE_SLICE;
-                        queued.extend(s.take_queued(to).into_iter().map(|c| match c {
-                            Chunk::Input(r) => Chunk::Input(r.start + at..r.end + at),
-                            owned => owned,
-                        }));
+                        s.append_queued(to, &mut queued, i * DECODE_SLICE);
                         passthrough = s.passthrough(self.from);
                         self.kick_other(&s);
                     }
@@ -652,7 +650,11 @@ impl Pump<'_> {
                     }
                 }
                 let now = hold.schedule(queued, data);
-                write_chunks_cut(dst, &now, data, self.cut()).await.map(|()| flow)
+                let written = write_chunks_cut(dst, &now, data, self.cut()).await.map(|()| flow);
+                // The list's memory is kept for the next read.
+                spare = now;
+                spare.clear();
+                written
             };
             match written {
                 Ok(Flow::Continue) => {}

@@ -355,6 +355,17 @@ impl Session {
         std::mem::take(&mut self.queued[to.index()])
     }
 
+    /// Moves what is queued for `to` to the end of `out`, the ranges of
+    /// the data just fed shifted by `offset` (where that data starts in the
+    /// caller's read). The queue keeps its memory, so that the relay's hot
+    /// path allocates nothing per read.
+    pub(crate) fn append_queued(&mut self, to: Side, out: &mut Vec<Chunk>, offset: usize) {
+        out.extend(self.queued[to.index()].drain(..).map(|c| match c {
+            Chunk::Input(r) => Chunk::Input(r.start + offset..r.end + offset),
+            other => other,
+        }));
+    }
+
     /// Whether anything is queued for `to`.
     pub(crate) fn has_queued(&self, to: Side) -> bool {
         !self.queued[to.index()].is_empty()

@@ -293,7 +293,10 @@ fn format_none_relays_and_counts_but_writes_no_events() {
     let mut events = String::new();
     std::io::Read::read_to_string(&mut { stdout }, &mut events).expect("stdout");
     assert_eq!(events, "", "no event on stdout");
-    let status_lines: Vec<String> = stderr_lines.try_iter().collect();
+    // Every line to the end of stderr (the reader thread ends at EOF): the
+    // process has exited, but its last lines may not have been read yet.
+    let status_lines: Vec<String> =
+        std::iter::from_fn(|| stderr_lines.recv_timeout(std::time::Duration::from_secs(10)).ok()).collect();
     let totals = status_lines.iter().find(|l| l.contains(" connection")).unwrap_or_else(|| panic!("{status_lines:?}"));
     assert!(totals.contains("1 connection, ") && totals.contains(" 1 violation,"), "{totals}");
     assert!(String::from_utf8_lossy(&got).contains("none"), "the echo came back through the proxy");
