@@ -18,6 +18,14 @@ use crate::{Config, Lifecycle};
 /// (shutdown, idle timeout, or a violation).
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
+/// Echoes at least this long are written from the message's own buffer
+/// (see [`Endpoint::send_header`]).
+const DIRECT_WRITE: usize = 16 << 10;
+
+/// The most the read buffer grows to while large messages flow (it starts
+/// at `--read-buffer`).
+const MAX_READ_BUFFER: usize = 256 << 10;
+
 /// Echoes on an upgraded connection until the closing handshake is over,
 /// the peer goes away, or the close wait runs out.
 pub(crate) async fn run<S>(
@@ -80,6 +88,13 @@ pub(crate) async fn run<S>(
             }
         };
         let n = match read {
+            // A read that filled the buffer: big messages are flowing, so
+            // the buffer grows (to MAX_READ_BUFFER), and each read takes
+            // more of them per system call.
+            Ok(n) if n == buf.len() && buf.len() < MAX_READ_BUFFER => {
+                buf.resize((buf.len() * 2).min(MAX_READ_BUFFER), 0);
+                n
+            }
             Ok(0) => {
                 debug!(%peer, "websocket ended without a close");
                 return;
@@ -101,6 +116,21 @@ pub(crate) async fn run<S>(
             }
             for event in received.drain(..) {
                 match event {
+                    // A large echo goes out from its own buffer, after what
+                    // was queued before it, instead of being copied into
+                    // the output first (small ones are gathered into one
+                    // write).
+                    Received::Message { kind, data }
+                        if data.len() >= DIRECT_WRITE && endpoint.send_header(kind, data.len()) =>
+                    {
+                        let output = endpoint.output();
+                        if let Err(e) = write_all_vectored(&mut io, output, &data).await {
+                            debug!(%peer, error = %e, "write failed");
+                            return;
+                        }
+                        output.clear();
+                        endpoint.recycle(data);
+                    }
                     Received::Message { kind, data } => {
                         endpoint.send(kind, &data);
                         endpoint.recycle(data);
@@ -111,6 +141,21 @@ pub(crate) async fn run<S>(
             }
         }
     }
+}
+
+/// Writes `head` then `body`, in as few system calls as the stream allows.
+async fn write_all_vectored<S: AsyncWrite + Unpin>(io: &mut S, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let (mut head, mut body) = (head, body);
+    while !head.is_empty() || !body.is_empty() {
+        let n = io.write_vectored(&[std::io::IoSlice::new(head), std::io::IoSlice::new(body)]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = n.min(head.len());
+        head = &head[from_head..];
+        body = &body[n - from_head..];
+    }
+    Ok(())
 }
 
 async fn sleep_or_never(duration: Option<Duration>) {

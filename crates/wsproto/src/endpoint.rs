@@ -425,6 +425,31 @@ impl Endpoint {
         }
     }
 
+    /// Queues only the frame header of a data message of `len` bytes whose
+    /// payload the caller writes itself, unchanged, right after the output
+    /// (`write_vectored` of the output and the payload): a large echo is
+    /// then not copied into the output first. Returns false, queuing
+    /// nothing, where the payload would have to change on its way (a
+    /// client masks it, §5.3; permessage-deflate compresses it, RFC 7692
+    /// §6) or where no data may be sent (§5.5.1): send it with
+    /// [`Endpoint::send`] then.
+    ///
+    /// After a `true`, the caller must write the output and then exactly
+    /// `len` bytes before it asks this endpoint for anything else.
+    pub fn send_header(&mut self, kind: MessageKind, len: usize) -> bool {
+        if self.state != State::Open || self.compression.is_some() || self.mask_keys.is_some() {
+            return false;
+        }
+        let opcode = match kind {
+            MessageKind::Text => OpCode::Text,
+            MessageKind::Binary => OpCode::Binary,
+        };
+        let mut buf = [0u8; crate::header::MAX_HEADER_LEN];
+        let n = FrameHeader::new(opcode, len as u64).encode(&mut buf);
+        self.out.extend_from_slice(&buf[..n]);
+        true
+    }
+
     /// Hands back the data of a [`Received::Message`] once the caller is
     /// done with it: the next message is collected into it, which saves an
     /// allocation (and, for large messages, fresh pages) per message.

@@ -516,3 +516,28 @@ fn the_first_fault_in_compressed_text_decides_however_it_is_cut() {
         assert_eq!(close_code(&frames[0].2), Some(1007), "split {split}");
     }
 }
+
+/// `send_header` queues the header alone for a server without compression
+/// (the caller writes the payload after it), and refuses where the payload
+/// would change (a client masks, deflate compresses) or after the close.
+#[test]
+fn send_header_queues_the_header_only_where_the_payload_goes_as_it_is() {
+    let mut server = Endpoint::server(EndpointConfig::default());
+    assert!(server.send_header(MessageKind::Binary, 70_000));
+    assert_eq!(server.output(), &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    server.output().clear();
+    assert!(server.send_header(MessageKind::Text, 5));
+    assert_eq!(server.output(), &[0x81, 5]);
+    server.output().clear();
+    server.close(CloseCode::NORMAL, "");
+    server.output().clear();
+    assert!(!server.send_header(MessageKind::Text, 5), "§5.5.1: no data after the close");
+    assert!(server.output().is_empty());
+
+    let mut client = Endpoint::client(EndpointConfig::default(), counting_keys());
+    assert!(!client.send_header(MessageKind::Text, 5), "a client masks its payload");
+    let deflate = Some(crate::deflate::DeflateParams::default());
+    let mut compressing = Endpoint::server(EndpointConfig { deflate, ..EndpointConfig::default() });
+    assert!(!compressing.send_header(MessageKind::Text, 5), "deflate compresses the payload");
+    assert!(client.output().is_empty() && compressing.output().is_empty());
+}
