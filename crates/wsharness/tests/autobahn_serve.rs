@@ -35,11 +35,16 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// Starts the fuzzingserver for `cases` and waits for its `listening on` line.
 fn serve(name: &str, cases: &str) -> Served {
+    serve_with(name, cases, &[], Stdio::null())
+}
+
+fn serve_with(name: &str, cases: &str, args: &[&str], stdout: Stdio) -> Served {
     let out = temp_dir(name);
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsharness"))
-        .args(["autobahn", "serve", "--listen", "127.0.0.1:0", "--quiet", "--cases", cases, "--out"])
+        .args(["autobahn", "serve", "--listen", ":0", "--quiet", "--cases", cases, "--out"])
         .arg(&out)
-        .stdout(Stdio::null())
+        .args(args)
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
@@ -294,6 +299,17 @@ fn client_runs_a_driver_and_judges_it() {
     let line = format!("{} \"$AUTOBAHN_URL\"", driver.display());
     let run = client(&["--cases", "2.1", "--out", out.to_str().expect("utf-8"), "--cmd", &line]);
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+}
+
+#[test]
+fn serve_once_stops_after_the_reports_and_judges_them() {
+    let mut served = serve_with("serve-once", "1.1.1,2.1", &["--once"], Stdio::piped());
+    let driver = Command::new(example("tt_autobahn_client")).arg(&served.url).output().expect("driver runs");
+    assert!(driver.status.success(), "the driver got its answers: {}", String::from_utf8_lossy(&driver.stderr));
+    let mut stdout = String::new();
+    served.child.stdout.take().expect("stdout").read_to_string(&mut stdout).expect("read");
+    assert_eq!(served.child.wait().expect("exits").code(), Some(0), "{stdout}");
+    assert!(stdout.contains("Autobahn results for tokio-tungstenite") && stdout.contains("verdict: PASS"), "{stdout}");
 }
 
 #[test]

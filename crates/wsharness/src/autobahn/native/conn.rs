@@ -103,8 +103,8 @@ pub struct Target {
 ///   connection on an unmasked one (`processDataHybi`'s
 ///   `requireMaskedClientFrames` check, "unmasked client-to-server frame");
 /// * the opening handshake: the client sends the request and validates the
-///   response ([`run_case`]); the server reads the request, negotiates and
-///   answers ([`serve_case`], `WebSocketServerProtocol.processHandshake`
+///   response (`run_case`); the server reads the request, negotiates and
+///   answers (`serve_case`, `WebSocketServerProtocol.processHandshake`
 ///   and `succeedHandshake`);
 /// * the end of the closing handshake (RFC 6455 §7.1.1: the server closes
 ///   TCP first; `onCloseFrame`): a client waits for the server to drop TCP
@@ -114,7 +114,7 @@ pub struct Target {
 ///   client's close (`dropConnection(abort=False)`);
 /// * permessage-deflate: the client offers what the case offers and accepts
 ///   the response; the server accepts an offer as the case's
-///   `SERVER_ACCEPT` does ([`server_accept`]);
+///   `SERVER_ACCEPT` does (`offer::server_accept`);
 /// * the judgement: only a client counts its own drop of TCP against the
 ///   peer (`FAILED BY CLIENT`, `Case.onConnectionLost`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1589,4 +1589,114 @@ impl Conn<'_> {
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cases::all_cases;
+    use super::*;
+
+    fn case(id: &str) -> Case {
+        all_cases().into_iter().find(|c| c.id == id).expect("case exists")
+    }
+
+    /// A connection of `role` that has opened, with nothing sent yet.
+    fn open(case: &Case, role: Role) -> Conn<'_> {
+        let mut conn = Conn::new(case, role, None);
+        conn.state = State::Open;
+        conn.flags.connection_was_open = true;
+        conn
+    }
+
+    #[test]
+    fn a_client_masks_and_a_server_does_not() {
+        let c = case("1.1.1");
+        for (role, mask_bit) in [(Role::Client, 0x80), (Role::Server, 0)] {
+            let mut conn = open(&c, role);
+            conn.send_frame(&Frame::new(1, b"hi".to_vec()));
+            assert_eq!(conn.pending[..2], [0x81, mask_bit | 2], "{role:?}");
+            assert_eq!(conn.pending.len(), if role == Role::Client { 8 } else { 4 });
+            // The wire log's mask column: a key, or None.
+            let tf = conn.wirelog.iter().find(|e| e[0] == "TF").expect("logged");
+            assert_eq!(tf[5].is_null(), role == Role::Server, "{tf}");
+        }
+    }
+
+    #[test]
+    fn each_role_fails_the_connection_on_the_other_roles_masking() {
+        let c = case("1.1.1");
+        let unmasked = [0x81, 0x00];
+        let masked = [0x81, 0x80, 1, 2, 3, 4];
+        let table: [(Role, &[u8], Option<&str>); 4] = [
+            (Role::Server, &unmasked, Some("unmasked client-to-server frame")),
+            (Role::Server, &masked, None),
+            (Role::Client, &masked, Some("masked server-to-client frame")),
+            (Role::Client, &unmasked, None),
+        ];
+        for (role, bytes, violation) in table {
+            let mut conn = open(&c, role);
+            conn.rx.buf.extend_from_slice(bytes);
+            conn.consume();
+            assert_eq!(conn.flags.failed_by_me, violation.is_some(), "{role:?} {bytes:?}");
+            let reason = conn.flags.local_close_reason.as_deref().map(String::from_utf8_lossy);
+            assert_eq!(reason.as_deref(), violation, "{role:?}");
+        }
+    }
+
+    #[test]
+    fn the_server_drops_tcp_after_the_closing_handshake_and_the_client_waits() {
+        let c = case("1.1.1");
+        let close_1000 = |role: Role| {
+            // A close frame from the peer: masked when the peer is a client.
+            if role == Role::Server { vec![0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8] } else { vec![0x88, 0x02, 0x03, 0xe8] }
+        };
+        // The peer closes first: both answer; only the server drops TCP (a FIN).
+        for role in [Role::Client, Role::Server] {
+            let mut conn = open(&c, role);
+            conn.rx.buf = close_1000(role);
+            conn.consume();
+            assert!(conn.flags.was_clean && !conn.flags.closed_by_me, "{role:?}");
+            assert_eq!(conn.pending[0], 0x88, "{role:?}: the close reply");
+            let dropped = role == Role::Server;
+            assert_eq!(
+                (conn.flags.dropped_by_me, conn.state == State::Closed, conn.aborted),
+                (dropped, dropped, false)
+            );
+        }
+        // The fuzzer closes first: the client then waits for the server to
+        // drop TCP; the server resets the connection at once.
+        for role in [Role::Client, Role::Server] {
+            let mut conn = open(&c, role);
+            conn.send_close_frame(Some(1000), None, false);
+            conn.rx.buf = close_1000(role);
+            conn.consume();
+            assert!(conn.flags.was_clean && conn.flags.closed_by_me, "{role:?}");
+            let waits = conn.timers.iter().any(|(_, t)| matches!(t, Timer::ServerDrop));
+            assert_eq!(
+                (waits, conn.aborted, conn.flags.dropped_by_me),
+                (role == Role::Client, role == Role::Server, role == Role::Server)
+            );
+        }
+    }
+
+    #[test]
+    fn the_server_answers_the_handshake_with_what_the_case_accepts() {
+        let offers = super::super::offer::parse_offers(&["permessage-deflate; client_max_window_bits".into()])
+            .expect("valid offer");
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        for (id, extension) in [
+            ("1.1.1", None),
+            ("12.1.1", Some("permessage-deflate")),
+            ("13.3.1", Some("permessage-deflate; client_max_window_bits=9")),
+        ] {
+            let c = case(id);
+            let mut conn = Conn::new(&c, Role::Server, None);
+            let response = conn.server_handshake(key, &offers);
+            // RFC 6455 §1.3's example key and accept value.
+            assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{response}");
+            let got = response.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Extensions: "));
+            assert_eq!(got, extension, "{id}");
+            assert_eq!(conn.pmd.is_some(), extension.is_some(), "{id}");
+        }
+    }
 }

@@ -278,6 +278,9 @@ pub struct FuzzingServer {
     recorded: watch::Sender<u64>,
     /// Bumped whenever the reports are written.
     reported: watch::Sender<u64>,
+    /// Bumped whenever an `/updateReports` connection has ended (its
+    /// closing handshake done, so the client has its answer).
+    updated: watch::Sender<u64>,
     /// Set to stop the server.
     stop: watch::Sender<bool>,
 }
@@ -303,6 +306,7 @@ impl FuzzingServer {
             results: Mutex::new(BTreeMap::new()),
             recorded: watch::channel(0).0,
             reported: watch::channel(0).0,
+            updated: watch::channel(0).0,
             stop: watch::channel(false).0,
         }))
     }
@@ -488,6 +492,7 @@ impl FuzzingServer {
                     Err(e) => eprintln!("autobahn serve: writing the reports: {e:#}"),
                 }
                 control(accepted, None).await;
+                self.updated.send_modify(|n| *n += 1);
                 if shutdown {
                     self.stop();
                 }
@@ -571,13 +576,13 @@ pub fn serve(opts: &ServeOptions, listen: std::net::SocketAddr, once: bool) -> a
         opts.out.display()
     );
     eprintln!("listening on ws://{addr}");
-    let mut reported = server.reports_written();
+    let mut updated = server.updated.subscribe();
     let mut stopped = server.stop.subscribe();
     runtime.block_on(async {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = stopped.wait_for(|s| *s) => {}
-            _ = reported.wait_for(|n| *n > 0), if once => {}
+            _ = updated.wait_for(|n| *n > 0), if once => {}
         }
     });
     server.stop();
