@@ -1391,15 +1391,15 @@ impl Conn<'_> {
                 if v.feed(&reason).is_err() {
                     self.invalid_payload("invalid close reason (non-UTF-8 payload)");
                 }
-                if std::str::from_utf8(&reason).is_err() {
+                let Some(decoded) = python2_utf8(&reason) else {
                     // Autobahn goes on to `reasonRaw.decode('utf8')`, which
                     // raises: Twisted then loses the connection on the spot,
                     // with no close reply and no drop of ours.
                     self.crashed = true;
                     self.state = State::Closed;
                     return;
-                }
-                self.flags.remote_close_reason = Some(String::from_utf8_lossy(&reason).into_owned());
+                };
+                self.flags.remote_close_reason = Some(decoded);
             }
         }
         match self.state {
@@ -1586,6 +1586,30 @@ impl Conn<'_> {
     }
 }
 
+/// Python 2's `str.decode('utf8')`, which wstest runs on a close reason: UTF-8,
+/// except that an encoded UTF-16 surrogate (`ED A0 80` to `ED BF BF`, which
+/// RFC 3629 §3 forbids and the close-reason check rejects) decodes to a
+/// lone surrogate instead of raising. A Rust string cannot hold one: it
+/// becomes U+FFFD (wstest's report has `\udXXX` there). None when Python 2
+/// raises.
+fn python2_utf8(bytes: &[u8]) -> Option<String> {
+    let mut fixed = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let surrogate = bytes[i] == 0xED
+            && bytes.get(i + 1).is_some_and(|b| (0xA0..=0xBF).contains(b))
+            && bytes.get(i + 2).is_some_and(|b| (0x80..=0xBF).contains(b));
+        if surrogate {
+            fixed.extend_from_slice("\u{FFFD}".as_bytes());
+            i += 3;
+        } else {
+            fixed.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(fixed).ok()
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -1606,6 +1630,16 @@ mod tests {
         conn.state = State::Open;
         conn.flags.connection_was_open = true;
         conn
+    }
+
+    #[test]
+    fn close_reasons_decode_as_python2_decodes_them() {
+        assert_eq!(python2_utf8("κόσμε".as_bytes()).as_deref(), Some("κόσμε"));
+        // 7.5.1's reason: a surrogate Python 2 lets through.
+        assert_eq!(python2_utf8(b"\xce\xba\xed\xa0\x80edited").as_deref(), Some("κ\u{FFFD}edited"));
+        for raises in [&b"\xff"[..], b"\xf4\x90\x80\x80", b"\xed\xa0", b"\xc0\xaf"] {
+            assert_eq!(python2_utf8(raises), None, "{raises:?}");
+        }
     }
 
     #[test]
