@@ -130,8 +130,8 @@ fn display_driver(driver: &Driver) -> String {
 /// The server side of a run, whichever engine: where it listens, how many
 /// cases ran, how to stop it.
 enum Server {
-    Native { runtime: tokio::runtime::Runtime, serving: Serving },
-    Wstest { child: Child, port: u16, ran: std::sync::Arc<std::sync::atomic::AtomicU64> },
+    Native { serving: Serving },
+    Wstest { child: Child, port: u16, ran: std::sync::Arc<std::sync::atomic::AtomicU64>, selected: usize },
 }
 
 impl Server {
@@ -139,6 +139,14 @@ impl Server {
         match self {
             Server::Native { serving, .. } => serving.addr.port(),
             Server::Wstest { port, .. } => *port,
+        }
+    }
+
+    /// The cases the run selects (for the progress bar).
+    fn selected(&self) -> usize {
+        match self {
+            Server::Native { serving } => serving.server.case_ids().len(),
+            Server::Wstest { selected, .. } => *selected,
         }
     }
 
@@ -151,10 +159,7 @@ impl Server {
 
     fn stop(self) {
         match self {
-            Server::Native { runtime, serving } => {
-                serving.server.stop();
-                runtime.shutdown_timeout(Duration::from_secs(1));
-            }
+            Server::Native { serving } => serving.server.stop(),
             Server::Wstest { mut child, .. } => kill_tree(&mut child),
         }
     }
@@ -234,7 +239,14 @@ fn start_wstest(opts: &ClientOptions, out: &Path) -> anyhow::Result<Server> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(Server::Wstest { child, port, ran })
+    let selected = super::run::expected_case_ids()
+        .iter()
+        .filter(|id| {
+            opts.cases.iter().any(|p| super::run::glob_match(p, id))
+                && !opts.exclude.iter().any(|p| super::run::glob_match(p, id))
+        })
+        .count();
+    Ok(Server::Wstest { child, port, ran, selected })
 }
 
 /// Runs the driver against a fresh fuzzingserver and returns the report
@@ -247,13 +259,16 @@ pub fn run_client(opts: &ClientOptions) -> anyhow::Result<PathBuf> {
     let out = opts.out.canonicalize().with_context(|| format!("resolving {}", opts.out.display()))?;
     // Old reports would be read as this run's.
     let _ = std::fs::remove_file(out.join("index.json"));
+    // The native server runs on this runtime's one worker thread while this
+    // thread waits for the driver; it also catches Ctrl-C and SIGTERM, so
+    // that the driver and wstest (each in a process group of its own, out
+    // of the terminal's reach) end with this process.
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().context("starting tokio")?;
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    runtime.spawn(wait_for_interrupt(std::sync::Arc::clone(&interrupted)));
     let server = match opts.engine {
         ServerEngine::Native => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .context("starting tokio")?;
             let serve = ServeOptions {
                 cases: opts.cases.clone(),
                 exclude: opts.exclude.clone(),
@@ -262,14 +277,15 @@ pub fn run_client(opts: &ClientOptions) -> anyhow::Result<PathBuf> {
                 log_cases: false,
             };
             let serving = super::native::start(&runtime, &serve, ([127, 0, 0, 1], 0).into())?;
-            Server::Native { runtime, serving }
+            Server::Native { serving }
         }
         ServerEngine::Wstest => start_wstest(opts, &out)?,
     };
     let url = format!("ws://127.0.0.1:{}", server.port());
-    let result = drive(opts, &url, &server);
+    let result = drive(opts, &url, &server, &interrupted);
     let ran = server.cases_run();
     server.stop();
+    runtime.shutdown_timeout(Duration::from_secs(1));
     let status = result?;
     let shown = display_driver(&opts.driver);
     if !out.join("index.json").is_file() {
@@ -286,6 +302,24 @@ pub fn run_client(opts: &ClientOptions) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
+/// Sets `flag` on Ctrl-C or SIGTERM.
+async fn wait_for_interrupt(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn describe(status: ExitStatus) -> String {
     match status.code() {
         Some(0) => "finished".into(),
@@ -295,21 +329,30 @@ fn describe(status: ExitStatus) -> String {
 }
 
 /// Starts the driver and waits for it within the timeout.
-fn drive(opts: &ClientOptions, url: &str, server: &Server) -> anyhow::Result<ExitStatus> {
+fn drive(
+    opts: &ClientOptions,
+    url: &str,
+    server: &Server,
+    interrupted: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<ExitStatus> {
     let shown = display_driver(&opts.driver);
     let mut child =
         driver_command(&opts.driver, url)?.spawn().with_context(|| format!("starting the driver ({shown})"))?;
-    let bar = if opts.progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    let bar = if opts.progress { ProgressBar::new(server.selected() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} autobahn client: {msg} cases [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template("{bar:30} autobahn client {pos}/{len} cases [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let deadline = Instant::now() + opts.timeout;
     let status = loop {
-        bar.set_message(server.cases_run().to_string());
-        bar.tick();
-        match wait_until(&mut child, (Instant::now() + Duration::from_millis(200)).min(deadline)) {
+        bar.set_position(server.cases_run());
+        match wait_until(&mut child, (Instant::now() + Duration::from_millis(100)).min(deadline)) {
             Ok(Some(status)) => break status,
+            Ok(None) if interrupted.load(std::sync::atomic::Ordering::Relaxed) => {
+                kill_tree(&mut child);
+                bar.finish_and_clear();
+                bail!("interrupted: ended the driver ({shown}) and the fuzzingserver");
+            }
             Ok(None) if Instant::now() >= deadline => {
                 kill_tree(&mut child);
                 bar.finish_and_clear();
