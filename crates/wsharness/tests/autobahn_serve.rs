@@ -331,3 +331,68 @@ fn client_says_why_a_run_cannot_be_judged() {
     assert!(stderr.contains("did not finish within 1s"), "{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "the timeout ended the driver");
 }
+
+/// The cached testsuite's virtualenv, if there is one (`WSHARNESS_VENV`, or
+/// the newest `autobahn-py27-*` in the cache directory).
+fn autobahn_venv() -> Option<PathBuf> {
+    if let Some(venv) = std::env::var_os("WSHARNESS_VENV") {
+        let venv = PathBuf::from(venv);
+        return venv.join("bin/wstest").is_file().then_some(venv);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let mut found: Vec<PathBuf> = std::fs::read_dir(cache.join("wstoolkit"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("autobahn-py27-"))
+        .map(|e| e.path())
+        .filter(|v| v.join("bin/wstest").is_file())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+#[test]
+fn wstests_fuzzingserver_and_the_native_one_agree_on_the_tt_driver() {
+    let Some(venv) = autobahn_venv() else {
+        assert!(
+            std::env::var_os("WSTOOLKIT_REQUIRE_AUTOBAHN").is_none(),
+            "no Autobahn virtualenv, and WSTOOLKIT_REQUIRE_AUTOBAHN is set"
+        );
+        eprintln!("skipped: no Autobahn virtualenv (run `wsharness autobahn setup` once, or set WSHARNESS_VENV)");
+        return;
+    };
+    let driver = example("tt_autobahn_client");
+    let cases = "1.1.*,2.*,5.1,5.15,6.4.1,7.1.*,7.9.*,12.1.1";
+    let run = |engine: &str| {
+        let out = temp_dir(&format!("client-{engine}"));
+        let o = out.to_str().expect("utf-8").to_owned();
+        let venv = venv.to_str().expect("utf-8");
+        let run = client(&[
+            "--engine",
+            engine,
+            "--venv",
+            venv,
+            "--cases",
+            cases,
+            "--out",
+            &o,
+            "--",
+            driver.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(run.status.code(), Some(0), "{engine}: {}", String::from_utf8_lossy(&run.stderr));
+        out
+    };
+    let (native, wstest) = (run("native"), run("wstest"));
+    let report = read_json(&wstest.join("tokio_tungstenite_case_1_1_1.json"));
+    assert_eq!((report["isServer"].as_bool(), report["case"].as_u64()), (Some(true), Some(1)), "wstest's own report");
+    let diff = Command::new(env!("CARGO_BIN_EXE_wsharness"))
+        .args(["autobahn", "diff", "--require-all-cases"])
+        .args([&native, &wstest])
+        .output()
+        .expect("runs");
+    let shown = String::from_utf8_lossy(&diff.stdout);
+    assert_eq!(diff.status.code(), Some(0), "{shown}");
+    assert!(shown.starts_with("no differences: 38 cases"), "{shown}");
+}
