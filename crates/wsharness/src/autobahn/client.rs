@@ -192,6 +192,8 @@ fn start_wstest(opts: &ClientOptions, out: &Path) -> anyhow::Result<Server> {
     cmd.args(["-m", "fuzzingserver", "--webport", "0", "-s"])
         .arg(&spec_path)
         .current_dir(out)
+        // Its "Running test case ID" lines are the progress: line by line.
+        .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
