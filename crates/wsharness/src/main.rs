@@ -23,6 +23,8 @@ Examples:
   wsharness autobahn run --engine wstest --url ws://127.0.0.1:9001 --cases '12.*,13.*'
   wsharness autobahn check target/autobahn/wsecho
   wsharness autobahn diff target/autobahn/wsecho autobahn/expected/wsecho.json
+  wsharness autobahn serve --listen 127.0.0.1:9001 --cases '1.*,2.*' --out reports/clients
+  wsharness autobahn client --cmd 'python3 autobahn_client.py {url}' --cases '1.*,2.*'
   wsharness bench --url ws://127.0.0.1:9001 -c 10 -w 4 -s 64KiB -d 5
   wsharness bench --url ws://127.0.0.1:9001 -c 10 --rate 10000 -d 10
   wsharness bench --url wss://example.com/ws -H 'Authorization: Bearer T' --subprotocol chat
@@ -252,10 +254,48 @@ enum BenchCommand {
     },
 }
 
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  wsharness autobahn serve
+  wsharness autobahn serve --listen 127.0.0.1:0 --cases '1.*,5.*,12.1.*' --out reports/clients
+  wsharness autobahn serve --exclude '9.*,12.*,13.*' --once
+  websocat ws://127.0.0.1:9001/getCaseCount
+
+The URL interface is wstest's (autobahntestsuite/fuzzing.py):
+  /getCaseCount                   the number of cases, as a text message, then a close
+  /getCaseInfo?case=N             {\"id\": …, \"description\": …}
+  /runCase?case=N&agent=A         runs the N-th case (1-based); casetuple=1.1.1 also works
+  /getCaseStatus?case=N&agent=A   {\"behavior\": …} once the case has run
+  /updateReports?agent=A          writes index.json and the per-case reports
+";
+
+const CLIENT_EXAMPLES: &str = "\
+Examples:
+  wsharness autobahn client --cmd 'python3 autobahn_client.py {url}'
+  wsharness autobahn client --cases '1.*,2.*,5.*' --agent myclient -- node autobahn-client.js
+  wsharness autobahn client --engine wstest --cmd 'cargo run --example autobahn-client -- {url}'
+  wsharness autobahn client --timeout 20m --exclude '9.*' -- ./target/release/my-driver
+
+The driver gets the base URL ws://127.0.0.1:PORT in place of {url} and in $AUTOBAHN_URL,
+and appends /getCaseCount, /runCase?case=N&agent=A and /updateReports?agent=A to it.
+Exit status: 0 when every case passes, 1 when one fails, 2 when the run cannot be judged.
+";
+
 #[derive(Debug, Subcommand)]
 enum AutobahnCommand {
     /// Run the fuzzingclient against a server, then check the results.
     Run(RunArgs),
+    /// Test WebSocket clients: a fuzzingserver with wstest's URL interface
+    /// (getCaseCount, runCase, getCaseStatus, updateReports), the same cases
+    /// run from the server's side, wstest's reports. Runs until Ctrl-C (or
+    /// --once).
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+    /// Test a WebSocket client in one command: start a fuzzingserver on a
+    /// free port, run the client's Autobahn driver against it with a time
+    /// bound, judge the reports as `check` does.
+    #[command(after_help = CLIENT_EXAMPLES)]
+    Client(ClientArgs),
     /// Create the testsuite's Python 2.7 virtualenv (once) and print where
     /// it is: wstest runs in it, and the native engine reads the
     /// compression cases' test data files from it.
@@ -331,6 +371,83 @@ enum Engine {
     Wstest,
     /// wstest in the pinned Docker image.
     Docker,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Where to listen (port 0: any free port; the real address is printed
+    /// as `listening on ws://ADDR` on stderr once ready).
+    #[arg(long, default_value = "127.0.0.1:9001", value_parser = parse_fuzzingserver_listen)]
+    listen: std::net::SocketAddr,
+    /// Cases to serve, comma-separated patterns (the spec's `cases`).
+    #[arg(long, default_value = "*", value_delimiter = ',')]
+    cases: Vec<String>,
+    /// Cases to leave out, comma-separated patterns.
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// Report directory (written on /updateReports).
+    #[arg(long, default_value = "autobahn/reports/clients")]
+    out: PathBuf,
+    /// Stop once a client has asked for /updateReports, then judge the
+    /// reports as `check` does (exit 1 on a failing case).
+    #[arg(long)]
+    once: bool,
+    /// Do not print a line per finished case.
+    #[arg(long, short)]
+    quiet: bool,
+    /// The virtualenv whose testsuite has the compression cases' test data
+    /// (default: in the cache directory; also $WSHARNESS_VENV).
+    #[arg(long)]
+    venv: Option<PathBuf>,
+}
+
+/// The fuzzingservers `autobahn client` can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClientEngine {
+    /// The cases in Rust, in this process.
+    Native,
+    /// wstest's fuzzingserver in a cached Python 2.7 virtualenv.
+    Wstest,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// The driver as a shell command line; `{url}` is replaced by the base
+    /// URL (ws://127.0.0.1:PORT).
+    #[arg(long, conflicts_with = "command", required_unless_present = "command")]
+    cmd: Option<String>,
+    /// The driver as a program and its arguments (after `--`); `{url}` is
+    /// replaced in each, and $AUTOBAHN_URL is set either way.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+    /// Which fuzzingserver tests the client.
+    #[arg(long, value_enum, default_value_t = ClientEngine::Native)]
+    engine: ClientEngine,
+    /// Cases to run, comma-separated patterns.
+    #[arg(long, default_value = "*", value_delimiter = ',')]
+    cases: Vec<String>,
+    /// Cases to leave out, comma-separated patterns.
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// The agent to judge, when the driver reported several.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Report directory.
+    #[arg(long, default_value = "autobahn/reports/clients")]
+    out: PathBuf,
+    /// The time the driver gets for all cases; then it and its process
+    /// group are killed and the run cannot be judged.
+    #[arg(long, default_value = "30m", value_parser = wscli::parse_duration)]
+    timeout: std::time::Duration,
+    /// The virtualenv to use or create (default: in the cache directory;
+    /// also $WSHARNESS_VENV).
+    #[arg(long)]
+    venv: Option<PathBuf>,
+}
+
+/// `--listen`: `HOST:PORT`, `:PORT` or `PORT` (127.0.0.1 by default).
+fn parse_fuzzingserver_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    wscli::parse_listen(s, 9001)
 }
 
 #[derive(Debug, Args)]
@@ -415,6 +532,40 @@ fn run(command: Command) -> anyhow::Result<bool> {
                 autobahn::run(&opts)?
             };
             check(&dir, Some(&args.agent))
+        }
+        AutobahnCommand::Serve(args) => {
+            let opts = autobahn::native::ServeOptions {
+                cases: args.cases,
+                exclude: args.exclude,
+                out: args.out,
+                venv: args.venv,
+                log_cases: !args.quiet,
+            };
+            match autobahn::native::serve(&opts, args.listen, args.once)? {
+                Some(dir) if args.once => check(&dir, None),
+                _ => Ok(true),
+            }
+        }
+        AutobahnCommand::Client(args) => {
+            let driver = match args.cmd {
+                Some(line) => autobahn::Driver::Shell(line),
+                None => autobahn::Driver::Argv(args.command),
+            };
+            let opts = autobahn::ClientOptions {
+                driver,
+                engine: match args.engine {
+                    ClientEngine::Native => autobahn::ServerEngine::Native,
+                    ClientEngine::Wstest => autobahn::ServerEngine::Wstest,
+                },
+                cases: args.cases,
+                exclude: args.exclude,
+                out: args.out,
+                timeout: args.timeout,
+                venv: args.venv,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let dir = autobahn::run_client(&opts)?;
+            check(&dir, args.agent.as_deref())
         }
         AutobahnCommand::Setup { venv } => {
             let venv = autobahn::ensure_venv(venv)?;

@@ -1,7 +1,10 @@
 //! The Autobahn|Testsuite: reports, verdicts, diffs, running `wstest`, and
-//! the [`native`] engine that runs the cases without it.
+//! the [`native`] engine that runs the cases without it, against a server
+//! (the fuzzingclient) or a client (the fuzzingserver, and
+//! [`run_client`] to test a client in one command).
 
 mod check;
+mod client;
 mod diff;
 pub mod native;
 mod proxylog;
@@ -9,6 +12,7 @@ mod report;
 mod run;
 
 pub use check::{Summary, render_check, summarize};
+pub use client::{ClientOptions, Driver, ServerEngine, URL_ENV, driver_command, run_client};
 pub use diff::{Comparison, Difference, compare, render_comparison};
 pub use proxylog::{CaseViolations, parse_expected_violations, render_violations, violations_by_case};
 pub use report::{CaseId, CaseResult, Results, load_results, read_case_details};

@@ -121,7 +121,7 @@ fn check_reachable(url: &str) -> anyhow::Result<()> {
 
 /// The testsuite's case patterns understand `*` only: a pattern with `?` is
 /// expanded to the case ids it matches.
-fn spec_patterns(patterns: &[String]) -> Vec<String> {
+pub(crate) fn spec_patterns(patterns: &[String]) -> Vec<String> {
     let ids = expected_case_ids();
     let mut out = Vec::new();
     for p in patterns {

@@ -35,6 +35,7 @@ use super::cases::{
     Action, CLOSE_GOING_AWAY, CLOSE_INVALID_PAYLOAD, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, Case, Frame, Kind, Observed,
 };
 use super::judge::{Flags, judge};
+use super::offer::{Offer, accept_offers, server_accept};
 use super::testdata::TestFile;
 use super::traffic::TrafficStats;
 use super::wirelog::{ascii_log_data, bin_log_data, seconds};
@@ -61,6 +62,14 @@ const STALL_LIMIT: Duration = Duration::from_secs(10);
 const TURN_PACE: Duration = Duration::from_micros(50);
 /// The fuzzer's user agent, as wstest 25.10.1 sends it.
 pub const USER_AGENT: &str = "AutobahnTestSuite/25.10.1-0.10.9";
+/// The fuzzingserver's `Server` header, as wstest 25.10.1 sends it
+/// (`FuzzingServerFactory`: `AutobahnTestSuite/%s-%s`).
+pub const SERVER_NAME: &str = USER_AGENT;
+/// The `X-Powered-By` header of `succeedHandshake`.
+const POWERED_BY: &str = "AutobahnPython/0.10.9";
+/// `PerMessageDeflate.DEFAULT_WINDOW_BITS`: the window when no
+/// `*_max_window_bits` limits it.
+const DEFAULT_WINDOW_BITS: u8 = 15;
 /// The cap on the server's response head.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// `Z_DEFAULT_COMPRESSION`, the level Autobahn's compressor uses.
@@ -82,6 +91,38 @@ pub struct Target {
     pub port: u16,
     /// The request target (`/` by default).
     pub resource: String,
+}
+
+/// Which side of the connection the fuzzer plays (`factory.isServer`).
+///
+/// One engine for both: the receive path, the timers, the cases and the
+/// judgement are shared; the role decides what protocol.py decides by
+/// `isServer`:
+/// * masking (RFC 6455 §5.1, §5.3): a client masks every frame and fails
+///   the connection on a masked one; a server masks nothing and fails the
+///   connection on an unmasked one (`processDataHybi`'s
+///   `requireMaskedClientFrames` check, "unmasked client-to-server frame");
+/// * the opening handshake: the client sends the request and validates the
+///   response (`run_case`); the server reads the request, negotiates and
+///   answers (`serve_case`, `WebSocketServerProtocol.processHandshake`
+///   and `succeedHandshake`);
+/// * the end of the closing handshake (RFC 6455 §7.1.1: the server closes
+///   TCP first; `onCloseFrame`): a client waits for the server to drop TCP
+///   (`serverConnectionDropTimeout`, 1 s); a server drops it at once, with
+///   a reset after a handshake it started (`dropConnection(abort=True)`,
+///   Twisted's `abortConnection`) and with a FIN after answering the
+///   client's close (`dropConnection(abort=False)`);
+/// * permessage-deflate: the client offers what the case offers and accepts
+///   the response; the server accepts an offer as the case's
+///   `SERVER_ACCEPT` does (`offer::server_accept`);
+/// * the judgement: only a client counts its own drop of TCP against the
+///   peer (`FAILED BY CLIENT`, `Case.onConnectionLost`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The fuzzingclient: the peer under test is a server.
+    Client,
+    /// The fuzzingserver: the peer under test is a client.
+    Server,
 }
 
 /// The connection's state (Autobahn's `STATE_*`).
@@ -111,7 +152,10 @@ enum Timer {
 /// What the writer task gets: one flush of the transport buffer, or the end.
 enum Write {
     Data(Vec<u8>),
+    /// Close the sending side (a FIN after what was written).
     Shutdown,
+    /// Stop writing and hand the socket back, to be reset.
+    Abort,
 }
 
 /// The frame being received.
@@ -152,6 +196,17 @@ struct Pmd {
 }
 
 impl Pmd {
+    /// A compressor with this side's parameters and a decompressor with the
+    /// peer's (`PerMessageDeflate.startCompressMessage`/
+    /// `startDecompressMessage`: each side compresses with its own window
+    /// and context takeover and inflates with the other's).
+    fn new(own_no_context_takeover: bool, own_bits: u8, peer_no_context_takeover: bool, peer_bits: u8) -> Pmd {
+        Pmd {
+            deflater: Deflater::with_window_bits(DEFLATE_LEVEL, own_no_context_takeover, own_bits),
+            inflater: Inflater::with_window_bits(peer_no_context_takeover, peer_bits, MAX_INFLATED_MESSAGE),
+        }
+    }
+
     /// `createFromResponseAccept`: the client compresses with the window
     /// and context takeover the response sets for it, and inflates with the
     /// server's (15 bits when the response does not limit them). One
@@ -212,6 +267,10 @@ impl Rx {
 
 /// Everything a case's report needs, gathered on its connection.
 pub struct CaseRun {
+    /// The report's `case`: the case's position among all cases (client
+    /// role, `CasesIndices`) or the number the client asked for (server
+    /// role, `/runCase?case=N`).
+    pub number: usize,
     /// The judged flags and events.
     pub flags: Flags,
     /// The events observed.
@@ -242,6 +301,9 @@ pub struct CaseRun {
 
 struct Conn<'c> {
     case: &'c Case,
+    role: Role,
+    /// The server role dropped TCP with a reset (`abortConnection`).
+    aborted: bool,
     state: State,
     writer: Option<mpsc::UnboundedSender<Write>>,
     flags: Flags,
@@ -284,34 +346,7 @@ struct Conn<'c> {
 /// compression case cuts its messages from `testdata`.
 pub async fn run_case(case: &Case, target: &Target, testdata: Option<std::sync::Arc<TestFile>>) -> CaseRun {
     let started = super::wirelog::utc_now();
-    let mut conn = Conn {
-        case,
-        state: State::Connecting,
-        writer: None,
-        flags: Flags::default(),
-        received: Vec::new(),
-        wirelog: Vec::new(),
-        rx_octets: BTreeMap::new(),
-        rx_frames: BTreeMap::new(),
-        tx_octets: BTreeMap::new(),
-        tx_frames: BTreeMap::new(),
-        timers: Vec::new(),
-        rx: Rx::default(),
-        rng: seed(),
-        raw_mask: [0; 4],
-        raw_pos: 0,
-        http_response: String::new(),
-        pending: Vec::new(),
-        send_queue: std::collections::VecDeque::new(),
-        triggered: false,
-        wirelog_on: true,
-        count: 0,
-        crashed: false,
-        pmd: None,
-        traffic: TrafficStats::default(),
-        traffic_report: None,
-        deflate_run: testdata.map(|data| DeflateRun { data, next: 0, expected: Vec::new() }),
-    };
+    let mut conn = Conn::new(case, Role::Client, testdata);
     let key = wsproto::handshake::encode_key(conn.random_bytes());
     // The offers go between the key and the version, as Autobahn writes them.
     let extensions = match &case.deflate {
@@ -327,121 +362,239 @@ pub async fn run_case(case: &Case, target: &Target, testdata: Option<std::sync::
     let mut open_at = None;
     match TcpStream::connect(&target.addr).await {
         Ok(stream) => {
-            let _ = stream.set_nodelay(true);
-            let (mut reader, writer) = stream.into_split();
-            let (tx, rx) = mpsc::unbounded_channel();
-            let writer_task = tokio::spawn(write_loop(writer, rx));
-            conn.writer = Some(tx);
-            conn.send_data(http_request.as_bytes().to_vec(), false, None);
-            conn.schedule(OPEN_HANDSHAKE_TIMEOUT.as_secs_f64(), Timer::OpenHandshake);
-            conn.flush();
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut head = Vec::new();
-            let mut last_send_turn = Instant::now();
-            while conn.state != State::Closed {
-                let deadline = conn.timers.iter().map(|(t, _)| *t).min();
-                let stalled = deadline.is_none();
-                let read = if deadline.is_some_and(|d| d <= Instant::now()) {
-                    // A timer is due (a chopped write's next piece): poll the
-                    // socket without waiting, let the writer run, and go on;
-                    // tokio's sleep would round this turn up to a millisecond.
-                    tokio::task::yield_now().await;
-                    // tokio's timers tick in milliseconds: wait out the pace
-                    // by yielding (other cases run meanwhile with --jobs).
-                    while last_send_turn.elapsed() < TURN_PACE {
-                        tokio::task::yield_now().await;
-                    }
-                    last_send_turn = Instant::now();
-                    tokio::select! {
-                        biased;
-                        read = reader.read(&mut buf) => Some(read),
-                        () = std::future::ready(()) => None,
-                    }
-                } else {
-                    let sleep =
-                        tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + STALL_LIMIT).into());
-                    tokio::select! {
-                        read = reader.read(&mut buf) => Some(read),
-                        () = sleep => None,
-                    }
-                };
-                match read {
-                    Some(Ok(0) | Err(_)) => break,
-                    Some(Ok(n)) => {
-                        conn.log_rx_octets(&buf[..n]);
-                        if conn.state == State::Connecting {
-                            head.extend_from_slice(&buf[..n]);
-                            if conn.handshake(&head, key.as_bytes()) {
-                                open_at = Some(Instant::now());
-                            }
-                        } else {
-                            conn.rx.buf.extend_from_slice(&buf[..n]);
-                            conn.consume();
-                        }
-                    }
-                    None if stalled => {
-                        conn.flags.was_not_clean_reason = Some(format!(
-                            "nothing happened for {} s with no timer left (wstest would wait forever here)",
-                            STALL_LIMIT.as_secs()
-                        ));
-                        conn.drop_connection();
-                    }
-                    None => {}
-                }
-                // A reactor turn: the timers that are due run, then what
-                // the turn wrote goes out in one write.
-                conn.fire_timers();
-                conn.flush();
-            }
-            conn.state = State::Closed;
-            // Let what is queued go out before the connection closes, as
-            // Twisted's loseConnection does (not after an exception).
-            if conn.crashed {
-                conn.pending.clear();
-            }
-            conn.flush_anyway();
-            if let Some(tx) = conn.writer.take() {
-                let _ = tx.send(Write::Shutdown);
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
-            drop(reader);
+            open_at = conn
+                .drive(stream, key.as_bytes(), |conn| {
+                    conn.send_data(http_request.as_bytes().to_vec(), false, None);
+                    conn.schedule(OPEN_HANDSHAKE_TIMEOUT.as_secs_f64(), Timer::OpenHandshake);
+                    None
+                })
+                .await;
         }
         Err(_) => {
             conn.flags.was_not_clean_reason = Some("connection refused".into());
         }
     }
-    conn.connection_lost();
-    let duration_ms = open_at.map_or(0, |t| t.elapsed().as_millis() as u64);
-    CaseRun {
-        flags: conn.flags,
-        received: conn.received,
-        wirelog: conn.wirelog,
-        rx_octet_stats: conn.rx_octets,
-        rx_frame_stats: conn.rx_frames,
-        tx_octet_stats: conn.tx_octets,
-        tx_frame_stats: conn.tx_frames,
-        http_request,
-        http_response: conn.http_response,
-        started,
-        duration_ms,
-        create_wirelog: conn.wirelog_on,
-        traffic_stats: conn.traffic_report,
-    }
+    conn.finish(case.index, http_request, started, open_at)
 }
 
-/// Writes each flush on its own, in order, then closes the sending side.
-async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Write>) {
+/// What the fuzzingserver read of a client's opening handshake before it
+/// knew which case to run (see [`super::serve`]).
+pub struct Accepted {
+    /// The connection.
+    pub stream: TcpStream,
+    /// Each read of the request head, for the wire log and the statistics.
+    pub reads: Vec<Vec<u8>>,
+    /// The request head (through the blank line).
+    pub head: Vec<u8>,
+    /// What followed the head (frames the client sent at once).
+    pub rest: Vec<u8>,
+    /// The client's `Sec-WebSocket-Key`.
+    pub key: String,
+    /// The client's permessage-deflate offers, parsed.
+    pub offers: Vec<Offer>,
+    /// When the case started (UTC, ISO 8601): `onConnect`'s `utcnow()`.
+    pub started: String,
+}
+
+/// Runs case `number` (its 1-based position in the served selection, the
+/// report's `case`) as the server on a connection whose request head has
+/// been read: answers the handshake (`succeedHandshake`), then plays the
+/// case exactly as [`run_case`] does from the other side.
+pub async fn serve_case(
+    case: &Case,
+    number: usize,
+    accepted: Accepted,
+    testdata: Option<std::sync::Arc<TestFile>>,
+) -> CaseRun {
+    let mut conn = Conn::new(case, Role::Server, testdata);
+    let Accepted { stream, reads, head, rest, key, offers, started } = accepted;
+    let open_at = conn
+        .drive(stream, key.as_bytes(), |conn| {
+            for read in &reads {
+                conn.log_rx_octets(read);
+            }
+            conn.http_response = conn.server_handshake(&key, &offers);
+            let open_at = Instant::now();
+            conn.opened(&rest);
+            Some(open_at)
+        })
+        .await;
+    conn.finish(number, String::from_utf8_lossy(&head).into_owned(), started, open_at)
+}
+
+/// Writes each flush on its own, in order, then closes the sending side;
+/// on [`Write::Abort`] stops and hands the socket back.
+async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Write>) -> Option<OwnedWriteHalf> {
     while let Some(item) = rx.recv().await {
         match item {
             Write::Data(bytes) => {
                 if writer.write_all(&bytes).await.is_err() {
-                    return;
+                    return None;
                 }
             }
             Write::Shutdown => {
                 let _ = writer.shutdown().await;
-                return;
+                return None;
             }
+            Write::Abort => return Some(writer),
+        }
+    }
+    None
+}
+
+impl<'c> Conn<'c> {
+    fn new(case: &'c Case, role: Role, testdata: Option<std::sync::Arc<TestFile>>) -> Conn<'c> {
+        Conn {
+            case,
+            role,
+            aborted: false,
+            state: State::Connecting,
+            writer: None,
+            flags: Flags { is_server: role == Role::Server, ..Flags::default() },
+            received: Vec::new(),
+            wirelog: Vec::new(),
+            rx_octets: BTreeMap::new(),
+            rx_frames: BTreeMap::new(),
+            tx_octets: BTreeMap::new(),
+            tx_frames: BTreeMap::new(),
+            timers: Vec::new(),
+            rx: Rx::default(),
+            rng: seed(),
+            raw_mask: [0; 4],
+            raw_pos: 0,
+            http_response: String::new(),
+            pending: Vec::new(),
+            send_queue: std::collections::VecDeque::new(),
+            triggered: false,
+            wirelog_on: true,
+            count: 0,
+            crashed: false,
+            pmd: None,
+            traffic: TrafficStats::default(),
+            traffic_report: None,
+            deflate_run: testdata.map(|data| DeflateRun { data, next: 0, expected: Vec::new() }),
+        }
+    }
+
+    /// The reactor loop of one connection, for either role: `start` runs
+    /// once the writer is ready (the client sends its request, the server
+    /// its response) and returns when the connection opened, if it did;
+    /// a client's response head is read here (`key` checks it).
+    async fn drive(
+        &mut self,
+        stream: TcpStream,
+        key: &[u8],
+        start: impl FnOnce(&mut Self) -> Option<Instant>,
+    ) -> Option<Instant> {
+        let _ = stream.set_nodelay(true);
+        let (mut reader, writer) = stream.into_split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer_task = tokio::spawn(write_loop(writer, rx));
+        self.writer = Some(tx);
+        let mut open_at = start(self);
+        self.flush();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut head = Vec::new();
+        let mut last_send_turn = Instant::now();
+        while self.state != State::Closed {
+            let deadline = self.timers.iter().map(|(t, _)| *t).min();
+            let stalled = deadline.is_none();
+            let read = if deadline.is_some_and(|d| d <= Instant::now()) {
+                // A timer is due (a chopped write's next piece): poll the
+                // socket without waiting, let the writer run, and go on;
+                // tokio's sleep would round this turn up to a millisecond.
+                tokio::task::yield_now().await;
+                // tokio's timers tick in milliseconds: wait out the pace
+                // by yielding (other cases run meanwhile with --jobs).
+                while last_send_turn.elapsed() < TURN_PACE {
+                    tokio::task::yield_now().await;
+                }
+                last_send_turn = Instant::now();
+                tokio::select! {
+                    biased;
+                    read = reader.read(&mut buf) => Some(read),
+                    () = std::future::ready(()) => None,
+                }
+            } else {
+                let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + STALL_LIMIT).into());
+                tokio::select! {
+                    read = reader.read(&mut buf) => Some(read),
+                    () = sleep => None,
+                }
+            };
+            match read {
+                Some(Ok(0) | Err(_)) => break,
+                Some(Ok(n)) => {
+                    self.log_rx_octets(&buf[..n]);
+                    if self.state == State::Connecting {
+                        head.extend_from_slice(&buf[..n]);
+                        if self.handshake(&head, key) {
+                            open_at = Some(Instant::now());
+                        }
+                    } else {
+                        self.rx.buf.extend_from_slice(&buf[..n]);
+                        self.consume();
+                    }
+                }
+                None if stalled => {
+                    self.flags.was_not_clean_reason = Some(format!(
+                        "nothing happened for {} s with no timer left (wstest would wait forever here)",
+                        STALL_LIMIT.as_secs()
+                    ));
+                    self.drop_connection();
+                }
+                None => {}
+            }
+            // A reactor turn: the timers that are due run, then what
+            // the turn wrote goes out in one write.
+            self.fire_timers();
+            self.flush();
+        }
+        self.state = State::Closed;
+        // Let what is queued go out before the connection closes, as
+        // Twisted's loseConnection does (not after an exception, nor on
+        // abortConnection, which discards the buffer).
+        if self.crashed || self.aborted {
+            self.pending.clear();
+        }
+        self.flush_anyway();
+        if let Some(tx) = self.writer.take() {
+            let _ = tx.send(if self.aborted { Write::Abort } else { Write::Shutdown });
+        }
+        let writer =
+            tokio::time::timeout(Duration::from_secs(1), writer_task).await.ok().and_then(Result::ok).flatten();
+        if let Some(writer) = writer
+            && let Ok(stream) = reader.reunite(writer)
+        {
+            // `abortConnection`: SO_LINGER 0, so that closing sends a reset
+            // (a zero linger does not block the thread, which is what the
+            // deprecation warns of).
+            #[allow(deprecated)]
+            let _ = stream.set_linger(Some(Duration::ZERO));
+            drop(stream);
+        }
+        open_at
+    }
+
+    /// `connectionLost` and the report's fields.
+    fn finish(mut self, number: usize, http_request: String, started: String, open_at: Option<Instant>) -> CaseRun {
+        self.connection_lost();
+        let duration_ms = open_at.map_or(0, |t| t.elapsed().as_millis() as u64);
+        CaseRun {
+            number,
+            flags: self.flags,
+            received: self.received,
+            wirelog: self.wirelog,
+            rx_octet_stats: self.rx_octets,
+            rx_frame_stats: self.rx_frames,
+            tx_octet_stats: self.tx_octets,
+            tx_frame_stats: self.tx_frames,
+            http_request,
+            http_response: self.http_response,
+            started,
+            duration_ms,
+            create_wirelog: self.wirelog_on,
+            traffic_stats: self.traffic_report,
         }
     }
 }
@@ -566,20 +719,31 @@ impl Conn<'_> {
         }
     }
 
-    /// `sendFrame`: any frame, masked with a fresh key, as the case says.
+    /// The masking key of the next frame: a fresh one for a client (RFC 6455
+    /// §5.3), none for a server (§5.1: "A server MUST NOT mask any frames
+    /// that it sends to the client"; `maskServerFrames = False`).
+    fn frame_mask(&mut self) -> Option<[u8; 4]> {
+        match self.role {
+            Role::Client => Some(self.mask_key()),
+            Role::Server => None,
+        }
+    }
+
+    /// `sendFrame`: any frame, masked with a fresh key by a client, as the
+    /// case says.
     fn send_frame(&mut self, f: &Frame) {
         let payload: Vec<u8> = match f.payload_len {
             Some(n) if !f.payload.is_empty() => f.payload.iter().copied().cycle().take(n).collect(),
             _ => f.payload.clone(),
         };
-        let mask = self.mask_key();
+        let mask = self.frame_mask();
         let header = wsproto::FrameHeader {
             fin: f.fin,
             rsv1: f.rsv & 4 != 0,
             rsv2: f.rsv & 2 != 0,
             rsv3: f.rsv & 1 != 0,
             opcode: wsproto::OpCode::from_u4(f.opcode),
-            mask: Some(mask),
+            mask,
             payload_len: payload.len() as u64,
         };
         let mut raw = Vec::with_capacity(payload.len() + wsproto::MAX_HEADER_LEN);
@@ -598,7 +762,7 @@ impl Conn<'_> {
             f.opcode,
             f.fin,
             f.rsv,
-            hex(&mask),
+            mask.map(|m| hex(&m)),
             f.payload_len,
             f.chopsize,
             f.sync
@@ -669,6 +833,17 @@ impl Conn<'_> {
         }
     }
 
+    /// `dropConnection(abort=True)` by the server: Twisted's
+    /// `abortConnection`, which discards what is buffered and resets the
+    /// connection. The client role keeps closing with a FIN, as it did
+    /// before the roles (its verdicts are unchanged by it).
+    fn abort_connection(&mut self) {
+        if self.state != State::Closed && self.role == Role::Server {
+            self.aborted = true;
+        }
+        self.drop_connection();
+    }
+
     /// `failConnection` (without `failByDrop`).
     fn fail_connection(&mut self, code: u16, reason: &str) {
         if self.state == State::Closed {
@@ -727,6 +902,40 @@ impl Conn<'_> {
                 return false;
             }
         }
+        self.opened(&head[end..]);
+        true
+    }
+
+    /// `succeedHandshake`: the server's `101` response (the bytes Autobahn
+    /// writes, `Server` and `X-Powered-By` included), with the
+    /// permessage-deflate the case's `SERVER_ACCEPT` takes from the
+    /// client's offers; returns the response head for the report.
+    fn server_handshake(&mut self, key: &str, offers: &[Offer]) -> String {
+        let accept = wsproto::handshake::accept_key(key.as_bytes());
+        let accept = accept.as_str();
+        let mut response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nServer: {SERVER_NAME}\r\nX-Powered-By: {POWERED_BY}\r\n\
+             Upgrade: WebSocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+        );
+        if let Some(mode) = server_accept(self.case)
+            && let Some(agreed) = accept_offers(mode, offers)
+        {
+            response.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", agreed.response()));
+            self.pmd = Some(Pmd::new(
+                agreed.server_no_context_takeover,
+                agreed.server_max_window_bits.unwrap_or(DEFAULT_WINDOW_BITS),
+                agreed.client_no_context_takeover,
+                agreed.client_max_window_bits.unwrap_or(DEFAULT_WINDOW_BITS),
+            ));
+        }
+        response.push_str("\r\n");
+        self.send_data(response.as_bytes().to_vec(), false, None);
+        response
+    }
+
+    /// `_onOpen`: the connection is open; the case starts (`onOpen`), then
+    /// what came with the handshake is read.
+    fn opened(&mut self, rest: &[u8]) {
         self.state = State::Open;
         self.cancel(|t| matches!(t, Timer::OpenHandshake));
         self.flags.connection_was_open = true;
@@ -760,11 +969,10 @@ impl Conn<'_> {
         }
         let actions = self.case.on_open.clone();
         self.run_actions(&actions);
-        self.rx.buf.extend_from_slice(&head[end..]);
+        self.rx.buf.extend_from_slice(rest);
         if !self.rx.buf.is_empty() {
             self.consume();
         }
-        true
     }
 
     fn run_actions(&mut self, actions: &[Action]) {
@@ -779,8 +987,8 @@ impl Conn<'_> {
                     if self.state != State::Open {
                         continue;
                     }
-                    let mask = self.mask_key();
-                    self.raw_mask = mask;
+                    let mask = self.frame_mask();
+                    self.raw_mask = mask.unwrap_or_default();
                     self.raw_pos = 0;
                     let header = wsproto::FrameHeader {
                         fin: false,
@@ -788,7 +996,7 @@ impl Conn<'_> {
                         rsv2: false,
                         rsv3: false,
                         opcode: wsproto::OpCode::Text,
-                        mask: Some(mask),
+                        mask,
                         payload_len: *len as u64,
                     };
                     let mut buf = [0u8; wsproto::MAX_HEADER_LEN];
@@ -802,7 +1010,9 @@ impl Conn<'_> {
                         continue;
                     }
                     let mut data = data.clone();
-                    wsproto::apply_mask(&mut data, self.raw_mask, self.raw_pos % 4);
+                    if self.role == Role::Client {
+                        wsproto::apply_mask(&mut data, self.raw_mask, self.raw_pos % 4);
+                    }
                     self.raw_pos += data.len();
                     self.send_data(data, false, None);
                 }
@@ -872,7 +1082,7 @@ impl Conn<'_> {
                 self.flags.was_clean = false;
                 self.flags.was_not_clean_reason = Some("peer did not respond (in time) in closing handshake".into());
                 self.flags.was_close_handshake_timeout = true;
-                self.drop_connection();
+                self.abort_connection();
             }
             Timer::ServerDrop => {
                 self.flags.was_clean = false;
@@ -918,9 +1128,14 @@ impl Conn<'_> {
             if rsv != 0 && !(pmd && rsv == 4) {
                 self.protocol_violation(&format!("RSV = {rsv} and no extension negotiated"));
             }
-            // §5.1: a client MUST close on a masked frame from the server.
-            if masked {
-                self.protocol_violation("masked server-to-client frame");
+            match self.role {
+                // §5.1: "The server MUST close the connection upon receiving
+                // a frame that is not masked" (`requireMaskedClientFrames`).
+                Role::Server if !masked => self.protocol_violation("unmasked client-to-server frame"),
+                // §5.1: "A client MUST close a connection if it detects a
+                // masked frame" (`acceptMaskedServerFrames = False`).
+                Role::Client if masked => self.protocol_violation("masked server-to-client frame"),
+                _ => {}
             }
             if opcode > 7 {
                 // §5.4/§5.5: control frames MUST NOT be fragmented and carry at most 125 bytes.
@@ -1176,26 +1391,37 @@ impl Conn<'_> {
                 if v.feed(&reason).is_err() {
                     self.invalid_payload("invalid close reason (non-UTF-8 payload)");
                 }
-                if std::str::from_utf8(&reason).is_err() {
+                let Some(decoded) = python2_utf8(&reason) else {
                     // Autobahn goes on to `reasonRaw.decode('utf8')`, which
                     // raises: Twisted then loses the connection on the spot,
                     // with no close reply and no drop of ours.
                     self.crashed = true;
                     self.state = State::Closed;
                     return;
-                }
-                self.flags.remote_close_reason = Some(String::from_utf8_lossy(&reason).into_owned());
+                };
+                self.flags.remote_close_reason = Some(decoded);
             }
         }
         match self.state {
             State::Closing => {
                 self.cancel(|t| matches!(t, Timer::CloseHandshake));
                 self.flags.was_clean = true;
-                self.schedule(SERVER_DROP_TIMEOUT.as_secs_f64(), Timer::ServerDrop);
+                match self.role {
+                    // The server should drop TCP (RFC 6455 §7.1.1); if it
+                    // does not in time, the client does.
+                    Role::Client => self.schedule(SERVER_DROP_TIMEOUT.as_secs_f64(), Timer::ServerDrop),
+                    // "When we are a server, we immediately drop the TCP":
+                    // `dropConnection(abort=True)`, a reset.
+                    Role::Server => self.abort_connection(),
+                }
             }
             State::Open => {
                 self.flags.was_clean = true;
                 self.send_close_frame(Some(super::cases::CLOSE_NORMAL), None, true);
+                if self.role == Role::Server {
+                    // `dropConnection(abort=False)`: the reply goes out, then a FIN.
+                    self.drop_connection();
+                }
             }
             State::Closed => self.flags.was_clean = false,
             State::Connecting => {}
@@ -1360,7 +1586,151 @@ impl Conn<'_> {
     }
 }
 
+/// Python 2's `str.decode('utf8')`, which wstest runs on a close reason: UTF-8,
+/// except that an encoded UTF-16 surrogate (`ED A0 80` to `ED BF BF`, which
+/// RFC 3629 §3 forbids and the close-reason check rejects) decodes to a
+/// lone surrogate instead of raising. A Rust string cannot hold one: it
+/// becomes U+FFFD (wstest's report has `\udXXX` there). None when Python 2
+/// raises.
+fn python2_utf8(bytes: &[u8]) -> Option<String> {
+    let mut fixed = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let surrogate = bytes[i] == 0xED
+            && bytes.get(i + 1).is_some_and(|b| (0xA0..=0xBF).contains(b))
+            && bytes.get(i + 2).is_some_and(|b| (0x80..=0xBF).contains(b));
+        if surrogate {
+            fixed.extend_from_slice("\u{FFFD}".as_bytes());
+            i += 3;
+        } else {
+            fixed.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(fixed).ok()
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cases::all_cases;
+    use super::*;
+
+    fn case(id: &str) -> Case {
+        all_cases().into_iter().find(|c| c.id == id).expect("case exists")
+    }
+
+    /// A connection of `role` that has opened, with nothing sent yet.
+    fn open(case: &Case, role: Role) -> Conn<'_> {
+        let mut conn = Conn::new(case, role, None);
+        conn.state = State::Open;
+        conn.flags.connection_was_open = true;
+        conn
+    }
+
+    #[test]
+    fn close_reasons_decode_as_python2_decodes_them() {
+        assert_eq!(python2_utf8("κόσμε".as_bytes()).as_deref(), Some("κόσμε"));
+        // 7.5.1's reason: a surrogate Python 2 lets through.
+        assert_eq!(python2_utf8(b"\xce\xba\xed\xa0\x80edited").as_deref(), Some("κ\u{FFFD}edited"));
+        for raises in [&b"\xff"[..], b"\xf4\x90\x80\x80", b"\xed\xa0", b"\xc0\xaf"] {
+            assert_eq!(python2_utf8(raises), None, "{raises:?}");
+        }
+    }
+
+    #[test]
+    fn a_client_masks_and_a_server_does_not() {
+        let c = case("1.1.1");
+        for (role, mask_bit) in [(Role::Client, 0x80), (Role::Server, 0)] {
+            let mut conn = open(&c, role);
+            conn.send_frame(&Frame::new(1, b"hi".to_vec()));
+            assert_eq!(conn.pending[..2], [0x81, mask_bit | 2], "{role:?}");
+            assert_eq!(conn.pending.len(), if role == Role::Client { 8 } else { 4 });
+            // The wire log's mask column: a key, or None.
+            let tf = conn.wirelog.iter().find(|e| e[0] == "TF").expect("logged");
+            assert_eq!(tf[5].is_null(), role == Role::Server, "{tf}");
+        }
+    }
+
+    #[test]
+    fn each_role_fails_the_connection_on_the_other_roles_masking() {
+        let c = case("1.1.1");
+        let unmasked = [0x81, 0x00];
+        let masked = [0x81, 0x80, 1, 2, 3, 4];
+        let table: [(Role, &[u8], Option<&str>); 4] = [
+            (Role::Server, &unmasked, Some("unmasked client-to-server frame")),
+            (Role::Server, &masked, None),
+            (Role::Client, &masked, Some("masked server-to-client frame")),
+            (Role::Client, &unmasked, None),
+        ];
+        for (role, bytes, violation) in table {
+            let mut conn = open(&c, role);
+            conn.rx.buf.extend_from_slice(bytes);
+            conn.consume();
+            assert_eq!(conn.flags.failed_by_me, violation.is_some(), "{role:?} {bytes:?}");
+            let reason = conn.flags.local_close_reason.as_deref().map(String::from_utf8_lossy);
+            assert_eq!(reason.as_deref(), violation, "{role:?}");
+        }
+    }
+
+    #[test]
+    fn the_server_drops_tcp_after_the_closing_handshake_and_the_client_waits() {
+        let c = case("1.1.1");
+        let close_1000 = |role: Role| {
+            // A close frame from the peer: masked when the peer is a client.
+            if role == Role::Server { vec![0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8] } else { vec![0x88, 0x02, 0x03, 0xe8] }
+        };
+        // The peer closes first: both answer; only the server drops TCP (a FIN).
+        for role in [Role::Client, Role::Server] {
+            let mut conn = open(&c, role);
+            conn.rx.buf = close_1000(role);
+            conn.consume();
+            assert!(conn.flags.was_clean && !conn.flags.closed_by_me, "{role:?}");
+            assert_eq!(conn.pending[0], 0x88, "{role:?}: the close reply");
+            let dropped = role == Role::Server;
+            assert_eq!(
+                (conn.flags.dropped_by_me, conn.state == State::Closed, conn.aborted),
+                (dropped, dropped, false)
+            );
+        }
+        // The fuzzer closes first: the client then waits for the server to
+        // drop TCP; the server resets the connection at once.
+        for role in [Role::Client, Role::Server] {
+            let mut conn = open(&c, role);
+            conn.send_close_frame(Some(1000), None, false);
+            conn.rx.buf = close_1000(role);
+            conn.consume();
+            assert!(conn.flags.was_clean && conn.flags.closed_by_me, "{role:?}");
+            let waits = conn.timers.iter().any(|(_, t)| matches!(t, Timer::ServerDrop));
+            assert_eq!(
+                (waits, conn.aborted, conn.flags.dropped_by_me),
+                (role == Role::Client, role == Role::Server, role == Role::Server)
+            );
+        }
+    }
+
+    #[test]
+    fn the_server_answers_the_handshake_with_what_the_case_accepts() {
+        let offers = super::super::offer::parse_offers(&["permessage-deflate; client_max_window_bits".into()])
+            .expect("valid offer");
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        for (id, extension) in [
+            ("1.1.1", None),
+            ("12.1.1", Some("permessage-deflate")),
+            ("13.3.1", Some("permessage-deflate; client_max_window_bits=9")),
+        ] {
+            let c = case(id);
+            let mut conn = Conn::new(&c, Role::Server, None);
+            let response = conn.server_handshake(key, &offers);
+            // RFC 6455 §1.3's example key and accept value.
+            assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{response}");
+            let got = response.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Extensions: "));
+            assert_eq!(got, extension, "{id}");
+            assert_eq!(conn.pmd.is_some(), extension.is_some(), "{id}");
+        }
+    }
 }

@@ -11,6 +11,9 @@ use super::cases::{Case, Judge, Observed};
 /// the verdict drawn from them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flags {
+    /// The fuzzer is the server (`factory.isServer`): the peer under test
+    /// is a client.
+    pub is_server: bool,
     /// The opening handshake completed.
     pub connection_was_open: bool,
     /// The fuzzer sent the first close frame.
@@ -50,6 +53,7 @@ pub struct Flags {
 impl Default for Flags {
     fn default() -> Self {
         Flags {
+            is_server: false,
             connection_was_open: false,
             closed_by_me: false,
             failed_by_me: false,
@@ -115,7 +119,10 @@ pub fn judge(case: &Case, received: &[Observed], tx_frames: &BTreeMap<u8, u64>, 
             f.behavior_close = WRONG_CODE;
             let codes: Vec<String> = ec.close_code.iter().map(u16::to_string).collect();
             f.result_close = format!("The close code should have been {} or empty", codes.join(","));
-        } else if f.dropped_by_me {
+        } else if !f.is_server && f.dropped_by_me {
+            // `not self.p.factory.isServer and self.p.droppedByMe`: a
+            // server drops TCP after the closing handshake by design
+            // (RFC 6455 §7.1.1), so only the client side judges it.
             f.behavior_close = FAILED_BY_CLIENT;
             f.result_close = "It is preferred that the server close the TCP connection".into();
         } else {
@@ -208,6 +215,17 @@ mod tests {
         let mut f = Flags { closed_by_me: true, ..open() };
         judge(&c, &[Observed::Message(vec![], false)], &BTreeMap::new(), &mut f);
         assert_eq!((f.behavior, f.behavior_close), (OK, UNCLEAN));
+    }
+
+    #[test]
+    fn a_server_dropping_tcp_is_not_failed_by_client() {
+        // The same flags: the client side blames itself, the server side not.
+        let c = case("3.1");
+        for (is_server, want) in [(false, FAILED_BY_CLIENT), (true, OK)] {
+            let mut f = Flags { is_server, remote_close_code: Some(1002), dropped_by_me: true, ..open() };
+            judge(&c, &[], &BTreeMap::new(), &mut f);
+            assert_eq!(f.behavior_close, want, "is_server {is_server}");
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@ mod cases;
 mod conn;
 mod html;
 mod judge;
+mod offer;
+mod serve;
 mod testdata;
 mod traffic;
 mod wirelog;
@@ -34,7 +36,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 pub use cases::{Case, all_cases};
-pub use conn::Target;
+pub use conn::{Role, Target};
+pub use serve::{Endpoint, FuzzingServer, Refusal, ServeOptions, Serving, parse_endpoint, serve, start};
 pub use testdata::TESTDATA_ENV;
 
 use super::run::{RunOptions, glob_match};
@@ -123,7 +126,7 @@ fn case_report(case: &Case, agent: &str, run: &CaseRun) -> Value {
         ("agent", json!(agent)),
         ("behavior", json!(f.behavior)),
         ("behaviorClose", json!(f.behavior_close)),
-        ("case", json!(case.index)),
+        ("case", json!(run.number)),
         ("closedByMe", json!(f.closed_by_me)),
         ("createStats", json!(true)),
         ("createWirelog", json!(run.create_wirelog)),
@@ -137,7 +140,7 @@ fn case_report(case: &Case, agent: &str, run: &CaseRun) -> Value {
         ("httpRequest", json!(run.http_request)),
         ("httpResponse", json!(run.http_response)),
         ("id", json!(case.id)),
-        ("isServer", json!(false)),
+        ("isServer", json!(f.is_server)),
         ("localCloseCode", json!(f.local_close_code)),
         ("localCloseReason", json!(local_reason)),
         ("received", Value::Array(run.received.iter().map(observed_json).collect())),
@@ -173,6 +176,45 @@ fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Writes `index.json` (every agent), one report file per agent and case,
+/// and `index.html` (for `html_agent`), as `FuzzingFactory.createReports`
+/// writes them: `createMasterReportJSON` and `createAgentCaseReportJSON`.
+pub(crate) fn write_reports(
+    out: &Path,
+    agents: &[(String, Vec<(&Case, &CaseRun)>)],
+    html_agent: &str,
+) -> anyhow::Result<()> {
+    let mut index_json = serde_json::Map::new();
+    for (agent, results) in agents {
+        let mut index = serde_json::Map::new();
+        let mut reports = Vec::with_capacity(results.len());
+        for (case, run) in results {
+            let file = report_file_name(agent, &case.id);
+            let report = case_report(case, agent, run);
+            write_json(&out.join(&file), &report)?;
+            reports.push(report);
+            let f = &run.flags;
+            index.insert(
+                case.id.clone(),
+                json!({
+                    "behavior": f.behavior,
+                    "behaviorClose": f.behavior_close,
+                    "duration": run.duration_ms,
+                    "remoteCloseCode": f.remote_close_code,
+                    "reportfile": file,
+                }),
+            );
+        }
+        if agent == html_agent {
+            let page = out.join("index.html");
+            std::fs::write(&page, html::render(agent, &reports))
+                .with_context(|| format!("writing {}", page.display()))?;
+        }
+        index_json.insert(agent.clone(), Value::Object(index));
+    }
+    write_json(&out.join("index.json"), &Value::Object(index_json))
+}
+
 /// The cases a run selects, and the selected ids the engine cannot run.
 pub fn select(patterns: &[String], exclude: &[String]) -> (Vec<Case>, Vec<String>) {
     let wanted = |id: &str| patterns.iter().any(|p| glob_match(p, id)) && !exclude.iter().any(|p| glob_match(p, id));
@@ -189,13 +231,13 @@ pub fn select(patterns: &[String], exclude: &[String]) -> (Vec<Case>, Vec<String
 /// run: a server that declines permessage-deflate gets its UNIMPLEMENTED,
 /// and a case that would need the data fails, saying so (as the warning
 /// printed here does).
-fn load_testdata(cases: &[Case], opts: &RunOptions) -> BTreeMap<String, std::sync::Arc<testdata::TestFile>> {
+fn load_testdata(cases: &[Case], venv: Option<&Path>) -> BTreeMap<String, std::sync::Arc<testdata::TestFile>> {
     let wanted: std::collections::BTreeSet<(String, bool)> =
         cases.iter().filter_map(|c| c.deflate.as_ref()).map(|d| (d.file.clone(), d.binary)).collect();
     if wanted.is_empty() {
         return BTreeMap::new();
     }
-    let venv = opts.venv.clone().unwrap_or_else(super::run::default_venv);
+    let venv = venv.map_or_else(super::run::default_venv, Path::to_path_buf);
     match testdata::load(&wanted, &cases::testdata_specs(), &venv) {
         Ok(files) => files,
         Err(e) => {
@@ -222,7 +264,7 @@ pub fn run_native(opts: &RunOptions) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     let out = opts.out.canonicalize().with_context(|| format!("resolving {}", opts.out.display()))?;
     let _ = std::fs::remove_file(out.join("index.json"));
-    let testdata = load_testdata(&cases, opts);
+    let testdata = load_testdata(&cases, opts.venv.as_deref());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
     // Say so before the suite when nothing listens.
     runtime
@@ -272,33 +314,9 @@ pub fn run_native(opts: &RunOptions) -> anyhow::Result<PathBuf> {
         done.sort_by_key(|(i, _)| *i);
         done
     });
-    let mut index = serde_json::Map::new();
-    let mut reports = Vec::with_capacity(runs.len());
-    for (i, run) in &runs {
-        let case = &cases[*i];
-        let file = report_file_name(&opts.agent, &case.id);
-        let report = case_report(case, &opts.agent, run);
-        write_json(&out.join(&file), &report)?;
-        reports.push(report);
-        let f = &run.flags;
-        index.insert(
-            case.id.clone(),
-            json!({
-                "behavior": f.behavior,
-                "behaviorClose": f.behavior_close,
-                "duration": run.duration_ms,
-                "remoteCloseCode": f.remote_close_code,
-                "reportfile": file,
-            }),
-        );
-    }
     bar.finish_and_clear();
-    let mut agents = serde_json::Map::new();
-    agents.insert(opts.agent.clone(), Value::Object(index));
-    let page = out.join("index.html");
-    std::fs::write(&page, html::render(&opts.agent, &reports))
-        .with_context(|| format!("writing {}", page.display()))?;
-    write_json(&out.join("index.json"), &Value::Object(agents))?;
+    let results: Vec<(&Case, &CaseRun)> = runs.iter().map(|(i, run)| (&cases[*i], run)).collect();
+    write_reports(&out, &[(opts.agent.clone(), results)], &opts.agent)?;
     eprintln!(
         "autobahn: {} run natively against {}, reports in {}",
         wscli::count(cases.len() as u64, "case"),
