@@ -27,7 +27,7 @@ OUT=bench/results
 mkdir -p "$OUT"
 
 step "release build"
-cargo build --release -p wsecho -p wsproxy -p wsharness --example tt_echo
+cargo build --release -p wsecho -p wsproxy -p wsharness --bins --example tt_echo
 BIN=target/release
 
 step "peers"
