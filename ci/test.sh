@@ -104,6 +104,9 @@ export WSTOOLKIT_REQUIRE_TSHARK=1
 
 step "the Autobahn testsuite's virtualenv (wstest, and the test data files the native engine reads)"
 cargo run -q -p wsharness -- autobahn setup
+# The tests that need the testsuite (the Docker stand-in, wstest's
+# fuzzingserver against the native one) fail here instead of skipping.
+export WSTOOLKIT_REQUIRE_AUTOBAHN=1
 
 step "cargo test --workspace"
 cargo test --workspace --no-fail-fast 2>&1
@@ -201,6 +204,37 @@ timeout 600 env PATH=/nonexistent "$BIN/wsharness" autobahn run --engine native 
     --agent node-ws --cases "$DEFLATE_CASES" --out target/autobahn/node-native
 "$BIN/wsharness" autobahn diff target/autobahn/node-native autobahn/expected/node-ws-deflate.json
 stop_server "$NODE_PID"
+
+step "Autobahn for clients: wsharness's fuzzingserver against broken clients, tokio-tungstenite's and our own"
+# wstest's results for each client are checked in (autobahn/expected/clients);
+# the broken clients' runs must fail (exit 1) with exactly wstest's verdicts.
+# The Python and Node clients, with both fuzzingservers: ci/autobahn-clients.sh.
+cargo build --release -p wsbroken -p wsharness --bins --example tt_autobahn_client --example wsproto_autobahn_client
+CLIENTS_OUT=target/autobahn/clients
+mkdir -p "$CLIENTS_OUT"
+CLIENT_SUBSET="1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*,$DEFLATE_CASES"
+# autobahn_client ENGINE NAME EXPECTED_EXIT CASES DRIVER...: one run, its
+# exit code checked, its verdicts diffed with wstest's.
+autobahn_client() {
+    local engine=$1 name=$2 want=$3 cases=$4 rc=0
+    shift 4
+    timeout 900 env PATH="$([ "$engine" = native ] && echo /nonexistent || echo "$PATH")" \
+        "$BIN/wsharness" autobahn client --engine "$engine" --cases "$cases" --out "$CLIENTS_OUT/$name-$engine" \
+        -- "$@" >"$CLIENTS_OUT/$name-$engine.log" 2>&1 || rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        tail -30 "$CLIENTS_OUT/$name-$engine.log"
+        echo "error: autobahn client ($engine) for $name exited $rc, expected $want" >&2
+        return 1
+    fi
+    sed -n '/^category/,/^Total/p' "$CLIENTS_OUT/$name-$engine.log"
+    "$BIN/wsharness" autobahn diff "$CLIENTS_OUT/$name-$engine" "autobahn/expected/clients/$name.json" --require-all-cases
+}
+autobahn_client native broken-unmasked 1 '*' "$BIN/wsbroken" --client-flaw unmasked
+autobahn_client native broken-unchecked 1 '*' "$BIN/wsbroken" --client-flaw unchecked
+autobahn_client native tokio-tungstenite 0 '*' "$BIN/examples/tt_autobahn_client"
+autobahn_client native wsproto 0 "$CLIENT_SUBSET" "$BIN/examples/wsproto_autobahn_client"
+# wstest's fuzzingserver once, to catch drift between it and the results.
+autobahn_client wstest broken-unmasked 1 '*' "$BIN/wsbroken" --client-flaw unmasked
 
 step "browser end to end: headless Chromium through wsproxy to its embedded echo server (and its --har)"
 if ! command -v chromium >/dev/null; then
