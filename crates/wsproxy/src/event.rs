@@ -120,7 +120,8 @@ impl Stamp {
         if cached != secs {
             let whole = std::time::UNIX_EPOCH + Duration::from_secs(secs);
             let mut text = String::new();
-            let written = fmt::Write::write_fmt(&mut text, format_args!("{}", humantime::format_rfc3339_seconds(whole)));
+            let written =
+                fmt::Write::write_fmt(&mut text, format_args!("{}", humantime::format_rfc3339_seconds(whole)));
             // "YYYY-MM-DDTHH:MM:SSZ"; past year 9999 humantime writes
             // nothing, and neither does the stamp.
             match text.as_bytes().get(..19).filter(|_| written.is_ok() && text.len() == 20) {
@@ -895,7 +896,7 @@ mod tests {
             at(951_782_400, 999_999), // 2000-02-29T00:00:00.999999Z
             at(951_782_399, 999_999),
             at(951_782_400, 0),
-            at(1_796_083_200, 123_456), // 2026-12-01
+            at(1_796_083_200, 123_456),   // 2026-12-01
             at(253_402_300_799, 999_999), // 9999-12-31T23:59:59.999999Z
             SystemTime::now(),
         ];
