@@ -161,13 +161,15 @@ stop_server "$WSPROTO_PID"
 
 step "Autobahn, native engine, full suite against tokio-tungstenite's example echo server"
 # wstest's results for this server are checked in (all 517 cases; no
-# compression in tokio-tungstenite, so 216 UNIMPLEMENTED by design).
+# compression in tokio-tungstenite, so 216 UNIMPLEMENTED by design). Left
+# out: 3.4, 4.1.5 and 4.2.5, whose verdict here is timing (OK when the
+# example's write half flushes the echo before its read half fails on the
+# broken frame that follows, NON-STRICT when not; both seen in CI).
 start_server tt-echo "$BIN/examples/tt_echo" 127.0.0.1:0
 TT_PID=$SERVER_PID
 env PATH=/nonexistent "$BIN/wsharness" autobahn run --engine native --jobs 8 --url "$SERVER_URL" --agent tokio-tungstenite \
-    --out target/autobahn/tokio-tungstenite-native
-"$BIN/wsharness" autobahn diff target/autobahn/tokio-tungstenite-native autobahn/expected/tokio-tungstenite.json \
-    --require-all-cases
+    --exclude '3.4,4.1.5,4.2.5' --out target/autobahn/tokio-tungstenite-native
+"$BIN/wsharness" autobahn diff target/autobahn/tokio-tungstenite-native autobahn/expected/tokio-tungstenite.json
 stop_server "$TT_PID"
 
 step "Autobahn compression cases against Python websockets, direct and through wsproxy"
