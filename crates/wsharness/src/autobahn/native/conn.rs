@@ -199,7 +199,11 @@ impl Pmd {
     /// A compressor with this side's parameters and a decompressor with the
     /// peer's (`PerMessageDeflate.startCompressMessage`/
     /// `startDecompressMessage`: each side compresses with its own window
-    /// and context takeover and inflates with the other's).
+    /// and context takeover and inflates with the other's). As in
+    /// [`Pmd::from_response`], a window of 8 bits is compressed with 9 where
+    /// wstest's C zlib refuses it: a client that offers
+    /// `server_max_window_bits=8` gets compressed messages from the native
+    /// fuzzingserver and a dropped connection from wstest's.
     fn new(own_no_context_takeover: bool, own_bits: u8, peer_no_context_takeover: bool, peer_bits: u8) -> Pmd {
         Pmd {
             deflater: Deflater::with_window_bits(DEFLATE_LEVEL, own_no_context_takeover, own_bits),
