@@ -23,7 +23,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 const DIRECT_WRITE: usize = 16 << 10;
 
 /// The most the read buffer grows to while large messages flow (it starts
-/// at `--read-buffer`).
+/// at `--read-buffer-size`, and goes back to it once reads are small).
 const MAX_READ_BUFFER: usize = 256 << 10;
 
 /// Echoes on an upgraded connection until the closing handshake is over,
@@ -46,7 +46,8 @@ pub(crate) async fn run<S>(
     debug!(%peer, ?deflate, "websocket open (wsproto)");
     // Reads and writes take turns (an echo waits for its own writes), so
     // the stream is not split.
-    let mut buf = vec![0u8; config.read_buffer_size.max(1)];
+    let base = config.read_buffer_size.max(1);
+    let mut buf = vec![0u8; base];
     let mut received = Vec::new();
     let mut shutting_down = false;
     // When the server's close went out: the client then has CLOSE_WAIT to answer.
@@ -93,6 +94,13 @@ pub(crate) async fn run<S>(
             // more of them per system call.
             Ok(n) if n == buf.len() && buf.len() < MAX_READ_BUFFER => {
                 buf.resize((buf.len() * 2).min(MAX_READ_BUFFER), 0);
+                n
+            }
+            // Back to the configured size once reads are small again, so
+            // that a connection keeps no large buffer after a burst.
+            Ok(n) if n > 0 && n <= base && buf.len() > base && n < buf.len() / 4 => {
+                buf.truncate(base);
+                buf.shrink_to_fit();
                 n
             }
             Ok(0) => {

@@ -23,7 +23,8 @@ struct Args {
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = wscli::parse_size_usize)]
     max_frame_size: usize,
     /// Receive buffer per connection: allocated per connection, and the most
-    /// read from the socket at once (65536, 16KiB).
+    /// read from the socket at once (65536, 16KiB). `--engine wsproto` grows
+    /// it up to 256 KiB while reads fill it, and shrinks it back after.
     #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = wscli::parse_size_usize)]
     read_buffer_size: usize,
     /// The WebSocket implementation: tokio-tungstenite (no compression) or

@@ -57,7 +57,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// One connection to `base` + `resource`, echoing every message (if `echo`)
-/// until the closing handshake is over; returns the messages received.
+/// until the closing handshake is over; returns the messages received when
+/// it does not echo them.
 async fn session(base: &str, resource: &str, echo: bool, rng: &mut XorShift) -> anyhow::Result<Vec<Vec<u8>>> {
     let url = WsUrl::parse(&format!("{base}{resource}")).map_err(|e| anyhow::anyhow!("{base}{resource}: {e}"))?;
     let connector = Connector::new(url, &TlsOptions::default(), &[], None, &[])?.with_extensions(Some(OFFER))?;
@@ -83,10 +84,14 @@ async fn session(base: &str, resource: &str, echo: bool, rng: &mut XorShift) -> 
             let got = !received.is_empty();
             for r in received.drain(..) {
                 if let Received::Message { kind, data } = r {
+                    // A case's messages are echoed, not kept (9.* sends
+                    // 16 MiB ones); only /getCaseCount's is read.
                     if echo {
                         endpoint.send(kind, &data);
+                        endpoint.recycle(data);
+                    } else {
+                        messages.push(data);
                     }
-                    messages.push(data);
                 }
             }
             if n == 0 && !got {

@@ -545,6 +545,9 @@ fn run(command: Command) -> anyhow::Result<bool> {
             };
             match autobahn::native::serve(&opts, args.listen, args.once)? {
                 Some(dir) if args.once => check(&dir, None),
+                // Stopped (Ctrl-C, /stopServer) or the reports could not be
+                // written: nothing to judge, which is not a pass.
+                None if args.once => anyhow::bail!("autobahn serve --once: no reports were written, nothing to judge"),
                 _ => Ok(true),
             }
         }

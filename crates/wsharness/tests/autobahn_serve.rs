@@ -241,7 +241,7 @@ fn broken_clients_fail() {
             .expect("runs");
         out.status.code()
     };
-    assert_eq!((check("unmasked"), check("masked")), (Some(1), Some(0)));
+    assert_eq!((check("unmasked"), check("masked"), check("noutf8")), (Some(1), Some(0), Some(1)));
 }
 
 #[test]

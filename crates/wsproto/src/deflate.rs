@@ -430,6 +430,59 @@ mod tests {
         }))
     }
 
+    /// Inflates `wire` as one message in pieces of `split`, keeping what
+    /// the sink was handed even when it fails.
+    fn inflate_keeping(inflater: &mut Inflater, wire: &[u8], split: usize) -> (Vec<u8>, Result<(), Error>) {
+        let mut out = Vec::new();
+        inflater.begin_message();
+        for piece in wire.chunks(split.max(1)) {
+            if let Err(e) = inflater.inflate(piece, &mut |b| out.extend_from_slice(b)) {
+                return (out, Err(e));
+            }
+        }
+        let r = inflater.end_message(&mut |b| out.extend_from_slice(b)).map(|_| ());
+        (out, r)
+    }
+
+    /// Faults in the order of the data (RFC 7692 §7.1.2): a reference
+    /// beyond the agreed window stops the data where that reference
+    /// starts, whatever follows it (corrupt data here), however the
+    /// message is cut; the sink gets exactly the bytes before it. In a
+    /// second message with context takeover too (where the offset is
+    /// counted from the message's own start).
+    #[test]
+    fn the_data_stops_at_the_reference_beyond_the_window_however_it_is_cut() {
+        // 600 bytes that do not repeat within themselves, then their first
+        // 100 again: a reference 600 back, beyond 9 bits (512).
+        let head: Vec<u8> = (0..600u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let message = [head.clone(), head[..100].to_vec()].concat();
+        let mut wide = Deflater::with_window_bits(6, true, 15);
+        let mut wire = Vec::new();
+        wide.compress_message(&message, &mut wire);
+        // Then a block of the reserved type 11: corrupt.
+        let corrupt = [wire.clone(), vec![0x07, 0xff, 0xff]].concat();
+        for data in [&wire, &corrupt] {
+            for split in [usize::MAX, 7, 1] {
+                let mut inflater = Inflater::with_window_bits(true, 9, 1 << 20);
+                let (out, r) = inflate_keeping(&mut inflater, data, split);
+                assert_eq!(r, Err(Error::BeyondAgreedWindow), "pieces of {split}");
+                assert_eq!(out, head, "the bytes before the reference, pieces of {split}");
+            }
+        }
+        // The second message of a stream with context takeover refers back
+        // into the first: it stops at its own start.
+        let mut keeping = Deflater::with_window_bits(6, false, 15);
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        keeping.compress_message(&head, &mut first);
+        keeping.compress_message(&head[..100], &mut second);
+        for split in [usize::MAX, 5, 1] {
+            let mut inflater = Inflater::with_window_bits(false, 9, 1 << 20);
+            assert_eq!(inflate_keeping(&mut inflater, &first, split), (head.clone(), Ok(())));
+            let (out, r) = inflate_keeping(&mut inflater, &second, split);
+            assert_eq!((out.len(), r), (0, Err(Error::BeyondAgreedWindow)), "pieces of {split}");
+        }
+    }
+
     #[test]
     fn rfc_7692_examples() {
         // §7.2.3.1: "Hello" compressed, twice with context takeover: the
