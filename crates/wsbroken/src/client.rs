@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use super::{Conn, Next, close_frame};
+use super::{Conn, Next, close_frame, take_frame};
 
 /// How a client is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,15 +128,11 @@ impl Driver {
         let (mut stream, mut buf) = self.open("/getCaseCount")?;
         let mut chunk = [0u8; 4096];
         loop {
-            if let wsproto::Status::Complete(parsed) = wsproto::parse_header(&buf) {
-                let total = parsed.header_len + parsed.header.payload_len as usize;
-                if buf.len() >= total {
-                    let text = String::from_utf8_lossy(&buf[parsed.header_len..total]).into_owned();
-                    let count = text.trim().parse().map_err(|_| io::Error::other(format!("case count {text:?}")))?;
-                    buf.drain(..total);
-                    let _ = self.echo(stream, buf);
-                    return Ok(count);
-                }
+            if let Some((_, payload)) = take_frame(&mut buf) {
+                let text = String::from_utf8_lossy(&payload).into_owned();
+                let count = text.trim().parse().map_err(|_| io::Error::other(format!("case count {text:?}")))?;
+                let _ = self.echo(stream, buf);
+                return Ok(count);
             }
             let n = stream.read(&mut chunk)?;
             if n == 0 {
@@ -156,24 +152,14 @@ impl Driver {
         loop {
             let mut end = None;
             while end.is_none() {
-                let wsproto::Status::Complete(parsed) = wsproto::parse_header(&buf) else { break };
-                let total = parsed.header_len as u64 + parsed.header.payload_len;
-                if (buf.len() as u64) < total {
+                let Some((header, payload)) = take_frame(&mut buf) else { break };
+                if header.mask.is_some() && conn.checked {
+                    // §5.1: "A client MUST close a connection if it detects
+                    // a masked frame."
+                    end = Some(Some(1002));
                     break;
                 }
-                let total = total as usize;
-                let mut payload = buf[parsed.header_len..total].to_vec();
-                if let Some(key) = parsed.header.mask {
-                    if conn.checked {
-                        // §5.1: "A client MUST close a connection if it
-                        // detects a masked frame."
-                        end = Some(Some(1002));
-                        break;
-                    }
-                    wsproto::apply_mask(&mut payload, key, 0);
-                }
-                buf.drain(..total);
-                match conn.frame(&parsed.header, &payload, &mut out) {
+                match conn.frame(&header, &payload, &mut out) {
                     Next::Go => {}
                     Next::Fail(code) => end = Some(Some(code)),
                     Next::Closed => end = Some(None),

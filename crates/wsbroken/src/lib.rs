@@ -187,6 +187,20 @@ fn handshake(stream: &mut TcpStream, flaw: Flaw) -> io::Result<(Vec<u8>, Option<
     }
 }
 
+/// Takes the next complete frame off the front of `buf`: its header and
+/// its payload, unmasked. `None` until a whole frame is there.
+fn take_frame(buf: &mut Vec<u8>) -> Option<(wsproto::FrameHeader, Vec<u8>)> {
+    let wsproto::Status::Complete(parsed) = wsproto::parse_header(buf) else { return None };
+    let total = (parsed.header_len as u64).checked_add(parsed.header.payload_len)?;
+    let total = usize::try_from(total).ok().filter(|t| *t <= buf.len())?;
+    let mut payload = buf[parsed.header_len..total].to_vec();
+    if let Some(key) = parsed.header.mask {
+        wsproto::apply_mask(&mut payload, key, 0);
+    }
+    buf.drain(..total);
+    Some((parsed.header, payload))
+}
+
 fn frame(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
     let header = wsproto::FrameHeader::new(wsproto::OpCode::from_u4(opcode), payload.len() as u64);
     wsproto::encode_frame(&header, payload, out);
@@ -362,18 +376,8 @@ fn serve(mut stream: TcpStream, flaw: Flaw) -> io::Result<()> {
         let mut end = None;
         // Once closing, nothing more is read as frames.
         while !done && end.is_none() {
-            let wsproto::Status::Complete(parsed) = wsproto::parse_header(&buf) else { break };
-            let total = parsed.header_len as u64 + parsed.header.payload_len;
-            if (buf.len() as u64) < total {
-                break;
-            }
-            let total = total as usize;
-            let mut payload = buf[parsed.header_len..total].to_vec();
-            if let Some(key) = parsed.header.mask {
-                wsproto::apply_mask(&mut payload, key, 0);
-            }
-            buf.drain(..total);
-            match conn.frame(&parsed.header, &payload, &mut held) {
+            let Some((header, payload)) = take_frame(&mut buf) else { break };
+            match conn.frame(&header, &payload, &mut held) {
                 Next::Go => {}
                 Next::Fail(code) => end = Some(Some(code)),
                 Next::Closed => end = Some(None),

@@ -8,6 +8,8 @@
 //! creates under `~/.cache/wstoolkit/`); without it the test says so and
 //! passes, unless `WSTOOLKIT_REQUIRE_AUTOBAHN=1`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -31,22 +33,7 @@ exec "$WSTEST" -m fuzzingclient -s "$host/spec-on-host.json"
 
 /// The cached testsuite's `wstest`, if there is one.
 fn wstest() -> Option<PathBuf> {
-    if let Some(venv) = std::env::var_os("WSHARNESS_VENV") {
-        let w = PathBuf::from(venv).join("bin/wstest");
-        return w.is_file().then_some(w);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    let mut found: Vec<PathBuf> = std::fs::read_dir(cache.join("wstoolkit"))
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("autobahn-py27-"))
-        .map(|e| e.path().join("bin/wstest"))
-        .filter(|w| w.is_file())
-        .collect();
-    found.sort();
-    found.pop()
+    common::autobahn_venv().map(|venv| venv.join("bin/wstest"))
 }
 
 fn write_stand_in(dir: &Path) {

@@ -3,6 +3,9 @@
 //! passes) and by a raw client broken on purpose (one that does not mask,
 //! one that echoes text without validating it).
 
+mod common;
+
+use common::autobahn_venv;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -330,27 +333,6 @@ fn client_says_why_a_run_cannot_be_judged() {
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("did not finish within 1s"), "{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "the timeout ended the driver");
-}
-
-/// The cached testsuite's virtualenv, if there is one (`WSHARNESS_VENV`, or
-/// the newest `autobahn-py27-*` in the cache directory).
-fn autobahn_venv() -> Option<PathBuf> {
-    if let Some(venv) = std::env::var_os("WSHARNESS_VENV") {
-        let venv = PathBuf::from(venv);
-        return venv.join("bin/wstest").is_file().then_some(venv);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    let mut found: Vec<PathBuf> = std::fs::read_dir(cache.join("wstoolkit"))
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("autobahn-py27-"))
-        .map(|e| e.path())
-        .filter(|v| v.join("bin/wstest").is_file())
-        .collect();
-    found.sort();
-    found.pop()
 }
 
 #[test]
