@@ -574,6 +574,13 @@ fn run(command: Command) -> anyhow::Result<bool> {
         }
         AutobahnCommand::Setup { venv } => {
             let venv = autobahn::ensure_venv(venv)?;
+            if !autobahn::has_accelerator(&venv) {
+                eprintln!(
+                    "autobahn: wstest runs without its C accelerators (wsaccel): the compression cases take \
+                     about 6 times the CPU; remove {} to build it again",
+                    venv.display()
+                );
+            }
             emit(&format!("{}\n", venv.display()));
             Ok(true)
         }

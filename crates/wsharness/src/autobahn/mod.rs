@@ -16,7 +16,7 @@ pub use client::{ClientOptions, Driver, ServerEngine, URL_ENV, driver_command, r
 pub use diff::{Comparison, Difference, compare, render_comparison};
 pub use proxylog::{CaseViolations, parse_expected_violations, render_violations, violations_by_case};
 pub use report::{CaseId, CaseResult, Results, load_results, read_case_details};
-pub use run::{DEFAULT_IMAGE, RunOptions, ensure_venv, expected_case_ids, run};
+pub use run::{DEFAULT_IMAGE, RunOptions, ensure_venv, expected_case_ids, has_accelerator, run};
 
 /// The verdicts a case may have and still pass: anything else fails the run.
 pub const PASSING_BEHAVIORS: [&str; 4] = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED"];
