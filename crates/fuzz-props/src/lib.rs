@@ -1204,10 +1204,14 @@ fn counting_keys() -> wsproto::endpoint::MaskKeys {
     })
 }
 
+/// The `endpoint` target's flag (bit 5) for reads straight into the
+/// message buffer ([`wsproto::endpoint::Endpoint::payload_buffer`]).
+const ENDPOINT_DIRECT: u8 = 32;
+
 /// The `endpoint` target's configuration from the flags: bit 0 the role
 /// (set: client), bit 1 permessage-deflate agreed, bits 2 and 3 each side's
 /// `no_context_takeover`, bit 4 small window bits (9) instead of none;
-/// small limits so that the limits are reached.
+/// small limits so that the limits are reached. Bit 5: [`ENDPOINT_DIRECT`].
 fn endpoint_config(flags: u8) -> wsproto::endpoint::EndpointConfig {
     let bits = (flags & 16 != 0).then_some(9);
     let deflate = (flags & 2 != 0).then_some(DeflateParams {
@@ -1235,6 +1239,25 @@ fn drive_endpoint(flags: u8, pieces: &[&[u8]]) -> (Vec<wsproto::endpoint::Receiv
     let mut out = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     for piece in pieces {
+        let mut piece: &[u8] = piece;
+        // Flag 32: where the endpoint offers its message buffer and nothing
+        // is buffered, a piece's payload goes straight there (as wsecho's
+        // direct reads do), at most what it allows.
+        while flags & ENDPOINT_DIRECT != 0 && buf.is_empty() && !piece.is_empty() {
+            let Some((message, limit)) = endpoint.payload_buffer() else { break };
+            assert!(limit >= 1, "payload_buffer offered no room");
+            let n = limit.min(piece.len());
+            message.extend_from_slice(&piece[..n]);
+            piece = &piece[n..];
+            let mut received = Vec::new();
+            endpoint.payload_read(&mut received);
+            for r in received {
+                if let Received::Message { kind, data } = &r {
+                    endpoint.send(*kind, data);
+                }
+                all.push(r);
+            }
+        }
         buf.extend_from_slice(piece);
         let mut used = 0;
         loop {
@@ -1306,7 +1329,8 @@ fn sent_frames(out: &[u8], client: bool, deflate: bool) -> Vec<(OpCode, bool, Ve
 /// echoed as it completes):
 ///
 /// * it never panics, and what it receives and sends does not depend on
-///   where the input was cut;
+///   where the input was cut, nor on whether payload was read straight
+///   into the message buffer (flag 32);
 /// * what it sends is valid for its role (RFC 6455 §5.1, §5.3: a client's
 ///   frames masked, a server's not; RSV1 only when deflate was agreed), has
 ///   at most one close frame, and nothing after it (§5.5.1);
@@ -1317,7 +1341,8 @@ pub fn check_endpoint(data: &[u8]) {
     use wsproto::endpoint::Received;
     let split = Split::parse(data);
     let (received, out) = drive_endpoint(split.flags, &split.pieces());
-    let (whole, whole_out) = drive_endpoint(split.flags, &[split.bytes]);
+    // The reference: all the input at once, through handle_input only.
+    let (whole, whole_out) = drive_endpoint(split.flags & !ENDPOINT_DIRECT, &[split.bytes]);
     let client = split.flags & 1 != 0;
     let config = endpoint_config(split.flags);
     if received == whole {

@@ -22,6 +22,11 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// (see [`Endpoint::send_header`]).
 const DIRECT_WRITE: usize = 16 << 10;
 
+/// A frame with at least this much payload still to come is read straight
+/// into its message's buffer (see [`Endpoint::payload_buffer`]) instead of
+/// into the read buffer and then copied.
+const DIRECT_READ: usize = 16 << 10;
+
 /// The most the read buffer grows to while large messages flow (it starts
 /// at `--read-buffer-size`, and goes back to it once reads are small).
 const MAX_READ_BUFFER: usize = 256 << 10;
@@ -71,8 +76,10 @@ pub(crate) async fn run<S>(
             close_deadline = Some(Instant::now() + CLOSE_WAIT);
         }
         let idle = config.idle_timeout.filter(|_| close_deadline.is_none());
+        // The rest of a large frame goes straight into its message.
+        let direct = endpoint.payload_buffer().filter(|(_, limit)| *limit >= DIRECT_READ);
         let read = tokio::select! {
-            read = io.read(&mut buf) => read,
+            read = read_some(&mut io, &mut buf, direct) => read,
             () = life.shutting_down(), if !shutting_down => {
                 shutting_down = true;
                 endpoint.close(CloseCode::GOING_AWAY, "server shutting down");
@@ -89,29 +96,36 @@ pub(crate) async fn run<S>(
             }
         };
         let n = match read {
+            Ok(Read::Direct(0)) | Ok(Read::Buffered(0)) => {
+                debug!(%peer, "websocket ended without a close");
+                return;
+            }
+            Ok(Read::Direct(_)) => {
+                endpoint.payload_read(&mut received);
+                0
+            }
+            Ok(Read::Buffered(n)) => n,
+            Err(e) => {
+                debug!(%peer, error = %e, "read failed");
+                return;
+            }
+        };
+        let n = match n {
             // A read that filled the buffer: big messages are flowing, so
             // the buffer grows (to MAX_READ_BUFFER), and each read takes
             // more of them per system call.
-            Ok(n) if n == buf.len() && buf.len() < MAX_READ_BUFFER => {
+            n if n == buf.len() && buf.len() < MAX_READ_BUFFER => {
                 buf.resize((buf.len() * 2).min(MAX_READ_BUFFER), 0);
                 n
             }
             // Back to the configured size once reads are small again, so
             // that a connection keeps no large buffer after a burst.
-            Ok(n) if n > 0 && n <= base && buf.len() > base && n < buf.len() / 4 => {
+            n if n > 0 && n <= base && buf.len() > base && n < buf.len() / 4 => {
                 buf.truncate(base);
                 buf.shrink_to_fit();
                 n
             }
-            Ok(0) => {
-                debug!(%peer, "websocket ended without a close");
-                return;
-            }
-            Ok(n) => n,
-            Err(e) => {
-                debug!(%peer, error = %e, "read failed");
-                return;
-            }
+            n => n,
         };
         // Each message is answered before the rest of the input is read, so
         // that a violation after it closes after its echo.
@@ -148,6 +162,27 @@ pub(crate) async fn run<S>(
                 }
             }
         }
+    }
+}
+
+/// What one read got: bytes in the read buffer, or payload appended
+/// straight to the message being received.
+enum Read {
+    Buffered(usize),
+    Direct(usize),
+}
+
+/// Reads into `direct` (a message buffer and how much it may take) if
+/// given, else into `buf`.
+async fn read_some<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut [u8],
+    direct: Option<(&mut Vec<u8>, usize)>,
+) -> std::io::Result<Read> {
+    match direct {
+        // Into the vector's spare capacity, with no zeroing first.
+        Some((message, limit)) => io.read_buf(&mut bytes::BufMut::limit(message, limit)).await.map(Read::Direct),
+        None => io.read(buf).await.map(Read::Buffered),
     }
 }
 

@@ -319,6 +319,14 @@ impl Decoder {
         &self.control[..self.control_len]
     }
 
+    /// The payload bytes left in the current frame when the next input byte
+    /// can only be payload: the decoder is inside a frame's payload and has
+    /// no violation to report first. Zero otherwise (in or before a header,
+    /// at a frame's end, after a failure).
+    pub fn payload_remaining(&self) -> u64 {
+        if self.state == State::Payload && self.queue_len == 0 { self.remaining } else { 0 }
+    }
+
     /// Whether a close frame has been decoded.
     pub fn close_seen(&self) -> bool {
         self.close_seen

@@ -43,6 +43,11 @@ use crate::utf8::Utf8Validator;
 /// The largest message buffer kept for reuse ([`Endpoint::recycle`]).
 const MAX_SPARE: usize = 1 << 20;
 
+/// The most room [`Endpoint::payload_buffer`] offers at once: a peer that
+/// announces a large frame and sends it slowly makes the buffer grow as its
+/// bytes come, not at the header.
+const MAX_DIRECT: usize = 1 << 20;
+
 /// The limits and the agreed extension of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointConfig {
@@ -145,6 +150,9 @@ pub struct Endpoint {
     /// A message buffer handed back with [`Endpoint::recycle`], reused
     /// for the next message instead of a fresh allocation.
     spare: Vec<u8>,
+    /// Set by [`Endpoint::payload_buffer`]: the message's length then, and
+    /// how many bytes the caller may append.
+    direct: Option<(usize, usize)>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -212,6 +220,7 @@ impl Endpoint {
             out: Vec::new(),
             scratch: Vec::new(),
             spare: Vec::new(),
+            direct: None,
         }
     }
 
@@ -245,6 +254,64 @@ impl Endpoint {
                 return used;
             }
         }
+    }
+
+    /// Room for the peer's next bytes in the message being received, when
+    /// they can only be payload of an uncompressed data frame: the message
+    /// buffer, and how many bytes (at least 1, at most 1 MiB and the rest of
+    /// the frame) the caller may append to it. The caller reads that many
+    /// at most straight from its socket into the buffer's spare capacity
+    /// (tokio's `read_buf` with `bytes::BufMut::limit`, say), appends
+    /// nothing else, and calls [`Endpoint::payload_read`]. A large message
+    /// then reaches its buffer with no copy out of a read buffer: the
+    /// bytes are unmasked and checked there (§5.3, and §8.1 for text).
+    ///
+    /// `None` when the next bytes are anything else (a header, a control
+    /// frame's payload, compressed data), or after a failure or the close:
+    /// use [`Endpoint::handle_input`] then.
+    pub fn payload_buffer(&mut self) -> Option<(&mut Vec<u8>, usize)> {
+        if self.failed || self.state == State::Closed || !self.collecting {
+            return None;
+        }
+        let remaining = self.decoder.payload_remaining();
+        let message = self.message.as_mut().filter(|m| !m.compressed && remaining > 0)?;
+        let limit = usize::try_from(remaining).unwrap_or(usize::MAX).min(MAX_DIRECT);
+        message.data.reserve(limit);
+        self.direct = Some((message.data.len(), limit));
+        Some((&mut message.data, limit))
+    }
+
+    /// Takes in the bytes the caller appended to [`Endpoint::payload_buffer`]'s
+    /// buffer, as [`Endpoint::handle_input`] would have, and appends what
+    /// they completed to `received` (at most one message). Bytes past the
+    /// allowed count are not lost: they are handled as further input.
+    pub fn payload_read(&mut self, received: &mut Vec<Received>) {
+        let Some((from, limit)) = self.direct.take() else { return };
+        let Some(mut message) = self.message.take() else { return };
+        // Nothing else touches the buffer between the two calls, but a
+        // caller may have truncated or overfilled it.
+        let from = from.min(message.data.len());
+        let mut rest =
+            if message.data.len() > from + limit { message.data.split_off(from + limit) } else { Vec::new() };
+        let mut at = from;
+        // Payload only: unmasked (and text checked) in place, nothing to copy.
+        while at < message.data.len() && self.decoder.payload_remaining() > 0 {
+            let decoded = self.decoder.decode_mut(&mut message.data[at..]);
+            at += decoded.consumed;
+            if decoded.consumed == 0 {
+                break;
+            }
+        }
+        // What the payload was not (bytes after invalid UTF-8, or beyond
+        // the allowed count) goes the ordinary way, after the events the
+        // payload left pending (its violation, the frame's end).
+        if at < message.data.len() {
+            let mut tail = message.data.split_off(at);
+            tail.append(&mut rest);
+            rest = tail;
+        }
+        self.message = Some(message);
+        self.handle_all(&mut rest, received);
     }
 
     /// [`Endpoint::handle_input`] over all of `input`, for callers

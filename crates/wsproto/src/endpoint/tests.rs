@@ -541,3 +541,139 @@ fn send_header_queues_the_header_only_where_the_payload_goes_as_it_is() {
     assert!(!compressing.send_header(MessageKind::Text, 5), "deflate compresses the payload");
     assert!(client.output().is_empty() && compressing.output().is_empty());
 }
+
+/// Feeds `wire` as a socket shell with direct reads would: where the
+/// endpoint offers its message buffer, up to `step` bytes (and `over` more
+/// than allowed, to check that they are not lost) are appended there;
+/// elsewhere `step` bytes go through `handle_all`. Returns what was
+/// received and the output.
+fn feed_direct(endpoint: &mut Endpoint, wire: &[u8], step: usize, over: usize) -> (Vec<Received>, Vec<u8>) {
+    let step = step.max(1);
+    let mut received = Vec::new();
+    let mut at = 0;
+    while at < wire.len() {
+        if let Some((buf, limit)) = endpoint.payload_buffer() {
+            assert!(limit >= 1, "room for nothing");
+            let n = (limit.min(step) + over).min(wire.len() - at);
+            buf.extend_from_slice(&wire[at..at + n]);
+            at += n;
+            endpoint.payload_read(&mut received);
+        } else {
+            let n = step.min(wire.len() - at);
+            endpoint.handle_all(&mut wire[at..at + n].to_vec(), &mut received);
+            at += n;
+        }
+    }
+    endpoint.handle_all(&mut [], &mut received);
+    (received, std::mem::take(endpoint.output()))
+}
+
+/// A client frame of any kind, including ones that break rules: opcode
+/// (data, continuation, ping, close, reserved), fin, rsv1, and a payload
+/// that may be text, invalid UTF-8 or binary.
+fn any_client_frame() -> impl Strategy<Value = Vec<u8>> {
+    let opcode = prop::sample::select(vec![
+        OpCode::Text,
+        OpCode::Binary,
+        OpCode::Continuation,
+        OpCode::Continuation,
+        OpCode::Ping,
+        OpCode::Close,
+        OpCode::Reserved(3),
+    ]);
+    let payload = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..3000),
+        "[a-zκόσμε]{0,600}".prop_map(String::into_bytes),
+        Just(b"\xce\xba\xff valid after".to_vec()),
+    ];
+    (opcode, any::<bool>(), prop::bool::weighted(0.1), payload).prop_map(|(opcode, fin, rsv1, payload)| {
+        let payload = if opcode == OpCode::Close {
+            payload.get(..2.min(payload.len())).unwrap_or_default().to_vec()
+        } else {
+            payload
+        };
+        let fin = fin || opcode.is_control();
+        client_frame(opcode, fin, rsv1, &payload)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Reading payload straight into the message buffer changes nothing:
+    /// the same messages, failures and output as the ordinary path, with
+    /// or without deflate, however the bytes come, and with bytes beyond
+    /// the allowed count.
+    #[test]
+    fn payload_read_straight_into_the_message_is_the_same_as_handle_input(
+        frames in prop::collection::vec(any_client_frame(), 1..8),
+        step in 1usize..4000,
+        over in prop::sample::select(vec![0usize, 0, 0, 1, 7]),
+        deflate in any::<bool>(),
+        small_limit in any::<bool>(),
+    ) {
+        let config = EndpointConfig {
+            deflate: deflate.then(DeflateParams::default),
+            max_message_len: if small_limit { 2000 } else { 16 << 20 },
+            ..EndpointConfig::default()
+        };
+        let wire = frames.concat();
+        let mut whole = Endpoint::server(config);
+        let mut expected = Vec::new();
+        whole.handle_all(&mut wire.clone(), &mut expected);
+        let expected_output = std::mem::take(whole.output());
+        let (received, output) = feed_direct(&mut Endpoint::server(config), &wire, step, over);
+        prop_assert_eq!(received, expected);
+        prop_assert_eq!(output, expected_output);
+    }
+}
+
+/// A large binary message in pieces straight into its buffer; text that
+/// turns out not to be UTF-8 fails with 1007 there as it would elsewhere,
+/// and the peer's close after it is still seen.
+#[test]
+fn payload_buffer_takes_large_payload_and_checks_it() {
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+    let wire = client_frame(OpCode::Binary, true, false, &data);
+    let mut server = Endpoint::server(EndpointConfig::default());
+    let mut received = Vec::new();
+    // The header and a few payload bytes the ordinary way.
+    assert_eq!(server.handle_input(&mut wire[..20].to_vec(), &mut received), 20);
+    let mut direct = 0;
+    let mut at = 20;
+    while let Some((buf, limit)) = server.payload_buffer() {
+        assert!(limit <= wire.len() - at, "room beyond the frame: {limit}");
+        let n = limit.min(65_536);
+        buf.extend_from_slice(&wire[at..at + n]);
+        at += n;
+        direct += n;
+        server.payload_read(&mut received);
+    }
+    assert_eq!(at, wire.len());
+    assert_eq!(direct, wire.len() - 20);
+    assert_eq!(received, [Received::Message { kind: MessageKind::Binary, data }]);
+    // No room between frames, nor in a control frame.
+    assert!(server.payload_buffer().is_none());
+    let ping = client_frame(OpCode::Ping, true, false, b"ping payload");
+    server.handle_input(&mut ping[..8].to_vec(), &mut received);
+    assert!(server.payload_buffer().is_none());
+
+    let mut server = Endpoint::server(EndpointConfig::default());
+    let mut text = "κόσμε".repeat(5000).into_bytes();
+    text[20_001] = 0xff;
+    let mut wire = client_frame(OpCode::Text, true, false, &text);
+    wire.extend(client_frame(OpCode::Close, true, false, &1000u16.to_be_bytes()));
+    let mut received = Vec::new();
+    server.handle_input(&mut wire[..10].to_vec(), &mut received);
+    let (buf, limit) = server.payload_buffer().expect("room for the text");
+    assert_eq!(limit, text.len() - 2);
+    buf.extend_from_slice(&wire[10..10 + limit]);
+    server.payload_read(&mut received);
+    assert_eq!(received, [Received::Failed(Error::InvalidUtf8)]);
+    assert!(server.payload_buffer().is_none(), "no room after a failure");
+    server.handle_all(&mut wire[10 + limit..].to_vec(), &mut received);
+    assert!(server.is_closed(), "the close after the failure was not seen");
+    let frames = server_frames(server.output());
+    assert_eq!(frames.len(), 1);
+    assert_eq!(close_code(&frames[0].2), Some(1007));
+}
