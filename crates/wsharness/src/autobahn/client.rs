@@ -174,7 +174,11 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// wstest's fuzzingserver with a spec for this run, once it accepts
 /// connections.
-fn start_wstest(opts: &ClientOptions, out: &Path) -> anyhow::Result<Server> {
+fn start_wstest(
+    opts: &ClientOptions,
+    out: &Path,
+    interrupted: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<Server> {
     let port = free_port()?;
     let spec = serde_json::json!({
         "url": format!("ws://127.0.0.1:{port}"),
@@ -239,6 +243,10 @@ fn start_wstest(opts: &ClientOptions, out: &Path) -> anyhow::Result<Server> {
             kill_tree(&mut child);
             bail!("wstest's fuzzingserver did not listen on 127.0.0.1:{port} within {WSTEST_START_TIMEOUT:?}");
         }
+        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            kill_tree(&mut child);
+            bail!("interrupted while wstest's fuzzingserver was starting");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     let selected = super::run::expected_case_ids()
@@ -281,7 +289,7 @@ pub fn run_client(opts: &ClientOptions) -> anyhow::Result<PathBuf> {
             let serving = super::native::start(&runtime, &serve, ([127, 0, 0, 1], 0).into())?;
             Server::Native { serving }
         }
-        ServerEngine::Wstest => start_wstest(opts, &out)?,
+        ServerEngine::Wstest => start_wstest(opts, &out, &interrupted)?,
     };
     let url = format!("ws://127.0.0.1:{}", server.port());
     let result = drive(opts, &url, &server, &interrupted);
