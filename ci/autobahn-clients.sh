@@ -47,7 +47,7 @@ driver() {
 }
 cases() {
     case $1 in
-    wsproto | python | node) [ -n "${SUBSET:-}" ] && echo "$COMPRESSION_SUBSET" || echo "*" ;;
+    wsproto | python | node) [ "${SUBSET:-0}" = 1 ] && echo "$COMPRESSION_SUBSET" || echo "*" ;;
     *) echo "*" ;;
     esac
 }

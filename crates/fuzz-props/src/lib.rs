@@ -1230,7 +1230,7 @@ fn endpoint_config(flags: u8) -> wsproto::endpoint::EndpointConfig {
 
 /// Feeds `pieces` to a fresh endpoint as a shell does (every message
 /// echoed as it completes); returns what it received and what it sent.
-fn drive_endpoint(flags: u8, pieces: &[&[u8]]) -> (Vec<wsproto::endpoint::Received>, Vec<u8>) {
+fn drive_endpoint(flags: u8, pieces: &[&[u8]]) -> (Vec<wsproto::endpoint::Received>, Vec<u8>, usize) {
     use wsproto::endpoint::{Endpoint, Received};
     let config = endpoint_config(flags);
     let mut endpoint =
@@ -1238,6 +1238,7 @@ fn drive_endpoint(flags: u8, pieces: &[&[u8]]) -> (Vec<wsproto::endpoint::Receiv
     let mut all = Vec::new();
     let mut out = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
+    let mut direct_reads = 0;
     for piece in pieces {
         let mut piece: &[u8] = piece;
         // Flag 32: where the endpoint offers its message buffer and nothing
@@ -1249,6 +1250,7 @@ fn drive_endpoint(flags: u8, pieces: &[&[u8]]) -> (Vec<wsproto::endpoint::Receiv
             let n = limit.min(piece.len());
             message.extend_from_slice(&piece[..n]);
             piece = &piece[n..];
+            direct_reads += 1;
             let mut received = Vec::new();
             endpoint.payload_read(&mut received);
             for r in received {
@@ -1278,20 +1280,21 @@ fn drive_endpoint(flags: u8, pieces: &[&[u8]]) -> (Vec<wsproto::endpoint::Receiv
         buf.drain(..used);
         out.append(endpoint.output());
     }
-    (all, out)
+    (all, out, direct_reads)
 }
 
 /// What an `endpoint` input makes the endpoint do: (client role, messages
-/// received, failed the connection, saw the peer's close), for checking
-/// that the seeds reach every outcome.
-pub fn endpoint_outcomes(data: &[u8]) -> (bool, usize, bool, bool) {
+/// received, failed the connection, saw the peer's close, payload appended
+/// straight into the message buffer), for checking that the seeds reach
+/// every outcome.
+pub fn endpoint_outcomes(data: &[u8]) -> (bool, usize, bool, bool, bool) {
     use wsproto::endpoint::Received;
     let split = Split::parse(data);
-    let (received, _) = drive_endpoint(split.flags, &split.pieces());
+    let (received, _, direct_reads) = drive_endpoint(split.flags, &split.pieces());
     let messages = received.iter().filter(|r| matches!(r, Received::Message { .. })).count();
     let failed = received.iter().any(|r| matches!(r, Received::Failed(_)));
     let closed = received.iter().any(|r| matches!(r, Received::Close(_)));
-    (split.flags & 1 != 0, messages, failed, closed)
+    (split.flags & 1 != 0, messages, failed, closed, direct_reads > 0)
 }
 
 /// An endpoint's output as (opcode, rsv1, payload) per frame, unmasked,
@@ -1340,9 +1343,9 @@ fn sent_frames(out: &[u8], client: bool, deflate: bool) -> Vec<(OpCode, bool, Ve
 pub fn check_endpoint(data: &[u8]) {
     use wsproto::endpoint::Received;
     let split = Split::parse(data);
-    let (received, out) = drive_endpoint(split.flags, &split.pieces());
+    let (received, out, _) = drive_endpoint(split.flags, &split.pieces());
     // The reference: all the input at once, through handle_input only.
-    let (whole, whole_out) = drive_endpoint(split.flags & !ENDPOINT_DIRECT, &[split.bytes]);
+    let (whole, whole_out, _) = drive_endpoint(split.flags & !ENDPOINT_DIRECT, &[split.bytes]);
     let client = split.flags & 1 != 0;
     let config = endpoint_config(split.flags);
     if received == whole {

@@ -86,8 +86,9 @@ fn deflate_window_seeds_reach_every_mode() {
     assert_eq!(reached, fuzz_props::WindowModes { raw_stream: true, beyond: true, within_smaller: true });
 }
 
-/// The `endpoint` seeds reach messages, failures and the peer's close, in
-/// both roles, so a replay checks each outcome's property.
+/// The `endpoint` seeds reach messages, failures, the peer's close and
+/// direct payload reads, in both roles, so a replay checks each outcome's
+/// property.
 #[test]
 fn endpoint_seeds_reach_every_outcome_in_both_roles() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/endpoint");
@@ -97,5 +98,6 @@ fn endpoint_seeds_reach_every_outcome_in_both_roles() {
         assert!(role.iter().any(|o| o.1 > 0), "client={client}: no seed completes a message");
         assert!(role.iter().any(|o| o.2), "client={client}: no seed fails the connection");
         assert!(role.iter().any(|o| o.3), "client={client}: no seed reaches the peer's close");
+        assert!(role.iter().any(|o| o.4), "client={client}: no seed reads payload straight into a message");
     }
 }

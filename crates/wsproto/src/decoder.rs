@@ -321,8 +321,12 @@ impl Decoder {
 
     /// The payload bytes left in the current frame when the next input byte
     /// can only be payload: the decoder is inside a frame's payload and has
-    /// no violation to report first. Zero otherwise (in or before a header,
-    /// at a frame's end, after a failure).
+    /// no violation to report first. Zero otherwise: in or before a header,
+    /// at a frame's end, or stopped by a violation
+    /// ([`DecoderConfig::stop_on_violation`]). Without that option, a frame
+    /// with a violation goes on to its payload once the violation is
+    /// reported, and this counts it: a caller that stops at violations
+    /// keeps track itself.
     pub fn payload_remaining(&self) -> u64 {
         if self.state == State::Payload && self.queue_len == 0 { self.remaining } else { 0 }
     }

@@ -43,10 +43,13 @@ use crate::utf8::Utf8Validator;
 /// The largest message buffer kept for reuse ([`Endpoint::recycle`]).
 const MAX_SPARE: usize = 1 << 20;
 
-/// The most room [`Endpoint::payload_buffer`] offers at once: a peer that
-/// announces a large frame and sends it slowly makes the buffer grow as its
-/// bytes come, not at the header.
+/// The most [`Endpoint::payload_buffer`] lets the caller append at once.
 const MAX_DIRECT: usize = 1 << 20;
+
+/// The least [`Endpoint::payload_buffer`] reserves: beyond it, at most what
+/// the message already holds, so that a peer that announces a large frame
+/// and sends little of it does not make the buffer grow at the header.
+const MIN_DIRECT_RESERVE: usize = 64 << 10;
 
 /// The limits and the agreed extension of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +242,15 @@ impl Endpoint {
     /// call again with the rest, and once more with empty input, until it
     /// uses nothing and adds nothing.
     pub fn handle_input(&mut self, input: &mut [u8], received: &mut Vec<Received>) -> usize {
+        // Bytes appended after a `payload_buffer` without `payload_read`
+        // come first, in their order.
+        if self.direct.is_some() {
+            let before = received.len();
+            self.payload_read(received);
+            if received[before..].iter().any(|r| matches!(r, Received::Message { .. })) {
+                return 0;
+            }
+        }
         let mut used = 0;
         loop {
             if self.state == State::Closed {
@@ -265,26 +277,39 @@ impl Endpoint {
     /// nothing else, and calls [`Endpoint::payload_read`]. A large message
     /// then reaches its buffer with no copy out of a read buffer: the
     /// bytes are unmasked and checked there (§5.3, and §8.1 for text).
+    /// Capacity is reserved for 64 KiB, or up to what the message already
+    /// holds, whichever is more (a buffer handed back with
+    /// [`Endpoint::recycle`] usually has room for all of it already).
     ///
-    /// `None` when the next bytes are anything else (a header, a control
-    /// frame's payload, compressed data), or after a failure or the close:
-    /// use [`Endpoint::handle_input`] then.
+    /// Called again before `payload_read`, it offers what is left of the
+    /// same room. `None` when the next bytes are anything else (a header, a
+    /// control frame's payload, compressed data), or after a failure or the
+    /// close: use [`Endpoint::handle_input`] then (which takes in bytes
+    /// appended here first).
     pub fn payload_buffer(&mut self) -> Option<(&mut Vec<u8>, usize)> {
+        if let Some((from, limit)) = self.direct {
+            let message = self.message.as_mut()?;
+            let room = limit.saturating_sub(message.data.len().saturating_sub(from));
+            return (room > 0).then_some((&mut message.data, room));
+        }
         if self.failed || self.state == State::Closed || !self.collecting {
             return None;
         }
         let remaining = self.decoder.payload_remaining();
         let message = self.message.as_mut().filter(|m| !m.compressed && remaining > 0)?;
         let limit = usize::try_from(remaining).unwrap_or(usize::MAX).min(MAX_DIRECT);
-        message.data.reserve(limit);
+        message.data.reserve(limit.min(message.data.len().max(MIN_DIRECT_RESERVE)));
         self.direct = Some((message.data.len(), limit));
         Some((&mut message.data, limit))
     }
 
     /// Takes in the bytes the caller appended to [`Endpoint::payload_buffer`]'s
     /// buffer, as [`Endpoint::handle_input`] would have, and appends what
-    /// they completed to `received` (at most one message). Bytes past the
-    /// allowed count are not lost: they are handled as further input.
+    /// they completed to `received`: at most one message. Appending more
+    /// than allowed breaks that contract; the bytes past the allowed count
+    /// are not lost, but they are handled as by [`Endpoint::handle_all`], so
+    /// a message among them may come after a close that a later violation
+    /// among them caused.
     pub fn payload_read(&mut self, received: &mut Vec<Received>) {
         let Some((from, limit)) = self.direct.take() else { return };
         let Some(mut message) = self.message.take() else { return };

@@ -353,7 +353,8 @@ pub fn ensure_venv(venv: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(venv)
 }
 
-/// Whether wstest in `venv` runs with its C accelerators ([`ACCELERATOR`]).
+/// Whether wstest in `venv` runs with its C accelerators (wsaccel: UTF-8
+/// validation and masking in C; see `ensure_venv`).
 pub fn has_accelerator(venv: &Path) -> bool {
     Command::new(venv.join("bin").join("python"))
         .args(["-c", "import wsaccel.utf8validator, wsaccel.xormask"])

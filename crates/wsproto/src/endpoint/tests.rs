@@ -545,19 +545,24 @@ fn send_header_queues_the_header_only_where_the_payload_goes_as_it_is() {
 /// Feeds `wire` as a socket shell with direct reads would: where the
 /// endpoint offers its message buffer, up to `step` bytes (and `over` more
 /// than allowed, to check that they are not lost) are appended there;
-/// elsewhere `step` bytes go through `handle_all`. Returns what was
-/// received and the output.
-fn feed_direct(endpoint: &mut Endpoint, wire: &[u8], step: usize, over: usize) -> (Vec<Received>, Vec<u8>) {
+/// elsewhere `step` bytes go through `handle_all`. With `lazy`, every other
+/// append is not followed by `payload_read` (the next `payload_buffer` or
+/// `handle_all` must take it in). Returns what was received and the output.
+fn feed_direct(endpoint: &mut Endpoint, wire: &[u8], step: usize, over: usize, lazy: bool) -> (Vec<Received>, Vec<u8>) {
     let step = step.max(1);
     let mut received = Vec::new();
     let mut at = 0;
+    let mut appends = 0;
     while at < wire.len() {
         if let Some((buf, limit)) = endpoint.payload_buffer() {
             assert!(limit >= 1, "room for nothing");
             let n = (limit.min(step) + over).min(wire.len() - at);
             buf.extend_from_slice(&wire[at..at + n]);
             at += n;
-            endpoint.payload_read(&mut received);
+            appends += 1;
+            if !lazy || appends % 2 == 0 {
+                endpoint.payload_read(&mut received);
+            }
         } else {
             let n = step.min(wire.len() - at);
             endpoint.handle_all(&mut wire[at..at + n].to_vec(), &mut received);
@@ -611,6 +616,7 @@ proptest! {
         over in prop::sample::select(vec![0usize, 0, 0, 1, 7]),
         deflate in any::<bool>(),
         small_limit in any::<bool>(),
+        lazy in any::<bool>(),
     ) {
         let config = EndpointConfig {
             deflate: deflate.then(DeflateParams::default),
@@ -622,7 +628,10 @@ proptest! {
         let mut expected = Vec::new();
         whole.handle_all(&mut wire.clone(), &mut expected);
         let expected_output = std::mem::take(whole.output());
-        let (received, output) = feed_direct(&mut Endpoint::server(config), &wire, step, over);
+        // Lazy callers append exactly what is allowed (more than allowed,
+        // not taken in at once, is handled as `handle_all` would).
+        let over = if lazy { 0 } else { over };
+        let (received, output) = feed_direct(&mut Endpoint::server(config), &wire, step, over, lazy);
         prop_assert_eq!(received, expected);
         prop_assert_eq!(output, expected_output);
     }
@@ -652,11 +661,31 @@ fn payload_buffer_takes_large_payload_and_checks_it() {
     assert_eq!(at, wire.len());
     assert_eq!(direct, wire.len() - 20);
     assert_eq!(received, [Received::Message { kind: MessageKind::Binary, data }]);
-    // No room between frames, nor in a control frame.
+    // No room between frames, nor in a control frame between fragments.
     assert!(server.payload_buffer().is_none());
+    let first = client_frame(OpCode::Binary, false, false, &[7; 40_000]);
+    server.handle_input(&mut first[..20].to_vec(), &mut received);
+    assert!(server.payload_buffer().is_some(), "room in the first fragment");
+    server.handle_all(&mut first[20..].to_vec(), &mut received);
     let ping = client_frame(OpCode::Ping, true, false, b"ping payload");
     server.handle_input(&mut ping[..8].to_vec(), &mut received);
-    assert!(server.payload_buffer().is_none());
+    assert!(server.payload_buffer().is_none(), "room in a ping between fragments");
+
+    // Appended bytes not yet taken in: a second call offers what is left
+    // of the room, and handle_input takes them in before its own input.
+    let mut server = Endpoint::server(EndpointConfig::default());
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let wire = client_frame(OpCode::Binary, true, false, &data);
+    let mut received = Vec::new();
+    server.handle_input(&mut wire[..14].to_vec(), &mut received);
+    let (buf, limit) = server.payload_buffer().expect("room");
+    assert_eq!(limit, data.len());
+    buf.extend_from_slice(&wire[14..40_014]);
+    let (buf, left) = server.payload_buffer().expect("the rest of the room");
+    assert_eq!(left, data.len() - 40_000);
+    buf.extend_from_slice(&wire[40_014..50_014]);
+    assert_eq!(server.handle_input(&mut wire[50_014..].to_vec(), &mut received), data.len() - 50_000);
+    assert_eq!(received, [Received::Message { kind: MessageKind::Binary, data }]);
 
     let mut server = Endpoint::server(EndpointConfig::default());
     let mut text = "κόσμε".repeat(5000).into_bytes();
