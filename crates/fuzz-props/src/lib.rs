@@ -1231,7 +1231,7 @@ fn endpoint_config(flags: u8) -> wsproto::endpoint::EndpointConfig {
 /// Feeds `pieces` to a fresh endpoint as a shell does (every message
 /// echoed as it completes); returns what it received and what it sent.
 fn drive_endpoint(flags: u8, pieces: &[&[u8]]) -> (Vec<wsproto::endpoint::Received>, Vec<u8>, usize) {
-    use wsproto::endpoint::{Endpoint, Received};
+    use wsproto::endpoint::Endpoint;
     let config = endpoint_config(flags);
     let mut endpoint =
         if flags & 1 != 0 { Endpoint::client(config, counting_keys()) } else { Endpoint::server(config) };
@@ -1253,12 +1253,7 @@ fn drive_endpoint(flags: u8, pieces: &[&[u8]]) -> (Vec<wsproto::endpoint::Receiv
             direct_reads += 1;
             let mut received = Vec::new();
             endpoint.payload_read(&mut received);
-            for r in received {
-                if let Received::Message { kind, data } = &r {
-                    endpoint.send(*kind, data);
-                }
-                all.push(r);
-            }
+            echo(&mut endpoint, received, &mut all);
         }
         buf.extend_from_slice(piece);
         let mut used = 0;
@@ -1267,12 +1262,7 @@ fn drive_endpoint(flags: u8, pieces: &[&[u8]]) -> (Vec<wsproto::endpoint::Receiv
             let n = endpoint.handle_input(&mut buf[used..], &mut received);
             used += n;
             let got = !received.is_empty();
-            for r in received {
-                if let Received::Message { kind, data } = &r {
-                    endpoint.send(*kind, data);
-                }
-                all.push(r);
-            }
+            echo(&mut endpoint, received, &mut all);
             if n == 0 && !got {
                 break;
             }
@@ -1281,6 +1271,21 @@ fn drive_endpoint(flags: u8, pieces: &[&[u8]]) -> (Vec<wsproto::endpoint::Receiv
         out.append(endpoint.output());
     }
     (all, out, direct_reads)
+}
+
+/// Echoes each message in `received` as a shell does, and keeps everything
+/// in `all`.
+fn echo(
+    endpoint: &mut wsproto::endpoint::Endpoint,
+    received: Vec<wsproto::endpoint::Received>,
+    all: &mut Vec<wsproto::endpoint::Received>,
+) {
+    for r in received {
+        if let wsproto::endpoint::Received::Message { kind, data } = &r {
+            endpoint.send(*kind, data);
+        }
+        all.push(r);
+    }
 }
 
 /// What an `endpoint` input makes the endpoint do: (client role, messages

@@ -277,8 +277,8 @@ impl Endpoint {
     /// nothing else, and calls [`Endpoint::payload_read`]. A large message
     /// then reaches its buffer with no copy out of a read buffer: the
     /// bytes are unmasked and checked there (§5.3, and §8.1 for text).
-    /// Capacity is reserved for 64 KiB, or up to what the message already
-    /// holds, whichever is more (a buffer handed back with
+    /// Capacity is reserved for the allowed count, up to 64 KiB or what the
+    /// message already holds, whichever is more (a buffer handed back with
     /// [`Endpoint::recycle`] usually has room for all of it already).
     ///
     /// Called again before `payload_read`, it offers what is left of the
