@@ -447,6 +447,10 @@ impl WindowAudit {
         self.read += repeat;
         if self.read == total {
             let (hlit, hdist) = (usize::from(self.hlit), usize::from(self.hdist));
+            // The tables are rebuilt from here on: if either build fails,
+            // they no longer hold the fixed codes, and a later fixed block
+            // (after a reset) must load those again.
+            self.fixed = false;
             // The end-of-block symbol must have a code.
             if self.lengths[256] == 0
                 || !self.lit.build(&self.lengths[..hlit])
@@ -454,7 +458,6 @@ impl WindowAudit {
             {
                 return Step::Invalid;
             }
-            self.fixed = false;
             self.state = State::Symbols;
         }
         Step::Done

@@ -265,3 +265,60 @@ fn not_deflate_stops_quietly() {
         assert_eq!(audit.feed(&[0x4b; 100]), Ok(()));
     }
 }
+
+/// A dynamic block whose literal/length code is valid and whose distance
+/// code is over-subscribed (three codes of one bit; RFC 1951 §3.2.7): the
+/// literal table gets built, the distance table does not.
+fn dynamic_block_with_a_broken_distance_code() -> Vec<u8> {
+    let mut bits = Bits::default();
+    bits.put(0, 1); // BFINAL
+    bits.put(2, 2); // dynamic Huffman codes
+    bits.put(0, 5); // HLIT: 257 literal/length codes
+    bits.put(2, 5); // HDIST: 3 distance codes
+    bits.put(14, 4); // HCLEN: 18 code length codes, up to symbol 1
+    // The code length code: symbols 1 and 9, one bit each (1 → 0, 9 → 1).
+    for symbol in &CLEN_ORDER[..18] {
+        bits.put(u32::from(matches!(symbol, 1 | 9)), 3);
+    }
+    // Literals 0–255 nine bits each, end of block one bit: complete.
+    for _ in 0..256 {
+        bits.code(1, 1);
+    }
+    bits.code(0, 1);
+    // Three distance codes of one bit each.
+    for _ in 0..3 {
+        bits.code(0, 1);
+    }
+    bits.finish()
+}
+
+/// A dynamic block whose tables fail to build leaves no trace: the fixed
+/// codes are loaded again for the next stream's fixed block, not taken from
+/// a literal table the broken block overwrote. (Found by the
+/// `deflate_inspect` fuzz target: a corrupt message without context
+/// takeover made the next, intact one fail as beyond the agreed window.)
+#[test]
+fn a_broken_dynamic_block_does_not_leave_its_tables_behind() {
+    let (before, _, _) = final_stream(&[Op::Literal(b'x')]);
+    let broken = dynamic_block_with_a_broken_distance_code();
+    let ops = [Op::Literal(b'a'), Op::Literal(b'b'), Op::Copy(30, 2), Op::Literal(0xe2)];
+    let (after, plain, farthest) = final_stream(&ops);
+
+    let mut audit = WindowAudit::new(8);
+    assert_eq!(audit.feed(&before), Ok(()));
+    audit.reset();
+    assert_eq!(audit.feed(&broken), Ok(()), "not DEFLATE stops quietly");
+    audit.reset();
+    assert_eq!(audit.feed(&after), Ok(()));
+    assert_eq!((audit.produced(), audit.farthest()), (plain.len() as u64, farthest));
+
+    // The same through the inflater, as wsproxy's inspector reads a
+    // connection without context takeover (RFC 7692 §7.1.1).
+    for split in [1, 3, 1000] {
+        let mut inflater = Inflater::with_window_bits(true, 8, 1 << 20);
+        assert_eq!(inflate(&mut inflater, &before, split), Ok(Some(b"x".to_vec())), "{split}");
+        assert_eq!(inflate(&mut inflater, &broken, split), Err(Error::InflateFailed), "{split}");
+        inflater.end_message(&mut |_| {}).expect("the failed message ends");
+        assert_eq!(inflate(&mut inflater, &after, split), Ok(Some(plain.clone())), "{split}");
+    }
+}
