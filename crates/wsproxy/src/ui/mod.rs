@@ -218,13 +218,16 @@ impl Hub {
         let State { clients, client_dropped, .. } = &mut *state;
         clients.retain_mut(|c| {
             let queued = c.queued.load(Ordering::Acquire);
-            if queued + batch.len() > cap {
+            // The notice of earlier losses goes out with the batch, and
+            // counts against the page's bound as the batch does.
+            let notice = (c.untold > 0).then(|| format!("{{\"ui\":\"dropped\",\"events\":{}}}", c.untold));
+            if queued + batch.len() + notice.as_ref().map_or(0, String::len) > cap {
                 c.untold += lines;
                 *client_dropped += lines;
                 return !c.tx.is_closed();
             }
-            if c.untold > 0 {
-                let notice: Arc<str> = Arc::from(format!("{{\"ui\":\"dropped\",\"events\":{}}}", c.untold));
+            if let Some(notice) = notice {
+                let notice: Arc<str> = Arc::from(notice);
                 c.queued.fetch_add(notice.len(), Ordering::AcqRel);
                 if c.tx.send(notice).is_err() {
                     return false;
@@ -570,6 +573,36 @@ mod tests {
         assert!(next[1].ends_with("\"n\":100}"));
         // The store is unaffected by the page.
         assert_eq!(hub.stats().stored, 101);
+    }
+
+    /// The notice of a loss counts against the bound too: a batch that
+    /// fits alone but not with the notice waits (dropped and counted).
+    #[test]
+    fn the_notice_of_a_loss_stays_within_the_bound() {
+        let event = line(1, "frame", 0);
+        let notice_len = "{\"ui\":\"dropped\",\"events\":1}".len();
+        // Room for two events; the third is dropped; after one is read,
+        // there is room for the next event but not for it and the notice.
+        let cap = 2 * event.trim_end().len() + notice_len - 1;
+        let hub = Hub::new(UiOptions { client_queue_bytes: cap, ..UiOptions::default() });
+        let mut sub = hub.subscribe().expect("room");
+        drain(&mut sub);
+        for n in 0..3 {
+            hub.ingest(line(1, "frame", n).as_bytes());
+        }
+        assert_eq!(hub.stats().client_dropped, 1);
+        let first = sub.rx.try_recv().expect("a batch");
+        sub.queued.fetch_sub(first.len(), Ordering::AcqRel);
+        hub.ingest(line(1, "frame", 3).as_bytes());
+        let stats = hub.stats();
+        assert!(stats.client_queued_bytes <= cap, "{stats:?}");
+        assert_eq!(stats.client_dropped, 2, "{stats:?}");
+        // Once the page reads everything, the notice and the next event fit.
+        drain(&mut sub);
+        hub.ingest(line(1, "frame", 4).as_bytes());
+        let next = drain(&mut sub);
+        assert_eq!(next[0], "{\"ui\":\"dropped\",\"events\":2}");
+        assert!(next[1].ends_with("\"n\":4}"), "{next:?}");
     }
 
     #[test]
