@@ -45,8 +45,8 @@ PIDS=()
 start_server wsecho "$BIN/wsecho" --listen 127.0.0.1:0 --quiet
 ECHO_URL=$SERVER_URL
 TARGETS+=("wsecho=$SERVER_URL@$SERVER_PID")
-start_server wsecho-wsproto "$BIN/wsecho" --listen 127.0.0.1:0 --quiet --engine wsproto
-TARGETS+=("wsecho --engine wsproto=$SERVER_URL@$SERVER_PID")
+start_server wsecho-tt "$BIN/wsecho" --listen 127.0.0.1:0 --quiet --engine tokio-tungstenite
+TARGETS+=("wsecho --engine tokio-tungstenite=$SERVER_URL@$SERVER_PID")
 start_server tt-echo "$BIN/examples/tt_echo"
 TARGETS+=("tokio-tungstenite example=$SERVER_URL@$SERVER_PID")
 start_server wsproxy "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" --format json --log "$OUT/wsproxy-events.jsonl"

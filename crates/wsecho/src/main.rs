@@ -23,15 +23,17 @@ struct Args {
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = wscli::parse_size_usize)]
     max_frame_size: usize,
     /// Receive buffer per connection: allocated per connection, and the most
-    /// read from the socket at once (65536, 16KiB). `--engine wsproto` grows
-    /// it up to 256 KiB while reads fill it, and shrinks it back after.
+    /// read from the socket at once (65536, 16KiB). The wsproto engine grows
+    /// it up to 256 KiB while reads fill it, and shrinks it back after;
+    /// tokio-tungstenite reads at most this much at a time.
     #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = wscli::parse_size_usize)]
     read_buffer_size: usize,
-    /// The WebSocket implementation: tokio-tungstenite (no compression) or
-    /// wsproto (this workspace's, with permessage-deflate).
-    #[arg(long, value_enum, default_value = "tokio-tungstenite")]
+    /// The WebSocket implementation: wsproto (this workspace's, with
+    /// permessage-deflate) or tokio-tungstenite (no compression).
+    #[arg(long, value_enum, default_value = "wsproto")]
     engine: wsecho::Engine,
-    /// With --engine wsproto: decline permessage-deflate offers.
+    /// Decline permessage-deflate offers (the tokio-tungstenite engine
+    /// always does).
     #[arg(long)]
     no_compression: bool,
     /// How long a client has to send its request head (10s, 500ms, or seconds: 1).
@@ -51,7 +53,8 @@ Examples:
   wsecho                                   ws://127.0.0.1:9001
   wsecho --listen 0 --quiet                a free port, printed as `listening on ws://ADDR`
   wsecho --listen 9003 --max-message-size 64MiB
-  wsecho --engine wsproto                  our own frames, with permessage-deflate
+  wsecho --no-compression                  decline permessage-deflate offers
+  wsecho --engine tokio-tungstenite        tokio-tungstenite's frames instead of ours
   RUST_LOG=debug wsecho                    also log each connection opening and closing
 ";
 
@@ -122,5 +125,6 @@ mod tests {
             (lib.max_message_size, lib.max_frame_size, lib.read_buffer_size)
         );
         assert_eq!((args.handshake_timeout, args.idle_timeout), (lib.handshake_timeout, lib.idle_timeout));
+        assert_eq!((args.engine, args.no_compression), (lib.engine, lib.deflate.is_none()));
     }
 }
