@@ -29,7 +29,11 @@ const DIRECT_READ: usize = 16 << 10;
 
 /// The most the read buffer grows to while large messages flow (it starts
 /// at `--read-buffer-size`, and goes back to it once reads are small).
-const MAX_READ_BUFFER: usize = 256 << 10;
+/// Frames with 16 KiB or more to come are read into their messages instead
+/// ([`DIRECT_READ`]), so more than this bought no CPU per echo at 16 B,
+/// 64 KiB or 1 MiB (measured A/B against 256 KiB: the same to 1 %), and
+/// cost about 200 KiB of peak memory per busy connection.
+const MAX_READ_BUFFER: usize = 64 << 10;
 
 /// Echoes on an upgraded connection until the closing handshake is over,
 /// the peer goes away, or the close wait runs out.

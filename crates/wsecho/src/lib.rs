@@ -47,9 +47,9 @@ pub enum Engine {
     /// This workspace's sans-IO `wsproto::endpoint::Endpoint`, with
     /// permessage-deflate (RFC 7692) negotiated when [`Config::deflate`] is
     /// set. The default: ahead of the tokio-tungstenite engine in echo
-    /// throughput and CPU per message at every size measured, in idle
-    /// memory per connection, and in the Autobahn|Testsuite (517 of 517
-    /// cases OK or INFORMATIONAL, the compression cases included).
+    /// throughput and CPU per message at every size measured, in peak and
+    /// idle memory, and in the Autobahn|Testsuite (517 of 517 cases OK or
+    /// INFORMATIONAL, the compression cases included).
     #[default]
     Wsproto,
     /// tokio-tungstenite's `WebSocketStream` (no permessage-deflate: the

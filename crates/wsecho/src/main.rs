@@ -24,7 +24,7 @@ struct Args {
     max_frame_size: usize,
     /// Receive buffer per connection: allocated per connection, and the most
     /// read from the socket at once (65536, 16KiB). The wsproto engine grows
-    /// it up to 256 KiB while reads fill it, and shrinks it back after;
+    /// it up to 64 KiB while reads fill it, and shrinks it back after;
     /// tokio-tungstenite reads at most this much at a time.
     #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = wscli::parse_size_usize)]
     read_buffer_size: usize,

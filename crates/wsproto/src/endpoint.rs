@@ -116,6 +116,8 @@ struct Incoming {
     kind: MessageKind,
     compressed: bool,
     data: Vec<u8>,
+    /// The frame being read is the message's last (FIN set, §5.2).
+    last_frame: bool,
 }
 
 /// One side's compressor and the other side's inflater, per the agreed
@@ -278,7 +280,8 @@ impl Endpoint {
     /// then reaches its buffer with no copy out of a read buffer: the
     /// bytes are unmasked and checked there (§5.3, and §8.1 for text).
     /// Capacity is reserved for the allowed count, up to 64 KiB or what the
-    /// message already holds, whichever is more (a buffer handed back with
+    /// message already holds, whichever is more, and in the message's last
+    /// frame never past its end (a buffer handed back with
     /// [`Endpoint::recycle`] usually has room for all of it already).
     ///
     /// Called again before `payload_read`, it offers what is left of the
@@ -298,7 +301,17 @@ impl Endpoint {
         let remaining = self.decoder.payload_remaining();
         let message = self.message.as_mut().filter(|m| !m.compressed && remaining > 0)?;
         let limit = usize::try_from(remaining).unwrap_or(usize::MAX).min(MAX_DIRECT);
-        message.data.reserve(limit.min(message.data.len().max(MIN_DIRECT_RESERVE)));
+        let additional = limit.min(message.data.len().max(MIN_DIRECT_RESERVE));
+        if message.last_frame {
+            // The message ends with this frame: no more room than it needs
+            // (the growth stays geometric, `additional` being at least
+            // what the message holds until the end is near). Doubling past
+            // its end would, for a 1 MiB message, leave a buffer too large
+            // to recycle, and a fresh one to fault in for the next.
+            message.data.reserve_exact(additional);
+        } else {
+            message.data.reserve(additional);
+        }
         self.direct = Some((message.data.len(), limit));
         Some((&mut message.data, limit))
     }
@@ -378,10 +391,15 @@ impl Endpoint {
                         }
                         let mut data = std::mem::take(&mut self.spare);
                         data.clear();
-                        self.message = Some(Incoming { kind, compressed: header.rsv1, data });
+                        self.message = Some(Incoming { kind, compressed: header.rsv1, data, last_frame: header.fin });
                         self.collecting = true;
                     }
-                    OpCode::Continuation => self.collecting = self.message.is_some(),
+                    OpCode::Continuation => {
+                        self.collecting = self.message.is_some();
+                        if let Some(m) = &mut self.message {
+                            m.last_frame = header.fin;
+                        }
+                    }
                     _ => {
                         self.collecting = false;
                         return;

@@ -706,3 +706,65 @@ fn payload_buffer_takes_large_payload_and_checks_it() {
     assert_eq!(frames.len(), 1);
     assert_eq!(close_code(&frames[0].2), Some(1007));
 }
+
+/// Reads a single-frame message as wsecho does: its first bytes from a
+/// read buffer (`handle_input`), the rest straight into the message in
+/// reads of up to `read` bytes. Returns the message's data.
+fn read_directly(server: &mut Endpoint, wire: &[u8], first: usize, read: usize) -> Vec<u8> {
+    let mut received = Vec::new();
+    assert_eq!(server.handle_input(&mut wire[..first].to_vec(), &mut received), first);
+    let mut at = first;
+    while let Some((buf, limit)) = server.payload_buffer() {
+        let n = limit.min(read);
+        buf.extend_from_slice(&wire[at..at + n]);
+        at += n;
+        server.payload_read(&mut received);
+    }
+    assert_eq!(at, wire.len());
+    match received.pop() {
+        Some(Received::Message { data, .. }) => data,
+        other => panic!("no message: {other:?}"),
+    }
+}
+
+/// In a message's last frame the buffer grows to the message's end, not
+/// past it: a 1 MiB message leaves a buffer that is recycled (not over
+/// the 1 MiB kept), and the next one is read into it without growing.
+/// Fragments before the last grow it as a vector does (amortized).
+#[test]
+fn the_last_frame_reserves_no_more_than_the_message_needs() {
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
+    let wire = client_frame(OpCode::Binary, true, false, &data);
+    for (first, read) in [(16 << 10, 64 << 10), (1000, 200 << 10), (14, 1 << 20)] {
+        let mut server = Endpoint::server(EndpointConfig::default());
+        let got = read_directly(&mut server, &wire, first, read);
+        assert_eq!(got, data);
+        assert_eq!(got.capacity(), data.len(), "first {first}, reads of {read}");
+        let at = got.as_ptr();
+        server.recycle(got);
+        let again = read_directly(&mut server, &wire, first, read);
+        assert_eq!(again, data);
+        assert_eq!((again.as_ptr(), again.capacity()), (at, data.len()), "not read into the recycled buffer");
+    }
+    // Many fragments: not one reallocation per fragment.
+    let mut server = Endpoint::server(EndpointConfig::default());
+    let mut received = Vec::new();
+    let mut grown = 0;
+    let mut capacity = 0;
+    for i in 0..200 {
+        let frame =
+            client_frame(if i == 0 { OpCode::Binary } else { OpCode::Continuation }, i == 199, false, &[9; 20_000]);
+        server.handle_input(&mut frame[..14].to_vec(), &mut received);
+        let mut at = 14;
+        while let Some((buf, limit)) = server.payload_buffer() {
+            buf.extend_from_slice(&frame[at..at + limit]);
+            at += limit;
+            if buf.capacity() != capacity {
+                (grown, capacity) = (grown + 1, buf.capacity());
+            }
+            server.payload_read(&mut received);
+        }
+    }
+    assert!(matches!(&received[..], [Received::Message { data, .. }] if data.len() == 4_000_000));
+    assert!(grown <= 16, "the buffer grew {grown} times over 200 fragments");
+}
