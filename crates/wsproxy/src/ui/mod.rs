@@ -58,6 +58,12 @@ impl Default for UiOptions {
 /// on a busy connection.
 const PINNED: usize = 8;
 
+/// What a page is told when `events` events were dropped for it (its queue
+/// was full): one JSON line of its own, `{"ui":"dropped","events":N}`.
+fn dropped_notice(events: u64) -> Arc<str> {
+    Arc::from(format!("{{\"ui\":\"dropped\",\"events\":{events}}}"))
+}
+
 /// Pages that may watch at once (each may hold `client_queue_bytes` and a
 /// snapshot of the store).
 pub const MAX_CLIENTS: usize = 16;
@@ -220,14 +226,24 @@ impl Hub {
             let queued = c.queued.load(Ordering::Acquire);
             // The notice of earlier losses goes out with the batch, and
             // counts against the page's bound as the batch does.
-            let notice = (c.untold > 0).then(|| format!("{{\"ui\":\"dropped\",\"events\":{}}}", c.untold));
-            if queued + batch.len() + notice.as_ref().map_or(0, String::len) > cap {
+            let notice = (c.untold > 0).then(|| dropped_notice(c.untold));
+            if queued + batch.len() + notice.as_ref().map_or(0, |n| n.len()) > cap {
                 c.untold += lines;
                 *client_dropped += lines;
+                // A page that has read everything is told of the loss now,
+                // when the notice fits alone: batches that never fit with
+                // it must not keep it from the page.
+                if queued == 0 {
+                    let notice = dropped_notice(c.untold);
+                    if notice.len() <= cap {
+                        c.queued.fetch_add(notice.len(), Ordering::AcqRel);
+                        c.untold = 0;
+                        return c.tx.send(notice).is_ok();
+                    }
+                }
                 return !c.tx.is_closed();
             }
             if let Some(notice) = notice {
-                let notice: Arc<str> = Arc::from(notice);
                 c.queued.fetch_add(notice.len(), Ordering::AcqRel);
                 if c.tx.send(notice).is_err() {
                     return false;
@@ -603,6 +619,27 @@ mod tests {
         let next = drain(&mut sub);
         assert_eq!(next[0], "{\"ui\":\"dropped\",\"events\":2}");
         assert!(next[1].ends_with("\"n\":4}"), "{next:?}");
+    }
+
+    /// Batches that fit the bound alone but never with the notice do not
+    /// keep the loss from a page that has read everything: it is told at
+    /// once, on its own.
+    #[test]
+    fn a_page_that_caught_up_is_told_of_its_loss() {
+        let event_len = line(1, "frame", 0).trim_end().len();
+        let cap = event_len + dropped_notice(1).len() - 1;
+        let hub = Hub::new(UiOptions { client_queue_bytes: cap, ..UiOptions::default() });
+        let mut sub = hub.subscribe().expect("room");
+        drain(&mut sub);
+        hub.ingest(line(1, "frame", 0).as_bytes());
+        hub.ingest(line(1, "frame", 1).as_bytes());
+        assert_eq!(drain(&mut sub).len(), 1, "the second did not fit");
+        hub.ingest(line(1, "frame", 2).as_bytes());
+        assert_eq!(drain(&mut sub), [&*dropped_notice(2)]);
+        hub.ingest(line(1, "frame", 3).as_bytes());
+        let next = drain(&mut sub);
+        assert!(next.len() == 1 && next[0].ends_with("\"n\":3}"), "{next:?}");
+        assert_eq!(hub.stats().client_dropped, 2);
     }
 
     #[test]
