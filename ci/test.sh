@@ -139,10 +139,11 @@ env PATH=/nonexistent "$BIN/wsharness" autobahn run --engine native --jobs 8 --u
 "$BIN/wsharness" autobahn diff target/autobahn/wsecho-native target/autobahn/wsecho --require-all-cases
 
 step "Autobahn, native engine, full suite through wsproxy to wsecho (every compressed message inflated)"
-# One case at a time (--jobs 1): the proxy log's k-th connection is case k.
+# Four cases at a time: proxy-log matches each connection to its case by
+# its Sec-WebSocket-Key.
 start_server wsproxy "$BIN/wsproxy" --listen 127.0.0.1:0 --upstream "$ECHO_URL" --format json --log target/autobahn/wsproxy.jsonl
 PROXY_PID=$SERVER_PID
-env PATH=/nonexistent "$BIN/wsharness" autobahn run --engine native --jobs 1 --url "$SERVER_URL" --agent wsecho \
+env PATH=/nonexistent "$BIN/wsharness" autobahn run --engine native --jobs 4 --url "$SERVER_URL" --agent wsecho \
     --out target/autobahn/wsproxy
 # Case for case the same results as wstest's direct run…
 "$BIN/wsharness" autobahn diff target/autobahn/wsproxy target/autobahn/wsecho --require-all-cases

@@ -14,7 +14,9 @@ mod run;
 pub use check::{Summary, render_check, summarize};
 pub use client::{ClientOptions, Driver, ServerEngine, URL_ENV, driver_command, run_client};
 pub use diff::{Comparison, Difference, compare, render_comparison};
-pub use proxylog::{CaseViolations, parse_expected_violations, render_violations, violations_by_case};
+pub use proxylog::{
+    CaseViolations, expected_matches, parse_expected_violations, render_violations, violations_by_case,
+};
 pub use report::{CaseId, CaseResult, Results, load_results, read_case_details};
 pub use run::{DEFAULT_IMAGE, RunOptions, ensure_venv, expected_case_ids, has_accelerator, run};
 
