@@ -1333,7 +1333,7 @@ fn sent_frames(out: &[u8], client: bool, deflate: bool) -> Vec<(OpCode, bool, Ve
 
 /// `wsproto::endpoint::Endpoint` in either role, with or without
 /// permessage-deflate, fed arbitrary bytes from its peer cut anywhere (as
-/// `wsecho --engine wsproto` and the Autobahn client drive it, each message
+/// wsecho's default engine and the Autobahn client drive it, each message
 /// echoed as it completes):
 ///
 /// * it never panics, and what it receives and sends does not depend on

@@ -19,7 +19,7 @@ const EXPECTED_WSECHO: &str = include_str!("../../../../autobahn/expected/wsecho
 /// wstest's optional C accelerators for UTF-8 validation and masking, which
 /// autobahn 0.10.9 imports when present (`autobahn/websocket/utf8validator.py`,
 /// `xormasker.py`); without them both run byte by byte in Python. Measured
-/// against `wsecho --engine wsproto`, cases 12.1.*: 179 s wall (172 s CPU)
+/// against wsecho's wsproto engine, cases 12.1.*: 179 s wall (172 s CPU)
 /// without, 30 s (24 s) with, and the same verdicts. Built from source (it
 /// needs a C compiler and Python 2.7's headers), so it is installed on its
 /// own and the virtualenv works without it.
