@@ -300,17 +300,21 @@ impl Endpoint {
         }
         let remaining = self.decoder.payload_remaining();
         let message = self.message.as_mut().filter(|m| !m.compressed && remaining > 0)?;
-        let limit = usize::try_from(remaining).unwrap_or(usize::MAX).min(MAX_DIRECT);
+        let remaining = usize::try_from(remaining).unwrap_or(usize::MAX);
+        let limit = remaining.min(MAX_DIRECT);
         let additional = limit.min(message.data.len().max(MIN_DIRECT_RESERVE));
-        if message.last_frame {
-            // The message ends with this frame: no more room than it needs
-            // (the growth stays geometric, `additional` being at least
-            // what the message holds until the end is near). Doubling past
-            // its end would, for a 1 MiB message, leave a buffer too large
-            // to recycle, and a fresh one to fault in for the next.
-            message.data.reserve_exact(additional);
-        } else {
-            message.data.reserve(additional);
+        let data = &mut message.data;
+        if data.capacity() - data.len() < additional {
+            // Geometric growth, as `Vec::reserve` does (reads that take less
+            // than the room do not make it grow again), but in the
+            // message's last frame not past its end: doubling past it
+            // would, for a 1 MiB message, leave a buffer too large to
+            // recycle, and a fresh one to fault in for the next.
+            let mut want = (2 * data.capacity()).max(data.len() + additional);
+            if message.last_frame {
+                want = want.min(data.len().saturating_add(remaining));
+            }
+            data.reserve_exact(want - data.len());
         }
         self.direct = Some((message.data.len(), limit));
         Some((&mut message.data, limit))
