@@ -11,8 +11,9 @@
 //! by the `Sec-WebSocket-Key` of its upgrade request, which the proxy logs
 //! and the case's report holds in `httpRequest` (RFC 6455 §4.1: a fresh
 //! random key per connection), so cases run at the same time (`autobahn
-//! run --jobs N`) are told apart. Where a report has no request, the
-//! order decides: the fuzzingclient runs its cases in order, and the k-th
+//! run --jobs N`) are told apart; a connection whose key no report has (or
+//! two reports have) is not attributed to a case. Where the reports hold no
+//! requests, the order decides: the fuzzingclient runs its cases in order, and the k-th
 //! connection that sent an upgrade request is the case whose report says
 //! `"case": k`. (Other connections, such as a reachability probe, are
 //! skipped.)
@@ -29,8 +30,10 @@ use super::report::{CaseId, Results};
 pub type CaseViolations = BTreeMap<CaseId, BTreeSet<(String, String)>>;
 
 /// The run's cases in the order they ran, and by the `Sec-WebSocket-Key`
-/// of their upgrade requests.
-fn cases_in_run_order(results: &Results) -> anyhow::Result<(Vec<CaseId>, BTreeMap<String, CaseId>)> {
+/// of their upgrade requests (`None`: a key two reports have).
+type ByKey = BTreeMap<String, Option<CaseId>>;
+
+fn cases_in_run_order(results: &Results) -> anyhow::Result<(Vec<CaseId>, ByKey)> {
     let dir = results.dir.as_ref().context("the case order needs a report directory, not an index file")?;
     let mut numbered = Vec::new();
     let mut by_key = BTreeMap::new();
@@ -43,7 +46,7 @@ fn cases_in_run_order(results: &Results) -> anyhow::Result<(Vec<CaseId>, BTreeMa
         let n = value["case"].as_u64().with_context(|| format!("{} has no \"case\" number", path.display()))?;
         numbered.push((n, id.clone()));
         if let Some(key) = value["httpRequest"].as_str().and_then(request_key) {
-            by_key.insert(key.to_owned(), id.clone());
+            by_key.entry(key.to_owned()).and_modify(|case| *case = None).or_insert_with(|| Some(id.clone()));
         }
     }
     numbered.sort();
@@ -106,8 +109,11 @@ pub fn violations_by_case(results: &Results, log: &Path) -> anyhow::Result<CaseV
     }
     let mut out = CaseViolations::new();
     for (conn, rules) in by_conn {
-        let by_its_key = conn_key.get(&conn).and_then(|key| by_key.get(key));
-        let case = by_its_key.or_else(|| upgrade_index.get(&conn).and_then(|&k| order.get(k))).cloned();
+        let case = if by_key.is_empty() {
+            upgrade_index.get(&conn).and_then(|&k| order.get(k)).cloned()
+        } else {
+            conn_key.get(&conn).and_then(|key| by_key.get(key).cloned().flatten())
+        };
         let case = case.unwrap_or_else(|| CaseId::new(&format!("conn-{conn}")));
         out.entry(case).or_default().extend(rules);
     }
@@ -163,7 +169,7 @@ mod tests {
 
     /// Cases run at the same time: each connection goes to the case whose
     /// report has its key, whatever the order the connections opened in; a
-    /// request without a key falls back to the order.
+    /// connection without a known key goes to no case.
     #[test]
     fn connections_are_matched_to_cases_by_their_key() {
         let dir = std::env::temp_dir().join(format!("wsharness-proxylog-{}", std::process::id()));
@@ -195,8 +201,8 @@ mod tests {
         let violation = |conn: u64, rule: &str| {
             serde_json::json!({ "conn": conn, "event": "violation", "from": "client", "rule": rule }).to_string()
         };
-        // 2.1's connection opens first, then 1.1.1's, then 3.1's (no key:
-        // the third upgrade, so the third case).
+        // 2.1's connection opens first, then 1.1.1's, then one without a
+        // key: not attributed, as the order cannot be trusted here.
         let log = [
             upgrade(5, "a2V5LXR3bw=="),
             upgrade(6, "a2V5LW9uZQ=="),
@@ -211,7 +217,7 @@ mod tests {
         let results = super::super::report::load_results(&dir, None).expect("reports");
         let found = violations_by_case(&results, &log_path).expect("attributed");
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(render_violations(&found), "1.1.1 client:one\n2.1 client:two\n3.1 client:three\n");
+        assert_eq!(render_violations(&found), "conn-7 client:three\n1.1.1 client:one\n2.1 client:two\n");
     }
 
     #[test]
