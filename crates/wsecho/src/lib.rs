@@ -51,10 +51,11 @@ pub enum Engine {
     /// idle memory, and in the Autobahn|Testsuite (517 of 517 cases OK or
     /// INFORMATIONAL, the compression cases included).
     #[default]
+    #[value(help = "this workspace's sans-IO endpoint, with permessage-deflate (RFC 7692)")]
     Wsproto,
     /// tokio-tungstenite's `WebSocketStream` (no permessage-deflate: the
     /// Autobahn compression cases are UNIMPLEMENTED).
-    #[value(name = "tokio-tungstenite")]
+    #[value(name = "tokio-tungstenite", help = "tokio-tungstenite's WebSocketStream, without compression")]
     Tungstenite,
 }
 
